@@ -1,0 +1,41 @@
+# relaygate: `make run` starts the demo gateway, `make test` runs every check.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-dev
+
+.PHONY: install run serve test lint typecheck unit bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/relaygate demo
+
+serve: $(STAMP)
+	$(BIN)/relaygate serve --config $(or $(CONFIG),relaygate/demo/demo.yaml)
+
+lint: $(STAMP)
+	$(BIN)/ruff check relaygate tests benchmarks
+	$(BIN)/ruff format --check relaygate tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest -n 2 -q -p no:cacheprovider
+
+test: lint typecheck unit
+
+bench: $(STAMP)
+	bash benchmarks/run.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

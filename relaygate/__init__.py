@@ -1,0 +1,1 @@
+"""relaygate: an observability-first AI gateway."""

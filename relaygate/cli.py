@@ -1,0 +1,154 @@
+"""The ``relaygate`` command: ``serve``, ``validate``, ``demo``, ``mock-upstream``.
+
+``relaygate serve --config FILE`` listens on 127.0.0.1:8787 by default (Portkey's port, so it
+can replace a local Portkey gateway). ``relaygate validate FILE`` checks a server config or a
+Portkey config and explains every error. ``relaygate mock-upstream`` runs the fault
+simulator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from relaygate.config import ConfigError, compile_config
+from relaygate.config.server import ServerConfig, explain, load_server_config
+
+CONFIG_ENV = "RELAYGATE_CONFIG"
+"""Environment variable through which ``serve`` hands the config path to worker processes."""
+
+
+def app_factory() -> Any:
+    """Build the ASGI app from ``$RELAYGATE_CONFIG`` (used by uvicorn workers)."""
+    from relaygate.app import create_app
+    from relaygate.exporters.logging import configure_logging
+
+    path = os.environ.get(CONFIG_ENV)
+    server = load_server_config(path) if path else ServerConfig()
+    configure_logging(server.telemetry.logs.level, server.telemetry.logs.format)
+    return create_app(server)
+
+
+def _serve(ns: argparse.Namespace) -> int:
+    import uvicorn
+
+    try:
+        server = load_server_config(ns.config) if ns.config else ServerConfig()
+    except ConfigError as exc:
+        print(f"relaygate: invalid config {ns.config}:\n{explain(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"relaygate: cannot read {ns.config}: {exc.strerror}", file=sys.stderr)
+        return 2
+    host = ns.host or server.listen.host
+    port = ns.port if ns.port is not None else server.listen.port
+    if ns.config:
+        os.environ[CONFIG_ENV] = str(Path(ns.config).resolve())
+    print(f"relaygate listening on http://{host}:{port}", file=sys.stderr, flush=True)
+    uvicorn.run(
+        "relaygate.cli:app_factory",
+        factory=True,
+        host=host,
+        port=port,
+        workers=ns.workers,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+    return 0
+
+
+def _validate(ns: argparse.Namespace) -> int:
+    path = Path(ns.file)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        print(f"relaygate: cannot read {path}: {exc.strerror}", file=sys.stderr)
+        return 2
+    try:
+        if _looks_like_portkey_config(path, text):
+            compile_config(json.loads(text), config_id="file")
+            kind = "Portkey config"
+        else:
+            server = load_server_config(path)
+            server.compiled_configs()
+            server.compiled_default()
+            kind = "server config"
+    except ConfigError as exc:
+        print(f"{path}: invalid\n{explain(exc)}")
+        return 1
+    except json.JSONDecodeError as exc:
+        print(f"{path}: invalid\n(root): invalid JSON at line {exc.lineno} column {exc.colno}")
+        return 1
+    print(f"{path}: valid {kind}")
+    return 0
+
+
+def _looks_like_portkey_config(path: Path, text: str) -> bool:
+    if path.suffix.lower() != ".json":
+        return False
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(data, dict) and any(k in data for k in ("strategy", "targets", "provider"))
+
+
+def _mock(ns: argparse.Namespace) -> int:
+    from relaygate.mock_upstream import serve_mock, settings_from_args
+
+    serve_mock(ns.host, ns.port, settings_from_args(ns))
+    return 0
+
+
+def _demo(ns: argparse.Namespace) -> int:
+    from relaygate.demo import run_demo
+
+    run_demo(ns.port)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``relaygate`` command."""
+    from relaygate.mock_upstream import add_mock_arguments
+
+    root = argparse.ArgumentParser(prog="relaygate", description=__doc__.split("\n")[0])
+    sub = root.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", "-c", help="server config file (YAML or JSON)")
+    serve.add_argument("--host", help="interface to bind (default: config, else 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default: config, else 8787)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes")
+    serve.set_defaults(run=_serve)
+
+    validate = sub.add_parser("validate", help="check a server config or a Portkey config")
+    validate.add_argument("file")
+    validate.set_defaults(run=_validate)
+
+    demo = sub.add_parser("demo", help="run the gateway on the bundled fallback demo")
+    demo.add_argument("--port", type=int, default=8787)
+    demo.set_defaults(run=_demo)
+
+    mock = sub.add_parser("mock-upstream", help="run the OpenAI-compatible fault simulator")
+    add_mock_arguments(mock)
+    mock.set_defaults(run=_mock)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``relaygate`` command; returns the exit status."""
+    ns = parser().parse_args(argv)
+    result: int = ns.run(ns)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""The compiled routing config: the frozen tree the pipeline walks.
+
+A user's Portkey-format JSON is validated by :mod:`relaygate.config.schema` and compiled
+into these dataclasses once per distinct config. Inheritance (``override_params``,
+``retry``, ``request_timeout``, ``custom_host``, ``forward_headers``) is already applied,
+so a :class:`Target` carries everything needed to call its provider, and nothing on the
+request path re-reads the raw JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal
+
+Mode = Literal["single", "fallback", "loadbalance", "conditional"]
+"""How a strategy node picks among its children (Portkey's ``strategy.mode``)."""
+
+DEFAULT_RETRY_STATUS_CODES: frozenset[int] = frozenset({429, 500, 502, 503, 504})
+"""Upstream statuses retried when ``retry.on_status_codes`` is absent (Portkey's default)."""
+
+EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+class Secret:
+    """A credential that never shows itself: ``str()``/``repr()`` are masked.
+
+    Call :meth:`reveal` at the one place the value goes on the wire.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The clear value, for the upstream request's auth header only."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class RetrySettings:
+    """Retry policy of one target.
+
+    ``attempts`` counts retries after the first try (Portkey semantics: ``attempts: 3`` means
+    up to four calls). ``use_retry_after_header`` makes a ``retry-after-ms``/``retry-after``
+    answer header replace the computed backoff (bounded by the server's cap).
+    """
+
+    attempts: int = 0
+    on_status_codes: frozenset[int] = DEFAULT_RETRY_STATUS_CODES
+    use_retry_after_header: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A leaf of the config tree: one provider endpoint with its resolved settings.
+
+    ``path`` is Portkey's option index (``config.targets[1].targets[0]``), used in the
+    ``x-portkey-last-used-option-index`` header and as a bounded telemetry label.
+    ``provider_options`` holds provider-specific fields (Azure's ``resource_name``,
+    ``deployment_id``, ``api_version``...), read only by that provider's adapter.
+    """
+
+    path: str
+    provider: str
+    name: str | None = None
+    api_key: Secret | None = None
+    weight: float = 1.0
+    override_params: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+    retry: RetrySettings = RetrySettings()
+    request_timeout_ms: int | None = None
+    custom_host: str | None = None
+    forward_headers: tuple[str, ...] = ()
+    provider_options: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+
+    @property
+    def label(self) -> str:
+        """The name used in telemetry and the route story: ``name`` if set, else ``path``."""
+        return self.name or self.path
+
+    @property
+    def model(self) -> str | None:
+        """The model this target forces through ``override_params``, if any."""
+        model = self.override_params.get("model")
+        return model if isinstance(model, str) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """One conditional-routing rule: when ``query`` matches, route to the child named ``then``."""
+
+    query: Mapping[str, Any]
+    then: str
+
+
+@dataclass(frozen=True, slots=True)
+class Strategy:
+    """An inner node of the config tree: a strategy over child nodes.
+
+    ``on_status_codes`` (fallback mode) lists the upstream statuses that move on to the next
+    child; ``None`` means any non-2xx answer, network error or timeout does.
+    """
+
+    path: str
+    mode: Mode
+    children: tuple[Node, ...]
+    name: str | None = None
+    weight: float = 1.0
+    on_status_codes: frozenset[int] | None = None
+    conditions: tuple[Condition, ...] = ()
+    default: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The name used in telemetry: ``name`` if set, else ``path``."""
+        return self.name or self.path
+
+
+Node = Strategy | Target
+"""A node of the compiled config tree."""
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingConfig:
+    """A compiled config ready to route requests.
+
+    ``id`` is the bounded label for telemetry: the named config's id, ``"default"`` for the
+    server's default config, ``"inline"`` for a JSON config sent in a header, or
+    ``"provider"`` for a config-less call (``x-portkey-provider``).
+    """
+
+    id: str
+    root: Node
+    targets: tuple[Target, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if not self.targets:
+            object.__setattr__(self, "targets", tuple(iter_targets(self.root)))
+
+
+def iter_targets(node: Node) -> list[Target]:
+    """Every leaf under ``node``, depth-first in config order."""
+    if isinstance(node, Target):
+        return [node]
+    out: list[Target] = []
+    for child in node.children:
+        out.extend(iter_targets(child))
+    return out

@@ -1,0 +1,601 @@
+"""Portkey-format routing configs: validation and compilation into the routing tree.
+
+A config is a node. A *strategy node* has ``strategy`` and ``targets`` (a list of nodes); a
+*target* has ``provider`` and calls one provider. The common fields ``override_params``,
+``retry``, ``request_timeout``, ``custom_host`` and ``forward_headers`` may appear on any
+node and flow down to the targets below it; the nearest value wins, except
+``override_params``, whose keys merge (nearest key wins).
+
+:func:`parse_config` checks a config and returns its :class:`ConfigNode` model;
+:func:`compile_config` turns it into a :class:`~relaygate.config.model.RoutingConfig` with
+inheritance applied. Both raise :class:`~relaygate.config.errors.ConfigError` listing every
+problem with its path (``targets[1].retry.attempts: must be >= 0``). Fields may be written
+in snake_case or in the camelCase spelling the Portkey gateway also accepts.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+)
+from pydantic_core import PydanticCustomError
+
+from relaygate.config.errors import (
+    ROOT,
+    ConfigError,
+    Loc,
+    error_from_issues,
+    format_loc,
+    issues_from_validation_error,
+)
+from relaygate.config.model import (
+    DEFAULT_RETRY_STATUS_CODES,
+    EMPTY,
+    Condition,
+    Node,
+    RetrySettings,
+    RoutingConfig,
+    Secret,
+    Strategy,
+    Target,
+)
+
+__all__ = [
+    "MAX_NESTING",
+    "ConditionSpec",
+    "ConfigNode",
+    "Inherited",
+    "RetrySpec",
+    "StrategySpec",
+    "compile_config",
+    "load_config_json",
+    "parse_config",
+]
+
+MAX_NESTING = 16
+"""How many levels of ``targets`` a config may nest."""
+
+PROVIDER_OPTION_FIELDS: tuple[str, ...] = (
+    "resource_name",
+    "deployment_id",
+    "api_version",
+    "azure_model_name",
+)
+"""Target fields passed through to the provider adapter as ``Target.provider_options``."""
+
+_TARGET_ONLY_KEYS: frozenset[str] = frozenset(
+    {
+        "provider",
+        "api_key",
+        "apiKey",
+        "resource_name",
+        "resourceName",
+        "deployment_id",
+        "deploymentId",
+        "api_version",
+        "apiVersion",
+        "azure_model_name",
+        "azureModelName",
+    }
+)
+
+_IGNORED_FIELD_NOTES: dict[str, str] = {
+    "cache": "ignored (relaygate does not cache responses)",
+    "metadata": "ignored (relaygate does not use config metadata)",
+}
+
+
+# --- field types -------------------------------------------------------------------------
+
+
+def _reject_bool(kind: str, message: str) -> Callable[[Any], Any]:
+    """A before-validator refusing JSON booleans where a number is expected."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, bool):
+            raise PydanticCustomError(kind, message)
+        return value
+
+    return check
+
+
+def _check_base_url(value: str) -> str:
+    """Accept an absolute http(s) URL; return it without a trailing ``/``."""
+    value = value.strip()
+    try:
+        parts = urlsplit(value)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        raise PydanticCustomError("url", "must be an http(s) URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        raise PydanticCustomError("url", "must be an http(s) URL")
+    if parts.query or parts.fragment:
+        raise PydanticCustomError("url", "must not have a query string or fragment")
+    return value.rstrip("/")
+
+
+Int = Annotated[int, BeforeValidator(_reject_bool("int_type", "must be an integer"))]
+Number = Annotated[
+    float,
+    BeforeValidator(_reject_bool("float_type", "must be a number")),
+    Field(allow_inf_nan=False),
+]
+StatusCode = Annotated[Int, Field(ge=100, le=599)]
+NonEmptyStr = Annotated[str, StringConstraints(min_length=1)]
+LowerName = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1)]
+BaseUrl = Annotated[str, AfterValidator(_check_base_url)]
+"""An http(s) base URL up to and including the version path (``http://host:9001/v1``)."""
+
+
+def _field(name: str, camel: str | None = None, *, description: str, **kw: Any) -> Any:
+    """An optional field accepting ``name`` and, if given, its camelCase spelling ``camel``."""
+    alias = AliasChoices(name, camel) if camel else None
+    return Field(default=None, validation_alias=alias, description=description, **kw)
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+
+# --- the user-written config -------------------------------------------------------------
+
+
+class RetrySpec(_Spec):
+    """``retry``: how often a target is retried, and on which upstream statuses."""
+
+    attempts: Annotated[Int, Field(ge=0, le=10)] = Field(
+        description="Retries after the first try (0-10); `3` means up to four calls."
+    )
+    on_status_codes: list[StatusCode] | None = _field(
+        "on_status_codes",
+        "onStatusCodes",
+        description="Upstream statuses that are retried; default 429, 500, 502, 503, 504.",
+    )
+    use_retry_after_header: bool | None = _field(
+        "use_retry_after_header",
+        "useRetryAfterHeader",
+        description="Wait as long as the upstream's Retry-After header asks, within the cap.",
+    )
+
+    def settings(self) -> RetrySettings:
+        """The compiled retry policy."""
+        codes = (
+            DEFAULT_RETRY_STATUS_CODES
+            if self.on_status_codes is None
+            else frozenset(self.on_status_codes)
+        )
+        return RetrySettings(
+            attempts=self.attempts,
+            on_status_codes=codes,
+            use_retry_after_header=bool(self.use_retry_after_header),
+        )
+
+
+class ConditionSpec(_Spec):
+    """One rule of a conditional strategy: route to the child named ``then`` on a match."""
+
+    query: dict[str, Any] = Field(description="Match expression over the request metadata.")
+    then: str = Field(description="`name` of the child node to route to.")
+
+
+class StrategySpec(_Spec):
+    """``strategy``: how a strategy node picks among its ``targets``."""
+
+    mode: Literal["single", "fallback", "loadbalance", "conditional"] = Field(
+        description="`single` uses the first child, `fallback` tries children in order, "
+        "`loadbalance` picks by weight, `conditional` routes by `conditions`."
+    )
+    on_status_codes: list[StatusCode] | None = _field(
+        "on_status_codes",
+        "onStatusCodes",
+        description="Fallback only on these upstream statuses; default: any failure.",
+    )
+    conditions: list[ConditionSpec] | None = _field(
+        "conditions", description="Rules of a `conditional` strategy, first match wins."
+    )
+    default: str | None = _field(
+        "default", description="Child used by a `conditional` strategy when no rule matches."
+    )
+
+
+class ConfigNode(_Spec):
+    """One node of a Portkey config: a strategy node or a target.
+
+    Field shapes are checked here; rules spanning fields (``strategy`` with ``targets``,
+    ``provider`` on leaves, ``then`` names) are checked by :func:`parse_config`.
+    """
+
+    strategy: StrategySpec | None = _field(
+        "strategy", description="Makes this a strategy node over `targets`."
+    )
+    targets: Annotated[list[ConfigNode], Field(min_length=1)] | None = _field(
+        "targets", description="Children of a strategy node: targets or nested strategy nodes."
+    )
+    name: NonEmptyStr | None = _field(
+        "name", description="Label used by conditional routing and in telemetry."
+    )
+    weight: Annotated[Number, Field(ge=0)] | None = _field(
+        "weight", description="Share of traffic under a `loadbalance` parent (default 1)."
+    )
+    provider: LowerName | None = _field(
+        "provider", description="Provider this target calls, e.g. `openai`."
+    )
+    api_key: SecretStr | None = _field(
+        "api_key", "apiKey", description="Credential sent to the provider."
+    )
+    override_params: dict[str, Any] | None = _field(
+        "override_params",
+        "overrideParams",
+        description="Request-body fields forced on the targets below (e.g. `model`).",
+    )
+    retry: RetrySpec | None = _field("retry", description="Retry policy of the targets below.")
+    request_timeout: Annotated[Int, Field(gt=0)] | None = _field(
+        "request_timeout",
+        "requestTimeout",
+        description="Per-attempt timeout in milliseconds.",
+    )
+    custom_host: BaseUrl | None = _field(
+        "custom_host",
+        "customHost",
+        description="Base URL of the provider API, including the version path.",
+    )
+    forward_headers: list[LowerName] | None = _field(
+        "forward_headers",
+        "forwardHeaders",
+        description="Client request headers passed on to the provider.",
+    )
+    resource_name: str | None = _field(
+        "resource_name", "resourceName", description="Azure OpenAI resource name."
+    )
+    deployment_id: str | None = _field(
+        "deployment_id", "deploymentId", description="Azure OpenAI deployment id."
+    )
+    api_version: str | None = _field(
+        "api_version", "apiVersion", description="Provider API version (Azure)."
+    )
+    azure_model_name: str | None = _field(
+        "azure_model_name", "azureModelName", description="Model name behind an Azure deployment."
+    )
+    cache: Any = _field("cache", description="Accepted for compatibility and ignored.")
+    metadata: Any = _field("metadata", description="Accepted for compatibility and ignored.")
+
+    @property
+    def is_strategy(self) -> bool:
+        """Whether this node routes over children rather than calling a provider."""
+        return self.strategy is not None
+
+
+# --- checks spanning fields --------------------------------------------------------------
+
+
+def _nesting_issues(raw: Any, prefix: Loc) -> list[tuple[Loc, str]]:
+    """Refuse configs nesting deeper than :data:`MAX_NESTING` before any recursive walk."""
+    stack: list[tuple[Any, int, Loc]] = [(raw, 1, prefix)]
+    while stack:
+        node, depth, loc = stack.pop()
+        if not isinstance(node, dict):
+            continue
+        targets = node.get("targets")
+        if not isinstance(targets, list):
+            continue
+        if depth > MAX_NESTING:
+            return [((*loc, "targets"), f"targets nest more than {MAX_NESTING} levels deep")]
+        stack.extend((child, depth + 1, (*loc, "targets", i)) for i, child in enumerate(targets))
+    return []
+
+
+def _names_note(names: list[str]) -> str:
+    return f"(names: {', '.join(names)})" if names else "(no target has a name)"
+
+
+def _strategy_issues(strategy: dict[str, Any], targets: Any, loc: Loc) -> list[tuple[Loc, str]]:
+    issues: list[tuple[Loc, str]] = []
+    mode = strategy.get("mode")
+    conditions = strategy.get("conditions")
+    default = strategy.get("default")
+    at = (*loc, "strategy")
+    if mode in ("single", "fallback", "loadbalance"):
+        if conditions is not None:
+            issues.append(((*at, "conditions"), "only valid with mode 'conditional'"))
+        if default is not None:
+            issues.append(((*at, "default"), "only valid with mode 'conditional'"))
+    if mode == "conditional":
+        if conditions is None:
+            issues.append(((*at, "conditions"), "required when mode is 'conditional'"))
+        elif isinstance(conditions, list) and not conditions:
+            issues.append(((*at, "conditions"), "must not be empty"))
+        if isinstance(targets, list):
+            names = [
+                t["name"] for t in targets if isinstance(t, dict) and isinstance(t.get("name"), str)
+            ]
+            refs: list[tuple[Loc, Any]] = [((*at, "default"), default)]
+            if isinstance(conditions, list):
+                refs += [
+                    ((*at, "conditions", i, "then"), c.get("then"))
+                    for i, c in enumerate(conditions)
+                    if isinstance(c, dict)
+                ]
+            for ref_loc, ref in refs:
+                if isinstance(ref, str) and ref not in names:
+                    issues.append((ref_loc, f"no target named '{ref}' {_names_note(names)}"))
+    if mode == "loadbalance" and isinstance(targets, list) and targets:
+        weights = [t.get("weight", 1) if isinstance(t, dict) else None for t in targets]
+        numeric = all(isinstance(w, int | float) and not isinstance(w, bool) for w in weights)
+        if numeric and all(w == 0 for w in weights):
+            issues.append(((*loc, "targets"), "loadbalance needs a target with weight > 0"))
+    return issues
+
+
+def _structure_issues(raw: Any, loc: Loc) -> list[tuple[Loc, str]]:
+    """Rules spanning fields, checked on the raw input so they are reported even when some
+    field elsewhere has the wrong type. Values of the wrong type are skipped here: the
+    field-shape validation reports them."""
+    if not isinstance(raw, dict):
+        return []
+    issues: list[tuple[Loc, str]] = []
+    strategy = raw.get("strategy")
+    targets = raw.get("targets")
+    if targets is not None and strategy is None:
+        issues.append(((*loc, "strategy"), "required when 'targets' is set"))
+    if strategy is not None and targets is None:
+        issues.append(((*loc, "targets"), "required when 'strategy' is set"))
+    if strategy is None and targets is None:
+        if raw.get("provider") is None:
+            issues.append(
+                ((*loc, "provider"), "required (a node needs 'provider' or 'strategy' + 'targets')")
+            )
+    else:
+        for key in raw:
+            if key in _TARGET_ONLY_KEYS:
+                issues.append(((*loc, key), "only valid on a target, not on a strategy node"))
+    if isinstance(strategy, dict):
+        issues += _strategy_issues(strategy, targets, loc)
+    if isinstance(targets, list):
+        seen: dict[str, int] = {}
+        for i, child in enumerate(targets):
+            name = child.get("name") if isinstance(child, dict) else None
+            if isinstance(name, str):
+                if name in seen:
+                    issues.append(
+                        (
+                            (*loc, "targets", i, "name"),
+                            f"duplicate name '{name}' (also targets[{seen[name]}])",
+                        )
+                    )
+                else:
+                    seen[name] = i
+            issues += _structure_issues(child, (*loc, "targets", i))
+    return issues
+
+
+def validate_node(raw: Any, prefix: Loc = ()) -> tuple[ConfigNode | None, list[tuple[Loc, str]]]:
+    """Check a config; return its model (``None`` if invalid) and every issue found.
+
+    Issue locations start with ``prefix``, so a config embedded in a larger document reports
+    paths within that document.
+    """
+    if isinstance(raw, ConfigNode):
+        raw = raw.model_dump(exclude_unset=True)
+    if not isinstance(raw, dict):
+        return None, [(prefix, "must be an object")]
+    too_deep = _nesting_issues(raw, prefix)
+    if too_deep:
+        return None, too_deep
+    node: ConfigNode | None
+    issues: list[tuple[Loc, str]] = []
+    try:
+        node = ConfigNode.model_validate(raw)
+    except ValidationError as exc:
+        node = None
+        issues += issues_from_validation_error(exc, prefix)
+    issues += _structure_issues(raw, prefix)
+    return (None if issues else node), issues
+
+
+def parse_config(raw: Any) -> ConfigNode:
+    """Validate a config (a dict, usually decoded JSON) and return its model.
+
+    Raises :class:`ConfigError` listing every problem found.
+    """
+    node, issues = validate_node(raw)
+    if issues or node is None:
+        raise error_from_issues(issues or [((), "must be an object")])
+    return node
+
+
+# --- compilation -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Inherited:
+    """Defaults applied above the root (from server config or request headers), lowest precedence.
+
+    ``api_keys`` and ``custom_hosts`` are per provider: a target whose own chain sets no
+    ``api_key`` (``custom_host``) takes the one configured for its provider. ``custom_host``,
+    when set, is preferred to ``custom_hosts``.
+    """
+
+    override_params: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+    retry: RetrySettings | None = None
+    request_timeout_ms: int | None = None
+    custom_host: str | None = None
+    forward_headers: tuple[str, ...] = ()
+    api_keys: Mapping[str, Secret] = field(default_factory=lambda: EMPTY)
+    """Provider name -> default credential, used when a target has no ``api_key``."""
+    custom_hosts: Mapping[str, str] = field(default_factory=lambda: EMPTY)
+    """Provider name -> default base URL, used when a target's chain sets no ``custom_host``."""
+
+
+def _dedupe(items: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(items))
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """The inheritable settings in force at one node."""
+
+    override_params: Mapping[str, Any]
+    retry: RetrySettings | None
+    request_timeout_ms: int | None
+    custom_host: str | None
+    forward_headers: tuple[str, ...]
+
+    @classmethod
+    def top(cls, inherited: Inherited) -> _Scope:
+        return cls(
+            override_params=dict(inherited.override_params),
+            retry=inherited.retry,
+            request_timeout_ms=inherited.request_timeout_ms,
+            custom_host=inherited.custom_host.rstrip("/") if inherited.custom_host else None,
+            forward_headers=_dedupe(tuple(h.strip().lower() for h in inherited.forward_headers)),
+        )
+
+    def enter(self, node: ConfigNode) -> _Scope:
+        params = self.override_params
+        if node.override_params:
+            params = {**params, **node.override_params}
+        return _Scope(
+            override_params=params,
+            retry=node.retry.settings() if node.retry is not None else self.retry,
+            request_timeout_ms=(
+                node.request_timeout
+                if node.request_timeout is not None
+                else self.request_timeout_ms
+            ),
+            custom_host=node.custom_host if node.custom_host is not None else self.custom_host,
+            forward_headers=(
+                _dedupe(tuple(node.forward_headers))
+                if node.forward_headers is not None
+                else self.forward_headers
+            ),
+        )
+
+
+def _frozen_params(params: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(copy.deepcopy(dict(params))) if params else EMPTY
+
+
+def _compile_node(
+    node: ConfigNode,
+    path: str,
+    loc: Loc,
+    scope: _Scope,
+    inherited: Inherited,
+    warnings: list[str] | None,
+) -> Node:
+    if warnings is not None:
+        for key, note in _IGNORED_FIELD_NOTES.items():
+            if getattr(node, key) is not None:
+                warnings.append(f"{format_loc((*loc, key))}: {note}")
+    scope = scope.enter(node)
+    weight = node.weight if node.weight is not None else 1.0
+    if node.strategy is not None:
+        spec = node.strategy
+        children = tuple(
+            _compile_node(
+                child, f"{path}.targets[{i}]", (*loc, "targets", i), scope, inherited, warnings
+            )
+            for i, child in enumerate(node.targets or ())
+        )
+        return Strategy(
+            path=path,
+            mode=spec.mode,
+            children=children,
+            name=node.name,
+            weight=weight,
+            on_status_codes=(
+                frozenset(spec.on_status_codes) if spec.on_status_codes is not None else None
+            ),
+            conditions=tuple(
+                Condition(query=MappingProxyType(copy.deepcopy(c.query)), then=c.then)
+                for c in spec.conditions or ()
+            ),
+            default=spec.default,
+        )
+    provider = node.provider
+    if provider is None:  # excluded by parse_config; kept for type narrowing
+        raise ConfigError([(format_loc((*loc, "provider")), "required")])
+    key = node.api_key.get_secret_value() if node.api_key is not None else ""
+    options = {
+        name: getattr(node, name)
+        for name in PROVIDER_OPTION_FIELDS
+        if getattr(node, name) is not None
+    }
+    return Target(
+        path=path,
+        provider=provider,
+        name=node.name,
+        api_key=Secret(key) if key else inherited.api_keys.get(provider),
+        weight=weight,
+        override_params=_frozen_params(scope.override_params),
+        retry=scope.retry or RetrySettings(),
+        request_timeout_ms=scope.request_timeout_ms,
+        custom_host=scope.custom_host or inherited.custom_hosts.get(provider),
+        forward_headers=scope.forward_headers,
+        provider_options=MappingProxyType(options) if options else EMPTY,
+    )
+
+
+def compile_config(
+    raw: Any,
+    *,
+    config_id: str,
+    inherited: Inherited = Inherited(),
+    warnings: list[str] | None = None,
+) -> RoutingConfig:
+    """Validate a config and compile it into a routing tree.
+
+    ``raw`` is the decoded config (or an already parsed :class:`ConfigNode`). Node paths
+    follow Portkey's option index: ``config``, ``config.targets[0]``, ... Notes about
+    accepted-but-ignored fields are appended to ``warnings`` when given.
+    Raises :class:`ConfigError` listing every problem found.
+    """
+    node = parse_config(raw)
+    root = _compile_node(node, "config", (), _Scope.top(inherited), inherited, warnings)
+    return RoutingConfig(id=config_id, root=root)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def load_config_json(
+    text: str | bytes,
+    *,
+    config_id: str = "inline",
+    inherited: Inherited = Inherited(),
+    warnings: list[str] | None = None,
+) -> RoutingConfig:
+    """Decode a JSON config (e.g. an ``x-portkey-config`` header) and compile it.
+
+    Invalid JSON raises ``ConfigError([("(root)", "invalid JSON: <reason>")])``; the reason
+    gives a position, never the text.
+    """
+    try:
+        raw = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        reason = f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+        raise ConfigError([(ROOT, f"invalid JSON: {reason}")]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([(ROOT, "invalid JSON: not valid UTF-8")]) from None
+    except RecursionError:
+        raise ConfigError([(ROOT, "invalid JSON: nested too deeply")]) from None
+    except ValueError as exc:
+        raise ConfigError([(ROOT, f"invalid JSON: {exc}")]) from None
+    return compile_config(raw, config_id=config_id, inherited=inherited, warnings=warnings)

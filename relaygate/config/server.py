@@ -1,0 +1,520 @@
+"""The server config file: listen address, named routing configs, provider defaults, limits.
+
+The file is YAML or JSON. ``${VAR}`` references (see :mod:`relaygate.config.envref`) are
+resolved in every string before validation, and every embedded Portkey config is checked
+at load time, so ``relaygate validate`` reports all problems of the file at once, with paths
+such as ``configs.prod.targets[1].retry.attempts``.
+
+Example::
+
+    listen: {host: 127.0.0.1, port: 8787}
+    default_config: prod
+    configs:
+      prod:
+        strategy: {mode: fallback}
+        targets:
+          - {provider: openai, override_params: {model: gpt-4o-mini}}
+          - {provider: anthropic, override_params: {model: claude-3-5-haiku-latest}}
+    providers:
+      openai: {api_key: "${OPENAI_API_KEY}"}
+      anthropic: {api_key: "${ANTHROPIC_API_KEY}"}
+    auth: {api_keys: ["${RELAYGATE_API_KEY}"]}
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+
+import yaml
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    SecretStr,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from relaygate.config.envref import expand_env_collect
+from relaygate.config.errors import (
+    NOT_SUPPORTED,
+    ROOT,
+    UNKNOWN_FIELD,
+    ConfigError,
+    Loc,
+    error_from_issues,
+    issues_from_validation_error,
+    sorted_errors,
+)
+from relaygate.config.model import RoutingConfig, Secret
+from relaygate.config.schema import (
+    BaseUrl,
+    ConfigNode,
+    Inherited,
+    Int,
+    LowerName,
+    Number,
+    compile_config,
+    validate_node,
+)
+
+__all__ = [
+    "AuthSettings",
+    "LimitsSettings",
+    "ListenSettings",
+    "LogSettings",
+    "MetricSettings",
+    "ProviderDefaults",
+    "RetryBackoffSettings",
+    "ServerConfig",
+    "TelemetrySettings",
+    "TraceSettings",
+    "explain",
+    "load_server_config",
+    "parse_server_config",
+]
+
+DEFAULT_CONFIG_ID = "default"
+"""``RoutingConfig.id`` of a default config written inline in the server config."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, hide_input_in_errors=True, use_attribute_docstrings=True
+    )
+
+
+class ListenSettings(_Section):
+    """Where the gateway accepts connections."""
+
+    host: str = "127.0.0.1"
+    """Interface to bind; `0.0.0.0` listens on all interfaces."""
+    port: Annotated[Int, Field(ge=0, le=65535)] = 8787
+    """TCP port; 0 picks a free one."""
+
+
+class LimitsSettings(_Section):
+    """Bounds that protect the gateway from oversized or endless requests."""
+
+    max_body_bytes: Annotated[Int, Field(gt=0)] = 10 * 1024 * 1024
+    """Request bodies larger than this are refused with 413."""
+    max_config_header_bytes: Annotated[Int, Field(gt=0)] = 32 * 1024
+    """An `x-portkey-config` header larger than this is refused with 431."""
+    request_deadline_ms: Annotated[Int, Field(gt=0)] = 300_000
+    """Overall time bound of one request across all targets, retries and backoff."""
+    max_retry_attempts: Annotated[Int, Field(ge=0, le=10)] = 5
+    """Cap applied to any config's `retry.attempts`."""
+
+
+class RetryBackoffSettings(_Section):
+    """Backoff between retries of one target, shared by all targets."""
+
+    initial_backoff_ms: Annotated[Int, Field(ge=0)] = 500
+    """Wait before the first retry."""
+    max_backoff_ms: Annotated[Int, Field(ge=0)] = 10_000
+    """Upper bound of one wait."""
+    multiplier: Annotated[Number, Field(ge=1)] = 2.0
+    """Factor applied to the wait after each retry."""
+    jitter: Annotated[Number, Field(ge=0, le=1)] = 0.2
+    """Random spread of each wait, as a fraction of it (0-1)."""
+    max_retry_after_ms: Annotated[Int, Field(ge=0)] = 60_000
+    """A Retry-After longer than this is not waited for: the target is treated as failed."""
+
+    @model_validator(mode="after")
+    def _bounds_ordered(self) -> RetryBackoffSettings:
+        if self.max_backoff_ms < self.initial_backoff_ms:
+            raise PydanticCustomError(
+                "backoff_bounds", "max_backoff_ms must be >= initial_backoff_ms"
+            )
+        return self
+
+
+class TraceSettings(_Section):
+    """Tracing: one span per request and per upstream attempt."""
+
+    exporter: Literal["none", "otlp", "console"] = "none"
+    """Where spans go: nowhere, an OTLP collector, or standard output."""
+    endpoint: BaseUrl | None = None
+    """OTLP collector URL; unset uses the OpenTelemetry environment variables."""
+    protocol: Literal["http/protobuf"] = "http/protobuf"
+    """OTLP transport."""
+    sample_ratio: Annotated[Number, Field(ge=0, le=1)] = 1.0
+    """Fraction of requests traced (0-1)."""
+    detail: Literal["full", "attempts", "off"] = "full"
+    """`full`: request, strategy and attempt spans; `attempts`: request and attempt spans
+    only; `off`: no spans."""
+
+
+class MetricSettings(_Section):
+    """Prometheus metrics."""
+
+    enabled: bool = True
+    """Serve metrics and record them."""
+    models: list[str] = Field(default_factory=list)
+    """Model names allowed as metric label values; any other model is recorded as `other`."""
+
+
+class LogSettings(_Section):
+    """Structured logs."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    """Lowest level written."""
+    format: Literal["json", "console", "auto"] = "auto"
+    """`json` lines, human `console` output, or `auto`: console on a terminal, else json."""
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+
+class TelemetrySettings(_Section):
+    """Traces, metrics and logs."""
+
+    service_name: str = "relaygate"
+    """`service.name` of the emitted telemetry."""
+    traces: TraceSettings = Field(default_factory=TraceSettings)
+    """Tracing settings."""
+    metrics: MetricSettings = Field(default_factory=MetricSettings)
+    """Metrics settings."""
+    logs: LogSettings = Field(default_factory=LogSettings)
+    """Logging settings."""
+
+
+class ProviderDefaults(_Section):
+    """Defaults for every target of one provider that does not set its own."""
+
+    api_key: SecretStr | None = None
+    """Credential used when a target has no `api_key`; empty means none."""
+    custom_host: BaseUrl | None = None
+    """Base URL used when a target's config sets no `custom_host`."""
+
+
+class AuthSettings(_Section):
+    """Client authentication to the gateway."""
+
+    api_keys: list[SecretStr] = Field(default_factory=list)
+    """Keys clients must present as `Authorization: Bearer <key>` (or `x-portkey-api-key`);
+    empty means the gateway does not authenticate clients."""
+
+    @field_validator("api_keys")
+    @classmethod
+    def _no_empty_key(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        # An empty key (e.g. from an unset `${VAR:-}`) must not silently disable auth.
+        if any(not key.get_secret_value() for key in keys):
+            raise PydanticCustomError("empty_key", "keys must not be empty")
+        return keys
+
+
+def _default_kind(value: Any) -> str:
+    return "id" if isinstance(value, str) else "config"
+
+
+DefaultConfig = Annotated[
+    Annotated[ConfigNode, Tag("config")] | Annotated[str, Tag("id")],
+    Discriminator(_default_kind),
+]
+
+
+class ServerConfig(_Section):
+    """The whole server config file. Every field has a default: an empty file is valid."""
+
+    listen: ListenSettings = Field(default_factory=ListenSettings)
+    """Where the gateway accepts connections."""
+    default_config: DefaultConfig | None = None
+    """Config used when a request carries neither `x-portkey-config` nor
+    `x-portkey-provider`: a Portkey config object, or the id of one of `configs`."""
+    configs: dict[str, ConfigNode] = Field(default_factory=dict)
+    """Named Portkey configs, chosen per request with `x-portkey-config: <id>`."""
+    providers: dict[LowerName, ProviderDefaults] = Field(default_factory=dict)
+    """Default credential and base URL per provider name."""
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    """Client authentication."""
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    """Request size and time bounds."""
+    retry: RetryBackoffSettings = Field(default_factory=RetryBackoffSettings)
+    """Backoff mechanics of retries."""
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    """Traces, metrics and logs."""
+
+    def inherited(self) -> Inherited:
+        """The provider defaults, as the lowest-precedence settings of every config."""
+        keys: dict[str, Secret] = {}
+        hosts: dict[str, str] = {}
+        for name, defaults in self.providers.items():
+            if defaults.api_key is not None and defaults.api_key.get_secret_value():
+                keys[name] = Secret(defaults.api_key.get_secret_value())
+            if defaults.custom_host:
+                hosts[name] = defaults.custom_host
+        return Inherited(api_keys=keys, custom_hosts=hosts)
+
+    def raw_configs(self) -> dict[str, ConfigNode]:
+        """The named configs as validated, before compilation, keyed by id."""
+        return dict(self.configs)
+
+    def raw_default(self) -> ConfigNode | None:
+        """The default config as validated (a named one resolved), or ``None``."""
+        default = self.default_config
+        if isinstance(default, str):
+            return self.configs.get(default)
+        return default
+
+    def default_id(self) -> str:
+        """``RoutingConfig.id`` of the default config: its name, or ``"default"`` if inline."""
+        default = self.default_config
+        return default if isinstance(default, str) else DEFAULT_CONFIG_ID
+
+    def gateway_keys(self) -> list[str]:
+        """The clear gateway keys, for the auth layer only."""
+        return [key.get_secret_value() for key in self.auth.api_keys]
+
+    def compiled_configs(self, warnings: list[str] | None = None) -> dict[str, RoutingConfig]:
+        """Every named config compiled, keyed by id (which is also its ``RoutingConfig.id``).
+
+        Raises :class:`ConfigError` (paths under ``configs.<id>``) if any is invalid.
+        """
+        inherited = self.inherited()
+        compiled: dict[str, RoutingConfig] = {}
+        issues: list[tuple[str, str]] = []
+        for config_id, node in self.configs.items():
+            notes: list[str] = []
+            try:
+                compiled[config_id] = compile_config(
+                    node, config_id=config_id, inherited=inherited, warnings=notes
+                )
+            except ConfigError as exc:
+                issues += exc.prefixed(f"configs.{config_id}").errors
+            if warnings is not None:
+                warnings += [f"configs.{config_id}.{note}" for note in notes]
+        if issues:
+            raise ConfigError(issues)
+        return compiled
+
+    def compiled_default(self, warnings: list[str] | None = None) -> RoutingConfig | None:
+        """The default config compiled, or ``None`` when there is none.
+
+        An inline default gets the id ``"default"``; a default naming one of ``configs`` is
+        compiled under that id.
+        """
+        default = self.default_config
+        if default is None:
+            return None
+        inherited = self.inherited()
+        if isinstance(default, str):
+            node = self.configs.get(default)
+            if node is None:
+                raise ConfigError([("default_config", _unknown_id_message(default, self.configs))])
+            prefix, config_id = f"configs.{default}", default
+        else:
+            node, prefix, config_id = default, "default_config", DEFAULT_CONFIG_ID
+        notes: list[str] = []
+        try:
+            result = compile_config(node, config_id=config_id, inherited=inherited, warnings=notes)
+        except ConfigError as exc:
+            raise exc.prefixed(prefix) from None
+        if warnings is not None:
+            warnings += [f"{prefix}.{note}" for note in notes]
+        return result
+
+
+def _unknown_id_message(config_id: str, configs: Mapping[str, Any]) -> str:
+    names = ", ".join(configs) if configs else "none defined"
+    return f"no config named '{config_id}' (configs: {names})"
+
+
+def _strip_union_tags(loc: Loc) -> Loc:
+    """Drop the tag segment the ``default_config`` union adds to its error locations."""
+    if len(loc) >= 2 and loc[0] == "default_config" and loc[1] in ("config", "id"):
+        return loc[:1] + loc[2:]
+    return loc
+
+
+def parse_server_config(data: Any, env_issues: list[tuple[str, str]] | None = None) -> ServerConfig:
+    """Validate an already decoded (and env-expanded) server config document.
+
+    ``env_issues`` are problems found while resolving environment references; a validation
+    problem at or under one of their paths is not reported again. Raises
+    :class:`ConfigError` with every problem of the document.
+    """
+    env_issues = env_issues or []
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([*env_issues, (ROOT, "must be a mapping of settings")])
+    issues: list[tuple[Loc, str]] = []
+    config: ServerConfig | None = None
+    try:
+        config = ServerConfig.model_validate(data)
+    except ValidationError as exc:
+        issues += [
+            (_strip_union_tags(loc), message) for loc, message in issues_from_validation_error(exc)
+        ]
+    # The embedded Portkey configs also get the checks spanning their fields.
+    configs = data.get("configs")
+    if isinstance(configs, dict):
+        for config_id, raw in configs.items():
+            if isinstance(raw, dict):
+                issues += _cross_field_issues(raw, ("configs", str(config_id)))
+    default = data.get("default_config")
+    if isinstance(default, dict):
+        issues += _cross_field_issues(default, ("default_config",))
+    elif isinstance(default, str):
+        known = configs if isinstance(configs, dict) else {} if configs is None else None
+        if known is not None and default not in known:
+            issues.append((("default_config",), _unknown_id_message(default, known)))
+    error = error_from_issues(issues)
+    env_paths = [path for path, _ in env_issues]
+    kept = [
+        (path, message)
+        for path, message in error.errors
+        if not any(_is_within(path, env_path) for env_path in env_paths)
+    ]
+    if env_issues or kept:
+        raise ConfigError(sorted_errors([*env_issues, *kept]))
+    assert config is not None
+    return config
+
+
+def _cross_field_issues(raw: dict[str, Any], prefix: Loc) -> list[tuple[Loc, str]]:
+    # Field-shape problems found here repeat those of the ServerConfig validation with the
+    # same location and message; they are merged when the error is built.
+    return validate_node(raw, prefix)[1]
+
+
+def _is_within(path: str, parent: str) -> bool:
+    return path == parent or path.startswith((parent + ".", parent + "["))
+
+
+def _read_document(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([(ROOT, f"cannot read {path}: {exc.strerror or exc}")]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([(ROOT, f"cannot read {path}: not valid UTF-8")]) from None
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        return _parse_json(text)
+    if suffix in (".yaml", ".yml"):
+        return _parse_yaml(text)
+    try:
+        return _parse_json(text)
+    except ConfigError:
+        return _parse_yaml(text)
+
+
+def _parse_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        reason = f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+        raise ConfigError([(ROOT, f"invalid JSON: {reason}")]) from None
+    except RecursionError:
+        raise ConfigError([(ROOT, "invalid JSON: nested too deeply")]) from None
+
+
+def _parse_yaml(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        reason = exc.problem or "syntax error"
+        if exc.problem_mark is not None:
+            mark = exc.problem_mark
+            reason += f" at line {mark.line + 1} column {mark.column + 1}"
+        raise ConfigError([(ROOT, f"invalid YAML: {reason}")]) from None
+    except yaml.YAMLError:
+        raise ConfigError([(ROOT, "invalid YAML")]) from None
+
+
+def load_server_config(path: str | Path, env: Mapping[str, str] | None = None) -> ServerConfig:
+    """Read, env-expand and validate a server config file (``.yaml``/``.yml``/``.json``;
+    any other name is tried as JSON, then YAML).
+
+    ``env`` defaults to ``os.environ``. Raises :class:`ConfigError` listing every problem,
+    including those inside the embedded Portkey configs.
+    """
+    data = _read_document(Path(path))
+    env_issues: list[tuple[str, str]] = []
+    expanded = expand_env_collect(data, os.environ if env is None else env, "", env_issues)
+    return parse_server_config(expanded, list(dict.fromkeys(env_issues)))
+
+
+# --- explanations ------------------------------------------------------------------------
+
+_UNSUPPORTED_HINTS: dict[str, str] = {
+    "virtual_key": "set the provider credential as `api_key` on the target (for example "
+    '"${OPENAI_API_KEY}" in a server config) or under `providers.<name>.api_key`',
+    "hooks": "relaygate does not run request/response hooks; remove this field",
+    "guardrails": "relaygate does not run guardrails; remove this field",
+}
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [model for arg in get_args(annotation) for model in _models_in(arg)]
+
+
+def _known_field_names() -> set[str]:
+    """Every field name and alias of the server config and Portkey config models."""
+    names: set[str] = set()
+    pending: list[type[BaseModel]] = [ServerConfig, ConfigNode]
+    seen: set[type[BaseModel]] = set()
+    while pending:
+        model = pending.pop()
+        if model in seen:
+            continue
+        seen.add(model)
+        for name, info in model.model_fields.items():
+            names.add(name)
+            if isinstance(info.validation_alias, AliasChoices):
+                for choice in info.validation_alias.convert_to_aliases():
+                    names.update(part for part in choice if isinstance(part, str))
+            pending += _models_in(info.annotation)
+    return names
+
+
+def _hint(path: str, message: str) -> str | None:
+    key = path.rsplit(".", 1)[-1].split("[", 1)[0]
+    if message == NOT_SUPPORTED:
+        if "guardrails" in key:
+            return _UNSUPPORTED_HINTS["guardrails"]
+        if "hooks" in key.lower():
+            return _UNSUPPORTED_HINTS["hooks"]
+        return _UNSUPPORTED_HINTS["virtual_key"]
+    if message == UNKNOWN_FIELD:
+        close = difflib.get_close_matches(key, sorted(_known_field_names()), n=1, cutoff=0.75)
+        return f"did you mean '{close[0]}'?" if close else None
+    if message.startswith("environment variable "):
+        name = message.split()[2]
+        return f"export {name}, or give a fallback with ${{{name}:-default}}"
+    if message.startswith("no target named "):
+        return "`then` and `default` refer to the `name` of a target of the same strategy node"
+    if message.startswith("required (a node needs"):
+        return 'a target looks like {"provider": "openai", "api_key": "..."}'
+    if message.startswith("malformed environment reference"):
+        return "references look like ${NAME} or ${NAME:-default}"
+    return None
+
+
+def explain(error: ConfigError) -> str:
+    """A human explanation of ``error`` for ``relaygate validate``: one line per problem,
+    each followed by an indented hint where one helps."""
+    count = len(error.errors)
+    lines = [f"{count} problem{'s' if count != 1 else ''} found:"]
+    for path, message in error.errors:
+        lines.append(f"  {path}: {message}")
+        hint = _hint(path, message)
+        if hint:
+            lines.append(f"      hint: {hint}")
+    return "\n".join(lines)

@@ -1,0 +1,121 @@
+"""The protocol-agnostic request and response that flow through the pipeline.
+
+The edge (ASGI app or httpx transport) turns an HTTP request into a :class:`GatewayRequest`;
+layers pass it inwards, each deriving a copy with more decided (config, target, attempt);
+the innermost handler answers with a :class:`GatewayResponse`. Nothing here knows ASGI.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from relaygate.config.model import RoutingConfig, Target
+
+
+class Operation(StrEnum):
+    """The API operation, named as the OpenTelemetry GenAI ``gen_ai.operation.name`` values."""
+
+    CHAT = "chat"
+    TEXT_COMPLETION = "text_completion"
+    EMBEDDINGS = "embeddings"
+
+
+@dataclass(slots=True)
+class AttemptRecord:
+    """What one upstream attempt did: the unit of the route story and of per-target telemetry."""
+
+    target: Target
+    attempt: int
+    status: int
+    reason: str
+    duration_s: float
+    backoff_s: float = 0.0
+
+
+@dataclass(slots=True)
+class RequestContext:
+    """Per-request state shared by every layer (the same object in every derived request).
+
+    ``attempts`` accumulates in order as upstream attempts finish; ``deadline`` is an
+    event-loop time after which no new attempt starts; ``config`` is the resolved config.
+    """
+
+    request_id: str
+    trace_id: str
+    metadata: Mapping[str, Any]
+    deadline: float | None = None
+    attempts: list[AttemptRecord] = field(default_factory=list)
+    config: RoutingConfig | None = None
+    fallbacks: int = 0
+
+
+@dataclass(slots=True)
+class GatewayRequest:
+    """One client request as the pipeline sees it.
+
+    ``body`` is the parsed JSON body and ``raw_body`` its exact bytes, forwarded unchanged when
+    no ``override_params`` apply. ``headers`` has lower-case names. ``config``, ``target`` and
+    ``attempt`` (with ``backoff_s``, the wait before it) are filled in by the config-resolve,
+    fallback and retry layers in turn; the timeout layer sets ``attempt_deadline`` (an
+    event-loop time) and whether it comes from the request's overall deadline.
+    """
+
+    operation: Operation
+    body: dict[str, Any]
+    raw_body: bytes
+    headers: Mapping[str, str]
+    ctx: RequestContext
+    stream: bool = False
+    config: RoutingConfig | None = None
+    target: Target | None = None
+    attempt: int = 0
+    backoff_s: float = 0.0
+    attempt_deadline: float | None = None
+    deadline_is_request: bool = False
+
+    def derive(self, **changes: Any) -> GatewayRequest:
+        """A copy with ``changes`` applied; the shared :class:`RequestContext` is kept."""
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def model(self) -> str | None:
+        """The model the client asked for, before any override."""
+        model = self.body.get("model")
+        return model if isinstance(model, str) else None
+
+
+@dataclass(slots=True)
+class GatewayResponse:
+    """An answer travelling back out through the layers.
+
+    Exactly one of ``body`` (a complete payload) or ``stream`` (an async iterator of raw
+    bytes, already started: its first chunk has arrived) is set. ``failure`` is the bounded
+    reason of a synthesized or failed answer (timeout, connect_error, ...) and ``None`` when
+    the upstream answered by itself; ``target`` is the target that produced it.
+    """
+
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+    stream: AsyncIterator[bytes] | None = None
+    failure: str | None = None
+    target: Target | None = None
+    payload: Any = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the status is 2xx."""
+        return 200 <= self.status < 300
+
+    async def aclose(self) -> None:
+        """Release a stream that will not be read (a failed attempt being discarded)."""
+        stream = self.stream
+        if stream is not None:
+            self.stream = None
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()

@@ -1,0 +1,1 @@
+"""Telemetry exporters: names (semconv), traces (otel), metrics (prometheus), logs (logging)."""

@@ -1,0 +1,82 @@
+"""Structured logs: structlog processors and the one place they are configured.
+
+JSON lines (rendered with orjson) for machines, coloured key/value lines for a terminal.
+Every line carries the current trace and span id, so a log line, its trace and its metric
+exemplars join. A redaction processor masks any field whose name marks a credential, as a
+last guard behind the rule that credentials are never logged in the first place.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import orjson
+import structlog
+from opentelemetry import trace
+
+from relaygate.telemetry import trace_ids
+
+SECRET_FIELDS = frozenset(
+    {"api_key", "apikey", "authorization", "x-portkey-api-key", "api-key", "password", "token"}
+)
+"""Field names whose values are replaced by ``***`` in every log line."""
+
+EventDict = MutableMapping[str, Any]
+
+
+def add_trace_ids(_: Any, __: str, event: EventDict) -> EventDict:
+    """Add ``trace_id``/``span_id`` of the current span, unless the line already has them."""
+    if "trace_id" not in event:
+        ids = trace_ids(trace.get_current_span())
+        if ids is not None:
+            event["trace_id"], event["span_id"] = ids
+    return event
+
+
+def redact(_: Any, __: str, event: EventDict) -> EventDict:
+    """Mask fields named like credentials (see :data:`SECRET_FIELDS`)."""
+    for key in event.keys() & SECRET_FIELDS:
+        event[key] = "***"
+    return event
+
+
+def _orjson_dumps(obj: Any, default: Any = None) -> str:
+    return orjson.dumps(obj, default=default or str).decode()
+
+
+def processors(fmt: str) -> list[Any]:
+    """The processor chain for ``fmt`` (``json`` or ``console``)."""
+    chain: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        add_trace_ids,
+        redact,
+        structlog.processors.format_exc_info,
+    ]
+    if fmt == "console":
+        chain.append(structlog.dev.ConsoleRenderer())
+    else:
+        chain.append(structlog.processors.JSONRenderer(serializer=_orjson_dumps))
+    return chain
+
+
+def configure_logging(level: str = "info", fmt: str = "auto") -> None:
+    """Configure structlog globally for a relaygate process (``relaygate serve``).
+
+    ``fmt`` ``auto`` picks ``console`` on a terminal and ``json`` otherwise. Library users who
+    configure structlog themselves need not call this.
+    """
+    if fmt == "auto":
+        fmt = "console" if sys.stderr.isatty() else "json"
+    structlog.configure(
+        processors=processors(fmt),
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        cache_logger_on_first_use=True,
+    )

@@ -1,0 +1,90 @@
+"""Tracing set-up: a tracer from the host's provider, the server config, or the OTEL_* variables.
+
+Precedence: a tracer provider the host application already installed globally (relaygate
+mounted in an app that traces) is used as is. Otherwise relaygate builds its own provider
+(never installed globally) whose exporter is the server config's ``telemetry.traces.exporter``
+when set to something other than ``none``, else ``OTEL_TRACES_EXPORTER``. ``otlp`` means
+OTLP over HTTP/protobuf, configured by ``telemetry.traces.endpoint`` or the standard
+``OTEL_EXPORTER_OTLP_*`` variables; the sampler is ``OTEL_TRACES_SAMPLER`` when set, else
+parent-based by ``sample_ratio``. With no exporter the tracer is a no-op: spans cost nothing.
+
+Spans are exported from a background thread with a bounded queue
+(``BatchSpanProcessor``): an exporter that is down or slow drops spans, it never blocks
+or fails a request.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace.sampling import ParentBased, Sampler, TraceIdRatioBased
+from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider, Tracer
+
+TRACER_NAME = "relaygate"
+
+
+@dataclass
+class Tracing:
+    """The tracer relaygate uses and how to flush it at shutdown."""
+
+    tracer: Tracer
+    shutdown: Callable[[], None]
+    exporter: str
+
+
+def _nothing() -> None:
+    return None
+
+
+def setup_tracing(
+    exporter: str = "none",
+    endpoint: str | None = None,
+    sample_ratio: float = 1.0,
+    service_name: str = "relaygate",
+    env: Mapping[str, str] | None = None,
+) -> Tracing:
+    """Build the tracer by the precedence in the module docstring."""
+    env = os.environ if env is None else env
+    current = trace.get_tracer_provider()
+    if not isinstance(current, ProxyTracerProvider | NoOpTracerProvider):
+        return Tracing(current.get_tracer(TRACER_NAME), _nothing, "host")
+    chosen = exporter if exporter != "none" else env.get("OTEL_TRACES_EXPORTER", "none")
+    chosen = chosen.split(",")[0].strip().lower() or "none"
+    span_exporter = _exporter(chosen, endpoint, env)
+    if span_exporter is None:
+        return Tracing(NoOpTracerProvider().get_tracer(TRACER_NAME), _nothing, "none")
+    name = env.get("OTEL_SERVICE_NAME") or service_name
+    sampler: Sampler | None = None
+    if "OTEL_TRACES_SAMPLER" not in env:
+        sampler = ParentBased(TraceIdRatioBased(sample_ratio))
+    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: name}), sampler=sampler)
+    provider.add_span_processor(BatchSpanProcessor(span_exporter))
+    return Tracing(provider.get_tracer(TRACER_NAME), provider.shutdown, chosen)
+
+
+def _exporter(name: str, endpoint: str | None, env: Mapping[str, str]) -> SpanExporter | None:
+    if name == "none":
+        return None
+    if name == "console":
+        return ConsoleSpanExporter()
+    if name == "otlp":
+        protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get(
+            "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
+        )
+        if protocol != "http/protobuf":
+            raise ValueError(f"OTLP protocol {protocol!r} is not supported; use http/protobuf")
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        if endpoint:
+            url = endpoint.rstrip("/")
+            if not url.endswith("/v1/traces"):
+                url += "/v1/traces"
+            return OTLPSpanExporter(endpoint=url)
+        return OTLPSpanExporter()
+    raise ValueError(f"unknown traces exporter {name!r}; use none, otlp or console")

@@ -1,0 +1,134 @@
+"""Every telemetry name relaygate emits: span attributes, span and event names, metric names.
+
+OpenTelemetry GenAI semantic conventions (``gen_ai.*``), HTTP and error conventions where they
+exist; ``relaygate.*`` for the gateway's own. Names are a public contract: the dashboards,
+alert rules and README metric table are built on them, and a test checks they agree.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# -- OpenTelemetry semantic conventions -------------------------------------------------------
+GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
+GEN_AI_PROVIDER_NAME: Final = "gen_ai.provider.name"
+GEN_AI_REQUEST_MODEL: Final = "gen_ai.request.model"
+GEN_AI_RESPONSE_MODEL: Final = "gen_ai.response.model"
+GEN_AI_RESPONSE_ID: Final = "gen_ai.response.id"
+GEN_AI_RESPONSE_FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
+GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
+GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
+SERVER_ADDRESS: Final = "server.address"
+SERVER_PORT: Final = "server.port"
+HTTP_REQUEST_METHOD: Final = "http.request.method"
+HTTP_RESPONSE_STATUS_CODE: Final = "http.response.status_code"
+HTTP_ROUTE: Final = "http.route"
+URL_PATH: Final = "url.path"
+ERROR_TYPE: Final = "error.type"
+
+# -- relaygate's own span attributes ----------------------------------------------------------
+CONFIG_ID: Final = "relaygate.config.id"
+TARGET_PATH: Final = "relaygate.target.path"
+TARGET_NAME: Final = "relaygate.target.name"
+STRATEGY_MODE: Final = "relaygate.strategy.mode"
+STRATEGY_PATH: Final = "relaygate.strategy.path"
+ATTEMPT: Final = "relaygate.attempt"
+ATTEMPTS: Final = "relaygate.attempts"
+BACKOFF_S: Final = "relaygate.backoff_s"
+FALLBACK_REASON: Final = "relaygate.fallback.reason"
+OUTCOME: Final = "relaygate.outcome"
+REQUEST_ID: Final = "relaygate.request_id"
+PORTKEY_TRACE_ID: Final = "relaygate.portkey_trace_id"
+STREAM: Final = "relaygate.stream"
+TIMEOUT_MS: Final = "relaygate.timeout_ms"
+SERVED_BY: Final = "relaygate.served_by"
+ROUTE: Final = "relaygate.route"
+
+# -- span names (fixed strings: no per-request formatting) ------------------------------------
+SPAN_AUTH: Final = "relaygate.auth"
+SPAN_CONFIG: Final = "relaygate.config_resolve"
+SPAN_STRATEGY: Final = "relaygate.strategy"
+SPAN_RETRY: Final = "relaygate.retry"
+SPAN_TIMEOUT: Final = "relaygate.timeout"
+
+# -- span events ------------------------------------------------------------------------------
+EVENT_RETRY: Final = "relaygate.retry"
+EVENT_FALLBACK: Final = "relaygate.fallback"
+EVENT_TIMEOUT: Final = "relaygate.timeout"
+EVENT_FIRST_CHUNK: Final = "relaygate.first_chunk"
+EVENT_STREAM_ERROR: Final = "relaygate.stream_error"
+EVENT_EXHAUSTED: Final = "relaygate.exhausted"
+
+# -- Prometheus metric names (without the _total/_bucket suffixes the client adds) -----------
+M_REQUESTS: Final = "relaygate_requests"
+M_REQUEST_DURATION: Final = "relaygate_request_duration_seconds"
+M_OVERHEAD: Final = "relaygate_gateway_overhead_seconds"
+M_ATTEMPTS_PER_REQUEST: Final = "relaygate_attempts_per_request"
+M_IN_FLIGHT: Final = "relaygate_requests_in_flight"
+M_EXHAUSTED: Final = "relaygate_exhausted_requests"
+M_ATTEMPTS: Final = "relaygate_upstream_attempts"
+M_UPSTREAM_DURATION: Final = "relaygate_upstream_duration_seconds"
+M_TTFT: Final = "relaygate_upstream_time_to_first_chunk_seconds"
+M_TOKENS: Final = "relaygate_upstream_tokens"
+M_RETRIES: Final = "relaygate_retries"
+M_TIMEOUTS: Final = "relaygate_timeouts"
+M_FALLBACKS: Final = "relaygate_fallbacks"
+M_GENAI_DURATION: Final = "gen_ai_client_operation_duration_seconds"
+M_GENAI_TOKENS: Final = "gen_ai_client_token_usage"
+
+# -- bucket boundaries ------------------------------------------------------------------------
+GENAI_DURATION_BUCKETS: Final = (
+    0.01,
+    0.02,
+    0.04,
+    0.08,
+    0.16,
+    0.32,
+    0.64,
+    1.28,
+    2.56,
+    5.12,
+    10.24,
+    20.48,
+    40.96,
+    81.92,
+)
+"""``gen_ai.client.operation.duration`` advisory boundaries (seconds)."""
+
+GENAI_TOKEN_BUCKETS: Final = (
+    1,
+    4,
+    16,
+    64,
+    256,
+    1024,
+    4096,
+    16384,
+    65536,
+    262144,
+    1048576,
+    4194304,
+    16777216,
+    67108864,
+)
+"""``gen_ai.client.token.usage`` advisory boundaries (tokens)."""
+
+OVERHEAD_BUCKETS: Final = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    1.0,
+)
+"""Gateway overhead boundaries (seconds): the gateway's own time is sub-millisecond."""
+
+ATTEMPT_COUNT_BUCKETS: Final = (1, 2, 3, 4, 5, 6, 8, 10, 15, 20)
+"""Attempts-per-request boundaries."""

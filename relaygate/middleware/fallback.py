@@ -1,0 +1,129 @@
+"""Routing over the config tree: fallback, loadbalance, conditional and single strategies.
+
+The layer walks the compiled tree from the root. At each strategy node the pure
+:func:`~relaygate.strategies.selection.plan` says which children to try and in what order;
+in ``fallback`` mode the next child is tried while
+:func:`~relaygate.strategies.triggers.should_fall_back` says the last outcome warrants it and
+the request's deadline has not passed. A leaf binds its target to the request and calls the
+inner handler (retry → timeout → log → provider). Each strategy node gets a span, so the
+trace mirrors the config tree; each move to a next child is a span event and a metric.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+
+from opentelemetry.trace import get_current_span
+
+from relaygate.config.model import Node, Strategy, Target
+from relaygate.errors import GatewayError
+from relaygate.exchange import GatewayRequest, GatewayResponse
+from relaygate.exporters import semconv as sc
+from relaygate.pipeline import Handler
+from relaygate.strategies import NoRoute, RoutingInput, classify, plan, should_fall_back
+from relaygate.strategies.reasons import Reason
+from relaygate.telemetry import Telemetry, exemplar
+
+
+class FallbackLayer:
+    """Routes a request through its config tree (see the module docstring).
+
+    ``rand`` draws the loadbalance choice; ``now`` is the event-loop clock the request
+    deadline is expressed in.
+    """
+
+    def __init__(
+        self,
+        telemetry: Telemetry,
+        rand: Callable[[], float] = random.random,
+        now: Callable[[], float] | None = None,
+    ) -> None:
+        self._tel = telemetry
+        self._rand = rand
+        self._now = now
+
+    def __call__(self, inner: Handler) -> Handler:
+        tel = self._tel
+        rand = self._rand
+        clock = self._now
+
+        async def visit(node: Node, request: GatewayRequest, inp: RoutingInput) -> GatewayResponse:
+            if isinstance(node, Target):
+                return await inner(request.derive(target=node))
+            attrs = {sc.STRATEGY_MODE: node.mode, sc.STRATEGY_PATH: node.path}
+            with tel.layer_span(sc.SPAN_STRATEGY, attrs):
+                try:
+                    children = plan(node, inp, rand())
+                except NoRoute:
+                    raise GatewayError(
+                        400,
+                        f"no conditional route matched at {node.path} and no default is set",
+                        code="no_route",
+                    ) from None
+                last = len(children) - 1
+                response: GatewayResponse | None = None
+                for index, child in enumerate(children):
+                    if response is not None:
+                        deadline = request.ctx.deadline
+                        now = clock() if clock else asyncio.get_running_loop().time()
+                        if deadline is not None and now >= deadline:
+                            return response
+                    response = await visit(child, request, inp)
+                    if node.mode != "fallback" or index == last:
+                        return response
+                    if not should_fall_back(
+                        response.status, _failure(response), node.on_status_codes
+                    ):
+                        return response
+                    reason = classify(response.status, _failure(response)).value
+                    nxt = children[index + 1]
+                    _record_fallback(tel, request, node, child, nxt, reason)
+                    await response.aclose()
+                assert response is not None
+                return response
+
+        async def route(request: GatewayRequest) -> GatewayResponse:
+            config = request.config
+            assert config is not None, "config resolve runs before fallback"
+            inp = RoutingInput(params=request.body, metadata=request.ctx.metadata)
+            return await visit(config.root, request, inp)
+
+        return route
+
+
+def _failure(response: GatewayResponse) -> Reason | None:
+    return Reason(response.failure) if response.failure else None
+
+
+def _record_fallback(
+    tel: Telemetry,
+    request: GatewayRequest,
+    node: Strategy,
+    child: Node,
+    nxt: Node,
+    reason: str,
+) -> None:
+    request.ctx.fallbacks += 1
+    config_id = request.config.id if request.config else ""
+    inline = config_id == "inline"
+    src = child.path if inline else child.label
+    dst = nxt.path if inline else nxt.label
+    tel.guard(tel.metrics.fallbacks.labels(config_id, src, dst, reason).inc, 1, exemplar())
+    current = get_current_span()
+    if current.is_recording():
+        tel.guard(
+            current.add_event,
+            sc.EVENT_FALLBACK,
+            {"from": child.path, "to": nxt.path, sc.FALLBACK_REASON: reason},
+        )
+    tel.guard(
+        tel.logger.debug,
+        "fallback",
+        config_id=config_id,
+        strategy=node.path,
+        from_target=child.path,
+        to_target=nxt.path,
+        reason=reason,
+    )

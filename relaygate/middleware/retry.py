@@ -1,0 +1,126 @@
+"""Retries of one target: call, ask the policy, wait, call again.
+
+The decision (which statuses, how many, how long: backoff with jitter or the upstream's
+Retry-After, bounded by the request deadline) is
+:func:`~relaygate.strategies.backoff.decide_retry`; this layer only loops, sleeps through the
+injected ``sleep`` and records. Each retry is a span event and a metric sample on the target.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+
+from opentelemetry.trace import get_current_span
+
+from relaygate.exchange import GatewayRequest, GatewayResponse
+from relaygate.exporters import semconv as sc
+from relaygate.pipeline import Handler
+from relaygate.strategies import Backoff, classify, decide_retry
+from relaygate.strategies.reasons import Reason
+from relaygate.telemetry import Telemetry
+
+
+class RetryLayer:
+    """Retries a target per its ``retry`` settings; ``max_attempts`` caps any config's count."""
+
+    def __init__(
+        self,
+        telemetry: Telemetry,
+        backoff: Backoff | None = None,
+        max_attempts: int = 5,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rand: Callable[[], float] = random.random,
+        wall: Callable[[], float] = time.time,
+        now: Callable[[], float] | None = None,
+    ) -> None:
+        self._tel = telemetry
+        self._backoff = backoff or Backoff()
+        self._max = max_attempts
+        self._sleep = sleep
+        self._rand = rand
+        self._wall = wall
+        self._now = now
+
+    def __call__(self, inner: Handler) -> Handler:
+        tel = self._tel
+        backoff = self._backoff
+        cap = self._max
+        sleep = self._sleep
+        rand = self._rand
+        wall = self._wall
+        clock = self._now
+
+        async def retry(request: GatewayRequest) -> GatewayResponse:
+            target = request.target
+            assert target is not None
+            settings = target.retry
+            if settings.attempts > cap:
+                settings = replace(settings, attempts=cap)
+            attrs = {sc.TARGET_PATH: target.path, sc.GEN_AI_PROVIDER_NAME: target.provider}
+            with tel.layer_span(sc.SPAN_RETRY, attrs) as span:
+                retries = 0
+                waited = 0.0
+                while True:
+                    response = await inner(request.derive(attempt=retries + 1, backoff_s=waited))
+                    if response.ok or settings.attempts == 0:
+                        if span.is_recording():
+                            span.set_attribute(sc.ATTEMPTS, retries + 1)
+                        return response
+                    deadline = request.ctx.deadline
+                    remaining = None
+                    if deadline is not None:
+                        now = clock() if clock else asyncio.get_running_loop().time()
+                        remaining = deadline - now
+                    failure = Reason(response.failure) if response.failure else None
+                    decision = decide_retry(
+                        status=response.status,
+                        failure=failure,
+                        settings=settings,
+                        retries_done=retries,
+                        policy=backoff,
+                        rand=rand(),
+                        headers=response.headers,
+                        now_epoch_s=wall(),
+                        remaining_s=remaining,
+                    )
+                    if not decision.retry:
+                        if span.is_recording():
+                            span.set_attribute(sc.ATTEMPTS, retries + 1)
+                        return response
+                    await response.aclose()
+                    reason = classify(response.status, failure).value
+                    _record_retry(tel, request, reason, decision.delay_s, decision.source)
+                    await sleep(decision.delay_s)
+                    retries += 1
+                    waited = decision.delay_s
+
+        return retry
+
+
+def _record_retry(
+    tel: Telemetry, request: GatewayRequest, reason: str, delay: float, source: str
+) -> None:
+    target = request.target
+    config = request.config
+    assert target is not None and config is not None
+    metrics = tel.metrics
+    model = metrics.model_label(target, request.model)
+    series = metrics.series(config.id, target, model, request.operation.value)
+    tel.guard(metrics.retries.labels(*series.labels, reason).inc)
+    current = get_current_span()
+    if current.is_recording():
+        tel.guard(
+            current.add_event,
+            sc.EVENT_RETRY,
+            {
+                sc.TARGET_PATH: target.path,
+                sc.ATTEMPT: request.attempt,
+                "reason": reason,
+                "wait_s": delay,
+                "wait_source": source,
+            },
+        )

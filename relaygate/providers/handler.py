@@ -1,0 +1,160 @@
+"""The innermost handler: one upstream attempt for the request's target.
+
+It asks the target's adapter for the wire request, sends it through the injected
+:class:`~relaygate.providers.client.UpstreamClient`, and turns every outcome into a
+:class:`~relaygate.exchange.GatewayResponse`, never an exception: network errors, invalid
+answers and streams that break before their first chunk become synthesized 502s with a
+bounded ``failure`` reason, so retry and fallback can act on them.
+
+A stream is answered only once its first chunk has arrived, so everything before that can
+still be retried or fall back. After that the bytes are the client's: if the upstream breaks
+mid-stream, the client receives an OpenAI-style ``data: {"error": ...}`` event (which the
+openai SDK raises as ``APIError``) and no ``[DONE]``, never a clean-looking end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, MutableMapping
+
+import orjson
+
+from relaygate.errors import error_body, synthesized
+from relaygate.exchange import GatewayRequest, GatewayResponse
+from relaygate.providers.client import (
+    StreamInterrupted,
+    UpstreamClient,
+    UpstreamFailure,
+    UpstreamStream,
+)
+from relaygate.providers.registry import ProviderRegistry
+from relaygate.strategies.reasons import Reason
+
+Injector = Callable[[MutableMapping[str, str]], None]
+"""Writes trace-context headers (``traceparent``) for the current span into a carrier."""
+
+
+def _no_injection(carrier: MutableMapping[str, str]) -> None:
+    return None
+
+
+class RelayStream:
+    """The client-facing stream of one upstream answer: the first chunk, then the rest.
+
+    ``failure`` becomes ``"stream_error"`` when the upstream broke after the first chunk; the
+    client then receives an error event instead of a silent end.
+    """
+
+    __slots__ = ("_first", "_upstream", "detail", "failure")
+
+    def __init__(self, first: bytes, upstream: UpstreamStream) -> None:
+        self._first: bytes | None = first
+        self._upstream = upstream
+        self.failure: str | None = None
+        self.detail: str | None = None
+
+    def __aiter__(self) -> RelayStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first
+        if self.failure is not None:
+            raise StopAsyncIteration
+        try:
+            return await self._upstream.__anext__()
+        except StreamInterrupted as exc:
+            self.failure = Reason.STREAM_ERROR.value
+            self.detail = str(exc)
+            return stream_error_event(f"upstream stream interrupted: {exc}")
+
+    async def aclose(self) -> None:
+        """Release the upstream connection (client went away or the answer is discarded)."""
+        await self._upstream.aclose()
+
+
+def stream_error_event(message: str) -> bytes:
+    """An SSE event carrying an OpenAI-shaped error, ending a stream that broke."""
+    body = error_body(message, type="upstream_error", code="upstream_stream_interrupted")
+    return b"data: " + body + b"\n\n"
+
+
+class ProviderHandler:
+    """:data:`~relaygate.pipeline.Handler` that performs one attempt on ``request.target``."""
+
+    def __init__(
+        self,
+        registry: ProviderRegistry,
+        client: UpstreamClient,
+        inject: Injector = _no_injection,
+    ) -> None:
+        self._registry = registry
+        self._client = client
+        self._inject = inject
+
+    async def __call__(self, request: GatewayRequest) -> GatewayResponse:
+        target = request.target
+        assert target is not None, "the fallback layer binds a target before the attempt"
+        adapter = self._registry.get(target.provider)
+        extra: dict[str, str] = {}
+        for name in target.forward_headers:
+            value = request.headers.get(name)
+            if value is not None:
+                extra[name] = value
+        self._inject(extra)
+        wire = adapter.build_request(request, target, extra)
+        try:
+            answer = await self._client.send(wire)
+        except UpstreamFailure as exc:
+            return _failed(target.provider, Reason.CONNECT_ERROR, f"unreachable ({exc})")
+
+        if answer.stream is not None:
+            try:
+                first = await answer.stream.__anext__()
+            except StopAsyncIteration:
+                return _failed(target.provider, Reason.INVALID_RESPONSE, "sent an empty stream")
+            except StreamInterrupted as exc:
+                return _failed(target.provider, Reason.STREAM_ERROR, f"stream broke ({exc})")
+            return GatewayResponse(
+                status=answer.status,
+                headers=answer.headers,
+                stream=RelayStream(first, answer.stream),
+            )
+
+        if 200 <= answer.status < 300:
+            try:
+                payload = adapter.parse_response(request, answer.status, answer.body)
+            except ValueError as exc:
+                return _failed(target.provider, Reason.INVALID_RESPONSE, str(exc))
+            return GatewayResponse(
+                status=answer.status, headers=answer.headers, body=answer.body, payload=payload
+            )
+        return GatewayResponse(
+            status=answer.status,
+            headers=answer.headers,
+            body=_error_body_of(target.provider, answer.status, answer.body),
+        )
+
+
+def _failed(provider: str, reason: Reason, detail: str) -> GatewayResponse:
+    return synthesized(
+        502,
+        f"upstream '{provider}' {detail}",
+        type="upstream_error",
+        code=f"upstream_{reason.value}",
+        failure=reason.value,
+    )
+
+
+def _error_body_of(provider: str, status: int, body: bytes) -> bytes:
+    """The upstream's error body when it is OpenAI-shaped, else one wrapped in that shape."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        payload = None
+    if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
+        return body
+    message = payload.get("error") if isinstance(payload, dict) else None
+    if not isinstance(message, str):
+        message = f"upstream '{provider}' answered {status}"
+    return error_body(message, type="upstream_error", code=f"upstream_{status}")

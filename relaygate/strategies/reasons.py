@@ -1,0 +1,43 @@
+"""The bounded vocabulary of attempt outcomes.
+
+Every upstream attempt ends in exactly one :class:`Reason`. The values are stable strings used
+as metric label values and in the route story, so the set must stay small and closed.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    """Why an attempt ended: success, an upstream status class, or a transport failure."""
+
+    OK = "ok"
+    STATUS_429 = "status_429"
+    STATUS_4XX = "status_4xx"
+    STATUS_5XX = "status_5xx"
+    TIMEOUT = "timeout"
+    CONNECT_ERROR = "connect_error"
+    INVALID_RESPONSE = "invalid_response"
+    STREAM_ERROR = "stream_error"
+    DEADLINE = "deadline"
+    NO_ROUTE = "no_route"
+
+
+def classify(status: int, failure: Reason | None = None) -> Reason:
+    """The :class:`Reason` for an attempt that ended with ``status`` and optional ``failure``.
+
+    ``failure`` is set by the transport when no usable upstream answer exists (timeout,
+    connect error, invalid response, stream error, deadline) and always wins over ``status``.
+    Otherwise: 2xx → ``OK``, 429 → ``STATUS_429``, 500 and above → ``STATUS_5XX``, and every
+    other status (4xx, but also 1xx/3xx and a missing ``0``) → ``STATUS_4XX``.
+    """
+    if failure is not None:
+        return failure
+    if 200 <= status < 300:
+        return Reason.OK
+    if status == 429:
+        return Reason.STATUS_429
+    if status >= 500:
+        return Reason.STATUS_5XX
+    return Reason.STATUS_4XX

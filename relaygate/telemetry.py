@@ -1,0 +1,122 @@
+"""The telemetry handles every layer receives: tracer, metrics, logger, clock.
+
+Injected, never global: tests pass an in-memory tracer provider, a fresh
+``CollectorRegistry`` and captured logs. ``detail`` sets how many spans a request makes:
+``full`` (a span per layer and per strategy node), ``attempts`` (the request span and one
+CLIENT span per upstream attempt) or ``off``. Every call made on behalf of telemetry is
+guarded: a failing exporter, hook or metric never fails a request.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import structlog
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, Span, SpanKind, Tracer
+from opentelemetry.util.types import AttributeValue
+from prometheus_client import CollectorRegistry
+
+from relaygate.exporters.prometheus import GatewayMetrics
+
+Detail = Literal["full", "attempts", "off"]
+"""How many spans a request produces (see the module docstring)."""
+
+_NOOP_SPAN: Span = NonRecordingSpan(trace.INVALID_SPAN_CONTEXT)
+_TRACER_NAME = "relaygate"
+
+
+def _default_logger() -> Any:
+    return structlog.get_logger("relaygate")
+
+
+@dataclass
+class Telemetry:
+    """Tracer, metrics, logger and clock shared by the pipeline's layers."""
+
+    tracer: Tracer = field(default_factory=lambda: trace.get_tracer(_TRACER_NAME))
+    metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
+    logger: Any = field(default_factory=_default_logger)
+    detail: Detail = "full"
+    clock: Callable[[], float] = time.perf_counter
+    errors: int = 0
+    shutdown: Callable[[], None] = lambda: None
+
+    @property
+    def spans_for_layers(self) -> bool:
+        """Whether per-layer and per-strategy-node spans are made."""
+        return self.detail == "full"
+
+    @property
+    def spans_for_attempts(self) -> bool:
+        """Whether request and per-attempt spans are made."""
+        return self.detail != "off"
+
+    @contextmanager
+    def layer_span(
+        self, name: str, attributes: Mapping[str, AttributeValue] | None = None
+    ) -> Iterator[Span]:
+        """A current INTERNAL span for one layer at ``full`` detail, else a no-op span."""
+        if self.detail != "full":
+            yield _NOOP_SPAN
+            return
+        with self.tracer.start_as_current_span(
+            name, kind=SpanKind.INTERNAL, attributes=attributes, record_exception=False
+        ) as span:
+            yield span
+
+    def guard(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Run a telemetry call, swallowing and counting any error it raises."""
+        try:
+            fn(*args, **kwargs)
+        except Exception:  # telemetry must never fail a request
+            self.errors += 1
+
+
+def build_telemetry(
+    settings: Any,
+    registry: CollectorRegistry | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Telemetry:
+    """Telemetry for a server config's ``telemetry`` section (a ``TelemetrySettings``).
+
+    Tracing follows :func:`relaygate.exporters.otel.setup_tracing`; a tracing detail of
+    ``off`` or no exporter makes spans free. ``registry`` defaults to a fresh one.
+    """
+    from relaygate.exporters.otel import setup_tracing
+
+    traces = settings.traces
+    tracing = setup_tracing(
+        exporter=traces.exporter,
+        endpoint=str(traces.endpoint) if traces.endpoint else None,
+        sample_ratio=traces.sample_ratio,
+        service_name=settings.service_name,
+        env=env,
+    )
+    detail: Detail = traces.detail if tracing.exporter != "none" else "off"
+    return Telemetry(
+        tracer=tracing.tracer,
+        metrics=GatewayMetrics(registry, models=settings.metrics.models),
+        detail=detail,
+        shutdown=tracing.shutdown,
+    )
+
+
+def exemplar(span: Span | None = None) -> dict[str, str] | None:
+    """``{"trace_id": ...}`` of the current (or given) sampled span, for metric exemplars."""
+    ctx = (span or trace.get_current_span()).get_span_context()
+    if not ctx.trace_flags.sampled:
+        return None
+    return {"trace_id": format(ctx.trace_id, "032x")}
+
+
+def trace_ids(span: Span | None = None) -> tuple[str, str] | None:
+    """Hex ``(trace_id, span_id)`` of the current (or given) span, if valid."""
+    ctx = (span or trace.get_current_span()).get_span_context()
+    if not ctx.is_valid:
+        return None
+    return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")

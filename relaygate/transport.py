@@ -1,0 +1,85 @@
+"""The in-process edge: an httpx transport that runs the gateway without a network hop.
+
+``openai.AsyncOpenAI(base_url="http://relaygate/v1", api_key=...,
+http_client=httpx.AsyncClient(transport=relaygate.AsyncTransport(config)))`` sends every
+SDK call through the same pipeline (fallbacks, retries, timeouts, telemetry) as the server,
+inside the caller's event loop. The host part of the URL is ignored; the path picks the
+operation (``.../chat/completions``, ``.../completions``, ``.../embeddings``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from relaygate.app import _server_config
+from relaygate.config.server import ServerConfig
+from relaygate.errors import error_body
+from relaygate.exchange import Operation
+from relaygate.gateway import Gateway, GatewayDeps
+
+_SUFFIXES: tuple[tuple[str, Operation], ...] = (
+    ("/chat/completions", Operation.CHAT),
+    ("/completions", Operation.TEXT_COMPLETION),
+    ("/embeddings", Operation.EMBEDDINGS),
+)
+
+
+class _EdgeStream(httpx.AsyncByteStream):
+    def __init__(self, inner: AsyncIterator[bytes]) -> None:
+        self._inner = inner
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._inner:
+            yield chunk
+
+    async def aclose(self) -> None:
+        aclose = getattr(self._inner, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+class AsyncTransport(httpx.AsyncBaseTransport):
+    """An ``httpx.AsyncBaseTransport`` answering OpenAI-compatible calls through relaygate.
+
+    ``config`` is as for :func:`relaygate.create_app`; ``deps`` injects the upstream client,
+    telemetry and clocks. ``GET .../models`` lists the configured models.
+    """
+
+    def __init__(
+        self,
+        config: ServerConfig | Mapping[str, Any] | str | Path | None = None,
+        deps: GatewayDeps | None = None,
+    ) -> None:
+        self.gateway = Gateway(_server_config(config), deps)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Run ``request`` through the gateway and answer with its response."""
+        path = request.url.path.rstrip("/")
+        if request.method == "GET" and path.endswith("/models"):
+            body = orjson.dumps({"object": "list", "data": self.gateway.models()})
+            return httpx.Response(200, headers={"content-type": "application/json"}, content=body)
+        operation = next((op for suffix, op in _SUFFIXES if path.endswith(suffix)), None)
+        if operation is None or request.method != "POST":
+            status = 404 if operation is None else 405
+            message = "unknown route" if operation is None else "method not allowed; use POST"
+            body = error_body(f"{message}: {request.method} {path}", type="invalid_request_error")
+            return httpx.Response(
+                status, headers={"content-type": "application/json"}, content=body
+            )
+        content = await request.aread()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        response = await self.gateway.handle(operation, content, headers)
+        if response.stream is None:
+            return httpx.Response(response.status, headers=response.headers, content=response.body)
+        return httpx.Response(
+            response.status, headers=response.headers, stream=_EdgeStream(response.stream)
+        )
+
+    async def aclose(self) -> None:
+        """Close the gateway's own upstream client."""
+        await self.gateway.aclose()

@@ -1,0 +1,53 @@
+"""Shared fixtures: fault-simulator upstreams on loopback, fresh telemetry sinks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from typing import Any
+
+import pytest
+import structlog
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import CollectorRegistry
+
+from relaygate.exporters.prometheus import GatewayMetrics
+from relaygate.mock_upstream import MockSettings, create_mock_app, parse_faults
+from relaygate.telemetry import Telemetry
+from tests.servers import RunningServer, serve_in_thread
+
+MockFactory = Callable[..., RunningServer]
+
+
+@pytest.fixture
+def mock_upstream() -> Iterator[MockFactory]:
+    """Start fault-simulator upstreams: ``mock_upstream(name="a", script="503,200")``."""
+    with ExitStack() as stack:
+
+        def start(name: str = "mock", script: str = "", **kw: Any) -> RunningServer:
+            settings = MockSettings(name=name, script=parse_faults(script), **kw)
+            return stack.enter_context(serve_in_thread(create_mock_app(settings)))
+
+        yield start
+
+
+@pytest.fixture
+def spans() -> InMemorySpanExporter:
+    """An in-memory span sink."""
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+def telemetry(spans: InMemorySpanExporter) -> Iterator[Telemetry]:
+    """Telemetry writing spans to ``spans`` and metrics to a fresh registry."""
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    yield Telemetry(
+        tracer=provider.get_tracer("relaygate"),
+        metrics=GatewayMetrics(CollectorRegistry()),
+        logger=structlog.get_logger("relaygate"),
+        detail="full",
+    )
+    provider.shutdown()
