@@ -386,6 +386,8 @@ class _Finisher:
             raw = response.payload.get("usage")
             if isinstance(raw, dict):
                 usage = (raw.get("prompt_tokens"), raw.get("completion_tokens"))
+        for hook in tel.request_hooks:
+            tel.guard(hook, ctx, status)
         ids = trace_ids(span)
         tel.logger.info(
             "request",

@@ -3,8 +3,10 @@
 Injected, never global: tests pass an in-memory tracer provider, a fresh
 ``CollectorRegistry`` and captured logs. ``detail`` sets how many spans a request makes:
 ``full`` (a span per layer and per strategy node), ``attempts`` (the request span and one
-CLIENT span per upstream attempt) or ``off``. Every call made on behalf of telemetry is
-guarded: a failing exporter, hook or metric never fails a request.
+CLIENT span per upstream attempt) or ``off``. ``request_hooks`` are called with the
+finished request's :class:`~relaygate.exchange.RequestContext` and final status (the status
+page's feed). Every call made on behalf of telemetry is guarded: a failing exporter, hook
+or metric never fails a request.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from opentelemetry.trace import NonRecordingSpan, Span, SpanKind, Tracer
 from opentelemetry.util.types import AttributeValue
 from prometheus_client import CollectorRegistry
 
+from relaygate.exchange import RequestContext
 from relaygate.exporters.prometheus import GatewayMetrics
 
 Detail = Literal["full", "attempts", "off"]
@@ -45,6 +48,7 @@ class Telemetry:
     clock: Callable[[], float] = time.perf_counter
     errors: int = 0
     shutdown: Callable[[], None] = lambda: None
+    request_hooks: list[Callable[[RequestContext, int], None]] = field(default_factory=list)
 
     @property
     def spans_for_layers(self) -> bool:

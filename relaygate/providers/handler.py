@@ -19,13 +19,14 @@ from collections.abc import Callable, MutableMapping
 import orjson
 
 from relaygate.errors import error_body, synthesized
-from relaygate.exchange import GatewayRequest, GatewayResponse
+from relaygate.exchange import GatewayRequest, GatewayResponse, Operation
 from relaygate.providers.client import (
     StreamInterrupted,
     UpstreamClient,
     UpstreamFailure,
     UpstreamStream,
 )
+from relaygate.providers.embeddings import conform
 from relaygate.providers.registry import ProviderRegistry
 from relaygate.strategies.reasons import Reason
 
@@ -126,8 +127,13 @@ class ProviderHandler:
                 payload = adapter.parse_response(request, answer.status, answer.body)
             except ValueError as exc:
                 return _failed(target.provider, Reason.INVALID_RESPONSE, str(exc))
+            body = answer.body
+            if request.operation is Operation.EMBEDDINGS and conform(
+                payload, request.body.get("encoding_format")
+            ):
+                body = orjson.dumps(payload)
             return GatewayResponse(
-                status=answer.status, headers=answer.headers, body=answer.body, payload=payload
+                status=answer.status, headers=answer.headers, body=body, payload=payload
             )
         return GatewayResponse(
             status=answer.status,
