@@ -62,10 +62,9 @@ class LogLayer:
                 if request.attempt_deadline is not None and loop.time() >= request.attempt_deadline:
                     cut = timeout_response(request)
                     _finish(tel, request, series, span, cut, duration, None)
-                    if not request.deadline_is_request:
-                        tel.guard(series.timeouts.inc)
                 else:
-                    _record(tel, request, series, 499, "cancelled", duration)
+                    record = _append(request, 499, "cancelled", duration)
+                    _count(tel, request, series, record)
                     tel.guard(span.set_attribute, sc.ERROR_TYPE, "cancelled")
                     tel.guard(span.end)
                 raise
@@ -74,12 +73,12 @@ class LogLayer:
             if response.stream is None:
                 _finish(tel, request, series, span, response, duration, response.payload)
                 return response
-            reason = _record(tel, request, series, response.status, None, duration)
+            record = _append(request, response.status, _reason(response), duration)
             tel.guard(series.ttft.observe, duration, exemplar(span))
             if span.is_recording():
                 span.add_event(sc.EVENT_FIRST_CHUNK, {"time_to_first_chunk_s": duration})
                 span.set_attribute(sc.HTTP_RESPONSE_STATUS_CODE, response.status)
-            response.stream = ObservedStream(response.stream, tel, series, span, reason)
+            response.stream = ObservedStream(response.stream, tel, request, series, span, record)
             return response
 
         return log
@@ -102,51 +101,53 @@ def _attempt_attributes(request: GatewayRequest, model: str) -> dict[str, Any]:
     return attrs
 
 
-def _record(
-    tel: Telemetry,
-    request: GatewayRequest,
-    series: TargetSeries,
-    status: int,
-    failure: str | None,
-    duration: float,
-) -> str:
-    """Append the attempt record and count it; returns its reason."""
+def _reason(response: GatewayResponse) -> str:
+    return classify(response.status, Reason(response.failure) if response.failure else None).value
+
+
+def _append(request: GatewayRequest, status: int, reason: str, duration: float) -> AttemptRecord:
+    """Add the attempt to the request's route story (in order, as it happens)."""
     target = request.target
     assert target is not None
-    reason = (
-        failure
-        if failure == "cancelled"
-        else classify(status, Reason(failure) if failure else None).value
+    record = AttemptRecord(
+        target=target,
+        attempt=request.attempt,
+        status=status,
+        reason=reason,
+        duration_s=duration,
+        backoff_s=request.backoff_s,
     )
-    request.ctx.attempts.append(
-        AttemptRecord(
-            target=target,
-            attempt=request.attempt,
-            status=status,
-            reason=reason,
-            duration_s=duration,
-            backoff_s=request.backoff_s,
-        )
-    )
+    request.ctx.attempts.append(record)
+    return record
+
+
+def _count(
+    tel: Telemetry, request: GatewayRequest, series: TargetSeries, record: AttemptRecord
+) -> None:
+    """Count a finished attempt in the per-target metrics and log it at debug level."""
     metrics = tel.metrics
-    tel.guard(metrics.attempts.labels(*series.labels, status_class(status), reason).inc)
+    reason = record.reason
+    duration = record.duration_s
+    tel.guard(metrics.attempts.labels(*series.labels, status_class(record.status), reason).inc)
     tel.guard(series.duration.observe, duration, exemplar())
     if reason == "ok":
         tel.guard(series.genai_duration_ok.observe, duration)
     else:
-        genai = (request.operation.value, target.provider, series.labels[3], reason)
+        genai = (request.operation.value, record.target.provider, series.labels[3], reason)
         tel.guard(lambda: metrics.genai_duration.labels(*genai).observe(duration))
+    if reason == "timeout":
+        tel.guard(series.timeouts.inc)
     tel.guard(
         tel.logger.debug,
         "upstream_attempt",
-        target=target.path,
-        provider=target.provider,
-        attempt=request.attempt,
-        status=status,
+        request_id=request.ctx.request_id,
+        target=record.target.path,
+        provider=record.target.provider,
+        attempt=record.attempt,
+        status=record.status,
         reason=reason,
         duration_ms=round(duration * 1000, 3),
     )
-    return reason
 
 
 def _finish(
@@ -158,9 +159,9 @@ def _finish(
     duration: float,
     payload: Any,
 ) -> None:
-    reason = _record(tel, request, series, response.status, response.failure, duration)
-    if reason == "timeout":
-        tel.guard(series.timeouts.inc)
+    record = _append(request, response.status, _reason(response), duration)
+    _count(tel, request, series, record)
+    reason = record.reason
     usage = _usage(payload)
     if usage is not None:
         _count_tokens(tel, series, usage)
@@ -228,18 +229,37 @@ class ObservedStream:
     ``usage`` holds the ``(input, output)`` tokens of a final usage chunk once seen.
     """
 
-    __slots__ = ("_done", "_inner", "_series", "_span", "_tel", "failure", "model", "usage")
+    __slots__ = (
+        "_done",
+        "_inner",
+        "_record",
+        "_request",
+        "_series",
+        "_span",
+        "_tel",
+        "failure",
+        "model",
+        "usage",
+    )
 
     def __init__(
-        self, inner: Any, tel: Telemetry, series: TargetSeries, span: Span, reason: str
+        self,
+        inner: Any,
+        tel: Telemetry,
+        request: GatewayRequest,
+        series: TargetSeries,
+        span: Span,
+        record: AttemptRecord,
     ) -> None:
         self._inner = inner
         self._tel = tel
+        self._request = request
         self._series = series
         self._span = span
+        self._record = record
         self.usage: tuple[int, int] | None = None
         self.model: str | None = None
-        self.failure: str | None = None if reason == "ok" else reason
+        self.failure: str | None = None if record.reason == "ok" else record.reason
         self._done = False
 
     def __aiter__(self) -> ObservedStream:
@@ -276,8 +296,10 @@ class ObservedStream:
         inner_failure = getattr(self._inner, "failure", None)
         if inner_failure:
             self.failure = inner_failure
+            self._record.reason = inner_failure
         span = self._span
         tel = self._tel
+        _count(tel, self._request, self._series, self._record)
         if self.usage is not None:
             _count_tokens(tel, self._series, self.usage)
         if span.is_recording():

@@ -60,6 +60,8 @@ class RetryLayer:
             settings = target.retry
             if settings.attempts > cap:
                 settings = replace(settings, attempts=cap)
+            if settings.attempts == 0:
+                return await inner(request.derive(attempt=1))
             attrs = {sc.TARGET_PATH: target.path, sc.GEN_AI_PROVIDER_NAME: target.provider}
             with tel.layer_span(sc.SPAN_RETRY, attrs) as span:
                 retries = 0

@@ -17,9 +17,11 @@ from __future__ import annotations
 from collections.abc import Callable, MutableMapping
 
 import orjson
+from opentelemetry.trace import get_current_span
 
 from relaygate.errors import error_body, synthesized
 from relaygate.exchange import GatewayRequest, GatewayResponse, Operation
+from relaygate.exporters import semconv as sc
 from relaygate.providers.client import (
     StreamInterrupted,
     UpstreamClient,
@@ -104,6 +106,10 @@ class ProviderHandler:
                 extra[name] = value
         self._inject(extra)
         wire = adapter.build_request(request, target, extra)
+        span = get_current_span()
+        if span.is_recording():
+            span.set_attribute(sc.SERVER_ADDRESS, wire.host)
+            span.set_attribute(sc.SERVER_PORT, wire.port)
         try:
             answer = await self._client.send(wire)
         except UpstreamFailure as exc:
