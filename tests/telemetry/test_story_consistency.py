@@ -256,7 +256,7 @@ async def test_fallback_after_503_names_both_targets_and_the_reason(
         e for s in spans.get_finished_spans() for e in s.events if e.name == "relaygate.fallback"
     ]
     assert [(e.attributes["from"], e.attributes["to"]) for e in events] == [(A, B)]
-    failed = [s for s in spans.get_finished_spans() if s.kind is SpanKind.CLIENT][0]
+    failed = next(s for s in spans.get_finished_spans() if s.kind is SpanKind.CLIENT)
     assert failed.attributes["error.type"] == "503"
     assert failed.attributes["http.response.status_code"] == 503
     strategy = [s for s in spans.get_finished_spans() if s.name == "relaygate.strategy"]
@@ -294,7 +294,7 @@ async def test_fallback_after_timeout_is_recorded_as_a_timeout(
         )
         == 1
     )
-    failed = [s for s in spans.get_finished_spans() if s.kind is SpanKind.CLIENT][0]
+    failed = next(s for s in spans.get_finished_spans() if s.kind is SpanKind.CLIENT)
     assert failed.attributes["error.type"] == "timeout"
     assert any(e.name == "relaygate.timeout" for s in spans.get_finished_spans() for e in s.events)
 
@@ -329,7 +329,7 @@ async def test_streamed_request_records_first_chunk_and_usage(
 ) -> None:
     gw = gateway(telemetry, Upstreams({"a.test": [lambda: status(503)], "b.test": [stream_ok]}))
     with capture_logs() as logs:
-        code, headers, body = await run(gw, stream=True)
+        code, _headers, body = await run(gw, stream=True)
     assert code == 200
     assert body.endswith(b"data: [DONE]\n\n")
     assert span_story(spans) == log_story(logs) == [(A, "status_5xx"), (B, "ok")]
