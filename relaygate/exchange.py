@@ -78,14 +78,26 @@ class GatewayRequest:
     deadline_is_request: bool = False
 
     def derive(self, **changes: Any) -> GatewayRequest:
-        """A copy with ``changes`` applied; the shared :class:`RequestContext` is kept."""
-        return dataclasses.replace(self, **changes)
+        """A copy with ``changes`` applied; the shared :class:`RequestContext` is kept.
+
+        A field-by-field copy: ``dataclasses.replace`` costs several times more, and this
+        runs four times per attempt.
+        """
+        new = object.__new__(GatewayRequest)
+        for name in _REQUEST_FIELDS:
+            setattr(new, name, getattr(self, name))
+        for name, value in changes.items():
+            setattr(new, name, value)
+        return new
 
     @property
     def model(self) -> str | None:
         """The model the client asked for, before any override."""
         model = self.body.get("model")
         return model if isinstance(model, str) else None
+
+
+_REQUEST_FIELDS = tuple(f.name for f in dataclasses.fields(GatewayRequest))
 
 
 @dataclass(slots=True)

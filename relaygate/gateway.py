@@ -358,11 +358,13 @@ class _Finisher:
         status = response.status
         failure = getattr(stream, "failure", None)
         ex = exemplar(self.span)
-        metrics.requests.labels(config_id, self.operation.value, status_class(status)).inc()
-        metrics.request_duration.labels(config_id, self.operation.value).observe(total, ex)
-        metrics.overhead.labels(config_id).observe(overhead)
+        op = self.operation.value
+        series = metrics.request_series(config_id, op)
+        metrics.request_counter(series, config_id, op, status_class(status)).inc()
+        series.duration.observe(total, ex)
+        series.overhead.observe(overhead)
         if ctx.attempts:
-            metrics.attempts_per_request.labels(config_id).observe(len(ctx.attempts))
+            series.attempts_per_request.observe(len(ctx.attempts))
         exhausted = bool(ctx.attempts) and not response.ok and response.target is not None
         if exhausted:
             metrics.exhausted.labels(config_id, ctx.attempts[-1].reason).inc(1, ex)

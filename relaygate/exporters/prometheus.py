@@ -55,6 +55,26 @@ class TargetSeries:
     genai_tokens_in: Histogram
     genai_tokens_out: Histogram
     labels: tuple[str, str, str, str]
+    attempts: dict[tuple[str, str], Counter]
+
+    def attempt(self, metrics: GatewayMetrics, status_class: str, reason: str) -> Counter:
+        """The attempts counter child for one outcome (resolved once, then reused)."""
+        key = (status_class, reason)
+        child = self.attempts.get(key)
+        if child is None:
+            child = metrics.attempts.labels(*self.labels, status_class, reason)
+            self.attempts[key] = child
+        return child
+
+
+@dataclass(slots=True)
+class RequestSeries:
+    """Pre-resolved per-request label children of one (config, operation)."""
+
+    duration: Histogram
+    overhead: Histogram
+    attempts_per_request: Histogram
+    requests: dict[str, Counter]
 
 
 class GatewayMetrics:
@@ -66,6 +86,7 @@ class GatewayMetrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         self._models = frozenset(models)
         self._targets: dict[tuple[str, str, str, str], TargetSeries] = {}
+        self._requests: dict[tuple[str, str], RequestSeries] = {}
         reg = self.registry
         tl = ("config", "target", "provider", "model")
         self.requests = Counter(
@@ -160,6 +181,31 @@ class GatewayMetrics:
             registry=reg,
         )
 
+    def request_series(self, config_id: str, operation: str) -> RequestSeries:
+        """The per-request label children of ``(config_id, operation)``, created once."""
+        key = (config_id, operation)
+        found = self._requests.get(key)
+        if found is None:
+            found = RequestSeries(
+                duration=self.request_duration.labels(config_id, operation),
+                overhead=self.overhead.labels(config_id),
+                attempts_per_request=self.attempts_per_request.labels(config_id),
+                requests={},
+            )
+            if len(self._requests) < 10_000:
+                self._requests[key] = found
+        return found
+
+    def request_counter(
+        self, series: RequestSeries, config_id: str, operation: str, status_class: str
+    ) -> Counter:
+        """The requests counter child for one status class of ``series``."""
+        child = series.requests.get(status_class)
+        if child is None:
+            child = self.requests.labels(config_id, operation, status_class)
+            series.requests[status_class] = child
+        return child
+
     def model_label(self, target: Target, requested: str | None) -> str:
         """A bounded model label: the configured model, an allow-listed one, or ``other``."""
         model = target.model
@@ -189,6 +235,7 @@ class GatewayMetrics:
             genai_tokens_in=self.genai_tokens.labels(*genai, "input"),
             genai_tokens_out=self.genai_tokens.labels(*genai, "output"),
             labels=labels,
+            attempts={},
         )
         if len(self._targets) < 10_000:
             self._targets[key] = found

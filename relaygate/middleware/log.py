@@ -128,15 +128,18 @@ def _count(
     metrics = tel.metrics
     reason = record.reason
     duration = record.duration_s
-    tel.guard(metrics.attempts.labels(*series.labels, status_class(record.status), reason).inc)
-    tel.guard(series.duration.observe, duration, exemplar())
-    if reason == "ok":
-        tel.guard(series.genai_duration_ok.observe, duration)
-    else:
-        genai = (request.operation.value, record.target.provider, series.labels[3], reason)
-        tel.guard(lambda: metrics.genai_duration.labels(*genai).observe(duration))
-    if reason == "timeout":
-        tel.guard(series.timeouts.inc)
+    try:
+        series.attempt(metrics, status_class(record.status), reason).inc()
+        series.duration.observe(duration, exemplar())
+        if reason == "ok":
+            series.genai_duration_ok.observe(duration)
+        else:
+            genai = (request.operation.value, record.target.provider, series.labels[3], reason)
+            metrics.genai_duration.labels(*genai).observe(duration)
+        if reason == "timeout":
+            series.timeouts.inc()
+    except Exception:  # telemetry never fails a request
+        tel.errors += 1
     tel.guard(
         tel.logger.debug,
         "upstream_attempt",
