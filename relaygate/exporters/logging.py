@@ -9,8 +9,9 @@ last guard behind the rule that credentials are never logged in the first place.
 from __future__ import annotations
 
 import logging
+import os
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 import orjson
@@ -64,12 +65,26 @@ def processors(fmt: str) -> list[Any]:
     return chain
 
 
-def configure_logging(level: str = "info", fmt: str = "auto") -> None:
+LEVEL_ENV = "RELAYGATE_LOG_LEVEL"
+FORMAT_ENV = "RELAYGATE_LOG_FORMAT"
+
+
+def configure_logging(
+    level: str = "info", fmt: str = "auto", env: Mapping[str, str] | None = None
+) -> None:
     """Configure structlog globally for a relaygate process (``relaygate serve``).
 
-    ``fmt`` ``auto`` picks ``console`` on a terminal and ``json`` otherwise. Library users who
-    configure structlog themselves need not call this.
+    ``RELAYGATE_LOG_LEVEL`` and ``RELAYGATE_LOG_FORMAT`` in ``env`` (default: the process
+    environment) override the arguments. ``fmt`` ``auto`` picks ``console`` on a terminal and
+    ``json`` otherwise. Library users who configure structlog themselves need not call this.
     """
+    env = os.environ if env is None else env
+    level = env.get(LEVEL_ENV, level).strip().lower()
+    fmt = env.get(FORMAT_ENV, fmt).strip().lower()
+    if level.upper() not in logging.getLevelNamesMapping():
+        raise ValueError(f"unknown log level {level!r}")
+    if fmt not in ("json", "console", "auto"):
+        raise ValueError(f"unknown log format {fmt!r}; use json, console or auto")
     if fmt == "auto":
         fmt = "console" if sys.stderr.isatty() else "json"
     structlog.configure(

@@ -1,0 +1,49 @@
+"""Log lines: JSON or console, level and format from config or environment, trace ids joined."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import orjson
+import pytest
+import structlog
+from opentelemetry.sdk.trace import TracerProvider
+
+from relaygate.exporters.logging import configure_logging
+
+
+@pytest.fixture(autouse=True)
+def _reset() -> Iterator[None]:
+    yield
+    structlog.reset_defaults()
+
+
+def test_json_lines_carry_the_current_trace_and_span_id(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("info", "json", env={})
+    tracer = TracerProvider().get_tracer("t")
+    with tracer.start_as_current_span("request") as span:
+        structlog.get_logger("relaygate").info("request", status=200)
+    line = orjson.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    ctx = span.get_span_context()
+    assert line["event"] == "request" and line["status"] == 200 and line["level"] == "info"
+    assert line["trace_id"] == format(ctx.trace_id, "032x")
+    assert line["span_id"] == format(ctx.span_id, "016x")
+
+
+def test_environment_overrides_the_configured_level_and_format(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging(
+        "info", "json", env={"RELAYGATE_LOG_LEVEL": "warning", "RELAYGATE_LOG_FORMAT": "console"}
+    )
+    log = structlog.get_logger("relaygate")
+    log.info("hidden")
+    log.warning("shown", target="a")
+    out = capsys.readouterr().out
+    assert "hidden" not in out
+    assert "shown" in out and "target" in out and not out.lstrip().startswith("{")
+
+
+def test_an_unknown_level_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown log level"):
+        configure_logging("loud", "json", env={})
