@@ -3,7 +3,8 @@
 The bound is the smaller of the target's ``request_timeout`` and what is left of the
 request's overall deadline. When the target's own timeout expires the attempt is answered
 with Portkey's 408 ``timeout_error`` (retry and fallback may act on it); when the overall
-deadline is what expired, with a 504 ``deadline`` answer. For a stream, the bound covers
+deadline is what expired, with a 504 ``deadline`` answer. The layer opens a span only for
+a target that sets ``request_timeout``. For a stream, the bound covers
 everything up to the first chunk; later gaps between chunks are bounded by the same
 ``request_timeout`` in the upstream stream itself.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 
+from opentelemetry.trace import get_current_span
 from opentelemetry.util.types import AttributeValue
 
 from relaygate.errors import synthesized
@@ -42,6 +44,12 @@ def timeout_response(request: GatewayRequest) -> GatewayResponse:
     )
 
 
+def _event(limit: float) -> None:
+    span = get_current_span()
+    if span.is_recording():
+        span.add_event(sc.EVENT_TIMEOUT, {sc.TIMEOUT_MS: int(limit * 1000)})
+
+
 class TimeoutLayer:
     """Cuts an attempt at its bound and answers :func:`timeout_response` instead."""
 
@@ -65,17 +73,25 @@ class TimeoutLayer:
             if limit is None:
                 return await inner(request)
             bounded = request.derive(attempt_deadline=now + limit, deadline_is_request=is_request)
-            attrs: dict[str, AttributeValue] = {
-                sc.TARGET_PATH: target.path,
-                sc.TIMEOUT_MS: int(limit * 1000),
-            }
-            with tel.layer_span(sc.SPAN_TIMEOUT, attrs) as span:
+            if is_request:
+                # Only the request's overall deadline applies: a safety net, not a setting of
+                # this target, so it gets no span of its own (an expiry is still an event).
                 try:
                     async with asyncio.timeout(limit):
                         return await inner(bounded)
                 except TimeoutError:
-                    if span.is_recording():
-                        span.add_event(sc.EVENT_TIMEOUT, {sc.TIMEOUT_MS: int(limit * 1000)})
+                    _event(limit)
+                    return timeout_response(bounded)
+            attrs: dict[str, AttributeValue] = {
+                sc.TARGET_PATH: target.path,
+                sc.TIMEOUT_MS: int(limit * 1000),
+            }
+            with tel.layer_span(sc.SPAN_TIMEOUT, attrs):
+                try:
+                    async with asyncio.timeout(limit):
+                        return await inner(bounded)
+                except TimeoutError:
+                    _event(limit)
                     return timeout_response(bounded)
 
         return timeout

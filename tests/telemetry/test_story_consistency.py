@@ -365,7 +365,7 @@ async def test_streamed_request_records_first_chunk_and_usage(
     assert metric(telemetry, "relaygate_requests_in_flight") == 0
 
 
-@pytest.mark.parametrize("detail,expected", [("off", 0), ("attempts", 2), ("full", 5)])
+@pytest.mark.parametrize("detail,expected", [("off", 0), ("attempts", 2), ("full", 4)])
 async def test_trace_detail_setting_bounds_the_span_count(
     telemetry: Telemetry, spans: InMemorySpanExporter, detail: str, expected: int
 ) -> None:
