@@ -74,7 +74,7 @@ def _too_large(size: int, limit: int) -> EdgeResponse:
 
 def method_not_allowed() -> EdgeResponse:
     """405 in OpenAI's error shape."""
-    body = error_body("method not allowed; use POST", type="invalid_request_error")
+    body = error_body("method not allowed; use POST", type="invalid_request_error", code="405")
     return EdgeResponse(405, [("content-type", "application/json"), ("allow", "POST")], body)
 
 
@@ -108,7 +108,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         type=_ERROR_TYPES.get(exc.status_code, "invalid_request_error"),
         code=str(exc.status_code),
     )
-    return Response(body, status_code=exc.status_code, media_type="application/json")
+    return Response(
+        body, status_code=exc.status_code, media_type="application/json", headers=exc.headers
+    )
 
 
 def create_app(

@@ -68,6 +68,13 @@ class LogLayer:
                     tel.guard(span.set_attribute, sc.ERROR_TYPE, "cancelled")
                     tel.guard(span.end)
                 raise
+            except Exception as exc:
+                record = _append(request, 500, "internal_error", tel.clock() - start)
+                _count(tel, request, series, record)
+                tel.guard(span.set_attribute, sc.ERROR_TYPE, type(exc).__qualname__)
+                tel.guard(span.set_status, Status(StatusCode.ERROR))
+                tel.guard(span.end)
+                raise
             duration = tel.clock() - start
             response.target = target
             if response.stream is None:

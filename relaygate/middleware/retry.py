@@ -95,7 +95,9 @@ class RetryLayer:
                         return response
                     await response.aclose()
                     reason = classify(response.status, failure).value
-                    _record_retry(tel, request, reason, decision.delay_s, decision.source)
+                    _record_retry(
+                        tel, request, retries + 1, reason, decision.delay_s, decision.source
+                    )
                     await sleep(decision.delay_s)
                     retries += 1
                     waited = decision.delay_s
@@ -104,7 +106,12 @@ class RetryLayer:
 
 
 def _record_retry(
-    tel: Telemetry, request: GatewayRequest, reason: str, delay: float, source: str
+    tel: Telemetry,
+    request: GatewayRequest,
+    failed_attempt: int,
+    reason: str,
+    delay: float,
+    source: str,
 ) -> None:
     target = request.target
     config = request.config
@@ -120,7 +127,7 @@ def _record_retry(
             sc.EVENT_RETRY,
             {
                 sc.TARGET_PATH: target.path,
-                sc.ATTEMPT: request.attempt,
+                sc.ATTEMPT: failed_attempt,
                 "reason": reason,
                 "wait_s": delay,
                 "wait_source": source,

@@ -19,7 +19,7 @@ from collections.abc import Callable, MutableMapping
 import orjson
 from opentelemetry.trace import get_current_span
 
-from relaygate.errors import error_body, synthesized
+from relaygate.errors import GatewayError, error_body, synthesized
 from relaygate.exchange import GatewayRequest, GatewayResponse, Operation
 from relaygate.exporters import semconv as sc
 from relaygate.providers.client import (
@@ -98,14 +98,19 @@ class ProviderHandler:
     async def __call__(self, request: GatewayRequest) -> GatewayResponse:
         target = request.target
         assert target is not None, "the fallback layer binds a target before the attempt"
-        adapter = self._registry.get(target.provider)
         extra: dict[str, str] = {}
         for name in target.forward_headers:
             value = request.headers.get(name)
             if value is not None:
                 extra[name] = value
         self._inject(extra)
-        wire = adapter.build_request(request, target, extra)
+        adapter = self._registry.get(target.provider)
+        try:
+            wire = adapter.build_request(request, target, extra)
+        except GatewayError as exc:
+            # This target cannot serve the request (unsupported operation, missing setting):
+            # an answer like any other, so fallback can move on to a target that can.
+            return exc.to_response()
         span = get_current_span()
         if span.is_recording():
             span.set_attribute(sc.SERVER_ADDRESS, wire.host)
