@@ -88,7 +88,7 @@ def relaygate_process(
     try:
         while True:
             if proc.poll() is not None:
-                out, err = proc.communicate()
+                _out, err = proc.communicate()
                 raise RuntimeError(f"relaygate exited {proc.returncode}: {err.decode()[-2000:]}")
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/health", timeout=0.5).status_code == 200:
