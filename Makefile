@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: install run serve test lint typecheck unit bench clean
+.PHONY: install run serve test test-tools lint typecheck unit bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,11 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -n 2 -q -p no:cacheprovider
 
-test: lint typecheck unit
+# Tools the suite drives for real (promtool/prometheus, headless Chromium), installed when missing.
+test-tools:
+	bash scripts/ensure-chromium.sh
+
+test: test-tools lint typecheck unit
 
 bench: $(STAMP)
 	bash benchmarks/run.sh

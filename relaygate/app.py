@@ -27,6 +27,7 @@ from relaygate.config.server import ServerConfig, load_server_config, parse_serv
 from relaygate.errors import GatewayError, error_body
 from relaygate.exchange import Operation
 from relaygate.gateway import EdgeResponse, Gateway, GatewayDeps
+from relaygate.status import StatusBoard, status_routes
 
 _ERROR_TYPES = {401: "authentication_error", 404: "not_found_error", 405: "invalid_request_error"}
 
@@ -122,10 +123,13 @@ def create_app(
     ``config`` is a :class:`ServerConfig`, a dict in the server-config format, or a path to a
     YAML/JSON server-config file; ``None`` means an empty config (requests then carry their
     own config in headers). ``deps`` injects the upstream client, telemetry and clocks. The
-    :class:`Gateway` is reachable as ``app.state.gateway``.
+    :class:`Gateway` is reachable as ``app.state.gateway`` and the live status page's
+    :class:`StatusBoard` as ``app.state.status``; the page is ``GET /status``.
     """
     server = _server_config(config)
     gateway = Gateway(server, deps)
+    board = StatusBoard()
+    gateway.telemetry.request_hooks.append(board.record)
 
     async def health(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -155,6 +159,7 @@ def create_app(
         Route("/metrics", metrics, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),
+        *status_routes(board, gateway.configs.known_configs),
     ]
     app = Starlette(
         routes=routes,
@@ -162,6 +167,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.gateway = gateway
+    app.state.status = board
     return app
 
 
