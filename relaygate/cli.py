@@ -1,4 +1,4 @@
-"""The ``relaygate`` command: ``serve``, ``validate``, ``demo``, ``mock-upstream``.
+"""The ``relaygate`` command: ``serve``, ``validate``, ``demo``, ``rehearse``, ``mock-upstream``.
 
 ``relaygate serve --config FILE`` listens on 127.0.0.1:8787 by default (Portkey's port, so it
 can replace a local Portkey gateway). ``relaygate validate FILE`` checks a server config or a
@@ -136,6 +136,12 @@ def parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the gateway on the bundled fallback demo")
     demo.add_argument("--port", type=int, default=8787)
     demo.set_defaults(run=_demo)
+
+    from relaygate.rehearse import add_rehearse_arguments, run_rehearse
+
+    rehearse = sub.add_parser("rehearse", help="rehearse a config against scripted upstream faults")
+    add_rehearse_arguments(rehearse)
+    rehearse.set_defaults(run=run_rehearse)
 
     mock = sub.add_parser("mock-upstream", help="run the OpenAI-compatible fault simulator")
     add_mock_arguments(mock)

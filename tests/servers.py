@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -67,6 +68,8 @@ def relaygate_process(
     """Run ``relaygate serve --config`` as a real process until the block ends."""
     port = free_port()
     proc_env = {**os.environ, **(env or {})}
+    # The gateway's output goes to a file: an unread pipe fills up and blocks the gateway.
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed after the process ends
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -81,15 +84,16 @@ def relaygate_process(
             str(workers),
         ],
         env=proc_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     try:
         while True:
             if proc.poll() is not None:
-                _out, err = proc.communicate()
-                raise RuntimeError(f"relaygate exited {proc.returncode}: {err.decode()[-2000:]}")
+                log.seek(0)
+                output = log.read().decode(errors="replace")[-2000:]
+                raise RuntimeError(f"relaygate exited {proc.returncode}: {output}")
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/health", timeout=0.5).status_code == 200:
                     break
@@ -108,3 +112,4 @@ def relaygate_process(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        log.close()

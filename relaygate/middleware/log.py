@@ -58,8 +58,8 @@ class LogLayer:
                     response = await inner(request)
             except asyncio.CancelledError:
                 duration = tel.clock() - start
-                loop = asyncio.get_running_loop()
-                if request.attempt_deadline is not None and loop.time() >= request.attempt_deadline:
+                timer = request.attempt_timer
+                if timer is not None and timer.expired():
                     cut = timeout_response(request)
                     _finish(tel, request, series, span, cut, duration, None)
                 else:

@@ -72,12 +72,13 @@ class TimeoutLayer:
                 is_request = True
             if limit is None:
                 return await inner(request)
-            bounded = request.derive(attempt_deadline=now + limit, deadline_is_request=is_request)
+            timer = asyncio.timeout_at(now + limit)
+            bounded = request.derive(attempt_timer=timer, deadline_is_request=is_request)
             if is_request:
                 # Only the request's overall deadline applies: a safety net, not a setting of
                 # this target, so it gets no span of its own (an expiry is still an event).
                 try:
-                    async with asyncio.timeout(limit):
+                    async with timer:
                         return await inner(bounded)
                 except TimeoutError:
                     _event(limit)
@@ -88,7 +89,7 @@ class TimeoutLayer:
             }
             with tel.layer_span(sc.SPAN_TIMEOUT, attrs):
                 try:
-                    async with asyncio.timeout(limit):
+                    async with timer:
                         return await inner(bounded)
                 except TimeoutError:
                     _event(limit)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import httpx
+from httpx_aiohttp import AiohttpTransport
 
 from relaygate.providers.base import UpstreamRequest
 
@@ -142,10 +143,6 @@ def default_upstream() -> HttpxUpstream:
     Per-attempt timeouts are enforced by the timeout layer and the request deadline, so the
     client itself sets none.
     """
-    try:
-        from httpx_aiohttp import AiohttpTransport
-    except ImportError:  # pragma: no cover - the dependency is declared
-        return HttpxUpstream(httpx.AsyncClient(timeout=None, limits=POOL_LIMITS))
     return HttpxUpstream(
         httpx.AsyncClient(
             transport=AiohttpTransport(limits=POOL_LIMITS), timeout=None, limits=POOL_LIMITS

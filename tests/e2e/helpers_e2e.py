@@ -1,0 +1,198 @@
+"""Shared pieces of the end-to-end tests: fault-simulator upstreams, server configs, checks.
+
+Every server listens on loopback only. A :class:`MockUpstream` wraps one running fault
+simulator (:mod:`relaygate.mock_upstream`) with its control endpoints, so a test can script
+the next answers, read what relaygate forwarded and count what arrived.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import struct
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import yaml
+from openai.types.chat import ChatCompletionMessageParam
+
+from relaygate.mock_upstream import MockSettings, create_mock_app
+from tests.servers import RunningServer, relaygate_process, serve_in_thread
+
+MESSAGES: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "Say hello to the gateway."}
+]
+"""A minimal chat conversation accepted by the mock upstreams."""
+
+CLIENT_TIMEOUT_S = 30.0
+"""Client-side timeout of every SDK and httpx call: generous, for a loaded machine."""
+
+FAST_RETRY: dict[str, int] = {"initial_backoff_ms": 10, "max_backoff_ms": 50}
+"""Server-config backoff settings that keep retries quick in tests."""
+
+QUIET_LOGS: dict[str, Any] = {"logs": {"level": "warning", "format": "json"}}
+"""Telemetry settings writing no per-request log line (the process' stdout is not read)."""
+
+
+def answer_of(name: str) -> str:
+    """The completion text a mock upstream called ``name`` answers with."""
+    return f"Hello from {name}"
+
+
+class MockUpstream:
+    """One running fault-simulator upstream and its ``/_mock/*`` control endpoints."""
+
+    def __init__(self, name: str, server: RunningServer, control: httpx.Client) -> None:
+        self.name = name
+        self.server = server
+        self._control = control
+
+    @property
+    def url(self) -> str:
+        """The server root, ``http://127.0.0.1:<port>``."""
+        return self.server.url
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI-style base URL (``.../v1``), as a target's ``custom_host``."""
+        return f"{self.server.url}/v1"
+
+    def script(self, spec: str, loop: bool = False) -> None:
+        """Make the next requests answer per the fault ``spec`` (see ``parse_faults``)."""
+        response = self._control.post(
+            f"{self.url}/_mock/script", json={"script": spec, "loop": loop}
+        )
+        response.raise_for_status()
+
+    def clear(self) -> None:
+        """Forget the script, the counters and the recorded requests."""
+        self.script("")
+        response = self._control.post(f"{self.url}/_mock/reset")
+        response.raise_for_status()
+
+    def requests(self) -> list[dict[str, Any]]:
+        """The API requests received (oldest first): method, path, headers, parsed body."""
+        response = self._control.get(f"{self.url}/_mock/requests")
+        response.raise_for_status()
+        recorded: list[dict[str, Any]] = response.json()
+        return recorded
+
+    def hits(self) -> int:
+        """How many API requests arrived since the last :meth:`clear`."""
+        response = self._control.get(f"{self.url}/_mock/stats")
+        response.raise_for_status()
+        count: int = response.json()["requests"]
+        return count
+
+    def vectors(self, inputs: list[str]) -> list[list[float]]:
+        """The float embeddings this mock answers for ``inputs``, asked directly."""
+        response = self._control.post(
+            f"{self.base_url}/embeddings",
+            json={"model": "embed-direct", "input": inputs, "encoding_format": "float"},
+        )
+        response.raise_for_status()
+        return [item["embedding"] for item in response.json()["data"]]
+
+    def target(self, **fields: Any) -> dict[str, Any]:
+        """A Portkey config target calling this mock as an ``openai`` provider.
+
+        The target's key is ``sk-<name>``; ``fields`` add to or replace the defaults.
+        """
+        return {
+            "provider": "openai",
+            "api_key": f"sk-{self.name}",
+            "custom_host": self.base_url,
+            **fields,
+        }
+
+
+@contextlib.contextmanager
+def running_mocks(*names: str, **settings: Any) -> Iterator[dict[str, MockUpstream]]:
+    """Start one fault simulator per name (sharing ``settings``), keyed by name."""
+    with ExitStack() as stack:
+        control = stack.enter_context(httpx.Client(timeout=CLIENT_TIMEOUT_S))
+        mocks: dict[str, MockUpstream] = {}
+        for name in names:
+            app = create_mock_app(MockSettings(name=name, **settings))
+            server = stack.enter_context(serve_in_thread(app))
+            mocks[name] = MockUpstream(name, server, control)
+        yield mocks
+
+
+def server_config(configs: Mapping[str, Any], **sections: Any) -> dict[str, Any]:
+    """A server config with named ``configs``, fast retries and quiet logs.
+
+    ``sections`` add top-level settings (``auth``, ``limits``...) or replace the defaults.
+    """
+    return {
+        "configs": dict(configs),
+        "retry": dict(FAST_RETRY),
+        "telemetry": dict(QUIET_LOGS),
+        **sections,
+    }
+
+
+@contextlib.contextmanager
+def running_gateway(directory: Path, config: Mapping[str, Any]) -> Iterator[RunningServer]:
+    """Write ``config`` as YAML into ``directory`` and run ``relaygate serve`` on it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "relaygate.yaml"
+    path.write_text(yaml.safe_dump(dict(config), sort_keys=False))
+    with relaygate_process(path) as server:
+        yield server
+
+
+def openai_client(base_url: str, api_key: str = "sk-client") -> openai.OpenAI:
+    """A synchronous openai SDK client that never retries by itself."""
+    return openai.OpenAI(
+        base_url=base_url, api_key=api_key, max_retries=0, timeout=CLIENT_TIMEOUT_S
+    )
+
+
+def config_header(config: str | Mapping[str, Any]) -> dict[str, str]:
+    """The ``x-portkey-config`` header selecting a named config or carrying an inline one."""
+    value = config if isinstance(config, str) else json.dumps(config)
+    return {"x-portkey-config": value}
+
+
+def error_of(body: object) -> dict[str, Any]:
+    """The ``error`` object of an OpenAI-shaped error body, checking the shape.
+
+    The shape is ``{"error": {"message": str, "type": str, "param": ..., "code": ...}}``.
+    """
+    assert isinstance(body, dict), body
+    error = body.get("error")
+    assert isinstance(error, dict), body
+    assert isinstance(error.get("message"), str) and error["message"], body
+    assert isinstance(error.get("type"), str) and error["type"], body
+    assert "param" in error and "code" in error, body
+    return error
+
+
+def sdk_error_of(exc: openai.APIStatusError) -> dict[str, Any]:
+    """The error object an openai SDK exception carries in ``e.body``, checking its shape.
+
+    The SDK stores the answer's inner ``error`` object as ``e.body``.
+    """
+    return error_of({"error": exc.body})
+
+
+def chunk_text(chunks: Iterable[Any]) -> str:
+    """The concatenated ``delta.content`` of openai SDK chat-completion chunks."""
+    parts: list[str] = []
+    for chunk in chunks:
+        for choice in chunk.choices:
+            if choice.delta.content:
+                parts.append(choice.delta.content)
+    return "".join(parts)
+
+
+def decode_float32(text: str) -> list[float]:
+    """Floats from base64 of little-endian float32 values (OpenAI's base64 embeddings)."""
+    raw = base64.b64decode(text)
+    return list(struct.unpack(f"<{len(raw) // 4}f", raw))

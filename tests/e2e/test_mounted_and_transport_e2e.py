@@ -1,0 +1,255 @@
+"""End to end through the two embedded edges of relaygate, with the official openai SDK.
+
+* Mounted: :func:`relaygate.app.create_app` inside a host Starlette app under
+  ``Mount("/llm", ...)``, served on loopback; the SDK's base URL is ``.../llm/v1``.
+* In-process: :class:`relaygate.transport.AsyncTransport` handed to ``openai.AsyncOpenAI``
+  through ``httpx.AsyncClient(transport=...)``; no gateway server, only the upstreams are
+  real servers on loopback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Mount, Route
+
+from relaygate.app import create_app
+from relaygate.transport import AsyncTransport
+from tests.e2e.helpers_e2e import (
+    CLIENT_TIMEOUT_S,
+    MESSAGES,
+    MockUpstream,
+    answer_of,
+    chunk_text,
+    config_header,
+    openai_client,
+    running_mocks,
+    server_config,
+)
+from tests.servers import RunningServer, serve_in_thread
+
+Mocks = dict[str, MockUpstream]
+IN_PROCESS_URL = "http://relaygate.local/v1"
+
+
+def _gateway_config(mocks: Mocks) -> dict[str, Any]:
+    alpha, beta = mocks["alpha"], mocks["beta"]
+    return server_config(
+        {
+            "fallback": {
+                "strategy": {"mode": "fallback"},
+                "targets": [alpha.target(), beta.target(provider="together-ai")],
+            },
+            "retry": {
+                "strategy": {"mode": "fallback"},
+                "targets": [
+                    alpha.target(retry={"attempts": 2, "use_retry_after_header": True}),
+                    beta.target(),
+                ],
+            },
+            "timeout": {
+                "strategy": {"mode": "fallback"},
+                "targets": [alpha.target(request_timeout=200), beta.target()],
+            },
+            "embed": alpha.target(override_params={"model": "embed-model"}),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def mocks() -> Iterator[Mocks]:
+    """Two fault-simulator upstreams shared by the module: alpha and beta."""
+    with running_mocks("alpha", "beta") as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def _clean_mocks(mocks: Mocks) -> None:
+    for mock in mocks.values():
+        mock.clear()
+
+
+# --- mounted in a host app ----------------------------------------------------------------
+
+
+async def _home(_: Request) -> Response:
+    return PlainTextResponse("host home")
+
+
+@pytest.fixture(scope="module")
+def host(mocks: Mocks) -> Iterator[RunningServer]:
+    """A host Starlette app with relaygate mounted under ``/llm``, served on loopback.
+
+    The test server runs without lifespan events, so the host closes the mounted gateway's
+    upstream client through its own ``POST /_close`` route (in the server's event loop).
+    """
+    relay = create_app(_gateway_config(mocks))
+
+    async def close(_: Request) -> Response:
+        await relay.state.gateway.aclose()
+        return PlainTextResponse("closed")
+
+    app = Starlette(
+        routes=[
+            Route("/", _home),
+            Route("/_close", close, methods=["POST"]),
+            Mount("/llm", app=relay),
+        ]
+    )
+    with serve_in_thread(app) as server:
+        yield server
+        httpx.post(f"{server.url}/_close", timeout=CLIENT_TIMEOUT_S).raise_for_status()
+
+
+@pytest.fixture(scope="module")
+def mounted_client(host: RunningServer) -> Iterator[openai.OpenAI]:
+    """An openai SDK client whose base URL is the mounted gateway."""
+    with openai_client(f"{host.url}/llm/v1") as sdk:
+        yield sdk
+
+
+def test_mounted_gateway_falls_back_after_a_503(
+    mounted_client: openai.OpenAI, mocks: Mocks
+) -> None:
+    mocks["alpha"].script("503")
+    raw = mounted_client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=MESSAGES, extra_headers=config_header("fallback")
+    )
+    assert raw.parse().choices[0].message.content == answer_of("beta")
+    assert raw.headers["x-portkey-last-used-option-index"] == "config.targets[1]"
+    assert raw.headers["x-relaygate-route"] == "config.targets[0]:503>config.targets[1]:200"
+    assert raw.headers["x-portkey-provider"] == "together-ai"
+
+
+def test_mounted_gateway_streams_after_a_fallback(
+    mounted_client: openai.OpenAI, mocks: Mocks
+) -> None:
+    mocks["alpha"].script("503")
+    raw = mounted_client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini",
+        messages=MESSAGES,
+        stream=True,
+        extra_headers=config_header("fallback"),
+    )
+    assert raw.headers["x-relaygate-route"] == "config.targets[0]:503>config.targets[1]:200"
+    stream = raw.parse()
+    assert isinstance(stream, openai.Stream)
+    assert chunk_text(stream) == answer_of("beta")
+
+
+def test_mounting_keeps_the_host_routes_and_serves_health_under_the_prefix(
+    host: RunningServer,
+) -> None:
+    with httpx.Client(base_url=host.url, timeout=CLIENT_TIMEOUT_S) as http:
+        assert http.get("/").text == "host home"
+        assert http.get("/llm/health").status_code == 200
+        assert http.get("/health").status_code == 404
+
+
+# --- in-process transport -----------------------------------------------------------------
+
+
+@pytest.fixture
+async def in_process(mocks: Mocks) -> AsyncIterator[openai.AsyncOpenAI]:
+    """An ``AsyncOpenAI`` whose HTTP client runs relaygate in this event loop."""
+    transport = AsyncTransport(_gateway_config(mocks))
+    http_client = httpx.AsyncClient(transport=transport, timeout=CLIENT_TIMEOUT_S)
+    sdk = openai.AsyncOpenAI(
+        base_url=IN_PROCESS_URL,
+        api_key="x",
+        max_retries=0,
+        timeout=CLIENT_TIMEOUT_S,
+        # The SDK accepts an httpx (not only httpx2) client; its annotation names httpx2 only.
+        http_client=http_client,  # type: ignore[arg-type]
+    )
+    try:
+        yield sdk
+    finally:
+        await sdk.close()
+        await transport.aclose()
+
+
+async def test_in_process_transport_falls_back_after_a_503(
+    in_process: openai.AsyncOpenAI, mocks: Mocks
+) -> None:
+    mocks["alpha"].script("503")
+    raw = await in_process.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=MESSAGES, extra_headers=config_header("fallback")
+    )
+    assert raw.parse().choices[0].message.content == answer_of("beta")
+    assert raw.headers["x-portkey-last-used-option-index"] == "config.targets[1]"
+    assert raw.headers["x-relaygate-route"] == "config.targets[0]:503>config.targets[1]:200"
+
+
+async def test_in_process_transport_retries_after_retry_after(
+    in_process: openai.AsyncOpenAI, mocks: Mocks
+) -> None:
+    mocks["alpha"].script("429@retry_after_ms=30,200")
+    raw = await in_process.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=MESSAGES, extra_headers=config_header("retry")
+    )
+    assert raw.parse().choices[0].message.content == answer_of("alpha")
+    assert raw.headers["x-portkey-retry-attempt-count"] == "1"
+    assert raw.headers["x-relaygate-route"] == "config.targets[0]:429,200"
+    assert (mocks["alpha"].hits(), mocks["beta"].hits()) == (2, 0)
+
+
+async def test_in_process_transport_streams_after_a_fallback(
+    in_process: openai.AsyncOpenAI, mocks: Mocks
+) -> None:
+    mocks["alpha"].script("503")
+    raw = await in_process.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini",
+        messages=MESSAGES,
+        stream=True,
+        extra_headers=config_header("fallback"),
+    )
+    assert raw.headers["x-relaygate-route"] == "config.targets[0]:503>config.targets[1]:200"
+    stream = raw.parse()
+    assert isinstance(stream, openai.AsyncStream)
+    parts: list[str] = []
+    async for chunk in stream:
+        parts.extend(choice.delta.content or "" for choice in chunk.choices)
+    assert "".join(parts) == answer_of("beta")
+
+
+async def test_in_process_transport_falls_back_when_a_target_times_out(
+    in_process: openai.AsyncOpenAI, mocks: Mocks
+) -> None:
+    mocks["alpha"].script("200@latency_ms=3000")
+    raw = await in_process.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=MESSAGES, extra_headers=config_header("timeout")
+    )
+    assert raw.parse().choices[0].message.content == answer_of("beta")
+    assert raw.headers["x-relaygate-route"] == "config.targets[0]:timeout>config.targets[1]:200"
+
+
+async def test_in_process_transport_embeddings_decode_to_the_upstream_vectors(
+    in_process: openai.AsyncOpenAI, mocks: Mocks
+) -> None:
+    inputs = ["first text", "second text"]
+    result = await in_process.embeddings.create(
+        model="text-embed", input=inputs, extra_headers=config_header("embed")
+    )
+    assert result.model == "embed-model"
+    assert [item.embedding for item in result.data] == mocks["alpha"].vectors(inputs)
+
+
+async def test_in_process_transport_embeddings_asked_as_floats(
+    in_process: openai.AsyncOpenAI, mocks: Mocks
+) -> None:
+    inputs = ["only text"]
+    result = await in_process.embeddings.create(
+        model="text-embed",
+        input=inputs,
+        encoding_format="float",
+        extra_headers=config_header("embed"),
+    )
+    assert [item.embedding for item in result.data] == mocks["alpha"].vectors(inputs)
