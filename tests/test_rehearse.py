@@ -538,7 +538,7 @@ class SlowDisk:
     \"\"\"Makes importing the wire client's transport module take 2 s, as on a cold disk.\"\"\"
 
     def find_spec(self, name, path=None, target=None):
-        if name == "httpx_aiohttp":
+        if name == "aiohttp":
             time.sleep(2)
         return None
 

@@ -1,9 +1,9 @@
 """The one module that does network I/O to upstream providers.
 
 :class:`UpstreamClient` is the small interface the pipeline depends on. The production
-default, :func:`default_upstream`, is httpx's API over the aiohttp transport (the fastest
-wire client measured for this job; see ``benchmarks/``), while a user's own
-``httpx.AsyncClient`` (or one on ``httpx.MockTransport`` in tests) plugs in unchanged.
+default, :func:`default_upstream`, is :class:`AiohttpUpstream` (the cheapest wire client
+measured for this job; see ``benchmarks/``), while a user's own ``httpx.AsyncClient`` (or
+one on ``httpx.MockTransport`` in tests) plugs in unchanged through :class:`HttpxUpstream`.
 
 Failures never escape as exceptions: a network error becomes :class:`UpstreamFailure`, which
 the caller turns into a synthesized answer with a bounded reason.
@@ -12,12 +12,12 @@ the caller turns into a synthesized answer with a bounded reason.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Protocol
 
+import aiohttp
 import httpx
-from httpx_aiohttp import AiohttpTransport
 
 from relaygate.providers.base import UpstreamRequest
 
@@ -55,46 +55,60 @@ class UpstreamClient(Protocol):
         ...
 
 
-@dataclass(slots=True)
 class UpstreamStream:
-    """Raw bytes of a streamed answer, as they arrive.
+    """Raw bytes of a streamed answer, as they arrive, from any wire client.
 
-    Iteration raises :class:`StreamInterrupted` if the connection breaks or no chunk arrives
-    within ``idle_timeout_s``; ``aclose`` releases the connection early.
+    ``chunks`` yields the body; ``close`` releases the connection; ``errors`` are the wire
+    client's exception types that mean the stream broke. Iteration raises
+    :class:`StreamInterrupted` if the connection breaks or no chunk arrives within
+    ``idle_timeout_s``; ``aclose`` releases the connection early.
     """
 
-    response: httpx.Response
-    idle_timeout_s: float | None = None
-    _iter: AsyncIterator[bytes] | None = field(default=None, init=False)
+    __slots__ = ("_chunks", "_close", "_errors", "idle_timeout_s")
+
+    def __init__(
+        self,
+        chunks: AsyncIterator[bytes],
+        close: Callable[[], Awaitable[None]],
+        errors: tuple[type[BaseException], ...],
+        idle_timeout_s: float | None = None,
+    ) -> None:
+        self._chunks = chunks
+        self._close = close
+        self._errors = errors
+        self.idle_timeout_s = idle_timeout_s
 
     def __aiter__(self) -> UpstreamStream:
         return self
 
     async def __anext__(self) -> bytes:
-        if self._iter is None:
-            self._iter = self.response.aiter_raw()
         try:
             while True:
                 if self.idle_timeout_s is None:
-                    chunk = await self._iter.__anext__()
+                    chunk = await self._chunks.__anext__()
                 else:
                     async with asyncio.timeout(self.idle_timeout_s):
-                        chunk = await self._iter.__anext__()
+                        chunk = await self._chunks.__anext__()
                 if chunk:
                     return chunk
         except StopAsyncIteration:
-            await self.response.aclose()
+            await self._close()
             raise
         except TimeoutError as exc:
-            await self.response.aclose()
+            await self._close()
             raise StreamInterrupted(f"no data from upstream for {self.idle_timeout_s:g}s") from exc
-        except httpx.HTTPError as exc:
-            await self.response.aclose()
+        except self._errors as exc:
+            await self._close()
             raise StreamInterrupted(f"upstream stream broke: {type(exc).__name__}") from exc
 
     async def aclose(self) -> None:
         """Release the connection without reading the rest."""
-        await self.response.aclose()
+        await self._close()
+
+
+def _is_stream(request: UpstreamRequest, status: int, headers: dict[str, str]) -> bool:
+    """Whether to hand the answer on as a stream: a streaming request answered 2xx SSE."""
+    return request.stream and status < 300 and "event-stream" in headers.get("content-type", "")
 
 
 class HttpxUpstream:
@@ -113,13 +127,11 @@ class HttpxUpstream:
         except httpx.HTTPError as exc:
             raise UpstreamFailure(f"{type(exc).__name__} calling upstream") from exc
         headers = {k.lower(): v for k, v in response.headers.items()}
-        content_type = headers.get("content-type", "")
-        if request.stream and response.status_code < 300 and "event-stream" in content_type:
-            return UpstreamResponse(
-                status=response.status_code,
-                headers=headers,
-                stream=UpstreamStream(response, request.idle_timeout_s),
+        if _is_stream(request, response.status_code, headers):
+            stream = UpstreamStream(
+                response.aiter_raw(), response.aclose, (httpx.HTTPError,), request.idle_timeout_s
             )
+            return UpstreamResponse(status=response.status_code, headers=headers, stream=stream)
         try:
             body = await response.aread()
         except httpx.HTTPError as exc:
@@ -133,18 +145,81 @@ class HttpxUpstream:
         await self._client.aclose()
 
 
-POOL_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=200)
-"""Connection pool bounds of the default client."""
+class AiohttpUpstream:
+    """:class:`UpstreamClient` on aiohttp: the production default, the cheapest wire client.
 
-
-def default_upstream() -> HttpxUpstream:
-    """The production client: httpx's API on the aiohttp transport, one shared pool.
-
-    Per-attempt timeouts are enforced by the timeout layer and the request deadline, so the
-    client itself sets none.
+    One pooled ``ClientSession`` (created on first use, in the running event loop) serves
+    every target host with keep-alive. Bodies are passed through as received: no
+    decompression, no redirects, no client-side timeouts (the timeout layer and the request
+    deadline bound every attempt).
     """
-    return HttpxUpstream(
-        httpx.AsyncClient(
-            transport=AiohttpTransport(limits=POOL_LIMITS), timeout=None, limits=POOL_LIMITS
-        )
-    )
+
+    def __init__(self, session: aiohttp.ClientSession | None = None, limit: int = 1000) -> None:
+        self._session = session
+        self._limit = limit
+
+    def _open(self) -> aiohttp.ClientSession:
+        session = self._session
+        if session is None or session.closed:
+            connector = aiohttp.TCPConnector(limit=self._limit, ttl_dns_cache=300)
+            session = aiohttp.ClientSession(
+                connector=connector,
+                auto_decompress=False,
+                timeout=aiohttp.ClientTimeout(total=None),
+                skip_auto_headers=("User-Agent",),
+            )
+            self._session = session
+        return session
+
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        """See :meth:`UpstreamClient.send`."""
+        session = self._open()
+        try:
+            response = await session.request(
+                request.method,
+                request.url,
+                data=request.content,
+                headers=request.headers,
+                allow_redirects=False,
+            )
+        except (aiohttp.ClientError, OSError) as exc:
+            raise UpstreamFailure(f"{type(exc).__name__} calling upstream") from exc
+        headers = {k.lower(): v for k, v in response.headers.items()}
+        status = response.status
+        if _is_stream(request, status, headers):
+            stream = UpstreamStream(
+                response.content.iter_any(),
+                _releaser(response),
+                (aiohttp.ClientError, OSError),
+                request.idle_timeout_s,
+            )
+            return UpstreamResponse(status=status, headers=headers, stream=stream)
+        try:
+            body = await response.read()
+        except (aiohttp.ClientError, OSError) as exc:
+            raise UpstreamFailure(f"{type(exc).__name__} reading upstream answer") from exc
+        finally:
+            response.release()
+        return UpstreamResponse(status=status, headers=headers, body=body)
+
+    async def aclose(self) -> None:
+        """See :meth:`UpstreamClient.aclose`."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def _releaser(response: aiohttp.ClientResponse) -> Callable[[], Awaitable[None]]:
+    async def release() -> None:
+        response.release()
+
+    return release
+
+
+def default_upstream() -> UpstreamClient:
+    """The production client: :class:`AiohttpUpstream`.
+
+    Users who want httpx (their own transport, proxies, mTLS) inject
+    ``HttpxUpstream(httpx.AsyncClient(...))`` through ``GatewayDeps(upstream=...)``.
+    """
+    return AiohttpUpstream()
