@@ -23,18 +23,19 @@ serve: $(STAMP)
 	$(BIN)/relaygate serve --config $(or $(CONFIG),relaygate/demo/demo.yaml)
 
 lint: $(STAMP)
-	$(BIN)/ruff check relaygate tests benchmarks
-	$(BIN)/ruff format --check relaygate tests benchmarks
+	$(BIN)/ruff check relaygate tests benchmarks dashboards
+	$(BIN)/ruff format --check relaygate tests benchmarks dashboards
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP)
-	$(BIN)/pytest -n 2 -q -p no:cacheprovider
+	$(BIN)/pytest -n 2 --dist loadscope -q -p no:cacheprovider
 
 # Tools the suite drives for real (promtool/prometheus, headless Chromium), installed when missing.
 test-tools:
 	bash scripts/ensure-chromium.sh
+	bash scripts/ensure-prometheus.sh
 
 test: test-tools lint typecheck unit
 
