@@ -30,7 +30,8 @@ Try it:
 
 Watch the headers: x-relaygate-route tells the story (503s, then 200 from the backup),
 x-portkey-last-used-option-index names the target that answered.
-Metrics: http://127.0.0.1:8787/metrics   Stop: Ctrl-C
+Status page: http://127.0.0.1:8787/status   Metrics: http://127.0.0.1:8787/metrics
+Stop: Ctrl-C
 """
 
 
