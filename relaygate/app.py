@@ -128,6 +128,7 @@ def create_app(
     """
     server = _server_config(config)
     gateway = Gateway(server, deps)
+    metrics_on = server.telemetry.metrics.enabled
     board = StatusBoard()
     gateway.telemetry.request_hooks.append(board.record)
 
@@ -156,7 +157,7 @@ def create_app(
         Route("/v1/completions", ApiEndpoint(gateway, Operation.TEXT_COMPLETION)),
         Route("/v1/embeddings", ApiEndpoint(gateway, Operation.EMBEDDINGS)),
         Route("/v1/models", models, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
+        *([Route("/metrics", metrics, methods=["GET"])] if metrics_on else []),
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),
         *status_routes(board, gateway.configs.known_configs),

@@ -159,7 +159,8 @@ class MetricSettings(_Section):
     """Prometheus metrics."""
 
     enabled: bool = True
-    """Serve metrics and record them."""
+    """Serve `GET /metrics`. When false the route is absent; samples are still kept in
+    memory (a few microseconds a request) for the status page and the request log."""
     models: list[str] = Field(default_factory=list)
     """Model names allowed as metric label values; any other model is recorded as `other`."""
 
