@@ -160,7 +160,7 @@ class MetricSettings(_Section):
 
     enabled: bool = True
     """Serve `GET /metrics`. When false the route is absent; samples are still kept in
-    memory (a few microseconds a request) for the status page and the request log."""
+    memory, which costs a few microseconds a request."""
     models: list[str] = Field(default_factory=list)
     """Model names allowed as metric label values; any other model is recorded as `other`."""
 
