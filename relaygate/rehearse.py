@@ -68,10 +68,10 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from relaygate.config import ConfigError, compile_config, parse_config
-from relaygate.config.errors import ROOT, join_path
+from relaygate.config.errors import join_path
 from relaygate.config.model import Target
 from relaygate.config.schema import ConfigNode
-from relaygate.config.server import ServerConfig, explain, load_server_config
+from relaygate.config.server import ServerConfig, explain, load_server_config, read_document
 from relaygate.exchange import AttemptRecord, RequestContext
 from relaygate.exporters.prometheus import GatewayMetrics
 from relaygate.gateway import GatewayDeps
@@ -444,27 +444,6 @@ class RehearsalConfig:
         return keys[0] if keys else None
 
 
-def _read_document(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([(ROOT, f"cannot read {path}: {exc.strerror or exc}")]) from None
-    except UnicodeDecodeError:
-        raise ConfigError([(ROOT, f"cannot read {path}: not valid UTF-8")]) from None
-    if path.suffix.lower() == ".json":
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            reason = f"{exc.msg} at line {exc.lineno} column {exc.colno}"
-            raise ConfigError([(ROOT, f"invalid JSON: {reason}")]) from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        raise ConfigError([(ROOT, f"invalid YAML{where}")]) from None
-
-
 def _load_server(path: Path) -> tuple[ServerConfig, tuple[str, ...]]:
     """Load a server config; unset ``${VAR}`` references get placeholder values."""
     try:
@@ -522,7 +501,7 @@ def load_rehearsal_config(path: str | Path, config_id: str | None = None) -> Reh
     field, including targets whose provider relaygate does not know.
     """
     file = Path(path)
-    document = _read_document(file)
+    document = read_document(file)
     placeholders: tuple[str, ...] = ()
     if isinstance(document, dict) and any(key in document for key in _PORTKEY_KEYS):
         if config_id is not None:

@@ -396,7 +396,12 @@ def _is_within(path: str, parent: str) -> bool:
     return path == parent or path.startswith((parent + ".", parent + "["))
 
 
-def _read_document(path: Path) -> Any:
+def read_document(path: Path) -> Any:
+    """Read a JSON or YAML document (by suffix; otherwise JSON, then YAML).
+
+    Raises :class:`ConfigError` with the reason at ``(root)`` when it cannot be read or
+    parsed.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -444,7 +449,7 @@ def load_server_config(path: str | Path, env: Mapping[str, str] | None = None) -
     ``env`` defaults to ``os.environ``. Raises :class:`ConfigError` listing every problem,
     including those inside the embedded Portkey configs.
     """
-    data = _read_document(Path(path))
+    data = read_document(Path(path))
     env_issues: list[tuple[str, str]] = []
     expanded = expand_env_collect(data, os.environ if env is None else env, "", env_issues)
     return parse_server_config(expanded, list(dict.fromkeys(env_issues)))
