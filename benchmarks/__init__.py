@@ -1,0 +1,1 @@
+"""relaygate's benchmark harness: ``bash benchmarks/run.sh`` (see ``benchmarks/README.md``)."""

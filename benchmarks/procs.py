@@ -1,0 +1,211 @@
+"""Processes of a benchmark run: start, wait until ready, measure, stop.
+
+Every process is started in its own session (so stopping its process group also stops its
+workers), optionally pinned to CPU cores with ``taskset``, and its pid is appended to
+``<run dir>/pids`` so ``run.sh``'s exit trap can stop it even if the harness itself dies.
+CPU time and resident memory are read from ``/proc`` for a process and all its descendants.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+"""Kernel clock ticks per second (the unit of ``/proc/<pid>/stat`` CPU times)."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may contain spaces; everything after its ')' is split.
+    return raw[raw.rindex(")") + 2 :].split()
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every live process below it."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        fields = _stat_fields(int(entry))
+        if fields is not None:
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    tree = [pid]
+    index = 0
+    while index < len(tree):
+        tree += children.get(tree[index], [])
+        index += 1
+    return tree
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its live descendants (and reaped children)."""
+    ticks = 0
+    for member in descendants(pid):
+        fields = _stat_fields(member)
+        if fields is None:
+            continue
+        # fields[11..14] are utime, stime, cutime, cstime (stat fields 14-17).
+        ticks += sum(int(value) for value in fields[11:15])
+    return ticks / CLK_TCK
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """Sum of ``VmRSS`` over ``pid`` and its live descendants."""
+    total = 0
+    for member in descendants(pid):
+        try:
+            status = Path(f"/proc/{member}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) * 1024
+                break
+    return total
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    """Whether a GET of ``url`` answers 2xx."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return 200 <= int(response.status) < 300
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def port_open(port: int) -> bool:
+    """Whether something accepts TCP connections on 127.0.0.1:``port``."""
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+    return False
+
+
+@dataclass
+class Service:
+    """One started process (and its process group)."""
+
+    name: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    log: Path
+    cores: str | None = None
+    meta: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def pid(self) -> int:
+        """The started process's pid (the root of its tree)."""
+        return self.proc.pid
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds used so far by the process tree."""
+        return tree_cpu_seconds(self.pid)
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the process tree now."""
+        return tree_rss_bytes(self.pid)
+
+    def alive(self) -> bool:
+        """Whether the process is still running."""
+        return self.proc.poll() is None
+
+    def wait_ready(self, check: Callable[[], bool], timeout_s: float = 60.0) -> None:
+        """Poll ``check`` until it holds; raise with the log's tail if the process dies or
+        ``timeout_s`` passes."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise RuntimeError(f"{self.name} exited early:\n{self.log_tail()}")
+            if check():
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} not ready after {timeout_s:.0f}s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The last lines of the process's output."""
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self, grace_s: float = 15.0) -> None:
+        """SIGTERM the process group, then SIGKILL it if it has not exited after ``grace_s``."""
+        if self.proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+
+class Processes:
+    """Starts services for one run and stops all of them at the end (in reverse order)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.services: list[Service] = []
+        self._pid_file = run_dir / "pids"
+
+    def start(
+        self,
+        name: str,
+        argv: Sequence[str],
+        port: int,
+        cores: str | None = None,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> Service:
+        """Start ``argv`` (pinned to ``cores`` if given) with output to ``<run dir>/<name>.log``."""
+        log = self.run_dir / f"{name}.log"
+        command = ["taskset", "-c", cores, *argv] if cores else list(argv)
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=cwd,
+                start_new_session=True,
+            )
+        with self._pid_file.open("a") as pids:
+            pids.write(f"{proc.pid}\n")
+        service = Service(name=name, port=port, proc=proc, log=log, cores=cores)
+        self.services.append(service)
+        return service
+
+    def stop(self, service: Service) -> None:
+        """Stop one service now."""
+        service.stop()
+        if service in self.services:
+            self.services.remove(service)
+
+    def stop_all(self) -> None:
+        """Stop every service still running, most recently started first."""
+        for service in reversed(self.services):
+            with contextlib.suppress(Exception):
+                service.stop()
+        self.services.clear()
