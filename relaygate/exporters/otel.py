@@ -23,7 +23,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
-from opentelemetry.sdk.trace.sampling import ParentBased, Sampler, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler, TraceIdRatioBased
 from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider, Tracer
 
 TRACER_NAME = "relaygate"
@@ -62,7 +62,8 @@ def setup_tracing(
     name = env.get("OTEL_SERVICE_NAME") or service_name
     sampler: Sampler | None = None
     if "OTEL_TRACES_SAMPLER" not in env:
-        sampler = ParentBased(TraceIdRatioBased(sample_ratio))
+        root: Sampler = ALWAYS_ON if sample_ratio >= 1 else TraceIdRatioBased(sample_ratio)
+        sampler = ParentBased(root)
     provider = TracerProvider(resource=Resource.create({SERVICE_NAME: name}), sampler=sampler)
     provider.add_span_processor(BatchSpanProcessor(span_exporter))
     return Tracing(provider.get_tracer(TRACER_NAME), provider.shutdown, chosen)
