@@ -28,6 +28,9 @@ from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider, Tracer
 
 TRACER_NAME = "relaygate"
 
+EXPORT_BATCH_SIZE = 64
+"""Spans per export batch unless ``OTEL_BSP_MAX_EXPORT_BATCH_SIZE`` says otherwise."""
+
 
 @dataclass
 class Tracing:
@@ -65,7 +68,10 @@ def setup_tracing(
         root: Sampler = ALWAYS_ON if sample_ratio >= 1 else TraceIdRatioBased(sample_ratio)
         sampler = ParentBased(root)
     provider = TracerProvider(resource=Resource.create({SERVICE_NAME: name}), sampler=sampler)
-    provider.add_span_processor(BatchSpanProcessor(span_exporter))
+    # Smaller, more frequent batches than the SDK's 512: encoding a batch holds the GIL, and
+    # a large batch shows up as a latency spike on whichever request is running meanwhile.
+    batch = None if "OTEL_BSP_MAX_EXPORT_BATCH_SIZE" in env else EXPORT_BATCH_SIZE
+    provider.add_span_processor(BatchSpanProcessor(span_exporter, max_export_batch_size=batch))
     return Tracing(provider.get_tracer(TRACER_NAME), provider.shutdown, chosen)
 
 
