@@ -9,6 +9,7 @@ load generator.
 from __future__ import annotations
 
 import json
+import math
 import os
 import resource
 import subprocess
@@ -45,6 +46,11 @@ def _children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def wrk_seconds(duration_s: float) -> int:
+    """``duration_s`` as wrk takes it: whole seconds, at least one (rounded up)."""
+    return max(1, math.ceil(duration_s))
+
+
 def wrk_command(
     request: Request, connections: int, duration_s: float, threads: int, cores: str | None
 ) -> list[str]:
@@ -53,7 +59,7 @@ def wrk_command(
         "wrk",
         f"-t{min(threads, connections)}",
         f"-c{connections}",
-        f"-d{duration_s:g}s",
+        f"-d{wrk_seconds(duration_s)}s",
         "--latency",
         "--timeout",
         "10s",
@@ -97,7 +103,12 @@ def run_wrk(
     lg_before = _children_cpu_seconds()
     started = time.perf_counter()
     done = subprocess.run(
-        argv, env=env, capture_output=True, text=True, timeout=duration_s + 60, check=False
+        argv,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=wrk_seconds(duration_s) + 60,
+        check=False,
     )
     elapsed = time.perf_counter() - started
     cpu_after = measured.cpu_seconds() if measured else 0.0

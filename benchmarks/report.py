@@ -392,9 +392,14 @@ def render(results: dict[str, Any]) -> str:
     )
     lines.append("")
     lines.append(
-        f"Each wrk run lasts {opts.get('duration_s', '?'):g} s; every figure is the median of "
-        f"{opts.get('reps', '?')} interleaved repetitions; ratios are taken per repetition "
-        "against the same repetition's baseline. Processes "
+        f"Each wrk run lasts {opts.get('duration_s', '?'):g} s; "
+        + (
+            f"every figure is the median of {opts['reps']} interleaved repetitions; ratios "
+            "are taken per repetition against the same repetition's baseline. "
+            if opts.get("reps", 1) > 1
+            else "a single repetition, so figures carry more noise than a full run's. "
+        )
+        + "Processes "
         + (
             "pinned: relaygate (1 worker), the floor proxy and peers on core 0; wrk, nginx, the "
             "50 ms upstream, the OTLP sinks and the harness on core 1; relaygate with 2 workers "
