@@ -212,8 +212,9 @@ class Gateway:
         finally:
             otel_context.detach(token)
         returned = tel.clock()
-        out_headers = self._headers(response, ctx)
-        finish = _Finisher(self, operation, request, ctx, span, response, start, returned)
+        story = route_story(ctx.attempts) if ctx.attempts else ""
+        out_headers = self._headers(response, ctx, story)
+        finish = _Finisher(self, operation, request, ctx, span, response, start, returned, story)
         if response.stream is None:
             finish(None)
             return EdgeResponse(response.status, out_headers, response.body or b"")
@@ -275,7 +276,9 @@ class Gateway:
             stream=stream,
         )
 
-    def _headers(self, response: GatewayResponse, ctx: RequestContext) -> list[tuple[str, str]]:
+    def _headers(
+        self, response: GatewayResponse, ctx: RequestContext, story: str
+    ) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
         for name, value in response.headers.items():
             if name == "content-type" or name.startswith(PASSTHROUGH_PREFIXES):
@@ -291,7 +294,7 @@ class Gateway:
             retries = sum(1 for a in ctx.attempts if a.target is target) - 1
             out.append(("x-portkey-retry-attempt-count", str(max(retries, 0))))
         if ctx.attempts:
-            out.append(("x-relaygate-route", route_story(ctx.attempts)))
+            out.append(("x-relaygate-route", story))
         return out
 
 
@@ -314,7 +317,17 @@ class _LazyUpstream:
 class _Finisher:
     """Records the per-request telemetry once the answer has been fully delivered."""
 
-    __slots__ = ("ctx", "gw", "operation", "request", "response", "returned", "span", "start")
+    __slots__ = (
+        "ctx",
+        "gw",
+        "operation",
+        "request",
+        "response",
+        "returned",
+        "span",
+        "start",
+        "story",
+    )
 
     def __init__(
         self,
@@ -326,7 +339,9 @@ class _Finisher:
         response: GatewayResponse,
         start: float,
         returned: float,
+        story: str,
     ) -> None:
+        self.story = story
         self.gw = gw
         self.operation = operation
         self.request = request
@@ -369,15 +384,19 @@ class _Finisher:
         if exhausted:
             metrics.exhausted.labels(config_id, ctx.attempts[-1].reason).inc(1, ex)
         span = self.span
-        story = route_story(ctx.attempts) if ctx.attempts else ""
+        # A stream's story can change after the headers left (an attempt that broke mid-way).
+        story = route_story(ctx.attempts) if stream is not None and ctx.attempts else self.story
         if span.is_recording():
-            span.set_attribute(sc.HTTP_RESPONSE_STATUS_CODE, status)
-            span.set_attribute(sc.CONFIG_ID, config_id)
-            span.set_attribute(sc.ATTEMPTS, len(ctx.attempts))
+            attrs: dict[str, Any] = {
+                sc.HTTP_RESPONSE_STATUS_CODE: status,
+                sc.CONFIG_ID: config_id,
+                sc.ATTEMPTS: len(ctx.attempts),
+            }
             if story:
-                span.set_attribute(sc.ROUTE, story)
+                attrs[sc.ROUTE] = story
             if response.target is not None:
-                span.set_attribute(sc.SERVED_BY, response.target.path)
+                attrs[sc.SERVED_BY] = response.target.path
+            span.set_attributes(attrs)
             if exhausted:
                 span.add_event(sc.EVENT_EXHAUSTED, {sc.OUTCOME: ctx.attempts[-1].reason})
             if status >= 500 or failure:
