@@ -100,6 +100,14 @@ def _quantile(q: str, histogram: str, matchers: str, by: str) -> str:
     return f"histogram_quantile({q}, sum by ({by}, le) ({bucket}))"
 
 
+def _quantiles(histogram: str, matchers: str, by: str, legend: str) -> tuple[Query, ...]:
+    """p50, p95 and p99 of ``histogram`` by ``by``, with exemplars; legends ``<legend> pNN``."""
+    return tuple(
+        Query(_quantile(q, histogram, matchers, by), f"{legend} p{label}", exemplar=True)
+        for q, label in (("0.5", "50"), ("0.95", "95"), ("0.99", "99"))
+    )
+
+
 def _share(part: str, whole: str, by: str) -> str:
     """``part / whole`` summed by ``by``; a group with ``whole`` but no ``part`` reads 0."""
     if by:
@@ -409,13 +417,11 @@ ROWS: tuple[Row, ...] = (
                 "A target whose p99 nears its request_timeout will start timing out; a slow "
                 "primary makes every fallback slower. Compare with the provider's status page "
                 "and consider a faster model or a lower request_timeout.",
-                tuple(
-                    Query(
-                        _quantile(q, sc.M_UPSTREAM_DURATION, TARGET, "config, target"),
-                        f"{{{{config}}}}/{{{{target}}}} p{label}",
-                        exemplar=True,
-                    )
-                    for q, label in (("0.5", "50"), ("0.95", "95"), ("0.99", "99"))
+                _quantiles(
+                    sc.M_UPSTREAM_DURATION,
+                    TARGET,
+                    "config, target",
+                    "{{config}}/{{target}}",
                 ),
                 unit="s",
             ),
@@ -426,14 +432,7 @@ ROWS: tuple[Row, ...] = (
                 "target. This is what a chat user waits before text appears. Above 2.5 s at "
                 "p99 the time-to-first-chunk objective burns "
                 "(RelaygateTimeToFirstChunkBudgetBurn): check the provider and prompt sizes.",
-                tuple(
-                    Query(
-                        _quantile(q, sc.M_TTFT, TARGET, "config, target"),
-                        f"{{{{config}}}}/{{{{target}}}} p{label}",
-                        exemplar=True,
-                    )
-                    for q, label in (("0.5", "50"), ("0.95", "95"), ("0.99", "99"))
-                ),
+                _quantiles(sc.M_TTFT, TARGET, "config, target", "{{config}}/{{target}}"),
                 unit="s",
             ),
             Panel(
@@ -444,14 +443,7 @@ ROWS: tuple[Row, ...] = (
                 "while upstream latency does not, retries and fallbacks are adding the time "
                 "(see 'Upstream attempts per request'). Above 30 s at p99 the latency "
                 "objective burns (RelaygateLatencyBudgetBurn).",
-                tuple(
-                    Query(
-                        _quantile(q, sc.M_REQUEST_DURATION, CONFIG, "config"),
-                        f"{{{{config}}}} p{label}",
-                        exemplar=True,
-                    )
-                    for q, label in (("0.5", "50"), ("0.95", "95"), ("0.99", "99"))
-                ),
+                _quantiles(sc.M_REQUEST_DURATION, CONFIG, "config", "{{config}}"),
                 unit="s",
             ),
             Panel(
