@@ -52,11 +52,6 @@ class Telemetry:
     request_hooks: list[Callable[[RequestContext, int], None]] = field(default_factory=list)
 
     @property
-    def spans_for_layers(self) -> bool:
-        """Whether per-layer and per-strategy-node spans are made."""
-        return self.detail == "full"
-
-    @property
     def spans_for_attempts(self) -> bool:
         """Whether request and per-attempt spans are made."""
         return self.detail != "off"

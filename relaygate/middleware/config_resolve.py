@@ -12,8 +12,9 @@ small LRU cache, so the request path does not re-parse JSON a client sends every
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -69,15 +70,12 @@ class ConfigResolveLayer:
         self._tel = telemetry
         self._cache: OrderedDict[tuple[str, str, HeaderKey], RoutingConfig] = OrderedDict()
         self._startup = [
-            self._compile(config_id, config_id, raw, sources.inherited, _NO_DEFAULTS)
+            self._cached(config_id, config_id, {}, functools.partial(_same, raw))
             for config_id, raw in sources.named.items()
         ]
-        if sources.default is not None:
-            self._startup.append(
-                self._compile(
-                    sources.default_id, "", sources.default, sources.inherited, _NO_DEFAULTS
-                )
-            )
+        default = sources.default
+        if default is not None:
+            self._startup.append(self._cached(sources.default_id, "", {}, lambda: default))
 
     def __call__(self, inner: Handler) -> Handler:
         tel = self._tel
@@ -107,12 +105,6 @@ class ConfigResolveLayer:
                 code="unsupported_header",
                 param="x-portkey-virtual-key",
             )
-        hkey = tuple(headers.get(name) for name in DEFAULT_HEADERS)
-        inherited = (
-            sources.inherited
-            if hkey == _NO_DEFAULTS
-            else _header_defaults(headers, sources.inherited)
-        )
         header = headers.get("x-portkey-config")
         if header is not None:
             if len(header) > sources.max_header_bytes:
@@ -125,9 +117,9 @@ class ConfigResolveLayer:
                 )
             text = header.strip()
             if text.startswith("{"):
-                return self._cached("inline", text, inherited, hkey)
+                return self._cached("inline", text, headers, lambda: _parse_header_json(text))
             if text in sources.named:
-                return self._compile(text, text, sources.named[text], inherited, hkey)
+                return self._cached(text, text, headers, lambda: sources.named[text])
             raise GatewayError(
                 400,
                 f"unknown config id in x-portkey-config; known ids: "
@@ -140,12 +132,12 @@ class ConfigResolveLayer:
             key = bearer(headers.get("authorization"))
             if key == PORTKEY_PLACEHOLDER_KEY or key in sources.gateway_keys:
                 key = None
-            raw: dict[str, Any] = {"provider": provider.strip().lower()}
-            if key:
-                raw["api_key"] = key
-            return self._compile("provider", orjson.dumps(raw).decode(), raw, inherited, hkey)
-        if sources.default is not None:
-            return self._compile(sources.default_id, "", sources.default, inherited, hkey)
+            name = provider.strip().lower()
+            raw: dict[str, Any] = {"provider": name, "api_key": key} if key else {"provider": name}
+            return self._cached("provider", f"{name}\0{key or ''}", headers, lambda: raw)
+        default = sources.default
+        if default is not None:
+            return self._cached(sources.default_id, "", headers, lambda: default)
         raise GatewayError(
             400,
             "no config for this request: send x-portkey-config (a JSON config or a config id) "
@@ -155,22 +147,28 @@ class ConfigResolveLayer:
         )
 
     def _cached(
-        self, config_id: str, key: str, inherited: Inherited, hkey: HeaderKey
+        self, config_id: str, key: str, headers: Mapping[str, str], raw: Callable[[], Any]
     ) -> RoutingConfig:
-        found = self._cache.get((config_id, key, hkey))
-        if found is not None:
-            self._cache.move_to_end((config_id, key, hkey))
-            return found
-        return self._compile(config_id, key, _parse_header_json(key), inherited, hkey)
+        """The compiled config for ``(config_id, key)`` under these headers' defaults.
 
-    def _compile(
-        self, config_id: str, key: str, raw: Any, inherited: Inherited, hkey: HeaderKey
-    ) -> RoutingConfig:
+        On a cache hit nothing is parsed or compiled: ``raw`` (the config document) and the
+        header defaults are only worked out on a miss.
+        """
+        hkey = tuple(headers.get(name) for name in DEFAULT_HEADERS)
         cache_key = (config_id, key, hkey)
         found = self._cache.get(cache_key)
         if found is not None:
             self._cache.move_to_end(cache_key)
             return found
+        base = self._sources.inherited
+        inherited = base if hkey == _NO_DEFAULTS else _header_defaults(headers, base)
+        config = self._compile(config_id, raw(), inherited)
+        self._cache[cache_key] = config
+        if len(self._cache) > self._sources.cache_size:
+            self._cache.popitem(last=False)
+        return config
+
+    def _compile(self, config_id: str, raw: Any, inherited: Inherited) -> RoutingConfig:
         try:
             config = compile_config(raw, config_id=config_id, inherited=inherited)
         except ConfigError as exc:
@@ -189,10 +187,11 @@ class ConfigResolveLayer:
                     code="unknown_provider",
                     param="provider",
                 )
-        self._cache[cache_key] = config
-        if len(self._cache) > self._sources.cache_size:
-            self._cache.popitem(last=False)
         return config
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def _parse_header_json(text: str) -> Any:

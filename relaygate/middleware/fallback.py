@@ -73,11 +73,10 @@ class FallbackLayer:
                     response = await visit(child, request, inp)
                     if node.mode != "fallback" or index == last:
                         return response
-                    if not should_fall_back(
-                        response.status, _failure(response), node.on_status_codes
-                    ):
+                    failure = _failure(response)
+                    if not should_fall_back(response.status, failure, node.on_status_codes):
                         return response
-                    reason = classify(response.status, _failure(response)).value
+                    reason = classify(response.status, failure).value
                     nxt = children[index + 1]
                     _record_fallback(tel, request, node, child, nxt, reason)
                     await response.aclose()

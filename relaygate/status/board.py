@@ -52,9 +52,6 @@ DEFAULT_MAX_EVENTS = 512
 DEFAULT_MAX_SERIES = 1000
 """Default bound on the configs, targets and fallback pairs tracked together."""
 
-UNROUTED_CONFIG = "none"
-"""Never a config id: requests refused before a config was resolved are only counted."""
-
 
 def health(succeeded: int, failed: int) -> Health:
     """The health of ``succeeded`` and ``failed`` outcomes in the window.
