@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client import CollectorRegistry
 
 from relaygate.exporters.prometheus import GatewayMetrics
+from relaygate.exporters.spans import LeanTracer
 from relaygate.mock_upstream import MockSettings, create_mock_app, parse_faults
 from relaygate.telemetry import Telemetry
 from tests.servers import RunningServer, serve_in_thread
@@ -41,11 +42,13 @@ def spans() -> InMemorySpanExporter:
 
 @pytest.fixture
 def telemetry(spans: InMemorySpanExporter) -> Iterator[Telemetry]:
-    """Telemetry writing spans to ``spans`` and metrics to a fresh registry."""
+    """Telemetry writing spans to ``spans`` (through the production tracer) and metrics to a
+    fresh registry."""
     provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(spans))
+    processor = SimpleSpanProcessor(spans)
+    provider.add_span_processor(processor)
     yield Telemetry(
-        tracer=provider.get_tracer("relaygate"),
+        tracer=LeanTracer.of(provider, processor),
         metrics=GatewayMetrics(CollectorRegistry()),
         logger=structlog.get_logger("relaygate"),
         detail="full",

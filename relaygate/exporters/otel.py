@@ -26,6 +26,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler, TraceIdRatioBased
 from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider, Tracer
 
+from relaygate.exporters.spans import LeanTracer
+
 TRACER_NAME = "relaygate"
 
 EXPORT_BATCH_SIZE = 64
@@ -71,8 +73,9 @@ def setup_tracing(
     # Smaller, more frequent batches than the SDK's 512: encoding a batch holds the GIL, and
     # a large batch shows up as a latency spike on whichever request is running meanwhile.
     batch = None if "OTEL_BSP_MAX_EXPORT_BATCH_SIZE" in env else EXPORT_BATCH_SIZE
-    provider.add_span_processor(BatchSpanProcessor(span_exporter, max_export_batch_size=batch))
-    return Tracing(provider.get_tracer(TRACER_NAME), provider.shutdown, chosen)
+    processor = BatchSpanProcessor(span_exporter, max_export_batch_size=batch)
+    provider.add_span_processor(processor)
+    return Tracing(LeanTracer.of(provider, processor, TRACER_NAME), provider.shutdown, chosen)
 
 
 def _exporter(name: str, endpoint: str | None, env: Mapping[str, str]) -> SpanExporter | None:

@@ -1,0 +1,232 @@
+"""LeanTracer exports what the SDK's own tracer would, for the same calls.
+
+Each scenario runs once through an SDK tracer and once through a :class:`LeanTracer` on
+the same provider set-up; the finished spans must agree on everything but ids and times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    ParentBased,
+    Sampler,
+    TraceIdRatioBased,
+)
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+from relaygate.exporters.spans import LeanSpan, LeanTracer
+
+Scenario = Callable[[trace.Tracer], None]
+
+
+def _run(scenario: Scenario, lean: bool, sampler: Sampler = ALWAYS_ON) -> list[ReadableSpan]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=sampler)
+    processor = SimpleSpanProcessor(exporter)
+    provider.add_span_processor(processor)
+    tracer = LeanTracer.of(provider, processor) if lean else provider.get_tracer("relaygate")
+    scenario(tracer)
+    return list(exporter.get_finished_spans())
+
+
+def _shape(spans: list[ReadableSpan]) -> list[dict[str, Any]]:
+    """Everything the exporter sends, with ids replaced by their position in the trace."""
+    ids = {s.context.span_id: i for i, s in enumerate(spans) if s.context is not None}
+    out = []
+    for s in spans:
+        assert s.context is not None
+        parent = s.parent
+        out.append(
+            {
+                "name": s.name,
+                "kind": s.kind,
+                "parent": (
+                    None
+                    if parent is None
+                    else ids.get(parent.span_id, ("remote", parent.span_id, parent.is_remote))
+                ),
+                "trace_id_shared": len({x.context.trace_id for x in spans if x.context}) == 1,
+                "flags": int(s.context.trace_flags),
+                "trace_state": s.context.trace_state,
+                "attributes": dict(s.attributes or {}),
+                "events": [
+                    (e.name, {k: v for k, v in (e.attributes or {}).items() if "stack" not in k})
+                    for e in s.events
+                ],
+                "links": [
+                    (ids.get(link.context.span_id), dict(link.attributes or {})) for link in s.links
+                ],
+                "status": (s.status.status_code, s.status.description),
+                "resource": {
+                    k: v for k, v in s.resource.attributes.items() if k != "service.instance.id"
+                },
+                "scope": s.instrumentation_scope,
+                "dropped": (s.dropped_attributes, s.dropped_events, s.dropped_links),
+                "ordered": (s.start_time or 0) <= (s.end_time or 0),
+            }
+        )
+    return out
+
+
+def _same(scenario: Scenario, sampler: Sampler = ALWAYS_ON) -> list[dict[str, Any]]:
+    sdk = _shape(_run(scenario, lean=False, sampler=sampler))
+    lean = _shape(_run(scenario, lean=True, sampler=sampler))
+    assert lean == sdk
+    return lean
+
+
+def _request_story(tracer: trace.Tracer) -> None:
+    root = tracer.start_span(
+        "POST /v1/chat/completions",
+        kind=SpanKind.SERVER,
+        attributes={"http.request.method": "POST", "list": ["a", "b"]},
+    )
+    with trace.use_span(root, end_on_exit=True):
+        with tracer.start_as_current_span("relaygate.strategy", attributes={"n": 2}) as node:
+            node.set_attribute("relaygate.strategy.mode", "fallback")
+            node.add_event("relaygate.fallback", {"from": "targets[0]"})
+            for attempt in (1, 2):
+                span = tracer.start_span(f"chat gpt-{attempt}", kind=SpanKind.CLIENT)
+                span.set_attributes({"attempt": attempt, "ok": attempt == 2, "ratio": 0.5})
+                if attempt == 1:
+                    span.set_status(Status(StatusCode.ERROR, "503"))
+                span.end()
+        root.set_attribute("http.response.status_code", 200)
+
+
+def test_a_fallback_story_is_exported_the_same() -> None:
+    spans = _same(_request_story)
+    assert [s["name"] for s in spans] == [
+        "chat gpt-1",
+        "chat gpt-2",
+        "relaygate.strategy",
+        "POST /v1/chat/completions",
+    ]
+    assert spans[0]["parent"] == 2 and spans[2]["parent"] == 3 and spans[3]["parent"] is None
+    assert spans[3]["attributes"]["list"] == ("a", "b")
+
+
+def test_none_values_are_dropped_rather_than_exported() -> None:
+    def with_none(tracer: trace.Tracer) -> None:
+        span = tracer.start_span("s", attributes={"kept": 1, "gone": None})
+        span.set_attribute("also_gone", None)
+        span.set_attributes({"x": None, "y": "y"})
+        span.add_event("e", {"a": None, "b": 2})
+        span.end()
+
+    (span,) = _run(with_none, lean=True)
+    assert dict(span.attributes or {}) == {"kept": 1, "y": "y"}
+    assert dict(span.events[0].attributes or {}) == {"b": 2}
+
+
+def test_status_rules_match_the_sdk() -> None:
+    def statuses(tracer: trace.Tracer) -> None:
+        steps: list[list[Any]] = [
+            [StatusCode.ERROR, StatusCode.OK, StatusCode.ERROR],
+            [Status(StatusCode.ERROR, "boom"), StatusCode.UNSET],
+            [StatusCode.OK, Status(StatusCode.ERROR, "late")],
+            [(StatusCode.ERROR, "described")],
+        ]
+        for i, sequence in enumerate(steps):
+            span = tracer.start_span(f"s{i}")
+            for step in sequence:
+                if isinstance(step, tuple):
+                    span.set_status(*step)
+                else:
+                    span.set_status(step)
+            span.end()
+
+    spans = _same(statuses)
+    assert [s["status"][0] for s in spans] == [
+        StatusCode.OK,
+        StatusCode.ERROR,
+        StatusCode.OK,
+        StatusCode.ERROR,
+    ]
+
+
+def test_exceptions_names_links_and_calls_after_end() -> None:
+    def misc(tracer: trace.Tracer) -> None:
+        other = tracer.start_span("other")
+        other.end()
+        span = tracer.start_span("before", links=[trace.Link(other.get_span_context(), {"k": 1})])
+        span.update_name("after")
+        try:
+            raise ValueError("bad value")
+        except ValueError as exc:
+            span.record_exception(exc, {"extra": True})
+        span.end()
+        span.set_attribute("late", 1)
+        span.add_event("late")
+        span.update_name("later")
+        span.end()
+
+    spans = _same(misc)
+    assert spans[1]["name"] == "after"
+    assert spans[1]["events"][0][1]["exception.type"] == "ValueError"
+    assert spans[1]["events"][0][1]["exception.message"] == "bad value"
+
+
+@pytest.mark.parametrize("sampled", [True, False])
+@pytest.mark.parametrize(
+    "sampler",
+    [ParentBased(ALWAYS_ON), ParentBased(ALWAYS_OFF), ALWAYS_ON, TraceIdRatioBased(0.5)],
+    ids=["parent-on", "parent-off", "always-on", "ratio"],
+)
+def test_sampling_decisions_match_the_sdk(sampled: bool, sampler: Sampler) -> None:
+    remote = SpanContext(
+        0x1234567890ABCDEF1234567890ABCDEF,
+        0x1122334455667788,
+        is_remote=True,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED if sampled else 0),
+    )
+
+    def under_remote(tracer: trace.Tracer) -> None:
+        token = otel_context.attach(trace.set_span_in_context(trace.NonRecordingSpan(remote)))
+        try:
+            with tracer.start_as_current_span("server", kind=SpanKind.SERVER):
+                tracer.start_span("child").end()
+        finally:
+            otel_context.detach(token)
+        # A local root: the sampler decides from a fresh trace id.
+        with tracer.start_as_current_span("root"):
+            tracer.start_span("root-child").end()
+
+    spans = _run(under_remote, lean=True, sampler=sampler)
+    sdk = _run(under_remote, lean=False, sampler=sampler)
+    remote_names = [s.name for s in spans if s.context and s.context.trace_id == remote.trace_id]
+    sdk_remote = [s.name for s in sdk if s.context and s.context.trace_id == remote.trace_id]
+    assert remote_names == sdk_remote
+    if remote_names:
+        assert _shape([s for s in spans if s.name in remote_names]) == _shape(
+            [s for s in sdk if s.name in remote_names]
+        )
+    # Local roots depend on a random trace id under the ratio sampler; both tracers keep
+    # a root and its child together.
+    local = [s.name for s in spans if s.name.startswith("root")]
+    assert local in ([], ["root-child", "root"])
+
+
+def test_unsampled_spans_are_non_recording_with_their_own_span_id() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ALWAYS_OFF)
+    processor = SimpleSpanProcessor(exporter)
+    provider.add_span_processor(processor)
+    tracer = LeanTracer.of(provider, processor)
+    span = tracer.start_span("dropped")
+    assert not isinstance(span, LeanSpan)
+    assert not span.is_recording()
+    ctx = span.get_span_context()
+    assert ctx.is_valid and not ctx.trace_flags.sampled
+    span.end()
+    assert exporter.get_finished_spans() == ()
