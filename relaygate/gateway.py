@@ -10,7 +10,6 @@ headers, the route story, and per-request telemetry when the answer (or its stre
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -170,7 +169,7 @@ class Gateway:
         metrics = tel.metrics
         start = tel.clock()
         tel.guard(metrics.in_flight.inc)
-        request_id = os.urandom(12).hex()
+        request_id = f"{_random_bits(96):024x}"
         portkey_trace = headers.get("x-portkey-trace-id")
         trace_id = portkey_trace[:128] if portkey_trace else request_id
         span: Span = _NOOP_SPAN
@@ -299,6 +298,10 @@ class Gateway:
 
 
 _NOOP_SPAN: Span = trace.NonRecordingSpan(trace.INVALID_SPAN_CONTEXT)
+
+# Request ids need to be unique, not secret: the process's PRNG (seeded from the OS, and
+# reseeded in a forked child) avoids a system call per request.
+_random_bits = random.getrandbits
 
 
 class _LazyUpstream:
