@@ -89,7 +89,13 @@ class Gateway:
         self.telemetry = deps.telemetry or build_telemetry(server.telemetry)
         self._upstream = deps.upstream
         self._owns_upstream = deps.upstream is None
-        self._provider = ProviderHandler(deps.registry, _LazyUpstream(self), propagate.inject)
+        upstream = _LazyUpstream(self)
+        # With spans off nothing is made current, so there is no trace context to forward.
+        self._provider = (
+            ProviderHandler(deps.registry, upstream, propagate.inject)
+            if self.telemetry.spans_for_attempts
+            else ProviderHandler(deps.registry, upstream)
+        )
         limits = server.limits
         sources = ConfigSources(
             named=server.raw_configs(),
