@@ -1,10 +1,13 @@
 """The floor: a bare pass-through proxy, the least any Python gateway can cost per request.
 
 A raw ASGI app (no routing, no pipeline, no telemetry) that reads the body, parses and
-re-serialises it with orjson, posts it to ``$FLOOR_UPSTREAM`` through one pooled aiohttp
-``ClientSession`` and returns the answer. Served by uvicorn with uvloop and httptools, like
-``relaygate serve``. The benchmark reports relaygate's CPU per request as a ratio to this
-floor measured in the same run, which stays comparable across machines and noisy runs.
+re-serialises it with orjson, posts it to ``$FLOOR_UPSTREAM`` (``/slow``: to
+``$FLOOR_SLOW_UPSTREAM``; ``/stream``: to ``$FLOOR_STREAM_UPSTREAM``) through one pooled
+aiohttp ``ClientSession`` and returns the answer, chunk by chunk when it is an event
+stream. Served by uvicorn with uvloop and httptools, like ``relaygate serve``. The
+benchmark reports relaygate's CPU per request as a ratio to this floor measured in the
+same run, which stays comparable across machines and noisy runs, and its added latency
+and time to first byte beside relaygate's.
 
 Run: ``FLOOR_UPSTREAM=http://127.0.0.1:9301/fast/v1/chat/completions
 uvicorn benchmarks.floor_proxy:app --port 9310 --loop uvloop --http httptools``.
@@ -19,7 +22,13 @@ import aiohttp
 import orjson
 
 UPSTREAM = os.environ.get("FLOOR_UPSTREAM", "http://127.0.0.1:9301/fast/v1/chat/completions")
-"""Where every request is forwarded (loopback)."""
+"""Where requests are forwarded (loopback), unless their path picks another upstream."""
+
+UPSTREAMS = {
+    "/slow": os.environ.get("FLOOR_SLOW_UPSTREAM", UPSTREAM),
+    "/stream": os.environ.get("FLOOR_STREAM_UPSTREAM", UPSTREAM),
+}
+"""Upstreams chosen by request path."""
 
 _session: aiohttp.ClientSession | None = None
 
@@ -44,12 +53,16 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         body += message.get("body", b"")
         more = message.get("more_body", False)
     payload = orjson.dumps(orjson.loads(body))
+    url = UPSTREAMS.get(scope["path"], UPSTREAM)
     async with _client().post(
-        UPSTREAM, data=payload, headers={"content-type": "application/json"}
+        url, data=payload, headers={"content-type": "application/json"}
     ) as response:
-        answer = await response.read()
         status = response.status
         content_type = response.headers.get("content-type", "application/json")
+        if content_type.startswith("text/event-stream"):
+            await _relay_stream(response, status, content_type, send)
+            return
+        answer = await response.read()
     await send(
         {
             "type": "http.response.start",
@@ -61,3 +74,18 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         }
     )
     await send({"type": "http.response.body", "body": answer})
+
+
+async def _relay_stream(
+    response: aiohttp.ClientResponse, status: int, content_type: str, send: Any
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", content_type.encode("latin-1"))],
+        }
+    )
+    async for chunk in response.content.iter_any():
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})

@@ -133,10 +133,12 @@ def scenarios(with_peers: bool) -> list[Scenario]:
     for conns in (1, 64):
         add("direct", "slow", conns, None, "direct to the 50 ms upstream")
         add("relaygate", "slow", conns, "relaygate", "relaygate, 50 ms upstream")
+        add("floor", "slow", conns, "floor", "floor, 50 ms upstream")
         for peer in peer_names:
             add(peer, "slow", conns, peer, f"{peer}, 50 ms upstream")
     add("direct", "stream", 1, None, "direct SSE stream")
     add("relaygate", "stream", 1, "relaygate", "relaygate, SSE stream")
+    add("floor", "stream", 1, "floor", "floor, SSE stream")
     for peer in peer_names:
         add(peer, "stream", 1, peer, f"{peer}, SSE stream")
     return out
@@ -226,6 +228,8 @@ class Bench:
         env = _clean_env()
         env["PYTHONPATH"] = str(REPO)
         env["FLOOR_UPSTREAM"] = self.upstreams.base("fast") + "/chat/completions"
+        env["FLOOR_SLOW_UPSTREAM"] = self.upstreams.base("slow") + "/chat/completions"
+        env["FLOOR_STREAM_UPSTREAM"] = self.upstreams.base("sse") + "/chat/completions"
         argv = [sys.executable, "-m", "uvicorn", "benchmarks.floor_proxy:app"]
         argv += ["--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop"]
         argv += ["--http", "httptools", "--log-level", "warning", "--no-access-log"]
@@ -264,7 +268,7 @@ class Bench:
             for kind, request in system.requests.items():
                 status, headers, body = post(request)
                 ok = 200 <= status < 300
-                if kind == "stream" and name in ("direct", *RELAYGATES):
+                if kind == "stream" and name in ("direct", "floor", *RELAYGATES):
                     # relaygate passes the upstream's events through untouched.
                     ok = ok and body.count(b"data:") == SSE_EVENTS and b"[DONE]" in body
                 elif kind == "stream":

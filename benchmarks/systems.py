@@ -163,8 +163,16 @@ def relaygate_system(name: str, port: int) -> System:
 
 
 def floor_system(port: int) -> System:
-    """The bare pass-through proxy (forwards to the fast upstream only)."""
-    return System("floor", port, {"single": Request(port, "/", (), chat_body())})
+    """The bare pass-through proxy: the fast, 50 ms and streaming upstreams by path."""
+    return System(
+        "floor",
+        port,
+        {
+            "single": Request(port, "/", (), chat_body()),
+            "slow": Request(port, "/slow", (), chat_body()),
+            "stream": Request(port, "/stream", (), chat_body(stream=True)),
+        },
+    )
 
 
 def portkey_system(port: int, up: Upstreams) -> System:
