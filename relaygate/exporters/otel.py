@@ -89,12 +89,12 @@ def _exporter(name: str, endpoint: str | None, env: Mapping[str, str]) -> SpanEx
         )
         if protocol != "http/protobuf":
             raise ValueError(f"OTLP protocol {protocol!r} is not supported; use http/protobuf")
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from relaygate.exporters.otlp_http import LeanOTLPSpanExporter
 
         if endpoint:
             url = endpoint.rstrip("/")
             if not url.endswith("/v1/traces"):
                 url += "/v1/traces"
-            return OTLPSpanExporter(endpoint=url)
-        return OTLPSpanExporter()
+            return LeanOTLPSpanExporter(endpoint=url)
+        return LeanOTLPSpanExporter()
     raise ValueError(f"unknown traces exporter {name!r}; use none, otlp or console")
