@@ -25,12 +25,9 @@ def documented() -> dict[str, tuple[str, tuple[str, ...]]]:
 def exported() -> dict[str, tuple[str, tuple[str, ...]]]:
     metrics = GatewayMetrics(CollectorRegistry())
     rows: dict[str, tuple[str, tuple[str, ...]]] = {}
-    for value in vars(metrics).values():
-        kind = getattr(value, "_type", None)
-        if kind is None:
-            continue
-        name = value._name + ("_total" if kind == "counter" else "")
-        rows[name] = (kind, tuple(value._labelnames))
+    for family in metrics.collector.families:
+        name = family.name + ("_total" if family.type == "counter" else "")
+        rows[name] = (family.type, tuple(family.labelnames))
     return rows
 
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.metrics import MetricWrapperBase
 
 from relaygate.exporters.prometheus import GatewayMetrics
 from tests.dashboards.dashboard_files import (
@@ -40,11 +39,7 @@ def _families() -> dict[str, tuple[str, frozenset[str]]]:
     metrics = GatewayMetrics(CollectorRegistry())
     text = generate_latest(metrics.registry).decode()
     types = dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, flags=re.MULTILINE))
-    labels = {
-        wrapper._name: frozenset(wrapper._labelnames)  # the only place label names are kept
-        for wrapper in vars(metrics).values()
-        if isinstance(wrapper, MetricWrapperBase)
-    }
+    labels = {family.name: frozenset(family.labelnames) for family in metrics.collector.families}
     families: dict[str, tuple[str, frozenset[str]]] = {}
     for exposed, kind in types.items():
         family = exposed.removesuffix("_total") if kind == "counter" else exposed
