@@ -30,7 +30,7 @@ from relaygate.exporters.spans import LeanTracer
 
 TRACER_NAME = "relaygate"
 
-EXPORT_BATCH_SIZE = 64
+EXPORT_BATCH_SIZE = 128
 """Spans per export batch unless ``OTEL_BSP_MAX_EXPORT_BATCH_SIZE`` says otherwise."""
 
 
@@ -70,8 +70,10 @@ def setup_tracing(
         root: Sampler = ALWAYS_ON if sample_ratio >= 1 else TraceIdRatioBased(sample_ratio)
         sampler = ParentBased(root)
     provider = TracerProvider(resource=Resource.create({SERVICE_NAME: name}), sampler=sampler)
-    # Smaller, more frequent batches than the SDK's 512: encoding a batch holds the GIL, and
-    # a large batch shows up as a latency spike on whichever request is running meanwhile.
+    # Smaller batches than the SDK's 512: encoding and posting a batch holds the GIL, and a
+    # large batch shows up as a latency spike on whichever request is running meanwhile;
+    # each post also costs ~1 ms of CPU, so not much smaller either (p99 at 1 connection:
+    # 64 spans ~4.8 ms, 128 ~4.9 ms, 256 ~6.2 ms; CPU per request falls as batches grow).
     batch = None if "OTEL_BSP_MAX_EXPORT_BATCH_SIZE" in env else EXPORT_BATCH_SIZE
     processor = BatchSpanProcessor(span_exporter, max_export_batch_size=batch)
     provider.add_span_processor(processor)
