@@ -54,8 +54,11 @@ class LogLayer:
                 )
             start = tel.clock()
             try:
-                with trace.use_span(span, end_on_exit=False, record_exception=False):
+                if span is _NOOP:
                     response = await inner(request)
+                else:
+                    with trace.use_span(span, end_on_exit=False, record_exception=False):
+                        response = await inner(request)
             except asyncio.CancelledError:
                 duration = tel.clock() - start
                 timer = request.attempt_timer
@@ -64,13 +67,13 @@ class LogLayer:
                     _finish(tel, request, series, span, cut, duration, None)
                 else:
                     record = _append(request, 499, "cancelled", duration)
-                    _count(tel, request, series, record)
+                    _count(tel, request, series, record, span)
                     tel.guard(span.set_attribute, sc.ERROR_TYPE, "cancelled")
                     tel.guard(span.end)
                 raise
             except Exception as exc:
                 record = _append(request, 500, "internal_error", tel.clock() - start)
-                _count(tel, request, series, record)
+                _count(tel, request, series, record, span)
                 tel.guard(span.set_attribute, sc.ERROR_TYPE, type(exc).__qualname__)
                 tel.guard(span.set_status, Status(StatusCode.ERROR))
                 tel.guard(span.end)
@@ -129,7 +132,11 @@ def _append(request: GatewayRequest, status: int, reason: str, duration: float) 
 
 
 def _count(
-    tel: Telemetry, request: GatewayRequest, series: TargetSeries, record: AttemptRecord
+    tel: Telemetry,
+    request: GatewayRequest,
+    series: TargetSeries,
+    record: AttemptRecord,
+    span: Span,
 ) -> None:
     """Count a finished attempt in the per-target metrics and log it at debug level."""
     metrics = tel.metrics
@@ -137,7 +144,7 @@ def _count(
     duration = record.duration_s
     try:
         series.attempt(metrics, status_class(record.status), reason).inc()
-        series.duration.observe(duration, exemplar())
+        series.duration.observe(duration, exemplar(span))
         if reason == "ok":
             series.genai_duration_ok.observe(duration)
         else:
@@ -170,7 +177,7 @@ def _finish(
     payload: Any,
 ) -> None:
     record = _append(request, response.status, _reason(response), duration)
-    _count(tel, request, series, record)
+    _count(tel, request, series, record, span)
     reason = record.reason
     usage = _usage(payload)
     if usage is not None:
@@ -309,7 +316,7 @@ class ObservedStream:
             self._record.reason = inner_failure
         span = self._span
         tel = self._tel
-        _count(tel, self._request, self._series, self._record)
+        _count(tel, self._request, self._series, self._record, self._span)
         if self.usage is not None:
             _count_tokens(tel, self._series, self.usage)
         if span.is_recording():
