@@ -60,6 +60,10 @@ def _serve(ns: argparse.Namespace) -> int:
         http="httptools",
         log_level="warning",
         access_log=False,
+        # relaygate reads neither the client address nor the scheme, so uvicorn's
+        # X-Forwarded-* rewriting is a middleware hop per request with no effect.
+        proxy_headers=False,
+        server_header=False,
         timeout_graceful_shutdown=5,
     )
     return 0

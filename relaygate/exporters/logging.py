@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
@@ -44,8 +45,29 @@ def redact(_: Any, __: str, event: EventDict) -> EventDict:
     return event
 
 
-def _orjson_dumps(obj: Any, default: Any = None) -> str:
-    return orjson.dumps(obj, default=default or str).decode()
+def _orjson_bytes(obj: Any, default: Any = None) -> bytes:
+    return orjson.dumps(obj, default=default or str)
+
+
+class IsoUtcTimestamp:
+    """Adds ``timestamp``: ISO 8601 UTC with microseconds (``2026-01-02T03:04:05.678901Z``),
+    the format of structlog's ``TimeStamper(fmt="iso", utc=True)`` at a fraction of its cost
+    (the date and time of day are formatted once per second)."""
+
+    __slots__ = ("_prefix", "_second")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self, _: Any, __: str, event: EventDict) -> EventDict:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        event["timestamp"] = f"{self._prefix}.{int((now - second) * 1_000_000):06d}Z"
+        return event
 
 
 def processors(fmt: str) -> list[Any]:
@@ -53,7 +75,7 @@ def processors(fmt: str) -> list[Any]:
     chain: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        IsoUtcTimestamp(),
         add_trace_ids,
         redact,
         structlog.processors.format_exc_info,
@@ -61,7 +83,7 @@ def processors(fmt: str) -> list[Any]:
     if fmt == "console":
         chain.append(structlog.dev.ConsoleRenderer())
     else:
-        chain.append(structlog.processors.JSONRenderer(serializer=_orjson_dumps))
+        chain.append(structlog.processors.JSONRenderer(serializer=_orjson_bytes))
     return chain
 
 
@@ -87,11 +109,18 @@ def configure_logging(
         raise ValueError(f"unknown log format {fmt!r}; use json, console or auto")
     if fmt == "auto":
         fmt = "console" if sys.stderr.isatty() else "json"
+    # JSON lines are rendered to bytes and written to stdout's buffer, skipping a decode and
+    # print() per line; both loggers flush every line.
+    factory: Any = (
+        structlog.PrintLoggerFactory(sys.stdout)
+        if fmt == "console"
+        else structlog.BytesLoggerFactory(sys.stdout.buffer)
+    )
     structlog.configure(
         processors=processors(fmt),
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        logger_factory=factory,
         cache_logger_on_first_use=True,
     )

@@ -47,3 +47,21 @@ def test_environment_overrides_the_configured_level_and_format(
 def test_an_unknown_level_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown log level"):
         configure_logging("loud", "json", env={})
+
+
+def test_timestamps_have_structlogs_iso_utc_format_and_follow_the_clock() -> None:
+    import datetime as dt
+    import re
+
+    from relaygate.exporters.logging import IsoUtcTimestamp
+
+    stamp = IsoUtcTimestamp()
+    reference = structlog.processors.TimeStamper(fmt="iso", utc=True)
+    ours = stamp(None, "info", {})["timestamp"]
+    theirs = reference(None, "info", {})["timestamp"]
+    pattern = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z"
+    assert re.fullmatch(pattern, ours) and re.fullmatch(pattern, theirs)
+    parse = dt.datetime.fromisoformat
+    assert abs((parse(theirs) - parse(ours)).total_seconds()) < 1
+    later = [stamp(None, "info", {})["timestamp"] for _ in range(1000)]
+    assert later == sorted(later) and later[0] >= ours
