@@ -77,7 +77,7 @@ def status_class(status: int) -> str:
 
 def _use_created() -> bool:
     """Whether ``_created`` samples are exported (``prometheus_client``'s own switch)."""
-    return _client_metrics._use_created
+    return bool(getattr(_client_metrics, "_use_created", True))
 
 
 def _exemplar(recorded: _RecordedExemplar) -> Exemplar:
