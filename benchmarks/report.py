@@ -71,8 +71,10 @@ TARGETS = {
     "idle_rss_mib": 80.0,
     "telemetry_cpu_ratio": 1.25,
     "worker_scaling": 1.8,
+    "efficiency_vs_portkey": 2.0,
+    "efficiency_vs_litellm": 20.0,
 }
-"""The issue's targets (limits; the scaling one is a minimum)."""
+"""The issue's targets (limits; scaling and efficiency against a peer are minimums)."""
 
 
 # --- machine -----------------------------------------------------------------------------
@@ -366,7 +368,32 @@ def evaluate_targets(
         f"≤ {TARGETS['telemetry_cpu_ratio']}x",
         _verdict(ratio, TARGETS["telemetry_cpu_ratio"], bool(on.get("flag") or off.get("flag"))),
     )
+    for peer, key in (("portkey", "efficiency_vs_portkey"), ("litellm", "efficiency_vs_litellm")):
+        if f"{peer}.single.c16" in agg:
+            rows.append(_efficiency_row(agg, peer, TARGETS[key]))
     return rows
+
+
+def _efficiency_row(agg: dict[str, dict[str, Any]], peer: str, limit: float) -> dict[str, Any]:
+    """The peer's CPU per request over relaygate's, measured in the same run: the issue's
+    "twice Portkey's efficiency, twenty times LiteLLM's" (the worst case decides)."""
+    keys = [f"single.c{c}" for c in (1, 16, 64)] + ["fallback.c16"]
+    ratios: list[float | None] = []
+    flagged = False
+    for key in keys:
+        mine, theirs = agg.get(f"relaygate.{key}", {}), agg.get(f"{peer}.{key}", {})
+        flagged = flagged or bool(mine.get("flag") or theirs.get("flag"))
+        ratios.append(_ratio(theirs.get("cpu_ms_per_req"), mine.get("cpu_ms_per_req")))
+    measured = [r for r in ratios if r is not None]
+    worst = min(measured) if len(measured) == len(ratios) else None
+    return {
+        "target": f"{peer}'s CPU per request ÷ relaygate's, same run "
+        "(single 1 / 16 / 64 conns; fallback)",
+        "measured": " / ".join(_fmt(r, 1, "x") for r in ratios[:3])
+        + f"; {_fmt(ratios[3], 1, 'x')}",
+        "limit": f"≥ {limit:.0f}x",
+        "verdict": _verdict(worst, limit, flagged, True),
+    }
 
 
 # --- rendering ---------------------------------------------------------------------------
