@@ -1,0 +1,212 @@
+"""relaygate's own CPU per request, without an HTTP server or a wire client.
+
+Drives the ASGI app returned by ``create_app`` directly (a prepared ASGI scope and a
+``receive`` that hands over the body) against an in-memory upstream that answers at once, so
+what is measured is relaygate alone: routing, config resolution, the pipeline, the provider
+adapter, and telemetry. Telemetry on means every span made and serialized with relaygate's
+OTLP encoder (the bytes are then discarded instead of posted), metrics recorded and one JSON
+log line per request written to ``/dev/null``; off means no spans, logs at ``warning``.
+Each configuration runs in a fresh interpreter (logging and tracing are process-wide); the
+figure is the best of ``--repeat`` runs of ``--requests`` requests, CPU time of the whole
+process (the span export thread included).
+
+Run: ``python -m benchmarks.inprocess_bench [--requests 4000] [--repeat 3]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+CHAT_BODY = orjson.dumps(
+    {
+        "model": "gpt-4o-mini",
+        "messages": [
+            {"role": "system", "content": "You are a terse assistant."},
+            {"role": "user", "content": "Say hello to the benchmark."},
+        ],
+        "max_tokens": 16,
+        "temperature": 0,
+    }
+)
+ANSWER = orjson.dumps(
+    {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "gpt-4o-mini",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Hello, benchmark."},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 20, "completion_tokens": 3, "total_tokens": 23},
+    }
+)
+FAILURE = orjson.dumps({"error": {"message": "overloaded", "type": "server_error"}})
+
+
+def server_config(telemetry: bool) -> dict[str, Any]:
+    """Named configs ``single`` and ``fallback`` (a 503 target, then a healthy one)."""
+
+    def target(path: str) -> dict[str, Any]:
+        return {"provider": "openai", "api_key": "bench-key", "custom_host": f"http://up{path}"}
+
+    tel: dict[str, Any] = (
+        {
+            "traces": {"exporter": "otlp", "endpoint": "http://127.0.0.1:9", "detail": "full"},
+            "metrics": {"enabled": True},
+            "logs": {"level": "info", "format": "json"},
+        }
+        if telemetry
+        else {
+            "traces": {"exporter": "none", "detail": "off"},
+            "metrics": {"enabled": False},
+            "logs": {"level": "warning", "format": "json"},
+        }
+    )
+    return {
+        "default_config": "single",
+        "configs": {
+            "single": target("/ok/v1"),
+            "fallback": {
+                "strategy": {"mode": "fallback"},
+                "targets": [target("/fail/v1"), target("/ok/v1")],
+            },
+        },
+        "telemetry": {"service_name": "relaygate-bench", **tel},
+    }
+
+
+def measure(telemetry: bool, kind: str, requests: int) -> float:
+    """CPU milliseconds per request of ``requests`` requests of ``kind`` (this process)."""
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+    import relaygate.exporters.otel as otel
+    from relaygate.app import create_app
+    from relaygate.exporters.logging import configure_logging
+    from relaygate.exporters.otlp_encoding import SpanEncoder
+    from relaygate.gateway import GatewayDeps
+    from relaygate.providers.client import UpstreamResponse
+
+    class EncodeAndDiscard(SpanExporter):
+        def __init__(self) -> None:
+            self.encoder = SpanEncoder()
+
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            self.encoder.encode(spans)
+            return SpanExportResult.SUCCESS
+
+    class Upstream:
+        async def send(self, request: Any) -> UpstreamResponse:
+            failing = "/fail/" in request.url
+            return UpstreamResponse(
+                status=503 if failing else 200,
+                headers={"content-type": "application/json"},
+                body=FAILURE if failing else ANSWER,
+            )
+
+        async def aclose(self) -> None:
+            return None
+
+    # Spans must not be dropped for want of queue space: the loop outruns the exporter.
+    os.environ["OTEL_BSP_MAX_QUEUE_SIZE"] = str(requests * 8)
+    library_exporter = otel._exporter
+
+    def exporter(name: str, *args: Any) -> SpanExporter | None:
+        return EncodeAndDiscard() if name == "otlp" else library_exporter(name, *args)
+
+    otel._exporter = exporter
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - where the log lines go
+    config = server_config(telemetry)
+    configure_logging(config["telemetry"]["logs"]["level"], "json", env={})
+    app = create_app(config, GatewayDeps(upstream=Upstream()))
+    headers = [
+        (b"host", b"relaygate"),
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(CHAT_BODY)).encode()),
+        (b"x-portkey-config", kind.encode()),
+    ]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/chat/completions",
+        "raw_path": b"/v1/chat/completions",
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 8787),
+    }
+    statuses: set[int] = set()
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": CHAT_BODY, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.add(message["status"])
+
+    async def run(count: int) -> None:
+        for _ in range(count):
+            await app(dict(scope), receive, send)
+
+    import uvloop
+
+    uvloop.run(run(300))
+    started = time.process_time()
+    uvloop.run(run(requests))
+    app.state.gateway.telemetry.shutdown()  # flush: encoding counts too
+    spent = time.process_time() - started
+    if statuses != {200}:
+        raise SystemExit(f"unexpected statuses {statuses}")
+    return spent * 1000 / requests
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print CPU ms per request, telemetry on and off, single target and fallback."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=4000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--child", nargs=2, metavar=("TELEMETRY", "KIND"), help=argparse.SUPPRESS)
+    ns = parser.parse_args(argv)
+    if ns.child:
+        figure = measure(ns.child[0] == "on", ns.child[1], ns.requests)
+        print(f"{figure:.4f}", file=sys.__stdout__)
+        return 0
+    print(f"{ns.requests} requests per run, best of {ns.repeat} runs, CPU ms per request")
+    print(f"{'kind':10} {'telemetry on':>13} {'off':>8} {'on / off':>9}")
+    for kind in ("single", "fallback"):
+        best: dict[str, float] = {}
+        for telemetry in ("on", "off"):
+            runs = []
+            for _ in range(ns.repeat):
+                argv_child = ["--requests", str(ns.requests), "--child", telemetry, kind]
+                out = subprocess.run(
+                    [sys.executable, "-m", "benchmarks.inprocess_bench", *argv_child],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                runs.append(float(out.stdout.strip().splitlines()[-1]))
+            best[telemetry] = min(runs)
+        ratio = best["on"] / best["off"]
+        print(f"{kind:10} {best['on']:13.3f} {best['off']:8.3f} {ratio:8.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
