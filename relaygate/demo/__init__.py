@@ -15,6 +15,7 @@ from typing import Any
 import uvicorn
 
 from relaygate.app import create_app
+from relaygate.cli import UVICORN_OPTIONS
 from relaygate.config.server import load_server_config
 from relaygate.exporters.logging import configure_logging
 from relaygate.mock_upstream import MockSettings, create_mock_app
@@ -47,6 +48,4 @@ def run_demo(port: int = 8787) -> None:
     server = load_server_config(DEMO_CONFIG)
     configure_logging(server.telemetry.logs.level, server.telemetry.logs.format)
     print(f"relaygate demo on http://127.0.0.1:{port}\n\n{CURL}", flush=True)
-    uvicorn.run(
-        create_app(server), host="127.0.0.1", port=port, log_level="warning", access_log=False
-    )
+    uvicorn.run(create_app(server), host="127.0.0.1", port=port, **UVICORN_OPTIONS)
