@@ -25,17 +25,10 @@ from typing import Any
 
 import orjson
 
-CHAT_BODY = orjson.dumps(
-    {
-        "model": "gpt-4o-mini",
-        "messages": [
-            {"role": "system", "content": "You are a terse assistant."},
-            {"role": "user", "content": "Say hello to the benchmark."},
-        ],
-        "max_tokens": 16,
-        "temperature": 0,
-    }
-)
+from benchmarks.systems import chat_body
+
+CHAT_BODY = chat_body()
+"""The benchmark's usual small chat request."""
 ANSWER = orjson.dumps(
     {
         "id": "chatcmpl-1",

@@ -226,6 +226,26 @@ def _probe_sdk_containers() -> tuple[bool, bool, bool]:
 _DIRECT, _BOUNDED_ATTRIBUTES_DIRECT, _BOUNDED_LIST_DIRECT = _probe_sdk_containers()
 
 
+def _dropped_attributes(attributes: Any) -> int:
+    """Attributes a span or event dropped: a ``BoundedAttributes``' count, else 0."""
+    if type(attributes) is dict or attributes is None:
+        return 0
+    return attributes.dropped if isinstance(attributes, BoundedAttributes) else 0
+
+
+def _list_items(items: Any) -> tuple[Any, int]:
+    """A span's events or links as a sequence to iterate, and how many it dropped (a
+    ``BoundedList``'s deque read directly: its public iteration locks and copies)."""
+    kind_of = type(items)
+    if kind_of is list or kind_of is tuple or not isinstance(items, BoundedList):
+        return items, 0
+    dropped: int = items.dropped
+    if kind_of is BoundedList and _BOUNDED_LIST_DIRECT:
+        stored: Any = items
+        return stored._dq, dropped
+    return items, dropped
+
+
 def _utf8(text: Any) -> bytes:
     """A string field's bytes: ``str`` as UTF-8; ``bytes`` that are valid UTF-8 pass as is."""
     if isinstance(text, str):
@@ -365,37 +385,15 @@ class SpanEncoder:
         links: Any
         if _DIRECT and type(span) is ReadableSpan:
             # Fields as stored: the public properties are calls, and those for the containers
-            # wrap or copy them. Dropped counts as ReadableSpan's properties compute them.
+            # wrap or copy them.
             context, parent, name, kind = span._context, span._parent, span._name, span._kind
             start, end, status = span._start_time, span._end_time, span._status
             attributes, events, links = span._attributes, span._events, span._links
-            kind_of = type(attributes)
-            if kind_of is dict or attributes is None:
-                dropped_attributes = 0
-            elif kind_of is BoundedAttributes or isinstance(attributes, BoundedAttributes):
-                dropped_attributes = attributes.dropped
-                if kind_of is BoundedAttributes and _BOUNDED_ATTRIBUTES_DIRECT:
-                    attributes = attributes._dict
-            else:
-                dropped_attributes = 0
-            kind_of = type(events)
-            if kind_of is list or kind_of is tuple:
-                dropped_events = 0
-            elif kind_of is BoundedList or isinstance(events, BoundedList):
-                dropped_events = events.dropped
-                if kind_of is BoundedList and _BOUNDED_LIST_DIRECT:
-                    events = events._dq
-            else:
-                dropped_events = 0
-            kind_of = type(links)
-            if kind_of is tuple or kind_of is list:
-                dropped_links = 0
-            elif kind_of is BoundedList or isinstance(links, BoundedList):
-                dropped_links = links.dropped
-                if kind_of is BoundedList and _BOUNDED_LIST_DIRECT:
-                    links = links._dq
-            else:
-                dropped_links = 0
+            # Dropped counts as ReadableSpan's properties compute them; _attributes unwraps
+            # a BoundedAttributes itself.
+            dropped_attributes = _dropped_attributes(attributes)
+            events, dropped_events = _list_items(events)
+            links, dropped_links = _list_items(links)
         else:
             context, parent, name, kind = span.get_span_context(), span.parent, span.name, span.kind
             start, end, status = span.start_time, span.end_time, span.status
@@ -491,20 +489,10 @@ class SpanEncoder:
             parts.append(_T_EVENT_NAME)
             parts.append(self._string(name) if encoded is None else encoded)
         attributes: Any = event.attributes
-        kind_of = type(attributes)
-        # Event.dropped_attributes, without its isinstance check against an ABC.
-        if type(event) is not Event:
-            dropped = event.dropped_attributes
-        elif kind_of is dict or attributes is None:
-            dropped = 0
-        elif kind_of is BoundedAttributes:
-            dropped = attributes.dropped
-            if _BOUNDED_ATTRIBUTES_DIRECT:
-                attributes = attributes._dict
-        else:
-            dropped = event.dropped_attributes
-        if type(attributes) is BoundedAttributes and _BOUNDED_ATTRIBUTES_DIRECT:
-            attributes = attributes._dict
+        # Event.dropped_attributes computed the same way, unless a subclass overrides it.
+        dropped = (
+            _dropped_attributes(attributes) if type(event) is Event else event.dropped_attributes
+        )
         if attributes:
             parts.append(self._attributes(attributes, _T_EVENT_ATTRIBUTES))
         if dropped:

@@ -27,7 +27,7 @@ from relaygate.exporters.otlp_encoding import SpanEncoder
 
 _logger = logging.getLogger(__name__)
 
-_INTERNALS = ("_client", "_metrics", "_shutdown", "_max_request_size")
+_INTERNALS = ("_metrics", "_shutdown", "_max_request_size")
 
 
 class LeanOTLPSpanExporter(OTLPSpanExporter):
@@ -36,9 +36,8 @@ class LeanOTLPSpanExporter(OTLPSpanExporter):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._encoder = SpanEncoder()
-        self.lean = all(hasattr(self, name) for name in _INTERNALS) and callable(
-            getattr(getattr(self, "_client", None), "export", None)
-        )
+        client_export = getattr(getattr(self, "_client", None), "export", None)
+        self.lean = callable(client_export) and all(hasattr(self, name) for name in _INTERNALS)
         """Whether batches take the lean encoder (see the module docstring)."""
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
