@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from relaygate.config.model import RoutingConfig, Target
+from relaygate.security.keys import KeyScope
 
 
 class Operation(StrEnum):
@@ -42,7 +43,9 @@ class RequestContext:
     """Per-request state shared by every layer (the same object in every derived request).
 
     ``attempts`` accumulates in order as upstream attempts finish; ``deadline`` is an
-    event-loop time after which no new attempt starts; ``config`` is the resolved config.
+    event-loop time after which no new attempt starts; ``config`` is the resolved config;
+    ``principal`` is the scope of the caller's gateway key once authenticated (``None``
+    before, and always when gateway auth is off).
     """
 
     request_id: str
@@ -52,6 +55,7 @@ class RequestContext:
     attempts: list[AttemptRecord] = field(default_factory=list)
     config: RoutingConfig | None = None
     fallbacks: int = 0
+    principal: KeyScope | None = None
 
 
 @dataclass(slots=True)

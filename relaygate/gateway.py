@@ -26,7 +26,7 @@ from relaygate.errors import JSON_HEADERS, GatewayError, error_body
 from relaygate.exchange import GatewayRequest, GatewayResponse, Operation, RequestContext
 from relaygate.exporters import semconv as sc
 from relaygate.exporters.prometheus import status_class
-from relaygate.middleware.auth import AuthLayer
+from relaygate.middleware.auth import AuthLayer, authenticate
 from relaygate.middleware.config_resolve import ConfigResolveLayer, ConfigSources
 from relaygate.middleware.fallback import FallbackLayer
 from relaygate.middleware.log import LogLayer
@@ -37,6 +37,7 @@ from relaygate.providers.client import UpstreamClient, default_upstream
 from relaygate.providers.handler import ProviderHandler
 from relaygate.providers.registry import ProviderRegistry, default_registry
 from relaygate.route_story import route_story
+from relaygate.security.keys import KeyScope
 from relaygate.strategies import Backoff
 from relaygate.telemetry import Telemetry, build_telemetry, exemplar, trace_ids
 
@@ -91,10 +92,13 @@ class Gateway:
         self._owns_upstream = deps.upstream is None
         upstream = _LazyUpstream(self)
         # With spans off nothing is made current, so there is no trace context to forward.
+        egress = server.security.egress.policy()
+        self.egress = egress
+        self.keys = server.auth.store()
         self._provider = (
-            ProviderHandler(deps.registry, upstream, propagate.inject)
+            ProviderHandler(deps.registry, upstream, propagate.inject, egress=egress)
             if self.telemetry.spans_for_attempts
-            else ProviderHandler(deps.registry, upstream)
+            else ProviderHandler(deps.registry, upstream, egress=egress)
         )
         limits = server.limits
         sources = ConfigSources(
@@ -103,7 +107,9 @@ class Gateway:
             default_id=server.default_id(),
             inherited=server.inherited(),
             max_header_bytes=limits.max_config_header_bytes,
-            gateway_keys=frozenset(server.gateway_keys()),
+            gateway_keys=self.keys,
+            egress=egress,
+            forward_sensitive=frozenset(server.security.forward_sensitive_headers),
         )
         self.configs = ConfigResolveLayer(sources, deps.registry, self.telemetry)
         backoff = Backoff(
@@ -114,9 +120,8 @@ class Gateway:
             max_retry_after_s=server.retry.max_retry_after_ms / 1000,
         )
         layers: list[Layer] = []
-        keys = server.gateway_keys()
-        if keys:
-            layers.append(AuthLayer(keys, self.telemetry))
+        if self.keys:
+            layers.append(AuthLayer(self.keys, self.telemetry))
         layers += [
             self.configs,
             FallbackLayer(self.telemetry, rand=deps.rand),
@@ -141,6 +146,14 @@ class Gateway:
             self._upstream = default_upstream()
         return self._upstream
 
+    def authenticate(self, headers: Mapping[str, str]) -> KeyScope | None:
+        """The scope of the gateway key in these (lower-case) headers, ``None`` when gateway
+        auth is off; raises a 401 :class:`GatewayError` for a missing or unknown key.
+
+        Edges call it before reading the request body and pass the result to :meth:`handle`.
+        """
+        return authenticate(self.keys, headers) if self.keys else None
+
     async def aclose(self) -> None:
         """Close the upstream client if the gateway created it, and flush telemetry."""
         if self._upstream is not None and self._owns_upstream:
@@ -164,12 +177,17 @@ class Gateway:
         return list(seen.values())
 
     async def handle(
-        self, operation: Operation, body: bytes, headers: Mapping[str, str]
+        self,
+        operation: Operation,
+        body: bytes,
+        headers: Mapping[str, str],
+        principal: KeyScope | None = None,
     ) -> EdgeResponse:
         """Answer one API request; ``headers`` must have lower-case names.
 
-        Never raises for bad input or upstream trouble: every refusal is an OpenAI-shaped
-        error response.
+        ``principal`` is the caller's key scope when the edge already authenticated it
+        (:meth:`authenticate`); otherwise the auth layer does. Never raises for bad input or
+        upstream trouble: every refusal is an OpenAI-shaped error response.
         """
         tel = self.telemetry
         metrics = tel.metrics
@@ -194,7 +212,9 @@ class Gateway:
             )
             if portkey_trace:
                 span.set_attribute(sc.PORTKEY_TRACE_ID, trace_id)
-        ctx = RequestContext(request_id=request_id, trace_id=trace_id, metadata={})
+        ctx = RequestContext(
+            request_id=request_id, trace_id=trace_id, metadata={}, principal=principal
+        )
         token = otel_context.attach(trace.set_span_in_context(span))
         request: GatewayRequest | None = None
         try:

@@ -75,6 +75,9 @@ class Target:
     ``x-portkey-last-used-option-index`` header and as a bounded telemetry label.
     ``provider_options`` holds provider-specific fields (Azure's ``resource_name``,
     ``deployment_id``, ``api_version``...), read only by that provider's adapter.
+    ``caller_fields`` names the settings whose value a caller chose (in a header config or
+    an ``x-portkey-*`` header) rather than the operator: the key-custody and egress rules
+    (:mod:`relaygate.security`) read it.
     """
 
     path: str
@@ -88,6 +91,7 @@ class Target:
     custom_host: str | None = None
     forward_headers: tuple[str, ...] = ()
     provider_options: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
+    caller_fields: frozenset[str] = frozenset()
 
     @property
     def label(self) -> str:
@@ -142,12 +146,14 @@ class RoutingConfig:
 
     ``id`` is the bounded label for telemetry: the named config's id, ``"default"`` for the
     server's default config, ``"inline"`` for a JSON config sent in a header, or
-    ``"provider"`` for a config-less call (``x-portkey-provider``).
+    ``"provider"`` for a config-less call (``x-portkey-provider``). ``caller_supplied`` is
+    true when a caller wrote the config document (a header config or a config-less call).
     """
 
     id: str
     root: Node
     targets: tuple[Target, ...] = field(default=())
+    caller_supplied: bool = False
 
     def __post_init__(self) -> None:
         if not self.targets:

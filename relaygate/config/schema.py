@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -55,6 +56,7 @@ from relaygate.config.model import (
     Strategy,
     Target,
 )
+from relaygate.security.forwarding import forwarding_issue
 
 __all__ = [
     "MAX_NESTING",
@@ -115,9 +117,17 @@ def _reject_bool(kind: str, message: str) -> Callable[[Any], Any]:
     return check
 
 
-def _check_base_url(value: str) -> str:
-    """Accept an absolute http(s) URL; return it without a trailing ``/``."""
+def check_base_url(value: str) -> str:
+    """Accept an absolute http(s) URL; return it without a trailing ``/``.
+
+    Refused: other schemes, a missing host, a bad port, a query string or fragment (the
+    operation path is appended to the URL), credentials (``user:key@host``: a key belongs in
+    ``api_key``, where it is kept secret) and white space or control characters. Raises
+    ``PydanticCustomError``; its message never repeats the URL.
+    """
     value = value.strip()
+    if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in value):
+        raise PydanticCustomError("url", "must not contain spaces or control characters")
     try:
         parts = urlsplit(value)
         port_ok = parts.port is None or parts.port > 0
@@ -125,9 +135,28 @@ def _check_base_url(value: str) -> str:
         raise PydanticCustomError("url", "must be an http(s) URL") from None
     if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
         raise PydanticCustomError("url", "must be an http(s) URL")
-    if parts.query or parts.fragment:
+    if "@" in parts.netloc:
+        raise PydanticCustomError(
+            "url", "must not embed credentials (user:key@host); put the key in api_key"
+        )
+    if parts.query or parts.fragment or value.endswith(("?", "#")):
         raise PydanticCustomError("url", "must not have a query string or fragment")
     return value.rstrip("/")
+
+
+_DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.IGNORECASE)
+_PATH_SEGMENT = re.compile(r"[A-Za-z0-9._~-]{1,256}")
+
+
+def _pattern_check(pattern: re.Pattern[str], message: str) -> Callable[[str], str]:
+    """An after-validator accepting only strings that fully match ``pattern``."""
+
+    def check(value: str) -> str:
+        if not pattern.fullmatch(value) or value in (".", ".."):
+            raise PydanticCustomError("pattern", message)
+        return value
+
+    return check
 
 
 Int = Annotated[int, BeforeValidator(_reject_bool("int_type", "must be an integer"))]
@@ -139,8 +168,31 @@ Number = Annotated[
 StatusCode = Annotated[Int, Field(ge=100, le=599)]
 NonEmptyStr = Annotated[str, StringConstraints(min_length=1)]
 LowerName = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1)]
-BaseUrl = Annotated[str, AfterValidator(_check_base_url)]
+BaseUrl = Annotated[str, AfterValidator(check_base_url)]
 """An http(s) base URL up to and including the version path (``http://host:9001/v1``)."""
+HostLabel = Annotated[
+    str,
+    AfterValidator(_pattern_check(_DNS_LABEL, "must be a single DNS label (letters, digits, -)")),
+]
+"""One DNS label (an Azure resource name becomes ``{label}.openai.azure.com``)."""
+PathSegment = Annotated[
+    str,
+    AfterValidator(
+        _pattern_check(_PATH_SEGMENT, "must be one URL path segment (letters, digits, . _ ~ -)")
+    ),
+]
+"""A value placed in a URL path or query as is (deployment ids, API versions)."""
+
+
+def _forwardable(names: list[str]) -> list[str]:
+    for name in names:
+        issue = forwarding_issue(name)
+        if issue is not None:
+            raise PydanticCustomError("forward_header", issue)
+    return names
+
+
+ForwardHeaders = Annotated[list[LowerName], AfterValidator(_forwardable)]
 
 
 def _field(name: str, camel: str | None = None, *, description: str, **kw: Any) -> Any:
@@ -255,18 +307,18 @@ class ConfigNode(_Spec):
         "customHost",
         description="Base URL of the provider API, including the version path.",
     )
-    forward_headers: list[LowerName] | None = _field(
+    forward_headers: ForwardHeaders | None = _field(
         "forward_headers",
         "forwardHeaders",
         description="Client request headers passed on to the provider.",
     )
-    resource_name: str | None = _field(
+    resource_name: HostLabel | None = _field(
         "resource_name", "resourceName", description="Azure OpenAI resource name."
     )
-    deployment_id: str | None = _field(
+    deployment_id: PathSegment | None = _field(
         "deployment_id", "deploymentId", description="Azure OpenAI deployment id."
     )
-    api_version: str | None = _field(
+    api_version: PathSegment | None = _field(
         "api_version", "apiVersion", description="Provider API version (Azure)."
     )
     azure_model_name: str | None = _field(
@@ -440,6 +492,10 @@ class Inherited:
     """Provider name -> default credential, used when a target has no ``api_key``."""
     custom_hosts: Mapping[str, str] = field(default_factory=lambda: EMPTY)
     """Provider name -> default base URL, used when a target's chain sets no ``custom_host``."""
+    from_caller: bool = False
+    """Whether the defaults above ``api_keys`` came from a caller (``x-portkey-*`` request
+    headers) rather than the operator; ``api_keys`` and ``custom_hosts`` are always the
+    operator's."""
 
 
 def _dedupe(items: tuple[str, ...]) -> tuple[str, ...]:
@@ -455,21 +511,31 @@ class _Scope:
     request_timeout_ms: int | None
     custom_host: str | None
     forward_headers: tuple[str, ...]
+    caller: frozenset[str] = frozenset()
+    """Names of the settings above whose value a caller chose."""
 
     @classmethod
     def top(cls, inherited: Inherited) -> _Scope:
-        return cls(
+        scope = cls(
             override_params=dict(inherited.override_params),
             retry=inherited.retry,
             request_timeout_ms=inherited.request_timeout_ms,
             custom_host=inherited.custom_host.rstrip("/") if inherited.custom_host else None,
             forward_headers=_dedupe(tuple(h.strip().lower() for h in inherited.forward_headers)),
         )
+        if not inherited.from_caller:
+            return scope
+        caller = frozenset(name for name in _INHERITABLE if getattr(scope, name))
+        return replace(scope, caller=caller)
 
-    def enter(self, node: ConfigNode) -> _Scope:
+    def enter(self, node: ConfigNode, by_caller: bool) -> _Scope:
         params = self.override_params
         if node.override_params:
             params = {**params, **node.override_params}
+        caller = self.caller
+        written = {name for name, spec in _INHERITABLE.items() if getattr(node, spec) is not None}
+        if written:
+            caller = caller | written if by_caller else caller - written
         return _Scope(
             override_params=params,
             retry=node.retry.settings() if node.retry is not None else self.retry,
@@ -484,7 +550,23 @@ class _Scope:
                 if node.forward_headers is not None
                 else self.forward_headers
             ),
+            caller=caller,
         )
+
+
+_INHERITABLE: Mapping[str, str] = MappingProxyType(
+    {
+        "override_params": "override_params",
+        "retry": "retry",
+        "request_timeout_ms": "request_timeout",
+        "custom_host": "custom_host",
+        "forward_headers": "forward_headers",
+    }
+)
+"""Inherited settings: the name in the compiled scope -> the config field that sets it."""
+
+_CALLER_TARGET_FIELDS: tuple[str, ...] = ("api_key", *PROVIDER_OPTION_FIELDS)
+"""Target-only fields whose provenance follows the document that sets them."""
 
 
 def _frozen_params(params: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -498,18 +580,25 @@ def _compile_node(
     scope: _Scope,
     inherited: Inherited,
     warnings: list[str] | None,
+    by_caller: bool,
 ) -> Node:
     if warnings is not None:
         for key, note in _IGNORED_FIELD_NOTES.items():
             if getattr(node, key) is not None:
                 warnings.append(f"{format_loc((*loc, key))}: {note}")
-    scope = scope.enter(node)
+    scope = scope.enter(node, by_caller)
     weight = node.weight if node.weight is not None else 1.0
     if node.strategy is not None:
         spec = node.strategy
         children = tuple(
             _compile_node(
-                child, f"{path}.targets[{i}]", (*loc, "targets", i), scope, inherited, warnings
+                child,
+                f"{path}.targets[{i}]",
+                (*loc, "targets", i),
+                scope,
+                inherited,
+                warnings,
+                by_caller,
             )
             for i, child in enumerate(node.targets or ())
         )
@@ -537,6 +626,13 @@ def _compile_node(
         for name in PROVIDER_OPTION_FIELDS
         if getattr(node, name) is not None
     }
+    caller = scope.caller
+    if by_caller:
+        caller = caller | {name for name in _CALLER_TARGET_FIELDS if getattr(node, name)}
+    custom_host = scope.custom_host
+    if custom_host is None:
+        custom_host = inherited.custom_hosts.get(provider)
+        caller = caller - {"custom_host"}
     return Target(
         path=path,
         provider=provider,
@@ -546,9 +642,10 @@ def _compile_node(
         override_params=_frozen_params(scope.override_params),
         retry=scope.retry or RetrySettings(),
         request_timeout_ms=scope.request_timeout_ms,
-        custom_host=scope.custom_host or inherited.custom_hosts.get(provider),
+        custom_host=custom_host,
         forward_headers=scope.forward_headers,
         provider_options=MappingProxyType(options) if options else EMPTY,
+        caller_fields=frozenset(caller),
     )
 
 
@@ -558,17 +655,20 @@ def compile_config(
     config_id: str,
     inherited: Inherited = Inherited(),
     warnings: list[str] | None = None,
+    caller_supplied: bool = False,
 ) -> RoutingConfig:
     """Validate a config and compile it into a routing tree.
 
     ``raw`` is the decoded config (or an already parsed :class:`ConfigNode`). Node paths
     follow Portkey's option index: ``config``, ``config.targets[0]``, ... Notes about
     accepted-but-ignored fields are appended to ``warnings`` when given.
-    Raises :class:`ConfigError` listing every problem found.
+    ``caller_supplied`` says a caller wrote ``raw`` (every setting in it is the caller's, see
+    ``Target.caller_fields``). Raises :class:`ConfigError` listing every problem found.
     """
     node = parse_config(raw)
-    root = _compile_node(node, "config", (), _Scope.top(inherited), inherited, warnings)
-    return RoutingConfig(id=config_id, root=root)
+    scope = _Scope.top(inherited)
+    root = _compile_node(node, "config", (), scope, inherited, warnings, caller_supplied)
+    return RoutingConfig(id=config_id, root=root, caller_supplied=caller_supplied)
 
 
 def _reject_constant(name: str) -> Any:

@@ -38,6 +38,7 @@ from pydantic import (
     Discriminator,
     Field,
     SecretStr,
+    StringConstraints,
     Tag,
     ValidationError,
     field_validator,
@@ -67,15 +68,20 @@ from relaygate.config.schema import (
     compile_config,
     validate_node,
 )
+from relaygate.security.egress import EgressPolicy
+from relaygate.security.keys import HASH_PREFIX, UNSCOPED, KeyScope, KeyStore
 
 __all__ = [
     "AuthSettings",
+    "EgressSettings",
+    "GatewayKeySettings",
     "LimitsSettings",
     "ListenSettings",
     "LogSettings",
     "MetricSettings",
     "ProviderDefaults",
     "RetryBackoffSettings",
+    "SecuritySettings",
     "ServerConfig",
     "TelemetrySettings",
     "TraceSettings",
@@ -201,20 +207,127 @@ class ProviderDefaults(_Section):
     """Base URL used when a target's config sets no `custom_host`."""
 
 
+class GatewayKeySettings(_Section):
+    """One gateway key, stored as its hash, with what it may do (unset: no restriction)."""
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    """Who holds the key; shown in the request log line, never the key."""
+    hash: Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")]
+    """`sha256:<hex>` of the key, as printed by `relaygate keys create`."""
+    configs: list[str] | None = None
+    """Named config ids the key may select (the default config counts by its id)."""
+    inline_configs: bool = True
+    """Whether the key may send a JSON config in `x-portkey-config` or make config-less
+    `x-portkey-provider` calls."""
+    custom_hosts: bool = True
+    """Whether the key may choose a base URL (`custom_host` in its own config,
+    `x-portkey-custom-host`)."""
+    providers: list[LowerName] | None = None
+    """Providers every target the key reaches must call."""
+    models: list[str] | None = None
+    """Models every target the key reaches must use (the pinned or requested model)."""
+
+    def scope(self) -> KeyScope:
+        """The compiled scope of this key."""
+        return KeyScope(
+            name=self.name,
+            configs=frozenset(self.configs) if self.configs is not None else None,
+            inline_configs=self.inline_configs,
+            custom_hosts=self.custom_hosts,
+            providers=frozenset(self.providers) if self.providers is not None else None,
+            models=frozenset(self.models) if self.models is not None else None,
+        )
+
+
 class AuthSettings(_Section):
     """Client authentication to the gateway."""
 
     api_keys: list[SecretStr] = Field(default_factory=list)
-    """Keys clients must present as `Authorization: Bearer <key>` (or `x-portkey-api-key`);
-    empty means the gateway does not authenticate clients."""
+    """Plain keys clients must present as `Authorization: Bearer <key>` (or
+    `x-portkey-api-key`), each with no restriction. Prefer `keys`, which stores hashes."""
+    keys: list[GatewayKeySettings] = Field(default_factory=list)
+    """Hashed, optionally scoped gateway keys (`relaygate keys create` makes one). With
+    neither `api_keys` nor `keys`, the gateway does not authenticate clients."""
+    admin_keys: list[SecretStr] = Field(default_factory=list)
+    """Keys (plain, or `sha256:<hex>` hashes) required as `Authorization: Bearer` on the
+    operations endpoints `/metrics`, `/status` and `/status.json`; empty leaves them open.
+    `/health` and `/ready` are always open for probes."""
 
-    @field_validator("api_keys")
+    @field_validator("api_keys", "admin_keys")
     @classmethod
     def _no_empty_key(cls, keys: list[SecretStr]) -> list[SecretStr]:
         # An empty key (e.g. from an unset `${VAR:-}`) must not silently disable auth.
         if any(not key.get_secret_value() for key in keys):
             raise PydanticCustomError("empty_key", "keys must not be empty")
         return keys
+
+    @field_validator("keys")
+    @classmethod
+    def _unique_names(cls, keys: list[GatewayKeySettings]) -> list[GatewayKeySettings]:
+        names = [k.name for k in keys]
+        if len(set(names)) != len(names):
+            raise PydanticCustomError("duplicate_key", "key names must be unique")
+        return keys
+
+    def store(self) -> KeyStore:
+        """The gateway keys, ready for lookup."""
+        return KeyStore.build(
+            (k.get_secret_value() for k in self.api_keys),
+            {k.hash: k.scope() for k in self.keys},
+        )
+
+    def admin_store(self) -> KeyStore:
+        """The operations keys, ready for lookup."""
+        plain = [k.get_secret_value() for k in self.admin_keys]
+        hashed = {k: UNSCOPED for k in plain if k.startswith(HASH_PREFIX)}
+        return KeyStore.build([k for k in plain if not k.startswith(HASH_PREFIX)], hashed)
+
+
+_SCHEMES: tuple[Literal["http", "https"], ...] = ("http", "https")
+
+
+class EgressSettings(_Section):
+    """Where caller-supplied base URLs may point (server-side request forgery protection).
+
+    Applies to `custom_host` in header configs, `x-portkey-custom-host` and Azure
+    `resource_name` in header configs; URLs in this file are the operator's and are not
+    checked."""
+
+    allow_private: bool = False
+    """Allow private, loopback, link-local (cloud metadata), CGNAT and other internal
+    addresses. Set it for local development against servers on this machine."""
+    allow_hosts: list[str] = Field(default_factory=list)
+    """When set, the only destinations allowed: host names, `*.suffix` patterns, IP
+    addresses or CIDR networks (a listed entry may be internal)."""
+    schemes: list[Literal["http", "https"]] = Field(default_factory=lambda: list(_SCHEMES))
+    """URL schemes allowed."""
+    ports: list[Annotated[Int, Field(gt=0, le=65535)]] = Field(default_factory=list)
+    """Ports allowed; empty allows any."""
+
+    @field_validator("allow_hosts")
+    @classmethod
+    def _patterns(cls, hosts: list[str]) -> list[str]:
+        try:
+            EgressPolicy.from_entries(hosts)
+        except ValueError as exc:
+            raise PydanticCustomError("host_pattern", str(exc)) from None
+        return hosts
+
+    def policy(self) -> EgressPolicy:
+        """The compiled policy."""
+        return EgressPolicy.from_entries(
+            self.allow_hosts, self.allow_private, self.schemes, self.ports
+        )
+
+
+class SecuritySettings(_Section):
+    """What callers may make the gateway do with the operator's keys and network."""
+
+    egress: EgressSettings = Field(default_factory=EgressSettings)
+    """Allowed destinations for caller-supplied base URLs."""
+    forward_sensitive_headers: list[LowerName] = Field(default_factory=list)
+    """Credential headers (`authorization`, `cookie`, `x-api-key`...) a caller's config may
+    name in `forward_headers`; configs in this file may forward them regardless."""
 
 
 def _default_kind(value: Any) -> str:
@@ -247,6 +360,8 @@ class ServerConfig(_Section):
     """Backoff mechanics of retries."""
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     """Traces, metrics and logs."""
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
+    """Egress and header-forwarding rules for caller-supplied settings."""
 
     def inherited(self) -> Inherited:
         """The provider defaults, as the lowest-precedence settings of every config."""
@@ -276,7 +391,7 @@ class ServerConfig(_Section):
         return default if isinstance(default, str) else DEFAULT_CONFIG_ID
 
     def gateway_keys(self) -> list[str]:
-        """The clear gateway keys, for the auth layer only."""
+        """The clear plain gateway keys (``auth.api_keys``); hashed keys are not included."""
         return [key.get_secret_value() for key in self.auth.api_keys]
 
     def compiled_configs(self, warnings: list[str] | None = None) -> dict[str, RoutingConfig]:

@@ -14,21 +14,27 @@ from __future__ import annotations
 
 import functools
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
+from pydantic_core import PydanticCustomError
 
 from relaygate.auth_headers import PORTKEY_PLACEHOLDER_KEY
 from relaygate.config import ConfigError, Inherited, compile_config
-from relaygate.config.model import RoutingConfig
+from relaygate.config.model import RoutingConfig, Target
+from relaygate.config.schema import check_base_url
 from relaygate.errors import GatewayError
 from relaygate.exchange import GatewayRequest, GatewayResponse
 from relaygate.exporters import semconv as sc
 from relaygate.middleware.auth import bearer
 from relaygate.pipeline import Handler
 from relaygate.providers.registry import ProviderRegistry
+from relaygate.security.custody import caller_destination, custody_issue
+from relaygate.security.egress import DEFAULT_POLICY, EgressPolicy
+from relaygate.security.forwarding import SENSITIVE, forwarding_issue
+from relaygate.security.keys import UNSCOPED, KeyScope
 from relaygate.telemetry import Telemetry
 
 DEFAULT_HEADERS = (
@@ -55,8 +61,11 @@ class ConfigSources:
     default_id: str = "default"
     inherited: Inherited = field(default_factory=Inherited)
     max_header_bytes: int = 32768
-    gateway_keys: Collection[str] = ()
+    gateway_keys: Container[str] = ()
     cache_size: int = 512
+    egress: EgressPolicy = DEFAULT_POLICY
+    forward_sensitive: frozenset[str] = frozenset()
+    """Credential headers a caller's config may forward (``security.forward_sensitive_headers``)."""
 
 
 class ConfigResolveLayer:
@@ -82,7 +91,9 @@ class ConfigResolveLayer:
 
         async def config_resolve(request: GatewayRequest) -> GatewayResponse:
             with tel.layer_span(sc.SPAN_CONFIG) as span:
-                config = self.resolve(request.headers)
+                config = self.resolve(
+                    request.headers, request.ctx.principal or UNSCOPED, request.model
+                )
                 request.ctx.config = config
                 if span.is_recording():
                     span.set_attribute(sc.CONFIG_ID, config.id)
@@ -94,8 +105,20 @@ class ConfigResolveLayer:
         """The compiled named and default configs (as compiled at start-up)."""
         return list(self._startup)
 
-    def resolve(self, headers: Mapping[str, str]) -> RoutingConfig:
-        """The config for a request with these (lower-case) headers."""
+    def resolve(
+        self,
+        headers: Mapping[str, str],
+        scope: KeyScope = UNSCOPED,
+        model: str | None = None,
+    ) -> RoutingConfig:
+        """The config for a request with these (lower-case) headers asking for ``model``,
+        sent with a key of ``scope``; a 403 when the scope does not cover it."""
+        config = self._resolve(headers)
+        if scope is not UNSCOPED:
+            check_scope(scope, config, model)
+        return config
+
+    def _resolve(self, headers: Mapping[str, str]) -> RoutingConfig:
         sources = self._sources
         if "x-portkey-virtual-key" in headers:
             raise GatewayError(
@@ -117,7 +140,9 @@ class ConfigResolveLayer:
                 )
             text = header.strip()
             if text.startswith("{"):
-                return self._cached("inline", text, headers, lambda: _parse_header_json(text))
+                return self._cached(
+                    "inline", text, headers, lambda: _parse_header_json(text), caller=True
+                )
             if text in sources.named:
                 return self._cached(text, text, headers, lambda: sources.named[text])
             raise GatewayError(
@@ -134,7 +159,9 @@ class ConfigResolveLayer:
                 key = None
             name = provider.strip().lower()
             raw: dict[str, Any] = {"provider": name, "api_key": key} if key else {"provider": name}
-            return self._cached("provider", f"{name}\0{key or ''}", headers, lambda: raw)
+            return self._cached(
+                "provider", f"{name}\0{key or ''}", headers, lambda: raw, caller=True
+            )
         default = sources.default
         if default is not None:
             return self._cached(sources.default_id, "", headers, lambda: default)
@@ -147,7 +174,12 @@ class ConfigResolveLayer:
         )
 
     def _cached(
-        self, config_id: str, key: str, headers: Mapping[str, str], raw: Callable[[], Any]
+        self,
+        config_id: str,
+        key: str,
+        headers: Mapping[str, str],
+        raw: Callable[[], Any],
+        caller: bool = False,
     ) -> RoutingConfig:
         """The compiled config for ``(config_id, key)`` under these headers' defaults.
 
@@ -162,15 +194,19 @@ class ConfigResolveLayer:
             return found
         base = self._sources.inherited
         inherited = base if hkey == _NO_DEFAULTS else _header_defaults(headers, base)
-        config = self._compile(config_id, raw(), inherited)
+        config = self._compile(config_id, raw(), inherited, caller)
         self._cache[cache_key] = config
         if len(self._cache) > self._sources.cache_size:
             self._cache.popitem(last=False)
         return config
 
-    def _compile(self, config_id: str, raw: Any, inherited: Inherited) -> RoutingConfig:
+    def _compile(
+        self, config_id: str, raw: Any, inherited: Inherited, caller: bool = False
+    ) -> RoutingConfig:
         try:
-            config = compile_config(raw, config_id=config_id, inherited=inherited)
+            config = compile_config(
+                raw, config_id=config_id, inherited=inherited, caller_supplied=caller
+            )
         except ConfigError as exc:
             raise GatewayError(
                 400,
@@ -187,7 +223,70 @@ class ConfigResolveLayer:
                     code="unknown_provider",
                     param="provider",
                 )
+            refusal = self._policy_refusal(target)
+            if refusal is not None:
+                raise refusal
         return config
+
+    def _policy_refusal(self, target: Target) -> GatewayError | None:
+        """The key-custody, egress or forwarding rule ``target`` breaks, as a 403."""
+        issue = custody_issue(target)
+        if issue is not None:
+            return GatewayError(403, issue, type="permission_error", code="key_custody")
+        if "custom_host" in target.caller_fields and target.custom_host:
+            why = self._sources.egress.check_url(target.custom_host)
+            if why is not None:
+                return GatewayError(
+                    403,
+                    f"{target.path}: custom_host refused: {why}",
+                    type="permission_error",
+                    code="egress_denied",
+                    param="custom_host",
+                )
+        if "forward_headers" in target.caller_fields:
+            allowed = self._sources.forward_sensitive
+            for name in target.forward_headers:
+                if name in SENSITIVE and name not in allowed:
+                    return GatewayError(
+                        403,
+                        f"{target.path}: forwarding '{name}' from a caller's config needs "
+                        f"security.forward_sensitive_headers: [{name}] in the server config",
+                        type="permission_error",
+                        code="forward_header_denied",
+                        param="forward_headers",
+                    )
+        return None
+
+
+def check_scope(scope: KeyScope, config: RoutingConfig, model: str | None = None) -> None:
+    """Raise a 403 naming what ``config`` (for a request asking for ``model``) needs that a
+    key of ``scope`` may not do. Every target the config could reach is checked."""
+
+    def refuse(what: str, code: str) -> GatewayError:
+        return GatewayError(
+            403,
+            f"gateway key '{scope.name}' may not {what}",
+            type="permission_error",
+            code=code,
+        )
+
+    if config.caller_supplied:
+        if not scope.inline_configs:
+            raise refuse(
+                "send its own config (x-portkey-config JSON or x-portkey-provider)",
+                "scope_inline_config",
+            )
+    elif scope.configs is not None and config.id not in scope.configs:
+        raise refuse(f"use config '{config.id}'", "scope_config")
+    for target in config.targets:
+        if not scope.custom_hosts and caller_destination(target):
+            raise refuse(f"choose a custom host ({target.path})", "scope_custom_host")
+        if scope.providers is not None and target.provider not in scope.providers:
+            raise refuse(f"call provider '{target.provider}' ({target.path})", "scope_provider")
+        if scope.models is not None:
+            used = target.model or model
+            if used not in scope.models:
+                raise refuse(f"use model '{str(used)[:64]}' ({target.path})", "scope_model")
 
 
 def _same(value: Any) -> Any:
@@ -211,15 +310,15 @@ def _header_defaults(headers: Mapping[str, str], base: Inherited) -> Inherited:
     changes: dict[str, Any] = {}
     host = headers.get("x-portkey-custom-host")
     if host is not None:
-        host = host.strip().rstrip("/")
-        if not host.startswith(("http://", "https://")):
+        try:
+            changes["custom_host"] = check_base_url(host)
+        except PydanticCustomError as exc:
             raise GatewayError(
                 400,
-                "x-portkey-custom-host must be an http(s) URL up to the version path",
+                f"x-portkey-custom-host {exc.message()} (an http(s) URL up to the version path)",
                 code="invalid_header",
                 param="x-portkey-custom-host",
-            )
-        changes["custom_host"] = host
+            ) from None
     timeout = headers.get("x-portkey-request-timeout")
     if timeout is not None:
         try:
@@ -237,5 +336,14 @@ def _header_defaults(headers: Mapping[str, str], base: Inherited) -> Inherited:
     forward = headers.get("x-portkey-forward-headers")
     if forward is not None:
         names = tuple(n.strip().lower() for n in forward.split(",") if n.strip())
+        for name in names:
+            issue = forwarding_issue(name)
+            if issue is not None:
+                raise GatewayError(
+                    400,
+                    f"x-portkey-forward-headers: {issue[:200]}",
+                    code="invalid_header",
+                    param="x-portkey-forward-headers",
+                )
         changes["forward_headers"] = names
-    return replace(base, **changes) if changes else base
+    return replace(base, from_caller=True, **changes) if changes else base

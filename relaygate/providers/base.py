@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from relaygate.config.model import Target
 from relaygate.exchange import GatewayRequest
+from relaygate.security.egress import EgressPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +24,8 @@ class UpstreamRequest:
     """One HTTP call to make upstream, fully built: the I/O module sends it as is.
 
     ``idle_timeout_s`` bounds the wait between two streamed chunks (``None``: unbounded).
+    ``egress`` is set when a caller chose the destination: the client then checks the URL
+    and every address it connects to against it (``None``: an operator-chosen destination).
     """
 
     method: str
@@ -31,6 +34,7 @@ class UpstreamRequest:
     content: bytes
     stream: bool = False
     idle_timeout_s: float | None = None
+    egress: EgressPolicy | None = None
 
     @property
     def host(self) -> str:

@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 import httpx
 
 from relaygate.providers.base import UpstreamRequest
+from relaygate.security.egress import EgressDenied, GuardedResolver
 
 
 @dataclass(slots=True)
@@ -34,6 +35,18 @@ class UpstreamResponse:
 
 class UpstreamFailure(Exception):
     """The upstream could not be reached or dropped the connection before answering."""
+
+
+class EgressRefused(UpstreamFailure):
+    """The egress policy refused the destination; nothing was sent. The message says why."""
+
+
+def check_egress(request: UpstreamRequest) -> None:
+    """Raise :class:`EgressRefused` when ``request`` has an egress policy its URL breaks."""
+    if request.egress is not None:
+        why = request.egress.check_url(request.url)
+        if why is not None:
+            raise EgressRefused(f"refused by the egress policy: {why}")
 
 
 class StreamInterrupted(Exception):
@@ -112,18 +125,25 @@ def _is_stream(request: UpstreamRequest, status: int, headers: dict[str, str]) -
 
 
 class HttpxUpstream:
-    """:class:`UpstreamClient` over an ``httpx.AsyncClient`` (any transport)."""
+    """:class:`UpstreamClient` over an ``httpx.AsyncClient`` (any transport).
+
+    Redirects are never followed. For a caller-chosen destination the URL is checked against
+    the egress policy (scheme, port, host pattern, literal addresses); name resolution is the
+    injected client's own, so the connect-time address check of :class:`AiohttpUpstream`
+    does not apply.
+    """
 
     def __init__(self, client: httpx.AsyncClient) -> None:
         self._client = client
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         """See :meth:`UpstreamClient.send`."""
+        check_egress(request)
         built = self._client.build_request(
             request.method, request.url, headers=request.headers, content=request.content
         )
         try:
-            response = await self._client.send(built, stream=True)
+            response = await self._client.send(built, stream=True, follow_redirects=False)
         except httpx.HTTPError as exc:
             raise UpstreamFailure(f"{type(exc).__name__} calling upstream") from exc
         headers = {k.lower(): v for k, v in response.headers.items()}
@@ -149,31 +169,47 @@ class AiohttpUpstream:
     """:class:`UpstreamClient` on aiohttp: the production default, the cheapest wire client.
 
     One pooled ``ClientSession`` (created on first use, in the running event loop) serves
-    every target host with keep-alive. Bodies are passed through as received: no
+    every operator-chosen host with keep-alive. Caller-chosen destinations (requests with an
+    ``egress`` policy) go through a second session whose resolver drops every address the
+    policy refuses (:class:`~relaygate.security.egress.GuardedResolver`), so the check
+    holds at connect time, after DNS. Bodies are passed through as received: no
     decompression, no redirects, no client-side timeouts (the timeout layer and the request
     deadline bound every attempt).
     """
 
-    def __init__(self, session: aiohttp.ClientSession | None = None, limit: int = 1000) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession | None = None,
+        limit: int = 1000,
+    ) -> None:
         self._session = session
+        self._guarded: aiohttp.ClientSession | None = None
         self._limit = limit
 
-    def _open(self) -> aiohttp.ClientSession:
+    def _new_session(self, resolver: Any = None) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(limit=self._limit, ttl_dns_cache=300, resolver=resolver)
+        return aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=False,
+            timeout=aiohttp.ClientTimeout(total=None),
+            skip_auto_headers=("User-Agent",),
+        )
+
+    def _open(self, request: UpstreamRequest) -> aiohttp.ClientSession:
+        if request.egress is not None:
+            guarded = self._guarded
+            if guarded is None or guarded.closed:
+                guarded = self._guarded = self._new_session(GuardedResolver(request.egress))
+            return guarded
         session = self._session
         if session is None or session.closed:
-            connector = aiohttp.TCPConnector(limit=self._limit, ttl_dns_cache=300)
-            session = aiohttp.ClientSession(
-                connector=connector,
-                auto_decompress=False,
-                timeout=aiohttp.ClientTimeout(total=None),
-                skip_auto_headers=("User-Agent",),
-            )
-            self._session = session
+            session = self._session = self._new_session()
         return session
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         """See :meth:`UpstreamClient.send`."""
-        session = self._open()
+        check_egress(request)
+        session = self._open(request)
         try:
             response = await session.request(
                 request.method,
@@ -182,6 +218,10 @@ class AiohttpUpstream:
                 headers=request.headers,
                 allow_redirects=False,
             )
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, EgressDenied):
+                raise EgressRefused(str(exc.os_error)) from exc
+            raise UpstreamFailure(f"{type(exc).__name__} calling upstream") from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise UpstreamFailure(f"{type(exc).__name__} calling upstream") from exc
         headers = {k.lower(): v for k, v in response.headers.items()}
@@ -204,9 +244,10 @@ class AiohttpUpstream:
 
     async def aclose(self) -> None:
         """See :meth:`UpstreamClient.aclose`."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for session in (self._session, self._guarded):
+            if session is not None:
+                await session.close()
+        self._session = self._guarded = None
 
 
 def _releaser(response: aiohttp.ClientResponse) -> Callable[[], Awaitable[None]]:

@@ -15,6 +15,7 @@ openai SDK raises as ``APIError``) and no ``[DONE]``, never a clean-looking end.
 from __future__ import annotations
 
 from collections.abc import Callable, MutableMapping
+from dataclasses import replace
 
 import orjson
 from opentelemetry.trace import get_current_span
@@ -23,6 +24,7 @@ from relaygate.errors import GatewayError, error_body, synthesized
 from relaygate.exchange import GatewayRequest, GatewayResponse, Operation
 from relaygate.exporters import semconv as sc
 from relaygate.providers.client import (
+    EgressRefused,
     StreamInterrupted,
     UpstreamClient,
     UpstreamFailure,
@@ -30,6 +32,8 @@ from relaygate.providers.client import (
 )
 from relaygate.providers.embeddings import conform
 from relaygate.providers.registry import ProviderRegistry
+from relaygate.security.custody import caller_destination
+from relaygate.security.egress import DEFAULT_POLICY, EgressPolicy
 from relaygate.strategies.reasons import Reason
 
 Injector = Callable[[MutableMapping[str, str]], None]
@@ -90,10 +94,12 @@ class ProviderHandler:
         registry: ProviderRegistry,
         client: UpstreamClient,
         inject: Injector = _no_injection,
+        egress: EgressPolicy = DEFAULT_POLICY,
     ) -> None:
         self._registry = registry
         self._client = client
         self._inject = inject
+        self._egress = egress
 
     async def __call__(self, request: GatewayRequest) -> GatewayResponse:
         target = request.target
@@ -111,12 +117,24 @@ class ProviderHandler:
             # This target cannot serve the request (unsupported operation, missing setting):
             # an answer like any other, so fallback can move on to a target that can.
             return exc.to_response()
+        if caller_destination(target):
+            # The destination is the caller's choice: the client checks it, and every
+            # address it resolves to, against the egress policy before connecting.
+            wire = replace(wire, egress=self._egress)
         span = get_current_span()
         if span.is_recording():
             span.set_attribute(sc.SERVER_ADDRESS, wire.host)
             span.set_attribute(sc.SERVER_PORT, wire.port)
         try:
             answer = await self._client.send(wire)
+        except EgressRefused as exc:
+            return synthesized(
+                403,
+                f"upstream '{target.provider}' {exc}",
+                type="permission_error",
+                code="egress_denied",
+                failure=Reason.CONNECT_ERROR.value,
+            )
         except UpstreamFailure as exc:
             return _failed(target.provider, Reason.CONNECT_ERROR, f"unreachable ({exc})")
 

@@ -128,11 +128,14 @@ def server_config(configs: Mapping[str, Any], **sections: Any) -> dict[str, Any]
     """A server config with named ``configs``, fast retries and quiet logs.
 
     ``sections`` add top-level settings (``auth``, ``limits``...) or replace the defaults.
+    The mock upstreams listen on loopback, so callers' own configs may point at private
+    destinations here (``security.egress.allow_private``).
     """
     return {
         "configs": dict(configs),
         "retry": dict(FAST_RETRY),
         "telemetry": dict(QUIET_LOGS),
+        "security": {"egress": {"allow_private": True}},
         **sections,
     }
 

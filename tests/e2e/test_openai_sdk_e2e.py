@@ -131,7 +131,9 @@ def auth_gateway(mocks: Mocks, tmp_path_factory: pytest.TempPathFactory) -> Iter
     config = server_config(
         {"guarded": mocks["beta"].target(api_key=TARGET_KEY)},
         auth={"api_keys": [GATEWAY_KEY]},
-        providers={"openai": {"api_key": PROVIDER_DEFAULT_KEY}},
+        providers={
+            "openai": {"api_key": PROVIDER_DEFAULT_KEY, "custom_host": mocks["alpha"].base_url}
+        },
     )
     with running_gateway(tmp_path_factory.mktemp("auth-gateway"), config) as server:
         yield server
@@ -652,7 +654,8 @@ def test_a_wrong_gateway_key_is_refused_with_authentication_error(
 def test_a_config_less_call_never_forwards_the_gateway_key(
     auth_gateway: RunningServer, mocks: Mocks
 ) -> None:
-    headers = {"x-portkey-provider": "openai", "x-portkey-custom-host": mocks["alpha"].base_url}
+    # The operator's key goes to the operator's own base URL for the provider.
+    headers = {"x-portkey-provider": "openai"}
     with openai_client(f"{auth_gateway.url}/v1", api_key=GATEWAY_KEY) as sdk:
         answer = sdk.chat.completions.create(
             model="gpt-4o-mini", messages=MESSAGES, extra_headers=headers

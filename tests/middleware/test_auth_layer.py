@@ -7,10 +7,11 @@ import pytest
 
 from relaygate.errors import GatewayError
 from relaygate.middleware.auth import AuthLayer, bearer
+from relaygate.security.keys import KeyStore
 from relaygate.telemetry import Telemetry
 from tests.fakes import ScriptedHandler, answer, gateway_request
 
-KEYS = ("gw-key-one", "gw-key-two")
+KEYS = KeyStore.build(("gw-key-one", "gw-key-two"), {})
 
 
 async def call(telemetry: Telemetry, headers: dict[str, str]) -> ScriptedHandler:

@@ -14,6 +14,7 @@ from relaygate.errors import GatewayError
 from relaygate.exporters import semconv as sc
 from relaygate.middleware.config_resolve import ConfigResolveLayer, ConfigSources
 from relaygate.providers.registry import default_registry
+from relaygate.security.egress import EgressPolicy
 from relaygate.telemetry import Telemetry
 from tests.fakes import ScriptedHandler, answer, gateway_request
 
@@ -29,6 +30,10 @@ INLINE = {"provider": "mistral-ai", "api_key": "sk-inline"}
 GATEWAY_KEY = "gw-secret-key"
 
 
+LOCAL_EGRESS = EgressPolicy(allow_private=True)
+"""These tests point custom hosts at private addresses on purpose."""
+
+
 def resolver(
     telemetry: Telemetry,
     *,
@@ -36,6 +41,7 @@ def resolver(
     named: Mapping[str, Any] | None = None,
     inherited: Inherited | None = None,
     max_header_bytes: int = 32768,
+    egress: EgressPolicy = LOCAL_EGRESS,
 ) -> ConfigResolveLayer:
     """A config-resolve layer over the ``prod`` named config and a default config."""
     sources = ConfigSources(
@@ -44,6 +50,7 @@ def resolver(
         inherited=inherited or Inherited(),
         max_header_bytes=max_header_bytes,
         gateway_keys=frozenset({GATEWAY_KEY}),
+        egress=egress,
     )
     return ConfigResolveLayer(sources, default_registry(), telemetry)
 
@@ -119,7 +126,8 @@ def test_a_gateway_key_is_never_a_provider_key(telemetry: Telemetry) -> None:
 
 
 def test_a_custom_host_header_sets_the_base_url_of_targets(telemetry: Telemetry) -> None:
-    headers = {"x-portkey-config": "prod", "x-portkey-custom-host": "http://127.0.0.1:9/v1/"}
+    own_keys = orjson.dumps(PROD).decode()
+    headers = {"x-portkey-config": own_keys, "x-portkey-custom-host": "http://127.0.0.1:9/v1/"}
     config = resolver(telemetry).resolve(headers)
     assert {t.custom_host for t in config.targets} == {"http://127.0.0.1:9/v1"}
 
