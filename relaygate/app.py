@@ -11,7 +11,7 @@ flow through untouched.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,12 @@ from relaygate.config.server import ServerConfig, load_server_config, parse_serv
 from relaygate.errors import GatewayError, error_body
 from relaygate.exchange import Operation
 from relaygate.gateway import EdgeResponse, Gateway, GatewayDeps
+from relaygate.middleware.auth import bearer
+from relaygate.security.keys import KeyStore
 from relaygate.status import StatusBoard, status_routes
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+"""A Starlette request/response endpoint."""
 
 _ERROR_TYPES = {401: "authentication_error", 404: "not_found_error", 405: "invalid_request_error"}
 
@@ -44,6 +49,12 @@ class ApiEndpoint:
             await send_edge(send, method_not_allowed())
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            # Before a byte of the body is read: an unauthenticated caller costs nothing more.
+            principal = self._gateway.authenticate(headers)
+        except GatewayError as exc:
+            await send_edge(send, _error(exc))
+            return
         limit = self._gateway.server.limits.max_body_bytes
         declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -60,17 +71,47 @@ class ApiEndpoint:
                 await send_edge(send, _too_large(len(body), limit))
                 return
             more = message.get("more_body", False)
-        response = await self._gateway.handle(self._operation, bytes(body), headers)
+        response = await self._gateway.handle(self._operation, bytes(body), headers, principal)
         await send_edge(send, response)
 
 
 def _too_large(size: int, limit: int) -> EdgeResponse:
-    err = GatewayError(
-        413, f"request body is {size} bytes; the limit is {limit}", code="request_too_large"
+    return _error(
+        GatewayError(
+            413, f"request body is {size} bytes; the limit is {limit}", code="request_too_large"
+        )
     )
-    return EdgeResponse(
-        err.status, [("content-type", "application/json")], err.to_response().body or b""
-    )
+
+
+def _error(err: GatewayError) -> EdgeResponse:
+    response = err.to_response()
+    return EdgeResponse(err.status, list(response.headers.items()), response.body or b"")
+
+
+def require_key(store: KeyStore, endpoint: Endpoint) -> Endpoint:
+    """``endpoint`` answering only requests with ``Authorization: Bearer <a key in store>``
+    (401 in OpenAI's error shape otherwise); ``endpoint`` itself when ``store`` is empty."""
+    if not store:
+        return endpoint
+
+    async def guarded(request: Request) -> Response:
+        key = bearer(request.headers.get("authorization"))
+        if key is None or store.lookup(key) is None:
+            body = error_body(
+                "this operations endpoint needs an admin key (auth.admin_keys) as "
+                "Authorization: Bearer",
+                type="authentication_error",
+                code="invalid_admin_key",
+            )
+            return Response(
+                body,
+                status_code=401,
+                media_type="application/json",
+                headers={"www-authenticate": "Bearer"},
+            )
+        return await endpoint(request)
+
+    return guarded
 
 
 def method_not_allowed() -> EdgeResponse:
@@ -152,6 +193,11 @@ def create_app(
         yield
         await gateway.aclose()
 
+    admin = server.auth.admin_store()
+    guarded = [
+        Route(route.path, require_key(admin, route.endpoint), methods=route.methods)
+        for route in status_routes(board, gateway.configs.known_configs)
+    ]
     api = {
         "/v1/chat/completions": ApiEndpoint(gateway, Operation.CHAT),
         "/v1/completions": ApiEndpoint(gateway, Operation.TEXT_COMPLETION),
@@ -160,10 +206,10 @@ def create_app(
     routes = [
         *(Route(path, endpoint) for path, endpoint in api.items()),
         Route("/v1/models", models, methods=["GET"]),
-        *([Route("/metrics", metrics, methods=["GET"])] if metrics_on else []),
+        *([Route("/metrics", require_key(admin, metrics), methods=["GET"])] if metrics_on else []),
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),
-        *status_routes(board, gateway.configs.known_configs),
+        *guarded,
     ]
     app = _GatewayApp(
         api,

@@ -1,9 +1,11 @@
-"""The ``relaygate`` command: ``serve``, ``validate``, ``demo``, ``rehearse``, ``mock-upstream``.
+"""The ``relaygate`` command: ``serve``, ``validate``, ``keys``, ``demo``, ``rehearse``,
+``mock-upstream``.
 
 ``relaygate serve --config FILE`` listens on 127.0.0.1:8787 by default (Portkey's port, so it
 can replace a local Portkey gateway). ``relaygate validate FILE`` checks a server config or a
-Portkey config and explains every error. ``relaygate mock-upstream`` runs the fault
-simulator.
+Portkey config and explains every error. ``relaygate keys create --name N`` makes a gateway
+key and prints the hashed ``auth.keys`` entry for the server config. ``relaygate
+mock-upstream`` runs the fault simulator.
 """
 
 from __future__ import annotations
@@ -112,6 +114,26 @@ def _looks_like_portkey_config(path: Path, text: str) -> bool:
     return isinstance(data, dict) and any(k in data for k in ("strategy", "targets", "provider"))
 
 
+def _keys_create(ns: argparse.Namespace) -> int:
+    from relaygate.security.keys import hash_key, new_key
+
+    key = new_key()
+    entry: dict[str, Any] = {"name": ns.name, "hash": hash_key(key)}
+    for field in ("configs", "providers", "models"):
+        values = getattr(ns, field)
+        if values is not None:
+            entry[field] = [v.strip() for v in values.split(",") if v.strip()]
+    if ns.no_inline_configs:
+        entry["inline_configs"] = False
+    if ns.no_custom_hosts:
+        entry["custom_hosts"] = False
+    print(f"# the key, shown once; give it to {ns.name}:")
+    print(key)
+    print("# add under auth.keys in the server config (only the hash is stored):")
+    print(f"  - {json.dumps(entry)}")
+    return 0
+
+
 def _mock(ns: argparse.Namespace) -> int:
     from relaygate.mock_upstream import serve_mock, settings_from_args
 
@@ -143,6 +165,26 @@ def parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a server config or a Portkey config")
     validate.add_argument("file")
     validate.set_defaults(run=_validate)
+
+    keys = sub.add_parser("keys", help="manage gateway keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser(
+        "create",
+        help="make a new gateway key: prints the key once and its auth.keys entry",
+    )
+    create.add_argument("--name", required=True, help="who holds the key (shown in logs)")
+    create.add_argument("--configs", help="comma-separated named configs it may use")
+    create.add_argument("--providers", help="comma-separated providers it may reach")
+    create.add_argument("--models", help="comma-separated models it may use")
+    create.add_argument(
+        "--no-inline-configs",
+        action="store_true",
+        help="refuse its JSON configs in x-portkey-config and x-portkey-provider calls",
+    )
+    create.add_argument(
+        "--no-custom-hosts", action="store_true", help="refuse base URLs it chooses"
+    )
+    create.set_defaults(run=_keys_create)
 
     demo = sub.add_parser("demo", help="run the gateway on the bundled fallback demo")
     demo.add_argument("--port", type=int, default=8787)

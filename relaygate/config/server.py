@@ -481,6 +481,8 @@ def parse_server_config(data: Any, env_issues: list[tuple[str, str]] | None = No
         for config_id, raw in configs.items():
             if isinstance(raw, dict):
                 issues += _cross_field_issues(raw, ("configs", str(config_id)))
+    if config is not None:
+        issues += _key_scope_issues(config)
     default = data.get("default_config")
     if isinstance(default, dict):
         issues += _cross_field_issues(default, ("default_config",))
@@ -499,6 +501,21 @@ def parse_server_config(data: Any, env_issues: list[tuple[str, str]] | None = No
         raise ConfigError(sorted_errors([*env_issues, *kept]))
     assert config is not None
     return config
+
+
+def _key_scope_issues(config: ServerConfig) -> list[tuple[Loc, str]]:
+    """Gateway keys scoped to config ids that do not exist."""
+    known = set(config.configs)
+    if isinstance(config.default_config, ConfigNode):
+        known.add(DEFAULT_CONFIG_ID)
+    issues: list[tuple[Loc, str]] = []
+    for i, key in enumerate(config.auth.keys):
+        for name in key.configs or ():
+            if name not in known:
+                issues.append(
+                    (("auth", "keys", i, "configs"), _unknown_id_message(name, config.configs))
+                )
+    return issues
 
 
 def _cross_field_issues(raw: dict[str, Any], prefix: Loc) -> list[tuple[Loc, str]]:

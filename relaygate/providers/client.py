@@ -174,17 +174,20 @@ class AiohttpUpstream:
     policy refuses (:class:`~relaygate.security.egress.GuardedResolver`), so the check
     holds at connect time, after DNS. Bodies are passed through as received: no
     decompression, no redirects, no client-side timeouts (the timeout layer and the request
-    deadline bound every attempt).
+    deadline bound every attempt). ``resolver`` replaces aiohttp's default name resolver
+    (an ``aiohttp.abc.AbstractResolver``) under the guard.
     """
 
     def __init__(
         self,
         session: aiohttp.ClientSession | None = None,
         limit: int = 1000,
+        resolver: Any = None,
     ) -> None:
         self._session = session
         self._guarded: aiohttp.ClientSession | None = None
         self._limit = limit
+        self._resolver = resolver
 
     def _new_session(self, resolver: Any = None) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(limit=self._limit, ttl_dns_cache=300, resolver=resolver)
@@ -199,7 +202,8 @@ class AiohttpUpstream:
         if request.egress is not None:
             guarded = self._guarded
             if guarded is None or guarded.closed:
-                guarded = self._guarded = self._new_session(GuardedResolver(request.egress))
+                resolver = GuardedResolver(request.egress, self._resolver)
+                guarded = self._guarded = self._new_session(resolver)
             return guarded
         session = self._session
         if session is None or session.closed:

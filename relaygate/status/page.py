@@ -5,7 +5,10 @@ inline, and a Content-Security-Policy allows exactly those (by hash) plus reques
 origin. Every second it fetches ``status.json`` *relative to its own URL*, so it keeps
 working when the app is mounted under a prefix (``/llm/status`` polls ``/llm/status.json``).
 Everything taken from the data (config ids, target names, reasons, request ids) is inserted
-as text (``textContent``), never parsed as markup.
+as text (``textContent``), never parsed as markup. When ``auth.admin_keys`` guards
+``status.json``, the page sends the key it was opened with in its URL fragment
+(``/status#key=...``: a fragment never leaves the browser) as ``Authorization: Bearer``,
+keeping it in the tab's session storage only.
 """
 
 from __future__ import annotations
@@ -217,10 +220,25 @@ function setConnection(live, detail) {
   conn.textContent = live ? "live \\u00b7 updated " + new Date().toLocaleTimeString()
                           : "stale \\u00b7 " + detail;
 }
+const KEY_SLOT = "relaygate-admin-key";
+(function keepKeyFromFragment() {
+  const found = /(?:^#|&)key=([^&]+)/.exec(location.hash);
+  if (!found) return;
+  sessionStorage.setItem(KEY_SLOT, decodeURIComponent(found[1]));
+  history.replaceState(null, "", location.pathname + location.search);
+})();
+function requestHeaders() {
+  const headers = {accept: "application/json"};
+  const key = sessionStorage.getItem(KEY_SLOT);
+  if (key) headers.authorization = "Bearer " + key;
+  return headers;
+}
 async function tick() {
   try {
-    const response = await fetch("status.json", {cache: "no-store",
-                                                 headers: {accept: "application/json"}});
+    const response = await fetch("status.json", {cache: "no-store", headers: requestHeaders()});
+    if (response.status === 401) {
+      throw new Error("status.json needs the admin key: open this page as status#key=<admin key>");
+    }
     if (!response.ok) throw new Error("status.json answered " + response.status);
     render(await response.json());
     lastUpdate = Date.now();
