@@ -47,6 +47,7 @@ from relaygate.config.errors import (
 from relaygate.config.model import (
     DEFAULT_RETRY_STATUS_CODES,
     EMPTY,
+    ROOT_PATH,
     Condition,
     Node,
     RetrySettings,
@@ -567,7 +568,7 @@ def compile_config(
     Raises :class:`ConfigError` listing every problem found.
     """
     node = parse_config(raw)
-    root = _compile_node(node, "config", (), _Scope.top(inherited), inherited, warnings)
+    root = _compile_node(node, ROOT_PATH, (), _Scope.top(inherited), inherited, warnings)
     return RoutingConfig(id=config_id, root=root)
 
 

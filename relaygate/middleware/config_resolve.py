@@ -117,7 +117,9 @@ class ConfigResolveLayer:
                 )
             text = header.strip()
             if text.startswith("{"):
-                return self._cached("inline", text, headers, lambda: _parse_header_json(text))
+                return self._cached(
+                    "inline", text, headers, lambda: _parse_header_json(text), caller_supplied=True
+                )
             if text in sources.named:
                 return self._cached(text, text, headers, lambda: sources.named[text])
             raise GatewayError(
@@ -134,7 +136,9 @@ class ConfigResolveLayer:
                 key = None
             name = provider.strip().lower()
             raw: dict[str, Any] = {"provider": name, "api_key": key} if key else {"provider": name}
-            return self._cached("provider", f"{name}\0{key or ''}", headers, lambda: raw)
+            return self._cached(
+                "provider", f"{name}\0{key or ''}", headers, lambda: raw, caller_supplied=True
+            )
         default = sources.default
         if default is not None:
             return self._cached(sources.default_id, "", headers, lambda: default)
@@ -147,12 +151,21 @@ class ConfigResolveLayer:
         )
 
     def _cached(
-        self, config_id: str, key: str, headers: Mapping[str, str], raw: Callable[[], Any]
+        self,
+        config_id: str,
+        key: str,
+        headers: Mapping[str, str],
+        raw: Callable[[], Any],
+        *,
+        caller_supplied: bool = False,
     ) -> RoutingConfig:
         """The compiled config for ``(config_id, key)`` under these headers' defaults.
 
         On a cache hit nothing is parsed or compiled: ``raw`` (the config document) and the
-        header defaults are only worked out on a miss.
+        header defaults are only worked out on a miss. ``caller_supplied`` marks a config
+        the caller wrote (see :attr:`RoutingConfig.caller_supplied`). It needs no place in
+        the cache key: a caller's key (JSON text, or provider and provider key joined by a
+        NUL) never equals a named config's key (its id).
         """
         hkey = tuple(headers.get(name) for name in DEFAULT_HEADERS)
         cache_key = (config_id, key, hkey)
@@ -162,13 +175,15 @@ class ConfigResolveLayer:
             return found
         base = self._sources.inherited
         inherited = base if hkey == _NO_DEFAULTS else _header_defaults(headers, base)
-        config = self._compile(config_id, raw(), inherited)
+        config = self._compile(config_id, raw(), inherited, caller_supplied)
         self._cache[cache_key] = config
         if len(self._cache) > self._sources.cache_size:
             self._cache.popitem(last=False)
         return config
 
-    def _compile(self, config_id: str, raw: Any, inherited: Inherited) -> RoutingConfig:
+    def _compile(
+        self, config_id: str, raw: Any, inherited: Inherited, caller_supplied: bool
+    ) -> RoutingConfig:
         try:
             config = compile_config(raw, config_id=config_id, inherited=inherited)
         except ConfigError as exc:
@@ -187,6 +202,8 @@ class ConfigResolveLayer:
                     code="unknown_provider",
                     param="provider",
                 )
+        if caller_supplied:
+            config = replace(config, caller_supplied=True)
         return config
 
 
