@@ -575,7 +575,7 @@ class GatewayMetrics:
         if found is not None:
             return found
         labels = (config_id, label, provider, model)
-        genai = (operation, target.provider, model)
+        genai = (operation, provider, model)
         found = TargetSeries(
             duration=self.upstream_duration.labels(*labels),
             ttft=self.ttft.labels(*labels),
