@@ -152,6 +152,13 @@ class ClientMetrics(GatewayMetrics):
                 buckets=sc.GENAI_TOKEN_BUCKETS,
                 registry=reg,
             ),
+            "label_overflow": Counter(
+                sc.M_LABEL_OVERFLOW,
+                "Recordings that labelled a caller-supplied value as other (past its label's "
+                "budget, or too long), by budget.",
+                ("label",),
+                registry=reg,
+            ),
         }
         for name, family in families.items():
             setattr(self, name, family)

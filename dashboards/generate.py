@@ -68,6 +68,11 @@ NOT_SHOWN: dict[str, str] = {
         "(a histogram without config or target); the dashboard shows the rate of "
         "relaygate_upstream_tokens_total, which carries config and target."
     ),
+    sc.M_LABEL_OVERFLOW: (
+        "A guard on the metrics themselves, not on traffic: it counts label values from "
+        "callers' configs recorded as other past the label budget. Read it in Prometheus when "
+        "a caller's inline target names or models show up as other."
+    ),
 }
 """Exported metric families deliberately not shown in any panel, with the reason."""
 

@@ -112,6 +112,9 @@ class Gateway:
             forward_sensitive=frozenset(server.security.forward_sensitive_headers),
         )
         self.configs = ConfigResolveLayer(sources, deps.registry, self.telemetry)
+        # The server config's names and models are label values as they are; a caller's
+        # are admitted within the label budget.
+        self.telemetry.metrics.trust(self.configs.known_configs())
         backoff = Backoff(
             initial_s=server.retry.initial_backoff_ms / 1000,
             multiplier=server.retry.multiplier,

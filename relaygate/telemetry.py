@@ -135,7 +135,11 @@ def build_telemetry(
     detail: Detail = traces.detail if tracing.exporter != "none" else "off"
     return Telemetry(
         tracer=tracing.tracer,
-        metrics=GatewayMetrics(registry, models=settings.metrics.models),
+        metrics=GatewayMetrics(
+            registry,
+            models=settings.metrics.models,
+            max_caller_label_values=settings.metrics.max_caller_label_values,
+        ),
         detail=detail,
         shutdown=tracing.shutdown,
     )

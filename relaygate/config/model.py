@@ -22,6 +22,10 @@ DEFAULT_RETRY_STATUS_CODES: frozenset[int] = frozenset({429, 500, 502, 503, 504}
 
 EMPTY: Mapping[str, Any] = MappingProxyType({})
 
+ROOT_PATH = "config"
+"""The path of every config's root node; its children's paths extend it
+(``config.targets[1].targets[0]``)."""
+
 
 class Secret:
     """A credential that never shows itself: ``str()``/``repr()`` are masked.
@@ -154,6 +158,10 @@ class RoutingConfig:
     root: Node
     targets: tuple[Target, ...] = field(default=())
     caller_supplied: bool = False
+    """Whether a caller wrote this config (inline JSON in ``x-portkey-config``, or the
+    config-less ``x-portkey-provider`` call) rather than the server config. The names, models
+    and hosts inside a caller-supplied config are untrusted input: telemetry admits them as
+    label values only within a budget (:mod:`relaygate.exporters.labels`)."""
 
     def __post_init__(self) -> None:
         if not self.targets:

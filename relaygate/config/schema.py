@@ -48,6 +48,7 @@ from relaygate.config.errors import (
 from relaygate.config.model import (
     DEFAULT_RETRY_STATUS_CODES,
     EMPTY,
+    ROOT_PATH,
     Condition,
     Node,
     RetrySettings,
@@ -667,7 +668,7 @@ def compile_config(
     """
     node = parse_config(raw)
     scope = _Scope.top(inherited)
-    root = _compile_node(node, "config", (), scope, inherited, warnings, caller_supplied)
+    root = _compile_node(node, ROOT_PATH, (), scope, inherited, warnings, caller_supplied)
     return RoutingConfig(id=config_id, root=root, caller_supplied=caller_supplied)
 
 

@@ -169,6 +169,12 @@ class MetricSettings(_Section):
     memory, which costs a few microseconds a request."""
     models: list[str] = Field(default_factory=list)
     """Model names allowed as metric label values; any other model is recorded as `other`."""
+    max_caller_label_values: Annotated[Int, Field(ge=0, le=10_000)] = 100
+    """Distinct label values a caller may add per label (target names or paths and pinned
+    models from inline `x-portkey-config` JSON or `x-portkey-provider` calls), and distinct
+    target-model and fallback from-to combinations of them, first come first served; later
+    new ones, and values over 64 characters, are recorded as `other` and counted in
+    `relaygate_label_overflow_total`. Values from this file are never limited."""
 
 
 class LogSettings(_Section):

@@ -2,7 +2,9 @@
 
 Label values come from configuration (config id, target label, provider, configured model)
 and from small fixed sets (status class, reason, token type), never from raw request input,
-so series stay bounded. Label children are resolved once per (config, target) and reused.
+so series stay bounded; the names and models of a config a caller sent are admitted only
+within a budget (:mod:`relaygate.exporters.labels`, the one place label values are chosen).
+Label children are resolved once per label set and reused.
 Exemplars carry the trace id on latency and fallback samples when a trace is sampled.
 
 Recording does not go through ``prometheus_client``'s metric objects, whose children take a
@@ -43,10 +45,11 @@ from prometheus_client.core import (
 from prometheus_client.samples import Exemplar, Sample
 from prometheus_client.utils import floatToGoString
 
-from relaygate.config.model import Target
+from relaygate.config.model import Node, RoutingConfig, Target
 from relaygate.exporters import semconv as sc
+from relaygate.exporters.labels import DEFAULT_MAX_CALLER_VALUES, OTHER, LabelBudget, LabelPolicy
 
-OTHER_MODEL = "other"
+OTHER_MODEL = OTHER
 """Model label value for a model that is neither configured nor allow-listed."""
 
 UPSTREAM_BUCKETS = (
@@ -386,15 +389,19 @@ class GatewayMetrics:
     """The metric families of one gateway, registered in an injected ``CollectorRegistry``.
 
     All families are exported by one :class:`FamilyCollector` (``collector``), registered in
-    ``registry`` on construction.
+    ``registry`` on construction. ``models`` allow-lists request models as label values;
+    ``max_caller_label_values`` is the budget of caller-supplied label values per label
+    (:class:`~relaygate.exporters.labels.LabelBudget`).
     """
 
     def __init__(
-        self, registry: CollectorRegistry | None = None, models: Iterable[str] = ()
+        self,
+        registry: CollectorRegistry | None = None,
+        models: Iterable[str] = (),
+        max_caller_label_values: int = DEFAULT_MAX_CALLER_VALUES,
     ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
-        self._models = frozenset(models)
-        self._targets: dict[tuple[str, str, str, str], TargetSeries] = {}
+        self._targets: dict[tuple[str, str, str, str, str], TargetSeries] = {}
         self._requests: dict[tuple[str, str], RequestSeries] = {}
         tl = ("config", "target", "provider", "model")
         self.requests = CounterFamily(
@@ -475,6 +482,16 @@ class GatewayMetrics:
             (*gl, "gen_ai_token_type"),
             sc.GENAI_TOKEN_BUCKETS,
         )
+        self.label_overflow = CounterFamily(
+            sc.M_LABEL_OVERFLOW,
+            "Recordings that labelled a caller-supplied value as other (past its label's "
+            "budget, or too long), by budget.",
+            ("label",),
+        )
+        self.labels = LabelPolicy(
+            LabelBudget(max_caller_label_values, on_overflow=self._overflowed), models
+        )
+        """The label policy: every target, node and model label value is chosen here."""
         self.collector = FamilyCollector(
             (
                 self.requests,
@@ -492,6 +509,7 @@ class GatewayMetrics:
                 self.fallbacks,
                 self.genai_duration,
                 self.genai_tokens,
+                self.label_overflow,
             )
         )
         """The collector exporting every family above, in this order."""
@@ -522,25 +540,42 @@ class GatewayMetrics:
             series.requests[status_class] = child
         return child
 
-    def model_label(self, target: Target, requested: str | None) -> str:
-        """A bounded model label: the configured model, an allow-listed one, or ``other``."""
-        model = target.model
-        if model is not None:
-            return model
-        if requested is not None and requested in self._models:
-            return requested
-        return OTHER_MODEL
+    def _overflowed(self, label: str) -> None:
+        self.label_overflow.labels(label).inc()
 
-    def series(self, config_id: str, target: Target, model: str, operation: str) -> TargetSeries:
-        """The label children of ``target`` (created on first use, then reused)."""
-        key = (config_id, target.path, model, operation)
+    def trust(self, configs: Iterable[RoutingConfig]) -> None:
+        """Admit the server config's labels (node names and paths, pinned models) as they
+        are, outside the caller budget; caller-supplied configs are skipped."""
+        for config in configs:
+            self.labels.trust_config(config)
+
+    def model_label(
+        self, target: Target, requested: str | None, caller_supplied: bool = False
+    ) -> str:
+        """A bounded model label: the configured model (budgeted when ``caller_supplied``),
+        an allow-listed one, or ``other``."""
+        return self.labels.model(target, requested, caller_supplied)
+
+    def series(
+        self,
+        config_id: str,
+        target: Target,
+        model: str,
+        operation: str,
+        caller_supplied: bool = False,
+    ) -> TargetSeries:
+        """The label children of ``target`` under model label ``model`` (from
+        :meth:`model_label`), created on first use, then reused. The target label is its name,
+        else its path; for a ``caller_supplied`` config, within the label budget (values past
+        it share the ``other`` children)."""
+        label, model = self.labels.series(target, model, caller_supplied)
+        provider = target.provider
+        key = (config_id, label, provider, model, operation)
         found = self._targets.get(key)
         if found is not None:
             return found
-        # A config sent inline in a header may name its targets freely: label those by path.
-        label = target.path if config_id == "inline" else target.label
-        labels = (config_id, label, target.provider, model)
-        genai = (operation, target.provider, model)
+        labels = (config_id, label, provider, model)
+        genai = (operation, provider, model)
         found = TargetSeries(
             duration=self.upstream_duration.labels(*labels),
             ttft=self.ttft.labels(*labels),
@@ -556,3 +591,11 @@ class GatewayMetrics:
         if len(self._targets) < 10_000:
             self._targets[key] = found
         return found
+
+    def fallback(
+        self, config_id: str, src: Node, dst: Node, reason: str, caller_supplied: bool = False
+    ) -> CounterChild:
+        """The fallbacks counter child of a move from ``src`` to ``dst`` (labelled by name,
+        else path; for a ``caller_supplied`` config, within the label budget)."""
+        frm, to = self.labels.fallback(src, dst, caller_supplied)
+        return self.fallbacks.labels(config_id, frm, to, reason)

@@ -141,7 +141,7 @@ class ConfigResolveLayer:
             text = header.strip()
             if text.startswith("{"):
                 return self._cached(
-                    "inline", text, headers, lambda: _parse_header_json(text), caller=True
+                    "inline", text, headers, lambda: _parse_header_json(text), caller_supplied=True
                 )
             if text in sources.named:
                 return self._cached(text, text, headers, lambda: sources.named[text])
@@ -160,7 +160,7 @@ class ConfigResolveLayer:
             name = provider.strip().lower()
             raw: dict[str, Any] = {"provider": name, "api_key": key} if key else {"provider": name}
             return self._cached(
-                "provider", f"{name}\0{key or ''}", headers, lambda: raw, caller=True
+                "provider", f"{name}\0{key or ''}", headers, lambda: raw, caller_supplied=True
             )
         default = sources.default
         if default is not None:
@@ -179,12 +179,16 @@ class ConfigResolveLayer:
         key: str,
         headers: Mapping[str, str],
         raw: Callable[[], Any],
-        caller: bool = False,
+        *,
+        caller_supplied: bool = False,
     ) -> RoutingConfig:
         """The compiled config for ``(config_id, key)`` under these headers' defaults.
 
         On a cache hit nothing is parsed or compiled: ``raw`` (the config document) and the
-        header defaults are only worked out on a miss.
+        header defaults are only worked out on a miss. ``caller_supplied`` marks a config
+        the caller wrote (see :attr:`RoutingConfig.caller_supplied`). It needs no place in
+        the cache key: a caller's key (JSON text, or provider and provider key joined by a
+        NUL) never equals a named config's key (its id).
         """
         hkey = tuple(headers.get(name) for name in DEFAULT_HEADERS)
         cache_key = (config_id, key, hkey)
@@ -194,18 +198,18 @@ class ConfigResolveLayer:
             return found
         base = self._sources.inherited
         inherited = base if hkey == _NO_DEFAULTS else _header_defaults(headers, base)
-        config = self._compile(config_id, raw(), inherited, caller)
+        config = self._compile(config_id, raw(), inherited, caller_supplied)
         self._cache[cache_key] = config
         if len(self._cache) > self._sources.cache_size:
             self._cache.popitem(last=False)
         return config
 
     def _compile(
-        self, config_id: str, raw: Any, inherited: Inherited, caller: bool = False
+        self, config_id: str, raw: Any, inherited: Inherited, caller_supplied: bool
     ) -> RoutingConfig:
         try:
             config = compile_config(
-                raw, config_id=config_id, inherited=inherited, caller_supplied=caller
+                raw, config_id=config_id, inherited=inherited, caller_supplied=caller_supplied
             )
         except ConfigError as exc:
             raise GatewayError(

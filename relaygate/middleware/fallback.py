@@ -105,11 +105,14 @@ def _record_fallback(
     reason: str,
 ) -> None:
     request.ctx.fallbacks += 1
-    config_id = request.config.id if request.config else ""
-    inline = config_id == "inline"
-    src = child.path if inline else child.label
-    dst = nxt.path if inline else nxt.label
-    tel.guard(tel.metrics.fallbacks.labels(config_id, src, dst, reason).inc, 1, exemplar())
+    config = request.config
+    config_id = config.id if config else ""
+    supplied = config.caller_supplied if config else False
+    try:
+        counter = tel.metrics.fallback(config_id, child, nxt, reason, supplied)
+        counter.inc(1, exemplar())
+    except Exception:  # telemetry never fails a request
+        tel.errors += 1
     current = get_current_span()
     if current.is_recording():
         tel.guard(

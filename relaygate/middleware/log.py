@@ -42,8 +42,9 @@ class LogLayer:
             config = request.config
             assert target is not None and config is not None
             metrics = tel.metrics
-            model = metrics.model_label(target, request.model)
-            series = metrics.series(config.id, target, model, request.operation.value)
+            supplied = config.caller_supplied
+            model = metrics.model_label(target, request.model, supplied)
+            series = metrics.series(config.id, target, model, request.operation.value, supplied)
             span = _NOOP
             if tel.spans_for_attempts:
                 request_model = target.model or request.model or ""

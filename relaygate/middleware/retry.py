@@ -117,8 +117,9 @@ def _record_retry(
     config = request.config
     assert target is not None and config is not None
     metrics = tel.metrics
-    model = metrics.model_label(target, request.model)
-    series = metrics.series(config.id, target, model, request.operation.value)
+    supplied = config.caller_supplied
+    model = metrics.model_label(target, request.model, supplied)
+    series = metrics.series(config.id, target, model, request.operation.value, supplied)
     tel.guard(metrics.retries.labels(*series.labels, reason).inc)
     current = get_current_span()
     if current.is_recording():

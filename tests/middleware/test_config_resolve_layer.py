@@ -88,6 +88,26 @@ def test_config_source_precedence(
     assert resolver(telemetry).resolve(headers).id == expected_id
 
 
+@pytest.mark.parametrize(
+    ("headers", "supplied"),
+    [
+        ({"x-portkey-config": INLINE_HEADER}, True),
+        ({"x-portkey-provider": "groq", "authorization": "Bearer sk-groq-live"}, True),
+        ({"x-portkey-config": "prod"}, False),
+        ({}, False),
+    ],
+    ids=["inline", "provider", "named", "default"],
+)
+def test_configs_a_caller_wrote_are_marked_caller_supplied(
+    telemetry: Telemetry, headers: dict[str, str], supplied: bool
+) -> None:
+    layer = resolver(telemetry)
+    assert layer.resolve(headers).caller_supplied is supplied
+    # A cached compile keeps its provenance.
+    assert layer.resolve(headers).caller_supplied is supplied
+    assert not any(config.caller_supplied for config in layer.known_configs())
+
+
 def test_an_inline_config_is_compiled_from_the_header(telemetry: Telemetry) -> None:
     target = only_target(resolver(telemetry).resolve({"x-portkey-config": INLINE_HEADER}))
     assert target.provider == "mistral-ai"

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import CollectorRegistry
 
 from relaygate.config.model import Condition, Node
 from relaygate.errors import GatewayError
 from relaygate.exchange import GatewayResponse
 from relaygate.exporters import semconv as sc
+from relaygate.exporters.prometheus import GatewayMetrics
 from relaygate.middleware.fallback import FallbackLayer
 from relaygate.telemetry import Telemetry
 from tests.fakes import (
@@ -40,12 +43,13 @@ async def route(
     metadata: Mapping[str, Any] | None = None,
     body: Mapping[str, Any] | None = None,
     config_id: str = "test",
+    caller: bool = False,
 ) -> GatewayResponse:
-    """Route one request through a fallback layer over ``root``, answering from ``inner``."""
+    """Route one request through a fallback layer over ``root``, answering from ``inner``;
+    ``caller`` marks the config as caller-supplied."""
     layer = FallbackLayer(telemetry, rand=rand or ScriptedRand(0.0), now=now)
-    request = gateway_request(
-        body, config=routing(root, config_id), metadata=metadata, deadline=deadline
-    )
+    config = replace(routing(root, config_id), caller_supplied=caller)
+    request = gateway_request(body, config=config, metadata=metadata, deadline=deadline)
     return await layer(inner)(request)
 
 
@@ -289,16 +293,36 @@ async def test_each_move_counts_in_the_fallback_metric_by_target_name(
     )
 
 
-async def test_inline_configs_label_fallbacks_by_target_path(telemetry: Telemetry) -> None:
-    inner = ScriptedHandler(answer(408, failure="timeout"), answer(200))
-    await route(fallback(T0, T1), inner, telemetry, config_id="inline")
-    labels = {
-        "config": "inline",
-        "from_target": T0.path,
-        "to_target": T1.path,
-        "reason": "timeout",
+async def test_caller_configs_label_fallbacks_by_name_within_the_label_budget(
+    telemetry: Telemetry,
+) -> None:
+    telemetry.metrics = GatewayMetrics(CollectorRegistry(), max_caller_label_values=2)
+    for first, second in ((T0, T1), (T1, T2)):
+        inner = ScriptedHandler(answer(408, failure="timeout"), answer(200))
+        await route(fallback(first, second), inner, telemetry, config_id="inline", caller=True)
+    get = telemetry.metrics.registry.get_sample_value
+    moves = {
+        (s.labels["from_target"], s.labels["to_target"]): s.value
+        for family in telemetry.metrics.registry.collect()
+        if family.name == sc.M_FALLBACKS
+        for s in family.samples
+        if s.name.endswith("_total")
     }
-    assert telemetry.metrics.registry.get_sample_value(sc.M_FALLBACKS + "_total", labels) == 1.0
+    # primary and secondary fill the budget of two; tertiary is past it.
+    assert moves == {("primary", "secondary"): 1.0, ("secondary", "other"): 1.0}
+    assert get(sc.M_LABEL_OVERFLOW + "_total", {"label": "target"}) == 1.0
+
+
+async def test_server_configs_label_fallbacks_by_name_past_any_budget(
+    telemetry: Telemetry,
+) -> None:
+    telemetry.metrics = GatewayMetrics(CollectorRegistry(), max_caller_label_values=0)
+    inner = ScriptedHandler(answer(503), answer(200))
+    await route(fallback(T0, T1), inner, telemetry, config_id="prod")
+    labels = {"config": "prod", "from_target": "primary", "to_target": "secondary"}
+    get = telemetry.metrics.registry.get_sample_value
+    assert get(sc.M_FALLBACKS + "_total", {**labels, "reason": "status_5xx"}) == 1.0
+    assert get(sc.M_LABEL_OVERFLOW + "_total", {"label": "target"}) is None
 
 
 async def test_each_move_is_a_span_event_on_the_strategy_span(

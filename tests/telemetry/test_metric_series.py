@@ -140,6 +140,13 @@ def reference(registry: CollectorRegistry) -> SimpleNamespace:
             buckets=sc.GENAI_TOKEN_BUCKETS,
             registry=reg,
         ),
+        label_overflow=Counter(
+            sc.M_LABEL_OVERFLOW,
+            "Recordings that labelled a caller-supplied value as other (past its label's "
+            "budget, or too long), by budget.",
+            ("label",),
+            registry=reg,
+        ),
     )
 
 
@@ -189,6 +196,8 @@ def record(m: Any) -> None:
     for tokens in (1, 4, 5, 0, 67108864, 100_000_000):
         m.genai_tokens.labels("chat", "openai", "gpt-4o", "input").observe(tokens)
     m.genai_tokens.labels("chat", "openai", "gpt-4o", "output").observe(345)
+    m.label_overflow.labels("model").inc()
+    m.label_overflow.labels("model").inc()
     for wrong in ((), ("default",), ("default", "chat", "2xx", "extra")):
         with pytest.raises(ValueError):
             m.requests.labels(*wrong)
@@ -329,8 +338,9 @@ def test_resolved_series_are_the_label_children() -> None:
     assert series.genai_duration_ok is metrics.genai_duration.labels("chat", "openai", model, "")
     assert series.attempt(metrics, "2xx", "ok") is metrics.attempts.labels(*labels, "2xx", "ok")
     assert metrics.model_label(target, "unknown") == "other"
-    inline = metrics.series("inline", target, "other", "chat")
-    assert inline.labels[1] == "targets[0]"
+    # A caller's config is labelled by target name too, within the label budget.
+    inline = metrics.series("inline", target, "other", "chat", caller_supplied=True)
+    assert inline.labels[1] == "primary"
     request = metrics.request_series("default", "chat")
     assert metrics.request_series("default", "chat") is request
     counter = metrics.request_counter(request, "default", "chat", "2xx")

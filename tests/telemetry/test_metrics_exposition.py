@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import httpx
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from relaygate.app import create_app
+from relaygate.exporters.prometheus import GatewayMetrics
 from relaygate.gateway import GatewayDeps
 from relaygate.providers.client import HttpxUpstream
 from relaygate.telemetry import Telemetry
@@ -19,7 +21,7 @@ def upstream(request: httpx.Request) -> httpx.Response:
 
 def app(telemetry: Telemetry, models: list[str] | None = None) -> httpx.AsyncClient:
     if models:
-        telemetry.metrics._models = frozenset(models)
+        telemetry.metrics = GatewayMetrics(CollectorRegistry(), models=models)
     gw = create_app(
         {
             "default_config": {
