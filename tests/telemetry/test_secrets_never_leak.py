@@ -82,6 +82,25 @@ CASES: dict[str, tuple[int, dict[str, str]]] = {
         },
     ),
     "bad json config": (400, {"x-portkey-config": "{" + HEADER_KEY}),
+    "credentials in an inline custom_host": (
+        400,
+        {
+            "x-portkey-config": json.dumps(
+                {"provider": "openai", "custom_host": f"http://user:{HEADER_KEY}@ok.test/v1"}
+            )
+        },
+    ),
+    "credentials in the custom-host header": (
+        400,
+        {
+            "x-portkey-config": inline("ok.test"),
+            "x-portkey-custom-host": f"http://{HEADER_KEY}@ok.test/v1",
+        },
+    ),
+    "custom-host header beneath a config with its own host": (
+        200,
+        {"x-portkey-custom-host": "http://evil.test/v1"},
+    ),
     "wrong gateway key": (401, {"x-portkey-api-key": HEADER_KEY}),
 }
 
