@@ -27,7 +27,7 @@ from relaygate.config.server import ServerConfig, load_server_config, parse_serv
 from relaygate.errors import GatewayError, error_body
 from relaygate.exchange import Operation
 from relaygate.gateway import EdgeResponse, Gateway, GatewayDeps
-from relaygate.middleware.auth import bearer
+from relaygate.middleware.auth import bearer, presented_key
 from relaygate.security.keys import KeyStore
 from relaygate.status import StatusBoard, status_routes
 
@@ -88,20 +88,26 @@ def _error(err: GatewayError) -> EdgeResponse:
     return EdgeResponse(err.status, list(response.headers.items()), response.body or b"")
 
 
-def require_key(store: KeyStore, endpoint: Endpoint) -> Endpoint:
-    """``endpoint`` answering only requests with ``Authorization: Bearer <a key in store>``
-    (401 in OpenAI's error shape otherwise); ``endpoint`` itself when ``store`` is empty."""
+def require_key(
+    store: KeyStore,
+    endpoint: Endpoint,
+    *,
+    what: str = "this operations endpoint needs an admin key (auth.admin_keys)",
+    read: Callable[[Mapping[str, str]], str | None] = lambda h: bearer(h.get("authorization")),
+) -> Endpoint:
+    """``endpoint`` answering only requests presenting a key in ``store`` (``read`` finds it
+    in the headers; ``Authorization: Bearer`` by default), 401 in OpenAI's error shape
+    otherwise, saying ``what`` is needed; ``endpoint`` itself when ``store`` is empty."""
     if not store:
         return endpoint
 
     async def guarded(request: Request) -> Response:
-        key = bearer(request.headers.get("authorization"))
+        key = read(request.headers)
         if key is None or store.lookup(key) is None:
             body = error_body(
-                "this operations endpoint needs an admin key (auth.admin_keys) as "
-                "Authorization: Bearer",
+                f"{what} as Authorization: Bearer",
                 type="authentication_error",
-                code="invalid_admin_key",
+                code="invalid_api_key",
             )
             return Response(
                 body,
@@ -205,7 +211,11 @@ def create_app(
     }
     routes = [
         *(Route(path, endpoint) for path, endpoint in api.items()),
-        Route("/v1/models", models, methods=["GET"]),
+        Route(
+            "/v1/models",
+            require_key(gateway.keys, models, what="a gateway key", read=presented_key),
+            methods=["GET"],
+        ),
         *([Route("/metrics", require_key(admin, metrics), methods=["GET"])] if metrics_on else []),
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),

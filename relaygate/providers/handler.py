@@ -34,6 +34,7 @@ from relaygate.providers.embeddings import conform
 from relaygate.providers.registry import ProviderRegistry
 from relaygate.security.custody import caller_destination
 from relaygate.security.egress import DEFAULT_POLICY, EgressPolicy
+from relaygate.security.forwarding import never_forwarded
 from relaygate.strategies.reasons import Reason
 
 Injector = Callable[[MutableMapping[str, str]], None]
@@ -107,7 +108,9 @@ class ProviderHandler:
         extra: dict[str, str] = {}
         for name in target.forward_headers:
             value = request.headers.get(name)
-            if value is not None:
+            # Configs cannot name these (validation refuses them); a Target built in code
+            # must not slip one through either.
+            if value is not None and not never_forwarded(name):
                 extra[name] = value
         self._inject(extra)
         adapter = self._registry.get(target.provider)

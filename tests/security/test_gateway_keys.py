@@ -168,7 +168,8 @@ async def test_operations_endpoints_need_the_admin_key(telemetry: Telemetry, pat
     application = app(telemetry, RecordingTransport())
     refused = await call(application, "GET", path)
     assert refused.status_code == 401
-    assert error_of(refused)["code"] == "invalid_admin_key"
+    assert error_of(refused)["code"] == "invalid_api_key"
+    assert "auth.admin_keys" in error_of(refused)["message"]
     gateway_key = await call(application, "GET", path, headers={"authorization": f"Bearer {PLAIN}"})
     assert gateway_key.status_code == 401
     ok = await call(application, "GET", path, headers={"authorization": f"Bearer {ADMIN}"})
@@ -184,6 +185,13 @@ async def test_admin_keys_may_be_stored_as_hashes(telemetry: Telemetry) -> None:
     )
     headers = {"authorization": "Bearer hashed-admin"}
     assert (await call(application, "GET", "/metrics", headers=headers)).status_code == 200
+
+
+async def test_the_model_list_needs_a_gateway_key_when_auth_is_on(telemetry: Telemetry) -> None:
+    application = app(telemetry, RecordingTransport())
+    assert (await call(application, "GET", "/v1/models")).status_code == 401
+    for headers in ({"authorization": f"Bearer {TEAM}"}, {"x-portkey-api-key": PLAIN}):
+        assert (await call(application, "GET", "/v1/models", headers=headers)).status_code == 200
 
 
 @pytest.mark.parametrize("path", ["/health", "/ready"])
