@@ -37,12 +37,34 @@ class AttemptRecord:
     backoff_s: float = 0.0
 
 
+class ClientLink:
+    """The edge's word on one request's client side, shared with the telemetry that records it.
+
+    ``cut`` stays ``None`` while the request is served normally; an edge that stops serving
+    it early sets it to why (:data:`CLIENT_DISCONNECTED`, :data:`GATEWAY_SHUTTING_DOWN`)
+    before cancelling the work, so attempts, streams and the request log name that outcome.
+    """
+
+    __slots__ = ("cut",)
+
+    def __init__(self) -> None:
+        self.cut: str | None = None
+
+
+CLIENT_DISCONNECTED = "client_disconnected"
+"""Outcome of a request (and of its running attempt) whose client went away mid-way."""
+
+GATEWAY_SHUTTING_DOWN = "gateway_shutting_down"
+"""Outcome of a request still running when the server's shutdown drain ended."""
+
+
 @dataclass(slots=True)
 class RequestContext:
     """Per-request state shared by every layer (the same object in every derived request).
 
     ``attempts`` accumulates in order as upstream attempts finish; ``deadline`` is an
-    event-loop time after which no new attempt starts; ``config`` is the resolved config.
+    event-loop time after which no new attempt starts; ``config`` is the resolved config;
+    ``client`` is the edge's :class:`ClientLink`, when the edge provides one.
     """
 
     request_id: str
@@ -52,6 +74,7 @@ class RequestContext:
     attempts: list[AttemptRecord] = field(default_factory=list)
     config: RoutingConfig | None = None
     fallbacks: int = 0
+    client: ClientLink | None = None
 
 
 @dataclass(slots=True)
