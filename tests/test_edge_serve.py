@@ -399,3 +399,25 @@ def test_sigterm_with_a_blackholed_otlp_endpoint_exits_well_within_the_grace_per
             proc.send_signal(signal.SIGTERM)
             # Kubernetes kills at 30 s; the bound here is drain + flush with ample slack.
             assert proc.wait(timeout=20) == 0
+
+
+def test_sigterm_answers_a_request_still_unanswered_at_the_drain_deadline_with_503(
+    upstream: tuple[SlowUpstream, RunningServer], tmp_path: Path
+) -> None:
+    path = write_config(
+        tmp_path / "gw.yaml",
+        upstream[1],
+        shutdown={"drain_timeout_ms": 500, "telemetry_flush_timeout_ms": 500},
+    )
+    upstream[0].reset()
+    with relaygate_process(path) as gw:
+        proc: subprocess.Popen[bytes] = gw.process  # type: ignore[attr-defined]
+        with connect(gw) as sock:
+            sock.sendall(request_head(CHAT) + CHAT)
+            assert upstream[0].arrived.wait(WAIT_S)
+            proc.send_signal(signal.SIGTERM)
+            status, body = status_and_json(read_until_closed(sock))
+        assert proc.wait(timeout=WAIT_S) == 0
+    assert status == 503
+    assert body["error"]["code"] == "gateway_shutting_down"
+    assert upstream[0].gone.wait(WAIT_S)
