@@ -112,10 +112,13 @@ class ApiEndpoint:
 
 
 async def _watch_client(receive: Receive, drain: Drain, task: asyncio.Task[Any]) -> None:
-    """Wait for the client to go away; then cut its request if it is still in flight."""
-    while (await receive())["type"] != "http.disconnect":
-        pass
-    drain.cut(task, CLIENT_DISCONNECTED)
+    """Wait for the client to go away; then cut its request if it is still in flight.
+
+    Once the body is read, an ASGI server's next ``receive`` waits for the disconnect (or
+    the end of the response); one that answers anything else offers no watch.
+    """
+    if (await receive())["type"] == "http.disconnect":
+        drain.cut(task, CLIENT_DISCONNECTED)
 
 
 _SHUTDOWN_MESSAGE = "the gateway is shutting down; retry the request"
