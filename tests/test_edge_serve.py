@@ -214,6 +214,34 @@ def test_headers_that_arrive_too_slowly_are_answered_408_and_the_connection_clos
     assert body["error"]["code"] == "header_timeout"
 
 
+def read_response(sock: socket.socket) -> bytes:
+    """One response with a content-length, read off a connection that stays open."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+def test_each_request_on_a_keep_alive_connection_gets_its_own_header_clock(
+    gateway: RunningServer,
+) -> None:
+    get = b"GET /health HTTP/1.1\r\nhost: gw\r\n\r\n"
+    with connect(gateway) as sock:
+        sock.sendall(get)
+        assert read_response(sock).startswith(b"HTTP/1.1 200")
+        time.sleep(0.8)  # idle between requests is not header time
+        sock.sendall(get)
+        assert read_response(sock).startswith(b"HTTP/1.1 200")
+        sock.sendall(b"GET /health HTTP/1.1\r\n")  # the third one never completes
+        status, body = status_and_json(read_until_closed(sock))
+    assert status == 408
+    assert body["error"]["code"] == "header_timeout"
+
+
 def test_an_idle_connection_that_sends_nothing_is_closed(gateway: RunningServer) -> None:
     with connect(gateway) as sock:
         status, _ = status_and_json(read_until_closed(sock))
@@ -391,14 +419,18 @@ def test_sigterm_with_a_blackholed_otlp_endpoint_exits_well_within_the_grace_per
                 "traces": {"exporter": "otlp", "endpoint": f"http://127.0.0.1:{port}"},
             },
         )
-        with relaygate_process(path) as gw:
+        # Exports start 100 ms after a span ends: one is hanging by the time of the SIGTERM.
+        with relaygate_process(path, env={"OTEL_BSP_SCHEDULE_DELAY": "100"}) as gw:
             proc: subprocess.Popen[bytes] = gw.process  # type: ignore[attr-defined]
-            for _ in range(3):  # spans waiting for export at shutdown
-                bad = httpx.post(f"{gw.url}/v1/chat/completions", content=b"{", timeout=WAIT_S)
-                assert bad.status_code == 400
+            for _ in range(2):
+                for _ in range(3):
+                    bad = httpx.post(f"{gw.url}/v1/chat/completions", content=b"{", timeout=WAIT_S)
+                    assert bad.status_code == 400
+                time.sleep(0.5)
             proc.send_signal(signal.SIGTERM)
-            # Kubernetes kills at 30 s; the bound here is drain + flush with ample slack.
-            assert proc.wait(timeout=20) == 0
+            # Unbounded, the hanging export and then the final one take the SDK's 10 s each;
+            # bounded, it is drain + flush (1.5 s) and the process's exit.
+            assert proc.wait(timeout=15) == 0
 
 
 def test_sigterm_answers_a_request_still_unanswered_at_the_drain_deadline_with_503(
