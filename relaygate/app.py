@@ -100,7 +100,6 @@ class ApiEndpoint:
             await send_head(send, response)
             head_sent = True
             await send_rest(send, response)
-            drain.leave(task)
         except asyncio.CancelledError:
             if link.cut is None or task.uncancel() > 0:
                 raise
