@@ -13,8 +13,9 @@ connection, with the app's ``limits`` (handed over in the lifespan state, see
 * ``max_connections``: a connection beyond this many open ones is answered 503 (OpenAI's
   error shape, ``connection: close``) as soon as its headers are in.
 
-Answers are OpenAI-shaped JSON errors. It also starts the app's shutdown drain when uvicorn
-begins its graceful shutdown.
+Answers are OpenAI-shaped JSON errors. (uvicorn's own ``limit_concurrency`` is not used: it
+answers ``text/plain`` and counts running tasks as well as connections.) It also starts the
+app's shutdown drain when uvicorn begins its graceful shutdown.
 """
 
 from __future__ import annotations
