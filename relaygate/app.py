@@ -97,7 +97,11 @@ class ApiEndpoint:
         head_sent = False
         try:
             response = await self._gateway.handle(self._operation, body, headers, link)
-            await send_head(send, response)
+            try:
+                await send_head(send, response)
+            except BaseException:
+                await _discard(response)
+                raise
             head_sent = True
             await send_rest(send, response)
         except asyncio.CancelledError:
@@ -118,6 +122,13 @@ async def _watch_client(receive: Receive, drain: Drain, task: asyncio.Task[Any])
     """
     if (await receive())["type"] == "http.disconnect":
         drain.cut(task, CLIENT_DISCONNECTED)
+
+
+async def _discard(response: EdgeResponse) -> None:
+    """Release an answer that will not be sent (its stream holds an upstream connection)."""
+    aclose = getattr(response.stream, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 _SHUTDOWN_MESSAGE = "the gateway is shutting down; retry the request"
