@@ -10,6 +10,7 @@ flow through untouched.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
@@ -24,11 +25,12 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from relaygate.config.server import ServerConfig, load_server_config, parse_server_config
+from relaygate.drain import EDGE_STATE_KEY, Drain, EdgeState
 from relaygate.errors import GatewayError, error_body
-from relaygate.exchange import Operation
+from relaygate.exchange import CLIENT_DISCONNECTED, GATEWAY_SHUTTING_DOWN, ClientLink, Operation
 from relaygate.gateway import EdgeResponse, Gateway, GatewayDeps
 from relaygate.middleware.auth import bearer, presented_key
-from relaygate.security.keys import KeyStore
+from relaygate.security.keys import KeyScope, KeyStore
 from relaygate.status import StatusBoard, status_routes
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -38,11 +40,24 @@ _ERROR_TYPES = {401: "authentication_error", 404: "not_found_error", 405: "inval
 
 
 class ApiEndpoint:
-    """A raw ASGI endpoint for one OpenAI-compatible operation."""
+    """A raw ASGI endpoint for one OpenAI-compatible operation.
 
-    def __init__(self, gateway: Gateway, operation: Operation) -> None:
+    It reads the body (413 past ``limits.max_body_bytes``, 408 when it stalls for
+    ``limits.body_idle_timeout_ms``), then answers while watching the connection: a client
+    that goes away cancels the work at once, upstream call or stream included, and the
+    request is recorded as ``client_disconnected``. When the app's :class:`Drain` ends, a
+    request still running is cut: a stream ends with an in-band ``gateway_shutting_down``
+    error event, an unanswered request gets 503.
+    """
+
+    def __init__(self, gateway: Gateway, operation: Operation, drain: Drain | None = None) -> None:
         self._gateway = gateway
         self._operation = operation
+        limits = gateway.server.limits
+        self._idle_s = limits.body_idle_timeout_ms / 1000
+        if drain is None:
+            drain = Drain(gateway.server.shutdown.drain_timeout_ms / 1000)
+        self._drain = drain
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
@@ -62,17 +77,102 @@ class ApiEndpoint:
             return
         body = bytearray()
         more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            if len(body) > limit:
-                await send_edge(send, _too_large(len(body), limit))
-                return
-            more = message.get("more_body", False)
-        response = await self._gateway.handle(self._operation, bytes(body), headers, principal)
-        await send_edge(send, response)
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(None) as idle:
+                while more:
+                    idle.reschedule(loop.time() + self._idle_s)
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return
+                    body += message.get("body", b"")
+                    if len(body) > limit:
+                        await send_edge(send, _too_large(len(body), limit))
+                        return
+                    more = message.get("more_body", False)
+        except TimeoutError:
+            await send_edge(send, _body_stalled(self._idle_s))
+            return
+        await self._answer(bytes(body), headers, principal, receive, send)
+
+    async def _answer(
+        self,
+        body: bytes,
+        headers: dict[str, str],
+        principal: KeyScope | None,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        link = ClientLink()
+        drain = self._drain
+        drain.enter(task, link)
+        watcher = asyncio.get_running_loop().create_task(_watch_client(receive, drain, task))
+        response: EdgeResponse | None = None
+        head_sent = False
+        try:
+            response = await self._gateway.handle(self._operation, body, headers, link, principal)
+            try:
+                await send_head(send, response)
+            except BaseException:
+                await _discard(response)
+                raise
+            head_sent = True
+            await send_rest(send, response)
+        except asyncio.CancelledError:
+            if link.cut is None or task.uncancel() > 0:
+                raise
+            if link.cut == GATEWAY_SHUTTING_DOWN:
+                await _end_for_shutdown(send, response, head_sent)
+        finally:
+            drain.leave(task)
+            watcher.cancel()
+
+
+async def _watch_client(receive: Receive, drain: Drain, task: asyncio.Task[Any]) -> None:
+    """Wait for the client to go away; then cut its request if it is still in flight.
+
+    Once the body is read, an ASGI server's next ``receive`` waits for the disconnect (or
+    the end of the response); one that answers anything else offers no watch.
+    """
+    if (await receive())["type"] == "http.disconnect":
+        drain.cut(task, CLIENT_DISCONNECTED)
+
+
+async def _discard(response: EdgeResponse) -> None:
+    """Release an answer that will not be sent (its stream holds an upstream connection)."""
+    aclose = getattr(response.stream, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+_SHUTDOWN_MESSAGE = "the gateway is shutting down; retry the request"
+
+
+def shutdown_event() -> bytes:
+    """The SSE event that ends a stream still open when the shutdown drain ends."""
+    body = error_body(_SHUTDOWN_MESSAGE, type="server_error", code=GATEWAY_SHUTTING_DOWN)
+    return b"data: " + body + b"\n\n"
+
+
+async def _end_for_shutdown(send: Send, response: EdgeResponse | None, head_sent: bool) -> None:
+    if not head_sent:
+        body = error_body(_SHUTDOWN_MESSAGE, type="server_error", code=GATEWAY_SHUTTING_DOWN)
+        headers = [("content-type", "application/json"), ("connection", "close")]
+        await send_edge(send, EdgeResponse(503, headers, body))
+    elif response is not None and response.stream is not None:
+        await send({"type": "http.response.body", "body": shutdown_event(), "more_body": False})
+
+
+def _body_stalled(idle_s: float) -> EdgeResponse:
+    ms = round(idle_s * 1000)
+    body = error_body(
+        f"request body made no progress for {ms} ms",
+        type="invalid_request_error",
+        code="body_timeout",
+    )
+    return EdgeResponse(408, [("content-type", "application/json"), ("connection", "close")], body)
 
 
 def _too_large(size: int, limit: int) -> EdgeResponse:
@@ -128,16 +228,27 @@ def method_not_allowed() -> EdgeResponse:
 
 async def send_edge(send: Send, response: EdgeResponse) -> None:
     """Write an :class:`EdgeResponse` to an ASGI ``send``; streams are forwarded chunk by chunk."""
+    await send_head(send, response)
+    await send_rest(send, response)
+
+
+async def send_head(send: Send, response: EdgeResponse) -> None:
+    """Send ``http.response.start`` for ``response``."""
     headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
     if response.stream is None:
         headers.append((b"content-length", str(len(response.body)).encode()))
-        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    else:
+        headers.append((b"cache-control", b"no-cache"))
+        headers.append((b"x-accel-buffering", b"no"))
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+
+
+async def send_rest(send: Send, response: EdgeResponse) -> None:
+    """Send ``response``'s body after :func:`send_head`; a stream is closed however it ends."""
+    stream = response.stream
+    if stream is None:
         await send({"type": "http.response.body", "body": response.body})
         return
-    headers.append((b"cache-control", b"no-cache"))
-    headers.append((b"x-accel-buffering", b"no"))
-    stream = response.stream
-    await send({"type": "http.response.start", "status": response.status, "headers": headers})
     try:
         async for chunk in stream:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -194,9 +305,12 @@ def create_app(
         encoder, content_type = choose_encoder(request.headers.get("accept", ""))
         return Response(encoder(gateway.telemetry.metrics.registry), media_type=content_type)
 
+    drain = Drain(server.shutdown.drain_timeout_ms / 1000)
+
     @contextlib.asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        yield
+    async def lifespan(_: Starlette) -> AsyncIterator[dict[str, Any]]:
+        yield {EDGE_STATE_KEY: EdgeState(server.limits, drain)}
+        drain.cut_all()
         await gateway.aclose()
 
     admin = server.auth.admin_store()
@@ -205,9 +319,9 @@ def create_app(
         for route in status_routes(board, gateway.configs.known_configs)
     ]
     api = {
-        "/v1/chat/completions": ApiEndpoint(gateway, Operation.CHAT),
-        "/v1/completions": ApiEndpoint(gateway, Operation.TEXT_COMPLETION),
-        "/v1/embeddings": ApiEndpoint(gateway, Operation.EMBEDDINGS),
+        "/v1/chat/completions": ApiEndpoint(gateway, Operation.CHAT, drain),
+        "/v1/completions": ApiEndpoint(gateway, Operation.TEXT_COMPLETION, drain),
+        "/v1/embeddings": ApiEndpoint(gateway, Operation.EMBEDDINGS, drain),
     }
     routes = [
         *(Route(path, endpoint) for path, endpoint in api.items()),

@@ -13,9 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from relaygate.config import ConfigError, compile_config
@@ -39,6 +41,8 @@ def app_factory() -> Any:
 def _serve(ns: argparse.Namespace) -> int:
     import uvicorn
 
+    from relaygate.serving import uvicorn_options
+
     try:
         server = load_server_config(ns.config) if ns.config else ServerConfig()
     except ConfigError as exc:
@@ -52,30 +56,22 @@ def _serve(ns: argparse.Namespace) -> int:
     if ns.config:
         os.environ[CONFIG_ENV] = str(Path(ns.config).resolve())
     print(f"relaygate listening on http://{host}:{port}", file=sys.stderr, flush=True)
+    # uvicorn drains on SIGTERM, then raises the signal again for the handler it found: a
+    # SIGTERM that was drained is a clean stop (exit status 0), not a death by signal.
+    signal.signal(signal.SIGTERM, _drained)
     uvicorn.run(
         "relaygate.cli:app_factory",
         factory=True,
         host=host,
         port=port,
         workers=ns.workers,
-        timeout_graceful_shutdown=5,
-        **UVICORN_OPTIONS,
+        **uvicorn_options(server),
     )
     return 0
 
 
-UVICORN_OPTIONS: dict[str, Any] = {
-    "loop": "uvloop",
-    "http": "httptools",
-    "log_level": "warning",
-    "access_log": False,
-    # relaygate reads neither the client address nor the scheme, so uvicorn's
-    # X-Forwarded-* rewriting would be a middleware hop per request with no effect.
-    "proxy_headers": False,
-    "server_header": False,
-}
-"""How relaygate runs under uvicorn (``serve`` and ``demo``): its fastest loop and parser,
-relaygate's own request log instead of uvicorn's access log."""
+def _drained(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM handler in force once uvicorn has drained: nothing left to do."""
 
 
 def _validate(ns: argparse.Namespace) -> int:

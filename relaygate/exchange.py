@@ -38,6 +38,27 @@ class AttemptRecord:
     backoff_s: float = 0.0
 
 
+class ClientLink:
+    """The edge's word on one request's client side, shared with the telemetry that records it.
+
+    ``cut`` stays ``None`` while the request is served normally; an edge that stops serving
+    it early sets it to why (:data:`CLIENT_DISCONNECTED`, :data:`GATEWAY_SHUTTING_DOWN`)
+    before cancelling the work, so attempts, streams and the request log name that outcome.
+    """
+
+    __slots__ = ("cut",)
+
+    def __init__(self) -> None:
+        self.cut: str | None = None
+
+
+CLIENT_DISCONNECTED = "client_disconnected"
+"""Outcome of a request (and of its running attempt) whose client went away mid-way."""
+
+GATEWAY_SHUTTING_DOWN = "gateway_shutting_down"
+"""Outcome of a request still running when the server's shutdown drain ended."""
+
+
 @dataclass(slots=True)
 class RequestContext:
     """Per-request state shared by every layer (the same object in every derived request).
@@ -46,6 +67,7 @@ class RequestContext:
     event-loop time after which no new attempt starts; ``config`` is the resolved config;
     ``principal`` is the scope of the caller's gateway key once authenticated (``None``
     before, and always when gateway auth is off).
+    ``client`` is the edge's :class:`ClientLink`, when the edge provides one.
     """
 
     request_id: str
@@ -56,6 +78,7 @@ class RequestContext:
     config: RoutingConfig | None = None
     fallbacks: int = 0
     principal: KeyScope | None = None
+    client: ClientLink | None = None
 
 
 @dataclass(slots=True)

@@ -22,8 +22,15 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from relaygate.config.server import ServerConfig
-from relaygate.errors import JSON_HEADERS, GatewayError, error_body
-from relaygate.exchange import GatewayRequest, GatewayResponse, Operation, RequestContext
+from relaygate.errors import JSON_HEADERS, GatewayError, error_body, synthesized
+from relaygate.exchange import (
+    GATEWAY_SHUTTING_DOWN,
+    ClientLink,
+    GatewayRequest,
+    GatewayResponse,
+    Operation,
+    RequestContext,
+)
 from relaygate.exporters import semconv as sc
 from relaygate.exporters.prometheus import status_class
 from relaygate.middleware.auth import AuthLayer, authenticate
@@ -87,7 +94,9 @@ class Gateway:
         deps = deps or GatewayDeps()
         self.server = server
         self.deps = deps
-        self.telemetry = deps.telemetry or build_telemetry(server.telemetry)
+        self.telemetry = deps.telemetry or build_telemetry(
+            server.telemetry, flush_timeout_s=server.shutdown.telemetry_flush_timeout_ms / 1000
+        )
         self._upstream = deps.upstream
         self._owns_upstream = deps.upstream is None
         upstream = _LazyUpstream(self)
@@ -184,13 +193,17 @@ class Gateway:
         operation: Operation,
         body: bytes,
         headers: Mapping[str, str],
+        client: ClientLink | None = None,
         principal: KeyScope | None = None,
     ) -> EdgeResponse:
         """Answer one API request; ``headers`` must have lower-case names.
 
-        ``principal`` is the caller's key scope when the edge already authenticated it
-        (:meth:`authenticate`); otherwise the auth layer does. Never raises for bad input or
-        upstream trouble: every refusal is an OpenAI-shaped error response.
+        Never raises for bad input or upstream trouble: every refusal is an OpenAI-shaped
+        error response. ``client`` is the edge's :class:`ClientLink`: an edge that cancels
+        the call sets its ``cut`` first, and the request is recorded with that outcome
+        (status 499 for a client that went away, 503 for a shutdown) before the
+        cancellation propagates. ``principal`` is the caller's key scope when the edge
+        already authenticated it (:meth:`authenticate`); otherwise the auth layer does.
         """
         tel = self.telemetry
         metrics = tel.metrics
@@ -216,7 +229,11 @@ class Gateway:
             if portkey_trace:
                 span.set_attribute(sc.PORTKEY_TRACE_ID, trace_id)
         ctx = RequestContext(
-            request_id=request_id, trace_id=trace_id, metadata={}, principal=principal
+            request_id=request_id,
+            trace_id=trace_id,
+            metadata={},
+            client=client,
+            principal=principal,
         )
         token = otel_context.attach(trace.set_span_in_context(span))
         request: GatewayRequest | None = None
@@ -226,6 +243,22 @@ class Gateway:
             response = await self.handler(request)
         except GatewayError as exc:
             response = exc.to_response()
+        except asyncio.CancelledError:
+            cut = client.cut if client is not None else None
+            status = 503 if cut == GATEWAY_SHUTTING_DOWN else 499
+            response = synthesized(
+                status,
+                "request cut short",
+                type="server_error",
+                code=cut or "cancelled",
+                failure=cut or "cancelled",
+            )
+            story = route_story(ctx.attempts) if ctx.attempts else ""
+            cut_finish = _Finisher(
+                self, operation, request, ctx, span, response, start, tel.clock(), story
+            )
+            cut_finish(None)
+            raise
         except Exception:
             tel.guard(tel.logger.exception, "internal_error", request_id=request_id)
             response = GatewayResponse(
@@ -403,7 +436,8 @@ class _Finisher:
         config = ctx.config
         config_id = config.id if config is not None else "none"
         status = response.status
-        failure = getattr(stream, "failure", None)
+        cut = ctx.client.cut if ctx.client is not None else None
+        failure = cut or getattr(stream, "failure", None)
         ex = exemplar(self.span)
         op = self.operation.value
         series = metrics.request_series(config_id, op)
@@ -434,6 +468,8 @@ class _Finisher:
             if status >= 500 or failure:
                 span.set_attribute(sc.ERROR_TYPE, failure or str(status))
                 span.set_status(Status(StatusCode.ERROR))
+            if cut:
+                span.set_attribute(sc.OUTCOME, cut)
         usage = getattr(stream, "usage", None)
         if usage is None and isinstance(response.payload, dict):
             raw = response.payload.get("usage")
@@ -448,6 +484,7 @@ class _Finisher:
             trace_id=ids[0] if ids else None,
             span_id=ids[1] if ids else None,
             portkey_trace_id=ctx.trace_id,
+            key=ctx.principal.name if ctx.principal is not None else None,
             config=config_id,
             operation=self.operation.value,
             stream=bool(self.request and self.request.stream),
@@ -491,12 +528,11 @@ class _FinishingStream:
     async def __anext__(self) -> bytes:
         try:
             return await self._inner.__anext__()
-        except StopAsyncIteration:
+        except Exception:  # StopAsyncIteration included
             self._end()
             raise
-        except BaseException:
-            self._end()
-            raise
+        # A cancellation (client gone, drain ended) leaves the end to aclose(), which
+        # releases the upstream stream first and then records the outcome.
 
     def _end(self) -> None:
         if not self._done:

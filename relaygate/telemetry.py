@@ -116,11 +116,13 @@ def build_telemetry(
     settings: Any,
     registry: CollectorRegistry | None = None,
     env: Mapping[str, str] | None = None,
+    flush_timeout_s: float = 3.0,
 ) -> Telemetry:
     """Telemetry for a server config's ``telemetry`` section (a ``TelemetrySettings``).
 
     Tracing follows :func:`relaygate.exporters.otel.setup_tracing`; a tracing detail of
     ``off`` or no exporter makes spans free. ``registry`` defaults to a fresh one.
+    ``flush_timeout_s`` bounds the final span export of ``shutdown`` (and each OTLP export).
     """
     from relaygate.exporters.otel import setup_tracing
 
@@ -131,6 +133,7 @@ def build_telemetry(
         sample_ratio=traces.sample_ratio,
         service_name=settings.service_name,
         env=env,
+        flush_timeout_s=flush_timeout_s,
     )
     detail: Detail = traces.detail if tracing.exporter != "none" else "off"
     return Telemetry(

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import uvicorn
@@ -34,6 +34,14 @@ class RunningServer:
     """A server listening on loopback."""
 
     port: int
+    log: IO[bytes] | None = None
+    """The server process's combined stdout and stderr, when it is a process."""
+
+    def output(self) -> str:
+        """What the server process has written so far (empty when it is not a process)."""
+        if self.log is None:
+            return ""
+        return os.pread(self.log.fileno(), 1 << 26, 0).decode(errors="replace")
 
     @property
     def url(self) -> str:
@@ -102,7 +110,7 @@ def relaygate_process(
             if time.monotonic() > deadline:
                 raise RuntimeError("relaygate did not become healthy")
             time.sleep(0.05)
-        server = RunningServer(port)
+        server = RunningServer(port, log)
         server.process = proc  # type: ignore[attr-defined]
         yield server
     finally:

@@ -83,6 +83,7 @@ __all__ = [
     "RetryBackoffSettings",
     "SecuritySettings",
     "ServerConfig",
+    "ShutdownSettings",
     "TelemetrySettings",
     "TraceSettings",
     "explain",
@@ -120,6 +121,30 @@ class LimitsSettings(_Section):
     """Overall time bound of one request across all targets, retries and backoff."""
     max_retry_attempts: Annotated[Int, Field(ge=0, le=10)] = 5
     """Cap applied to any config's `retry.attempts`."""
+    header_timeout_ms: Annotated[Int, Field(gt=0)] = 10_000
+    """Under `relaygate serve`: a request's headers must arrive in full within this time of
+    its first byte (of the connection, for its first request); otherwise the client gets 408
+    and the connection is closed."""
+    max_header_bytes: Annotated[Int, Field(ge=1024)] = 64 * 1024
+    """Under `relaygate serve`: a request line plus headers larger than this is answered 431
+    and the connection closed, without reading further."""
+    body_idle_timeout_ms: Annotated[Int, Field(gt=0)] = 30_000
+    """A request body that makes no progress for this long is answered 408."""
+    max_connections: Annotated[Int, Field(gt=0)] = 2048
+    """Under `relaygate serve`: open client connections per worker process; a connection
+    beyond this is answered 503 and closed."""
+
+
+class ShutdownSettings(_Section):
+    """How `relaygate serve` stops on SIGTERM or SIGINT."""
+
+    drain_timeout_ms: Annotated[Int, Field(ge=0)] = 20_000
+    """In-flight requests may finish for this long after the gateway stops accepting; then a
+    stream still open ends with an in-band `gateway_shutting_down` error event and any other
+    unanswered request is answered 503."""
+    telemetry_flush_timeout_ms: Annotated[Int, Field(ge=0)] = 3_000
+    """Upper bound of the final span export at shutdown (and of each OTLP export, unless the
+    `OTEL_EXPORTER_OTLP_*TIMEOUT` variables set one); spans still unsent then are dropped."""
 
 
 class RetryBackoffSettings(_Section):
@@ -368,6 +393,8 @@ class ServerConfig(_Section):
     """Traces, metrics and logs."""
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     """Egress and header-forwarding rules for caller-supplied settings."""
+    shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
+    """Draining and telemetry flushing when the server stops."""
 
     def inherited(self) -> Inherited:
         """The provider defaults, as the lowest-precedence settings of every config."""

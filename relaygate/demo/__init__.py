@@ -15,10 +15,10 @@ from typing import Any
 import uvicorn
 
 from relaygate.app import create_app
-from relaygate.cli import UVICORN_OPTIONS
 from relaygate.config.server import load_server_config
 from relaygate.exporters.logging import configure_logging
 from relaygate.mock_upstream import MockSettings, create_mock_app
+from relaygate.serving import uvicorn_options
 
 DEMO_CONFIG = Path(str(resources.files("relaygate.demo").joinpath("demo.yaml")))
 """The bundled demo server config."""
@@ -48,4 +48,4 @@ def run_demo(port: int = 8787) -> None:
     server = load_server_config(DEMO_CONFIG)
     configure_logging(server.telemetry.logs.level, server.telemetry.logs.format)
     print(f"relaygate demo on http://127.0.0.1:{port}\n\n{CURL}", flush=True)
-    uvicorn.run(create_app(server), host="127.0.0.1", port=port, **UVICORN_OPTIONS)
+    uvicorn.run(create_app(server), host="127.0.0.1", port=port, **uvicorn_options(server))

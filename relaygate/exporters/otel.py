@@ -10,12 +10,16 @@ parent-based by ``sample_ratio``. With no exporter the tracer is a no-op: spans 
 
 Spans are exported from a background thread with a bounded queue
 (``BatchSpanProcessor``): an exporter that is down or slow drops spans, it never blocks
-or fails a request.
+or fails a request. Shutting down waits at most ``flush_timeout_s`` for the last spans to
+leave (an OTLP export's own timeout is that bound too, unless the ``OTEL_EXPORTER_OTLP_*``
+variables set one), so a collector that accepts and never answers cannot hold a stopping
+server past its grace period.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -53,6 +57,7 @@ def setup_tracing(
     sample_ratio: float = 1.0,
     service_name: str = "relaygate",
     env: Mapping[str, str] | None = None,
+    flush_timeout_s: float = 3.0,
 ) -> Tracing:
     """Build the tracer by the precedence in the module docstring."""
     env = os.environ if env is None else env
@@ -61,7 +66,7 @@ def setup_tracing(
         return Tracing(current.get_tracer(TRACER_NAME), _nothing, "host")
     chosen = exporter if exporter != "none" else env.get("OTEL_TRACES_EXPORTER", "none")
     chosen = chosen.split(",")[0].strip().lower() or "none"
-    span_exporter = _exporter(chosen, endpoint, env)
+    span_exporter = _exporter(chosen, endpoint, env, flush_timeout_s)
     if span_exporter is None:
         return Tracing(NoOpTracerProvider().get_tracer(TRACER_NAME), _nothing, "none")
     name = env.get("OTEL_SERVICE_NAME") or service_name
@@ -77,10 +82,31 @@ def setup_tracing(
     batch = None if "OTEL_BSP_MAX_EXPORT_BATCH_SIZE" in env else EXPORT_BATCH_SIZE
     processor = BatchSpanProcessor(span_exporter, max_export_batch_size=batch)
     provider.add_span_processor(processor)
-    return Tracing(LeanTracer.of(provider, processor, TRACER_NAME), provider.shutdown, chosen)
+    shutdown = bounded(provider.shutdown, flush_timeout_s)
+    return Tracing(LeanTracer.of(provider, processor, TRACER_NAME), shutdown, chosen)
 
 
-def _exporter(name: str, endpoint: str | None, env: Mapping[str, str]) -> SpanExporter | None:
+def bounded(fn: Callable[[], object], timeout_s: float) -> Callable[[], None]:
+    """``fn`` run on a daemon thread, waited for at most ``timeout_s`` seconds.
+
+    For shutdown work that may block on the network (the final span export): past the
+    bound the caller goes on and the thread is left to die with the process.
+    """
+
+    def run() -> None:
+        worker = threading.Thread(target=fn, name="relaygate-telemetry-flush", daemon=True)
+        worker.start()
+        worker.join(timeout_s)
+
+    return run
+
+
+_TIMEOUT_VARS = ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
+
+
+def _exporter(
+    name: str, endpoint: str | None, env: Mapping[str, str], timeout_s: float
+) -> SpanExporter | None:
     if name == "none":
         return None
     if name == "console":
@@ -93,10 +119,11 @@ def _exporter(name: str, endpoint: str | None, env: Mapping[str, str]) -> SpanEx
             raise ValueError(f"OTLP protocol {protocol!r} is not supported; use http/protobuf")
         from relaygate.exporters.otlp_http import LeanOTLPSpanExporter
 
+        timeout = None if any(var in env for var in _TIMEOUT_VARS) else max(timeout_s, 0.001)
         if endpoint:
             url = endpoint.rstrip("/")
             if not url.endswith("/v1/traces"):
                 url += "/v1/traces"
-            return LeanOTLPSpanExporter(endpoint=url)
-        return LeanOTLPSpanExporter()
+            return LeanOTLPSpanExporter(endpoint=url, timeout=timeout)
+        return LeanOTLPSpanExporter(timeout=timeout)
     raise ValueError(f"unknown traces exporter {name!r}; use none, otlp or console")

@@ -4,7 +4,9 @@ Innermost, so it sees exactly what each attempt did, labelled by target. The spa
 the OpenTelemetry GenAI conventions (name ``{operation} {model}``, ``gen_ai.*`` attributes,
 ``error.type`` on failure) plus relaygate's target path, name, attempt number and backoff.
 A stream's span stays open until the stream ends, recording the first chunk as an event and
-the usage the stream reports; an attempt cut by the timeout layer is recorded as a timeout.
+the usage the stream reports; an attempt cut by the timeout layer is recorded as a timeout,
+and one cut because the client went away (or the server's drain ended) under the reason the
+edge gave in the request's :class:`~relaygate.exchange.ClientLink`.
 """
 
 from __future__ import annotations
@@ -67,9 +69,11 @@ class LogLayer:
                     cut = timeout_response(request)
                     _finish(tel, request, series, span, cut, duration, None)
                 else:
-                    record = _append(request, 499, "cancelled", duration)
+                    reason = _cut(request) or "cancelled"
+                    record = _append(request, 499, reason, duration)
                     _count(tel, request, series, record, span)
-                    tel.guard(span.set_attribute, sc.ERROR_TYPE, "cancelled")
+                    tel.guard(span.set_attribute, sc.ERROR_TYPE, reason)
+                    tel.guard(span.set_attribute, sc.OUTCOME, reason)
                     tel.guard(span.end)
                 raise
             except Exception as exc:
@@ -110,6 +114,12 @@ def _attempt_attributes(request: GatewayRequest, model: str) -> dict[str, Any]:
     if target.name:
         attrs[sc.TARGET_NAME] = target.name
     return attrs
+
+
+def _cut(request: GatewayRequest) -> str | None:
+    """Why the edge stopped serving the request early (client gone, shutdown), if it did."""
+    link = request.ctx.client
+    return link.cut if link is not None else None
 
 
 def _reason(response: GatewayResponse) -> str:
@@ -315,6 +325,9 @@ class ObservedStream:
         if inner_failure:
             self.failure = inner_failure
             self._record.reason = inner_failure
+        cut = _cut(self._request) if cancelled else None
+        if cut and not self.failure:
+            self._record.reason = cut
         span = self._span
         tel = self._tel
         _count(tel, self._request, self._series, self._record, self._span)
@@ -333,8 +346,9 @@ class ObservedStream:
                 span.set_attribute(sc.ERROR_TYPE, self.failure)
                 span.set_status(Status(StatusCode.ERROR))
             elif cancelled:
-                span.set_attribute(sc.ERROR_TYPE, "client_closed")
-            span.set_attribute(sc.OUTCOME, self.failure or ("cancelled" if cancelled else "ok"))
+                span.set_attribute(sc.ERROR_TYPE, cut or "client_closed")
+            outcome = (cut or "cancelled") if cancelled else "ok"
+            span.set_attribute(sc.OUTCOME, self.failure or outcome)
         tel.guard(span.end)
 
     async def aclose(self) -> None:

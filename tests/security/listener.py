@@ -36,7 +36,6 @@ class Listener:
 
 
 def _serve(sock: socket.socket, listener: Listener, stop: threading.Event) -> None:
-    sock.settimeout(0.1)
     while not stop.is_set():
         try:
             conn, _ = sock.accept()
@@ -53,12 +52,14 @@ def _serve(sock: socket.socket, listener: Listener, stop: threading.Event) -> No
                     if not part:
                         break
                     data += part
-                head = (
-                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n"
-                    + f"content-length: {len(_ANSWER)}\r\n\r\n".encode()
-                )
-                conn.sendall(head + _ANSWER)
+            # Recorded before answering, so a client that has the answer sees the record.
             listener.received.append(data)
+            head = (
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n"
+                + f"content-length: {len(_ANSWER)}\r\n\r\n".encode()
+            )
+            with contextlib.suppress(OSError):
+                conn.sendall(head + _ANSWER)
 
 
 @contextlib.contextmanager
@@ -67,6 +68,7 @@ def listening() -> Iterator[Listener]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(16)
+    sock.settimeout(0.1)
     listener = Listener(sock.getsockname()[1])
     stop = threading.Event()
     thread = threading.Thread(target=_serve, args=(sock, listener, stop), daemon=True)
@@ -75,5 +77,5 @@ def listening() -> Iterator[Listener]:
         yield listener
     finally:
         stop.set()
-        sock.close()
         thread.join(timeout=5)
+        sock.close()

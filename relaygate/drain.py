@@ -1,0 +1,79 @@
+"""The API edge's in-flight requests, and how they are cut short.
+
+Every API request registers its task and :class:`~relaygate.exchange.ClientLink` with the
+app's :class:`Drain` while it is being answered. Two things cut a request: its client going
+away (:data:`~relaygate.exchange.CLIENT_DISCONNECTED`), and the end of the shutdown drain
+(:data:`~relaygate.exchange.GATEWAY_SHUTTING_DOWN`), which :meth:`Drain.begin` schedules
+when the server starts shutting down. A cut names its reason in the link, then cancels the
+task; the edge turns that cancellation into the right ending for the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from relaygate.config.server import LimitsSettings
+from relaygate.exchange import GATEWAY_SHUTTING_DOWN, ClientLink
+
+EDGE_STATE_KEY = "relaygate.edge"
+"""Key of the app's :class:`EdgeState` in the ASGI lifespan state (read by the server's
+connection protocol, :mod:`relaygate.serving`)."""
+
+
+class Drain:
+    """The in-flight API requests of one app, and the shutdown drain's deadline."""
+
+    __slots__ = ("_active", "_timer", "timeout_s")
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        """How long in-flight requests may go on after :meth:`begin`."""
+        self._active: dict[asyncio.Task[object], ClientLink] = {}
+        self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def draining(self) -> bool:
+        """Whether :meth:`begin` has been called."""
+        return self._timer is not None
+
+    def __len__(self) -> int:
+        return len(self._active)
+
+    def enter(self, task: asyncio.Task[object], link: ClientLink) -> None:
+        """Register a request being answered by ``task``."""
+        self._active[task] = link
+
+    def leave(self, task: asyncio.Task[object]) -> None:
+        """Unregister ``task``'s request (its answer is complete); idempotent."""
+        self._active.pop(task, None)
+
+    def cut(self, task: asyncio.Task[object], reason: str) -> bool:
+        """Cut ``task``'s request for ``reason`` if it is still in flight and not yet cut."""
+        link = self._active.get(task)
+        if link is None or link.cut is not None:
+            return False
+        link.cut = reason
+        task.cancel()
+        return True
+
+    def cut_all(self, reason: str = GATEWAY_SHUTTING_DOWN) -> int:
+        """Cut every request still in flight; returns how many were cut."""
+        return sum(self.cut(task, reason) for task in list(self._active))
+
+    def begin(self) -> None:
+        """Start the drain on the running loop: :meth:`cut_all` after ``timeout_s``.
+
+        Idempotent: the deadline is set by the first call.
+        """
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.timeout_s, self.cut_all)
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeState:
+    """What the app hands its server through the lifespan state: the limits to enforce on
+    connections and the drain to start when the server shuts down."""
+
+    limits: LimitsSettings
+    drain: Drain
