@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import orjson
 from prometheus_client.exposition import choose_encoder
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -27,6 +28,7 @@ from relaygate.config.server import ServerConfig, load_server_config, parse_serv
 from relaygate.errors import GatewayError, error_body
 from relaygate.exchange import Operation
 from relaygate.gateway import EdgeResponse, Gateway, GatewayDeps
+from relaygate.openapi import openapi_document
 from relaygate.status import StatusBoard, status_routes
 
 _ERROR_TYPES = {401: "authentication_error", 404: "not_found_error", 405: "invalid_request_error"}
@@ -124,7 +126,8 @@ def create_app(
     YAML/JSON server-config file; ``None`` means an empty config (requests then carry their
     own config in headers). ``deps`` injects the upstream client, telemetry and clocks. The
     :class:`Gateway` is reachable as ``app.state.gateway`` and the live status page's
-    :class:`StatusBoard` as ``app.state.status``; the page is ``GET /status``.
+    :class:`StatusBoard` as ``app.state.status``; the page is ``GET /status``. The API's
+    OpenAPI description (:mod:`relaygate.openapi`) is ``GET /openapi.json``.
     """
     server = _server_config(config)
     gateway = Gateway(server, deps)
@@ -142,6 +145,11 @@ def create_app(
 
     async def models(_: Request) -> Response:
         return JSONResponse({"object": "list", "data": gateway.models()})
+
+    spec = orjson.dumps(openapi_document(metrics=metrics_on))
+
+    async def openapi(_: Request) -> Response:
+        return Response(spec, media_type="application/json")
 
     async def metrics(request: Request) -> Response:
         encoder, content_type = choose_encoder(request.headers.get("accept", ""))
@@ -163,6 +171,7 @@ def create_app(
         *([Route("/metrics", metrics, methods=["GET"])] if metrics_on else []),
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
         *status_routes(board, gateway.configs.known_configs),
     ]
     app = _GatewayApp(
