@@ -53,7 +53,8 @@ LIMIT = 256 * 1024
 MAX_JSON_NESTING = 50
 """Nesting depth of generated JSON (bodies, configs, ``override_params``, metadata, ``$and``
 / ``$or``). Deeper documents make the gateway recurse without bound (``RecursionError`` or
-orjson's recursion limit → 500): a known defect being fixed separately."""
+orjson's recursion limit → 500): a known defect being fixed separately, shown by the
+``DEEP_NESTING`` examples at the end of this module."""
 
 SAFE_REGEX_ALPHABET = "ab.^$|[]-" + string.digits
 """Characters of generated ``$regex`` patterns: no quantifiers or groups, so no pattern
@@ -713,6 +714,93 @@ def test_any_embeddings_answer_reaches_the_client_in_its_encoding_or_as_a_clean_
     assert_clean(response)
     if response.status_code == 502:
         assert response.json()["error"]["code"] == "upstream_invalid_response"
+
+
+# --- known defects: what the bounds above keep out of the properties ---------------------
+# Each example below fails today and is marked so (strict: it turns into a failure once the
+# defect is fixed, which is the cue to drop the marker and lift the matching bound).
+
+BEYOND_NESTING = 300
+"""A nesting depth well past :data:`MAX_JSON_NESTING` (and orjson's 254 levels)."""
+
+
+def _nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = {"k": value}
+    return value
+
+
+def _conditional(query: Any) -> bytes:
+    return dumps(
+        {
+            "strategy": {
+                "mode": "conditional",
+                "conditions": [{"query": query, "then": "a"}],
+                "default": "a",
+            },
+            "targets": [{"name": "a", "provider": "openai", "custom_host": UPSTREAM}],
+        }
+    )
+
+
+def _deep_and(depth: int) -> Any:
+    query: Any = {"metadata.plan": "paid"}
+    for _ in range(depth):
+        query = {"$and": [query]}
+    return query
+
+
+DEEP_NESTING = pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="known defect: unbounded recursion on deep nesting answers 500",
+)
+
+
+@DEEP_NESTING
+def test_a_deeply_nested_body_under_override_params_is_served_or_refused_cleanly(
+    edge: Edge,
+) -> None:
+    body = dumps({"model": "m", "messages": [], "x": _nested(BEYOND_NESTING)})
+    assert_clean(edge.send(ROUTES[0], body, [(b"x-portkey-config", b"pinned")]))
+
+
+@DEEP_NESTING
+def test_deeply_nested_override_params_are_served_or_refused_cleanly(edge: Edge) -> None:
+    config = {
+        "provider": "openai",
+        "custom_host": UPSTREAM,
+        "override_params": {"x": _nested(BEYOND_NESTING)},
+    }
+    assert_clean(edge.send(ROUTES[0], GOOD_BODY, [(b"x-portkey-config", dumps(config))]))
+
+
+@DEEP_NESTING
+def test_a_deeply_nested_and_query_is_served_or_refused_cleanly(edge: Edge) -> None:
+    config = _conditional(_deep_and(BEYOND_NESTING))
+    assert_clean(edge.send(ROUTES[0], GOOD_BODY, [(b"x-portkey-config", config)]))
+
+
+@pytest.mark.xfail(
+    strict=True, raises=AssertionError, reason="known defect: conditional queries are not validated"
+)
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"metadata.plan": {"$bogus": 1}},
+        {"user.plan": "x"},
+        {"$nor": []},
+        {"params.model": {"$regex": "("}},
+        {"params.model": {"$in": 5}},
+        {"$and": 5},
+    ],
+    ids=["unknown-operator", "unknown-root", "unknown-logic", "bad-regex", "in-not-list", "and"],
+)
+def test_a_malformed_conditional_query_is_refused_with_400(edge: Edge, query: Any) -> None:
+    response = edge.send(ROUTES[0], GOOD_BODY, [(b"x-portkey-config", _conditional(query))])
+    assert response.status_code == 400
+    assert_clean(response)
 
 
 def test_the_generators_reach_the_upstream(edge: Edge) -> None:
