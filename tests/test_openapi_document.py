@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import jsonschema_rs
 import pytest
+import schemathesis
 from starlette.applications import Starlette
 from starlette.routing import Route
 
@@ -92,3 +94,15 @@ def test_each_call_returns_a_document_of_its_own() -> None:
     first = openapi_document()
     first["components"]["schemas"]["Error"]["required"].append("changed")
     assert openapi_document()["components"]["schemas"]["Error"]["required"] == ["error"]
+
+
+@pytest.mark.parametrize("metrics", [True, False], ids=["metrics-on", "metrics-off"])
+def test_the_document_is_valid_openapi_3_1(metrics: bool) -> None:
+    schemathesis.openapi.from_dict(openapi_document(metrics=metrics)).validate()
+
+
+def test_the_validity_check_catches_an_invalid_document() -> None:
+    document = openapi_document()
+    document["paths"]["/health"]["get"]["responses"] = []
+    with pytest.raises(jsonschema_rs.ValidationError, match="is not of type"):
+        schemathesis.openapi.from_dict(document).validate()
