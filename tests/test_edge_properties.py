@@ -718,6 +718,38 @@ def test_any_embeddings_answer_reaches_the_client_in_its_encoding_or_as_a_clean_
         assert response.json()["error"]["code"] == "upstream_invalid_response"
 
 
+@given(
+    path=st.sampled_from(ROUTES[:2]),
+    status=st.sampled_from([200, 200, 201, 400, 429, 503]),
+    chunks=st.lists(
+        st.one_of(
+            st.binary(max_size=30),
+            json_values(4).map(lambda value: b"data: " + dumps(value) + b"\n\n"),
+            st.just(sse_event("[DONE]")),
+            st.just(b'data: {"error": 1}\n\n'),
+        ),
+        max_size=5,
+    ),
+    breaks=st.booleans(),
+)
+def test_any_upstream_stream_reaches_the_client_cleanly(
+    edge: Edge, path: str, status: int, chunks: list[bytes], breaks: bool
+) -> None:
+    """A streamed answer is relayed or refused; one that breaks never raises out of the app."""
+
+    def answer(_: httpx.Request) -> httpx.Response:
+        error = httpx.ReadError("connection reset") if breaks else None
+        return sse_response(ChunkStream(chunks, error=error), status=status)
+
+    edge.upstream.answer = answer
+    body = dumps({"model": "m", "messages": [], "prompt": "x", "stream": True})
+    response = edge.send(path, body, [])
+    if response.status_code == 200:
+        assert response.headers["content-type"].startswith("text/event-stream")
+    else:
+        assert_clean(response)
+
+
 # --- known defects: what the bounds above keep out of the properties ---------------------
 # Each example below fails today and is marked so (strict: it turns into a failure once the
 # defect is fixed, which is the cue to drop the marker and lift the matching bound).
