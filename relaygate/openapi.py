@@ -376,22 +376,19 @@ _RESPONSE_HEADERS: dict[str, dict[str, Any]] = {
 }
 
 
-def _answer_headers(*, routed: bool) -> dict[str, Any]:
-    """The response headers of an answer from the gateway core (``routed``: a target was
-    chosen, so the target headers may be present)."""
-    headers: dict[str, Any] = {
+def _answer_headers() -> dict[str, Any]:
+    """The response headers of an API answer; none is required (an answer refused before
+    any target was chosen carries no target headers, one refused at the edge for its size
+    only the content headers)."""
+    return {
         "x-request-id": _ref("headers", "RequestId"),
         "x-portkey-trace-id": _ref("headers", "TraceId"),
+        "x-portkey-last-used-option-index": _ref("headers", "LastUsedOptionIndex"),
+        "x-portkey-provider": _ref("headers", "Provider"),
+        "x-portkey-retry-attempt-count": _ref("headers", "RetryAttemptCount"),
+        "x-relaygate-route": _ref("headers", "Route"),
+        "retry-after": _ref("headers", "RetryAfter"),
     }
-    if routed:
-        headers |= {
-            "x-portkey-last-used-option-index": _ref("headers", "LastUsedOptionIndex"),
-            "x-portkey-provider": _ref("headers", "Provider"),
-            "x-portkey-retry-attempt-count": _ref("headers", "RetryAttemptCount"),
-            "x-relaygate-route": _ref("headers", "Route"),
-            "retry-after": _ref("headers", "RetryAfter"),
-        }
-    return headers
 
 
 # --- operations --------------------------------------------------------------------------
@@ -415,7 +412,7 @@ def _error_responses() -> dict[str, Any]:
     return {
         status: {
             "description": text,
-            "headers": {"x-request-id": _ref("headers", "RequestId")},
+            "headers": _answer_headers(),
             "content": _json_content(_ref("schemas", "Error")),
         }
         for status, text in _ERRORS.items()
@@ -455,7 +452,7 @@ def _api_operation(operation: Operation) -> dict[str, Any]:
         "responses": {
             "200": {
                 "description": "The answer of the target that served the request.",
-                "headers": _answer_headers(routed=True),
+                "headers": _answer_headers(),
                 "content": success,
             },
             **_error_responses(),
