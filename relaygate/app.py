@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import orjson
 from prometheus_client.exposition import choose_encoder
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -30,6 +31,7 @@ from relaygate.errors import GatewayError, error_body
 from relaygate.exchange import CLIENT_DISCONNECTED, GATEWAY_SHUTTING_DOWN, ClientLink, Operation
 from relaygate.gateway import EdgeResponse, Gateway, GatewayDeps
 from relaygate.middleware.auth import bearer, presented_key
+from relaygate.openapi import openapi_document
 from relaygate.security.keys import KeyScope, KeyStore
 from relaygate.status import StatusBoard, status_routes
 
@@ -282,7 +284,8 @@ def create_app(
     YAML/JSON server-config file; ``None`` means an empty config (requests then carry their
     own config in headers). ``deps`` injects the upstream client, telemetry and clocks. The
     :class:`Gateway` is reachable as ``app.state.gateway`` and the live status page's
-    :class:`StatusBoard` as ``app.state.status``; the page is ``GET /status``.
+    :class:`StatusBoard` as ``app.state.status``; the page is ``GET /status``. The API's
+    OpenAPI description (:mod:`relaygate.openapi`) is ``GET /openapi.json``.
     """
     server = _server_config(config)
     gateway = Gateway(server, deps)
@@ -300,6 +303,11 @@ def create_app(
 
     async def models(_: Request) -> Response:
         return JSONResponse({"object": "list", "data": gateway.models()})
+
+    spec = orjson.dumps(openapi_document(metrics=metrics_on))
+
+    async def openapi(_: Request) -> Response:
+        return Response(spec, media_type="application/json")
 
     async def metrics(request: Request) -> Response:
         encoder, content_type = choose_encoder(request.headers.get("accept", ""))
@@ -333,6 +341,7 @@ def create_app(
         *([Route("/metrics", require_key(admin, metrics), methods=["GET"])] if metrics_on else []),
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
         *guarded,
     ]
     app = _GatewayApp(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from typing import Any
 
 import pytest
 import structlog
+from hypothesis import HealthCheck, settings
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -20,6 +22,17 @@ from relaygate.telemetry import Telemetry
 from tests.servers import RunningServer, serve_in_thread
 
 MockFactory = Callable[..., RunningServer]
+
+# Property tests: "ci" (the default) draws the same examples on every run, so a failure
+# reproduces; HYPOTHESIS_PROFILE=explore draws new, more numerous ones each run.
+_PROPERTY_SETTINGS = {
+    "deadline": None,
+    "database": None,
+    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
+}
+settings.register_profile("ci", max_examples=200, derandomize=True, **_PROPERTY_SETTINGS)
+settings.register_profile("explore", max_examples=1000, **_PROPERTY_SETTINGS)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture

@@ -139,8 +139,10 @@ class HttpxUpstream:
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         """See :meth:`UpstreamClient.send`."""
         check_egress(request)
+        # Header values go out as UTF-8, as aiohttp sends them (httpx would refuse non-ASCII).
+        wire_headers = [(name.encode(), value.encode()) for name, value in request.headers.items()]
         built = self._client.build_request(
-            request.method, request.url, headers=request.headers, content=request.content
+            request.method, request.url, headers=wire_headers, content=request.content
         )
         try:
             response = await self._client.send(built, stream=True, follow_redirects=False)

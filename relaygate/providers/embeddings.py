@@ -29,7 +29,9 @@ def conform(payload: Any, requested: Any) -> bool:
     """Rewrite ``payload``'s embeddings in place to the ``requested`` encoding.
 
     Returns whether anything changed. ``requested`` other than ``"base64"`` means floats.
-    Entries whose ``embedding`` is neither a float list nor a string are left alone.
+    Entries whose ``embedding`` is neither a float list nor a string are left alone. Raises
+    :class:`ValueError` when an embedding cannot be converted (a list holding something other
+    than float32-range numbers, a string that is not base64).
     """
     want_base64 = requested == "base64"
     data = payload.get("data") if isinstance(payload, dict) else None
@@ -40,10 +42,15 @@ def conform(payload: Any, requested: Any) -> bool:
         if not isinstance(item, dict):
             continue
         vector = item.get("embedding")
-        if want_base64 and isinstance(vector, list):
-            item["embedding"] = encode_floats(vector)
-            changed = True
-        elif not want_base64 and isinstance(vector, str):
-            item["embedding"] = decode_floats(vector)
-            changed = True
+        try:
+            if want_base64 and isinstance(vector, list):
+                item["embedding"] = encode_floats(vector)
+                changed = True
+            elif not want_base64 and isinstance(vector, str):
+                item["embedding"] = decode_floats(vector)
+                changed = True
+        except (ValueError, struct.error, OverflowError):
+            raise ValueError(
+                "answered an embedding that cannot be converted to the encoding asked for"
+            ) from None
     return changed

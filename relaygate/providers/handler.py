@@ -14,13 +14,14 @@ openai SDK raises as ``APIError``) and no ``[DONE]``, never a clean-looking end.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, MutableMapping
 from dataclasses import replace
 
 import orjson
 from opentelemetry.trace import get_current_span
 
-from relaygate.errors import GatewayError, error_body, synthesized
+from relaygate.errors import JSON_HEADERS, GatewayError, error_body, synthesized
 from relaygate.exchange import GatewayRequest, GatewayResponse, Operation
 from relaygate.exporters import semconv as sc
 from relaygate.providers.client import (
@@ -36,6 +37,9 @@ from relaygate.security.custody import caller_destination
 from relaygate.security.egress import DEFAULT_POLICY, EgressPolicy
 from relaygate.security.forwarding import never_forwarded
 from relaygate.strategies.reasons import Reason
+
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+"""Characters no header value may carry on the wire (what aiohttp refuses to send)."""
 
 Injector = Callable[[MutableMapping[str, str]], None]
 """Writes trace-context headers (``traceparent``) for the current span into a carrier."""
@@ -120,6 +124,16 @@ class ProviderHandler:
             # This target cannot serve the request (unsupported operation, missing setting):
             # an answer like any other, so fallback can move on to a target that can.
             return exc.to_response()
+        unsendable = next((k for k, v in wire.headers.items() if _CONTROL.search(v)), None)
+        if unsendable is not None:
+            # No wire client may send it (header injection); the value is never echoed.
+            return GatewayError(
+                400,
+                f"{target.path}: the '{unsendable}' header for the provider holds control "
+                "characters and cannot be sent",
+                code="invalid_header_value",
+                param=unsendable,
+            ).to_response()
         if caller_destination(target):
             # The destination is the caller's choice: the client checks it, and every
             # address it resolves to, against the egress policy before connecting.
@@ -155,21 +169,25 @@ class ProviderHandler:
             )
 
         if 200 <= answer.status < 300:
+            body = answer.body
             try:
                 payload = adapter.parse_response(request, answer.status, answer.body)
+                if request.operation is Operation.EMBEDDINGS and conform(
+                    payload, request.body.get("encoding_format")
+                ):
+                    body = orjson.dumps(payload)
             except ValueError as exc:
                 return _failed(target.provider, Reason.INVALID_RESPONSE, str(exc))
-            body = answer.body
-            if request.operation is Operation.EMBEDDINGS and conform(
-                payload, request.body.get("encoding_format")
-            ):
-                body = orjson.dumps(payload)
             return GatewayResponse(
                 status=answer.status, headers=answer.headers, body=body, payload=payload
             )
+        if not 400 <= answer.status < 600:
+            return _failed(
+                target.provider, Reason.INVALID_RESPONSE, f"answered status {answer.status}"
+            )
         return GatewayResponse(
             status=answer.status,
-            headers=answer.headers,
+            headers={**answer.headers, **JSON_HEADERS},
             body=_error_body_of(target.provider, answer.status, answer.body),
         )
 

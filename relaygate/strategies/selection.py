@@ -50,6 +50,10 @@ def pick_weighted(weights: Sequence[float], rand: float) -> int:
     Raises :class:`ValueError` when no weight is positive.
     """
     usable = [_usable(w) for w in weights]
+    peak = max(usable, default=0.0)
+    if peak > 0:
+        # Scaled by the largest weight: finite weights can still sum past the float range.
+        usable = [w / peak for w in usable]
     total = math.fsum(usable)
     if total <= 0:
         raise ValueError("no positive weight to pick from")

@@ -12,7 +12,10 @@ from relaygate.providers.client import (
     StreamInterrupted,
     UpstreamFailure,
 )
+from relaygate.providers.handler import ProviderHandler
+from relaygate.providers.registry import default_registry
 from tests.conftest import MockFactory
+from tests.fakes import gateway_request, target
 from tests.servers import free_port
 
 CHAT = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
@@ -104,3 +107,22 @@ async def test_a_refused_connection_is_an_upstream_failure() -> None:
             await client.send(post(f"http://127.0.0.1:{free_port()}/v1/chat/completions", CHAT))
     finally:
         await client.aclose()
+
+
+async def test_a_key_with_control_characters_is_a_400_not_a_crash_of_the_wire_client(
+    mock_upstream: MockFactory,
+) -> None:
+    """aiohttp raises ``ValueError`` on such a header; the attempt stops before it."""
+    server = mock_upstream(name="up")
+    tgt = target("config", "openai", api_key="sk-a\nx-injected: 1", custom_host=f"{server.url}/v1")
+    client = AiohttpUpstream()
+    try:
+        handler = ProviderHandler(default_registry(), client)
+        response = await handler(gateway_request(target=tgt))
+    finally:
+        await client.aclose()
+    assert response.status == 400
+    assert response.body is not None
+    assert orjson.loads(response.body)["error"]["code"] == "invalid_header_value"
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(f"{server.url}/_mock/requests")).json() == []

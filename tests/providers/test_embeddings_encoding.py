@@ -110,3 +110,26 @@ async def test_the_client_asking_nothing_gets_floats_from_a_base64_answer() -> N
 async def test_an_answer_already_in_the_asked_encoding_keeps_its_exact_bytes() -> None:
     raw = b'{ "object": "list",\n  "data": [{"index": 0, "embedding": [0.5, -1.25]}] }'
     assert await answered("float", raw) == raw
+
+
+@pytest.mark.parametrize(
+    ("requested", "vector"),
+    [("float", "A"), ("float", "AAA"), ("base64", ["x"]), ("base64", [1e300]), ("base64", [None])],
+    ids=["short-base64", "bad-padding", "string-item", "beyond-float32", "null-item"],
+)
+def test_an_embedding_that_cannot_be_converted_raises_value_error(
+    requested: str, vector: Any
+) -> None:
+    with pytest.raises(ValueError, match="cannot be converted"):
+        conform(embeddings(vector), requested)
+
+
+async def test_an_embedding_that_cannot_be_converted_is_a_502_invalid_response() -> None:
+    upstream = FakeUpstream(upstream_json(embeddings(["not", "numbers"])))
+    handler = ProviderHandler(default_registry(), upstream)
+    body = {"model": "m", "input": "x", "encoding_format": "base64"}
+    response = await handler(gateway_request(body, operation=Operation.EMBEDDINGS, target=target()))
+    assert response.status == 502
+    assert response.failure == "invalid_response"
+    assert response.body is not None
+    assert orjson.loads(response.body)["error"]["code"] == "upstream_invalid_response"

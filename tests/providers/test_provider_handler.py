@@ -6,6 +6,7 @@ from collections.abc import MutableMapping
 
 import httpx
 import orjson
+import pytest
 
 from relaygate.config.model import Target
 from relaygate.exchange import GatewayResponse
@@ -243,3 +244,51 @@ async def test_trace_context_is_injected_into_the_upstream_request() -> None:
     handler = ProviderHandler(default_registry(), transport.client(), inject)
     await handler(gateway_request(target=TARGET))
     assert transport.requests[0].headers["traceparent"].startswith("00-0af7651916")
+
+
+async def test_an_error_answer_is_labelled_json_whatever_the_upstream_called_it() -> None:
+    transport = RecordingTransport(
+        httpx.Response(503, headers={"content-type": "text/html"}, content=b"<html>down</html>")
+    )
+    response = await attempt(transport.client())
+    assert response.status == 503
+    assert response.headers["content-type"] == "application/json"
+    assert error_of(response)["code"] == "upstream_503"
+
+
+@pytest.mark.parametrize("status", [101, 300, 302, 304])
+async def test_an_informational_or_redirect_status_is_a_502_invalid_response(status: int) -> None:
+    transport = RecordingTransport(httpx.Response(status, headers={"location": "http://x.invalid"}))
+    response = await attempt(transport.client())
+    assert response.status == 502
+    assert response.failure == "invalid_response"
+    assert error_of(response)["code"] == "upstream_invalid_response"
+
+
+@pytest.mark.parametrize("key", ["sk-a\r\nx-injected: 1", "sk-\x00", "sk-\x7f"])
+async def test_a_header_value_with_control_characters_is_refused_and_never_sent(key: str) -> None:
+    transport = RecordingTransport()
+    tgt = target("config", "openai", api_key=key, custom_host="http://upstream.invalid/v1")
+    response = await attempt(transport.client(), tgt=tgt)
+    assert response.status == 400
+    error = error_of(response)
+    assert error["code"] == "invalid_header_value"
+    assert error["param"] == "authorization"
+    assert key not in str(error) and "sk-" not in str(error)
+    assert transport.requests == []
+
+
+async def test_non_ascii_header_values_reach_the_upstream_as_utf8() -> None:
+    tgt = target(
+        "config",
+        "openai",
+        api_key="ключ",
+        custom_host="http://upstream.invalid/v1",
+        forward_headers=("x-team",),
+    )
+    transport = RecordingTransport()
+    response = await attempt(transport.client(), tgt=tgt, headers={"x-team": "équipe"})
+    assert response.status == 200
+    sent = dict(transport.requests[0].headers.raw)
+    assert sent[b"x-team"] == "équipe".encode()
+    assert sent[b"authorization"] == "Bearer ключ".encode()

@@ -46,6 +46,9 @@ def strategy(mode: Mode, *children: Node, **kwargs: Any) -> Strategy:
         ([1.0, 1.0], 1.0, 1),
         ([1.0, 1.0], -0.5, 0),
         ([0.1, 0.2, 0.7], JUST_BELOW_ONE, 2),
+        ([1e308, 1e308], 0.49, 0),
+        ([1e308, 1e308], 0.5, 1),
+        ([1e308, 1e308, 1e308], JUST_BELOW_ONE, 2),
     ],
     ids=[
         "single-at-zero",
@@ -65,6 +68,9 @@ def strategy(mode: Mode, *children: Node, **kwargs: Any) -> Strategy:
         "rand-one-clamped-to-last",
         "negative-rand-clamped-to-first",
         "fractional-weights-top-end",
+        "huge-weights-below-half",
+        "huge-weights-at-half",
+        "huge-weights-summing-past-float-range-top-end",
     ],
 )
 def test_pick_weighted_walks_cumulative_weights(

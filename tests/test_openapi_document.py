@@ -1,0 +1,108 @@
+"""``GET /openapi.json``: the document describes exactly the routes the app serves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import jsonschema_rs
+import pytest
+import schemathesis
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from relaygate.app import create_app
+from relaygate.openapi import OPENAPI_VERSION, openapi_document
+
+API_ROUTES = {"/v1/chat/completions", "/v1/completions", "/v1/embeddings"}
+
+
+async def fetch(app: Starlette) -> httpx.Response:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://relaygate") as client:
+        return await client.get("/openapi.json")
+
+
+def served_paths(app: Starlette) -> set[str]:
+    """Every path the app answers: its Starlette routes and the API routes."""
+    return {route.path for route in app.routes if isinstance(route, Route)} | API_ROUTES
+
+
+@pytest.mark.parametrize("metrics", [True, False], ids=["metrics-on", "metrics-off"])
+async def test_the_document_lists_every_route_the_app_serves_and_no_other(metrics: bool) -> None:
+    app = create_app({"telemetry": {"metrics": {"enabled": metrics}}})
+    response = await fetch(app)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    document = response.json()
+    assert document["openapi"] == OPENAPI_VERSION
+    assert set(document["paths"]) == served_paths(app)
+    assert ("/metrics" in document["paths"]) is metrics
+
+
+def test_the_api_operations_are_posts_and_the_rest_gets() -> None:
+    paths = openapi_document()["paths"]
+    for path, item in paths.items():
+        assert set(item) == ({"post"} if path in API_ROUTES else {"get"}), path
+
+
+def test_every_error_status_of_an_api_operation_answers_in_the_openai_error_shape() -> None:
+    document = openapi_document()
+    error = document["components"]["schemas"]["Error"]
+    assert error["required"] == ["error"]
+    assert error["properties"]["error"]["required"] == ["message", "type", "param", "code"]
+    for path in API_ROUTES:
+        responses: dict[str, Any] = document["paths"][path]["post"]["responses"]
+        errors = {status: r for status, r in responses.items() if status[0] in "45"}
+        assert {"400", "413", "431", "502", "4XX", "5XX"} <= set(errors)
+        for response in errors.values():
+            assert response["content"] == {
+                "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+            }
+
+
+def test_every_request_header_relaygate_reads_is_documented_on_every_api_operation() -> None:
+    document = openapi_document()
+    parameters = document["components"]["parameters"]
+    for path in API_ROUTES:
+        refs = document["paths"][path]["post"]["parameters"]
+        names = {parameters[ref["$ref"].rsplit("/", 1)[1]]["name"] for ref in refs}
+        assert names >= {
+            "x-portkey-config",
+            "x-portkey-provider",
+            "x-portkey-metadata",
+            "x-portkey-trace-id",
+            "x-portkey-custom-host",
+            "x-portkey-request-timeout",
+            "x-portkey-forward-headers",
+            "traceparent",
+        }
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["GatewayKey"] == {**schemes["GatewayKey"], "type": "http", "scheme": "bearer"}
+    assert schemes["PortkeyApiKey"]["name"] == "x-portkey-api-key"
+
+
+def test_request_bodies_let_unknown_fields_through() -> None:
+    schemas = openapi_document()["components"]["schemas"]
+    for name in ("ChatCompletionRequest", "CompletionRequest", "EmbeddingRequest"):
+        assert schemas[name]["type"] == "object"
+        assert schemas[name]["additionalProperties"] is True
+        assert "required" not in schemas[name]
+
+
+def test_each_call_returns_a_document_of_its_own() -> None:
+    first = openapi_document()
+    first["components"]["schemas"]["Error"]["required"].append("changed")
+    assert openapi_document()["components"]["schemas"]["Error"]["required"] == ["error"]
+
+
+@pytest.mark.parametrize("metrics", [True, False], ids=["metrics-on", "metrics-off"])
+def test_the_document_is_valid_openapi_3_1(metrics: bool) -> None:
+    schemathesis.openapi.from_dict(openapi_document(metrics=metrics)).validate()
+
+
+def test_the_validity_check_catches_an_invalid_document() -> None:
+    document = openapi_document()
+    document["paths"]["/health"]["get"]["responses"] = []
+    with pytest.raises(jsonschema_rs.ValidationError, match="is not of type"):
+        schemathesis.openapi.from_dict(document).validate()
