@@ -43,6 +43,8 @@ class RequestContext:
 
     ``attempts`` accumulates in order as upstream attempts finish; ``deadline`` is an
     event-loop time after which no new attempt starts; ``config`` is the resolved config.
+    ``attempts_started`` counts attempts begun (the retry layer counts them) against
+    ``max_attempts``, the request's attempt budget (``None``: unbounded).
     """
 
     request_id: str
@@ -52,6 +54,8 @@ class RequestContext:
     attempts: list[AttemptRecord] = field(default_factory=list)
     config: RoutingConfig | None = None
     fallbacks: int = 0
+    max_attempts: int | None = None
+    attempts_started: int = 0
 
 
 @dataclass(slots=True)

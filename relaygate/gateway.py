@@ -32,11 +32,12 @@ from relaygate.middleware.fallback import FallbackLayer
 from relaygate.middleware.log import LogLayer
 from relaygate.middleware.retry import RetryLayer
 from relaygate.middleware.timeout import TimeoutLayer
+from relaygate.nesting import may_be_too_deep, too_deep
 from relaygate.pipeline import Handler, Layer, build
 from relaygate.providers.client import UpstreamClient, default_upstream
 from relaygate.providers.handler import ProviderHandler
 from relaygate.providers.registry import ProviderRegistry, default_registry
-from relaygate.route_story import route_story
+from relaygate.route_story import ROUTE_SPAN_MAX_BYTES, cap_story, route_story
 from relaygate.strategies import Backoff
 from relaygate.telemetry import Telemetry, build_telemetry, exemplar, trace_ids
 
@@ -104,6 +105,7 @@ class Gateway:
             inherited=server.inherited(),
             max_header_bytes=limits.max_config_header_bytes,
             gateway_keys=frozenset(server.gateway_keys()),
+            max_targets=limits.max_targets_per_config,
         )
         self.configs = ConfigResolveLayer(sources, deps.registry, self.telemetry)
         backoff = Backoff(
@@ -134,6 +136,9 @@ class Gateway:
         self.handler: Handler = build(layers, self._provider)
         self._deadline_s = limits.request_deadline_ms / 1000
         self._max_body = limits.max_body_bytes
+        self._max_depth = limits.max_json_depth
+        self._max_attempts = limits.max_attempts_per_request
+        self._max_route_header = limits.max_route_header_bytes
 
     def upstream(self) -> UpstreamClient:
         """The upstream client, created on first use when none was injected."""
@@ -194,7 +199,12 @@ class Gateway:
             )
             if portkey_trace:
                 span.set_attribute(sc.PORTKEY_TRACE_ID, trace_id)
-        ctx = RequestContext(request_id=request_id, trace_id=trace_id, metadata={})
+        ctx = RequestContext(
+            request_id=request_id,
+            trace_id=trace_id,
+            metadata={},
+            max_attempts=self._max_attempts,
+        )
         token = otel_context.attach(trace.set_span_in_context(span))
         request: GatewayRequest | None = None
         try:
@@ -246,6 +256,7 @@ class Gateway:
             raise GatewayError(400, "request body is not valid JSON", code="invalid_json") from None
         if not isinstance(parsed, dict):
             raise GatewayError(400, "request body must be a JSON object", code="invalid_body")
+        self._check_depth(body, parsed, "request body", None)
         stream = parsed.get("stream", False)
         if stream is None:
             stream = False
@@ -271,6 +282,7 @@ class Gateway:
                     code="invalid_header",
                     param="x-portkey-metadata",
                 )
+            self._check_depth(raw_meta, meta, "x-portkey-metadata", "x-portkey-metadata")
             ctx.metadata = meta
         return GatewayRequest(
             operation=operation,
@@ -280,6 +292,21 @@ class Gateway:
             ctx=ctx,
             stream=stream,
         )
+
+    def _check_depth(self, raw: bytes | str, value: Any, what: str, param: str | None) -> None:
+        """Refuse ``value`` (decoded from ``raw``) nesting deeper than ``limits.max_json_depth``.
+
+        The bound keeps recursive code downstream (merging ``override_params``, encoding the
+        body again, condition evaluation) far from Python's and the encoder's limits.
+        """
+        limit = self._max_depth
+        if may_be_too_deep(raw, limit) and too_deep(value, limit) is not None:
+            raise GatewayError(
+                400,
+                f"{what} nests more than {limit} levels of objects and lists",
+                code="nesting_too_deep",
+                param=param,
+            )
 
     def _headers(
         self, response: GatewayResponse, ctx: RequestContext, story: str
@@ -299,7 +326,7 @@ class Gateway:
             retries = sum(1 for a in ctx.attempts if a.target is target) - 1
             out.append(("x-portkey-retry-attempt-count", str(max(retries, 0))))
         if ctx.attempts:
-            out.append(("x-relaygate-route", story))
+            out.append(("x-relaygate-route", cap_story(story, self._max_route_header)))
         return out
 
 
@@ -402,7 +429,7 @@ class _Finisher:
                 sc.ATTEMPTS: len(ctx.attempts),
             }
             if story:
-                attrs[sc.ROUTE] = story
+                attrs[sc.ROUTE] = cap_story(story, ROUTE_SPAN_MAX_BYTES)
             if response.target is not None:
                 attrs[sc.SERVED_BY] = response.target.path
             span.set_attributes(attrs)

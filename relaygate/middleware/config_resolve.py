@@ -23,6 +23,7 @@ import orjson
 from relaygate.auth_headers import PORTKEY_PLACEHOLDER_KEY
 from relaygate.config import ConfigError, Inherited, compile_config
 from relaygate.config.model import RoutingConfig
+from relaygate.config.schema import DEFAULT_MAX_TARGETS
 from relaygate.errors import GatewayError
 from relaygate.exchange import GatewayRequest, GatewayResponse
 from relaygate.exporters import semconv as sc
@@ -47,7 +48,8 @@ class ConfigSources:
     """Where configs come from: the server config's named and default configs, and limits.
 
     ``named`` and ``default`` hold the raw Portkey-format dicts (already validated at load);
-    ``gateway_keys`` are never taken for a provider key.
+    ``gateway_keys`` are never taken for a provider key; ``max_targets`` bounds the targets
+    of every config compiled, header configs included.
     """
 
     named: Mapping[str, Any]
@@ -57,6 +59,7 @@ class ConfigSources:
     max_header_bytes: int = 32768
     gateway_keys: Collection[str] = ()
     cache_size: int = 512
+    max_targets: int = DEFAULT_MAX_TARGETS
 
 
 class ConfigResolveLayer:
@@ -170,7 +173,12 @@ class ConfigResolveLayer:
 
     def _compile(self, config_id: str, raw: Any, inherited: Inherited) -> RoutingConfig:
         try:
-            config = compile_config(raw, config_id=config_id, inherited=inherited)
+            config = compile_config(
+                raw,
+                config_id=config_id,
+                inherited=inherited,
+                max_targets=self._sources.max_targets,
+            )
         except ConfigError as exc:
             raise GatewayError(
                 400,
