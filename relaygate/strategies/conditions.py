@@ -117,8 +117,11 @@ def regex_problem(pattern: str) -> str | None:
     compiled, reason = _re2_compile(pattern)
     if compiled is not None:
         return None
-    if reason is not None and "too large" in reason:
-        return "$regex is too complex for the linear-time regex engine (RE2)"
+    if reason is not None and ("too large" in reason or "repetition size" in reason):
+        return (
+            "$regex is too complex for the linear-time regex engine (RE2): too large, "
+            "or repeating more than 1000 times in all"
+        )
     if _python_accepts(pattern):
         return (
             "$regex uses syntax the linear-time regex engine (RE2) does not support, "
