@@ -474,7 +474,7 @@ def test_the_target_bound_of_the_server_config_applies_to_its_own_configs() -> N
         {"configs": {"big": _fallback_over(51)}, "limits": {"max_targets_per_config": 60}}
     )
     assert len(server.compiled_configs()["big"].targets) == 51
-    with pytest.raises(ConfigError, match="configs.big.targets: the config has more than 40"):
+    with pytest.raises(ConfigError, match=r"configs\.big\.targets: the config has more than 40"):
         parse_server_config(
             {"configs": {"big": _fallback_over(41)}, "limits": {"max_targets_per_config": 40}}
         )
