@@ -14,7 +14,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 from opentelemetry import context as otel_context
@@ -252,7 +252,9 @@ class Gateway:
             )
         try:
             parsed = orjson.loads(body)
-        except orjson.JSONDecodeError:
+        except orjson.JSONDecodeError as exc:
+            if _DECODER_DEPTH_ERROR in str(exc):
+                self._too_deep("request body", None)
             raise GatewayError(400, "request body is not valid JSON", code="invalid_json") from None
         if not isinstance(parsed, dict):
             raise GatewayError(400, "request body must be a JSON object", code="invalid_body")
@@ -273,7 +275,9 @@ class Gateway:
         if raw_meta is not None:
             try:
                 meta = orjson.loads(raw_meta)
-            except orjson.JSONDecodeError:
+            except orjson.JSONDecodeError as exc:
+                if _DECODER_DEPTH_ERROR in str(exc):
+                    self._too_deep("x-portkey-metadata", "x-portkey-metadata")
                 meta = None
             if not isinstance(meta, dict):
                 raise GatewayError(
@@ -301,12 +305,15 @@ class Gateway:
         """
         limit = self._max_depth
         if may_be_too_deep(raw, limit) and too_deep(value, limit) is not None:
-            raise GatewayError(
-                400,
-                f"{what} nests more than {limit} levels of objects and lists",
-                code="nesting_too_deep",
-                param=param,
-            )
+            self._too_deep(what, param)
+
+    def _too_deep(self, what: str, param: str | None) -> NoReturn:
+        raise GatewayError(
+            400,
+            f"{what} nests more than {self._max_depth} levels of objects and lists",
+            code="nesting_too_deep",
+            param=param,
+        )
 
     def _headers(
         self, response: GatewayResponse, ctx: RequestContext, story: str
@@ -329,6 +336,9 @@ class Gateway:
             out.append(("x-relaygate-route", cap_story(story, self._max_route_header)))
         return out
 
+
+_DECODER_DEPTH_ERROR = "depth limit exceeded"
+"""How orjson says a document nests past its own (1,024-level) limit."""
 
 _NOOP_SPAN: Span = trace.NonRecordingSpan(trace.INVALID_SPAN_CONTEXT)
 

@@ -185,7 +185,16 @@ async def test_deeply_nested_metadata_is_a_400(
 ) -> None:
     response = await post(json=BODY, headers={"x-portkey-metadata": nested_objects(levels)})
     error = error_of(response, 400)
+    assert error["code"] == "nesting_too_deep"
     assert error["param"] == "x-portkey-metadata"
+    assert upstream.requests == []
+
+
+async def test_a_body_past_the_decoders_own_limit_is_a_400_nesting_too_deep(
+    post: Call, upstream: RecordingTransport
+) -> None:
+    error = error_of(await post(content=body_with(nested_lists(5000))), 400)
+    assert error["code"] == "nesting_too_deep"
     assert upstream.requests == []
 
 
