@@ -370,3 +370,19 @@ async def test_the_route_header_is_cut_at_an_attempt_boundary_and_the_log_keeps_
     server = next(s for s in spans.get_finished_spans() if s.kind is SpanKind.SERVER)
     assert server.attributes is not None
     assert server.attributes[sc.ROUTE] == line["route"]
+
+
+async def test_the_target_bound_is_the_servers_for_header_and_named_configs_alike(
+    telemetry: Telemetry, upstream: RecordingTransport
+) -> None:
+    wide = {"strategy": {"mode": "fallback"}, "targets": [{"provider": "openai"}] * 55}
+    config = server_config(max_targets_per_config=60)
+    config["configs"]["wide"] = wide
+    deps = GatewayDeps(upstream=upstream.client(), telemetry=telemetry, sleep=no_sleep)
+    app = create_app(config, deps)
+    assert (await send(app, json=BODY, headers={"x-portkey-config": "wide"})).status_code == 200
+    header = json.dumps({**wide, "targets": [{"provider": "openai"}] * 60})
+    assert (await send(app, json=BODY, headers={"x-portkey-config": header})).status_code == 200
+    header = json.dumps({**wide, "targets": [{"provider": "openai"}] * 61})
+    error = error_of(await send(app, json=BODY, headers={"x-portkey-config": header}), 400)
+    assert "more than 60 targets" in error["message"]
