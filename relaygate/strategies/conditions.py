@@ -61,6 +61,7 @@ lazily built DFA outgrows it falls back to RE2's slower, still linear, NFA.
 """
 
 _REGEX_CACHE_SIZE: Final = 256
+_NOT_UTF8: Final = "not representable in UTF-8"
 
 Loc = tuple[str | int, ...]
 """A location inside a config: keys and list indexes."""
@@ -82,6 +83,8 @@ def _re2_compile(pattern: str) -> tuple[Any, str | None]:
         return re2.compile(pattern, _OPTIONS), None
     except re2.error as exc:
         return None, str(exc)
+    except UnicodeEncodeError:  # a lone surrogate: not representable in UTF-8
+        return None, _NOT_UTF8
 
 
 @functools.lru_cache(maxsize=_REGEX_CACHE_SIZE)
@@ -117,6 +120,8 @@ def regex_problem(pattern: str) -> str | None:
     compiled, reason = _re2_compile(pattern)
     if compiled is not None:
         return None
+    if reason == _NOT_UTF8:
+        return "$regex is not valid UTF-8 text"
     if reason is not None and ("too large" in reason or "repetition size" in reason):
         return (
             "$regex is too complex for the linear-time regex engine (RE2): too large, "
@@ -202,7 +207,12 @@ def _operator(op: str, operand: Any, value: Any) -> bool:
         if missing or not isinstance(value, str) or not isinstance(operand, str):
             return False
         compiled = _compile(operand)
-        return compiled is not None and compiled.search(value) is not None
+        if compiled is None:
+            return False
+        try:
+            return compiled.search(value) is not None
+        except UnicodeEncodeError:  # a lone surrogate in the value
+            return False
     if missing:
         return False
     if op == "$gt":

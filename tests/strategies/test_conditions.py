@@ -398,3 +398,11 @@ def test_and_or_nesting_at_the_bound_is_accepted() -> None:
     for _ in range(8):
         query = {"$and": [query]}
     assert validate_query(query, "q") == []
+
+
+def test_lone_surrogates_neither_match_nor_raise() -> None:
+    doc = {"metadata": {}, "params": {"model": "gpt\ud800"}}
+    assert matches({"params.model": {"$regex": "gpt"}}, doc) is False
+    assert matches({"params.model": {"$regex": "\ud800"}}, doc) is False
+    [(_, message)] = validate_query({"params.model": {"$regex": "\ud800"}}, "q")
+    assert message == "$regex is not valid UTF-8 text"
