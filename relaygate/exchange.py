@@ -66,8 +66,10 @@ class RequestContext:
     ``attempts`` accumulates in order as upstream attempts finish; ``deadline`` is an
     event-loop time after which no new attempt starts; ``config`` is the resolved config;
     ``principal`` is the scope of the caller's gateway key once authenticated (``None``
-    before, and always when gateway auth is off).
-    ``client`` is the edge's :class:`ClientLink`, when the edge provides one.
+    before, and always when gateway auth is off); ``client`` is the edge's
+    :class:`ClientLink`, when the edge provides one. ``attempts_started`` counts attempts
+    begun (the retry layer counts them) against ``max_attempts``, the request's attempt
+    budget (``None``: unbounded).
     """
 
     request_id: str
@@ -79,6 +81,8 @@ class RequestContext:
     fallbacks: int = 0
     principal: KeyScope | None = None
     client: ClientLink | None = None
+    max_attempts: int | None = None
+    attempts_started: int = 0
 
 
 @dataclass(slots=True)

@@ -14,7 +14,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 from opentelemetry import context as otel_context
@@ -39,11 +39,12 @@ from relaygate.middleware.fallback import FallbackLayer
 from relaygate.middleware.log import LogLayer
 from relaygate.middleware.retry import RetryLayer
 from relaygate.middleware.timeout import TimeoutLayer
+from relaygate.nesting import may_be_too_deep, too_deep
 from relaygate.pipeline import Handler, Layer, build
 from relaygate.providers.client import UpstreamClient, default_upstream
 from relaygate.providers.handler import ProviderHandler
 from relaygate.providers.registry import ProviderRegistry, default_registry
-from relaygate.route_story import route_story
+from relaygate.route_story import ROUTE_SPAN_MAX_BYTES, cap_story, route_story
 from relaygate.security.keys import KeyScope
 from relaygate.strategies import Backoff
 from relaygate.telemetry import Telemetry, build_telemetry, exemplar, trace_ids
@@ -119,6 +120,7 @@ class Gateway:
             gateway_keys=self.keys,
             egress=egress,
             forward_sensitive=frozenset(server.security.forward_sensitive_headers),
+            max_targets=limits.max_targets_per_config,
         )
         self.configs = ConfigResolveLayer(sources, deps.registry, self.telemetry)
         # The server config's names and models are label values as they are; a caller's
@@ -151,6 +153,9 @@ class Gateway:
         self.handler: Handler = build(layers, self._provider)
         self._deadline_s = limits.request_deadline_ms / 1000
         self._max_body = limits.max_body_bytes
+        self._max_depth = limits.max_json_depth
+        self._max_attempts = limits.max_attempts_per_request
+        self._max_route_header = limits.max_route_header_bytes
 
     def upstream(self) -> UpstreamClient:
         """The upstream client, created on first use when none was injected."""
@@ -234,6 +239,7 @@ class Gateway:
             metadata={},
             client=client,
             principal=principal,
+            max_attempts=self._max_attempts,
         )
         token = otel_context.attach(trace.set_span_in_context(span))
         request: GatewayRequest | None = None
@@ -298,10 +304,13 @@ class Gateway:
             )
         try:
             parsed = orjson.loads(body)
-        except orjson.JSONDecodeError:
+        except orjson.JSONDecodeError as exc:
+            if _DECODER_DEPTH_ERROR in str(exc):
+                self._too_deep("request body", None)
             raise GatewayError(400, "request body is not valid JSON", code="invalid_json") from None
         if not isinstance(parsed, dict):
             raise GatewayError(400, "request body must be a JSON object", code="invalid_body")
+        self._check_depth(body, parsed, "request body", None)
         stream = parsed.get("stream", False)
         if stream is None:
             stream = False
@@ -318,7 +327,9 @@ class Gateway:
         if raw_meta is not None:
             try:
                 meta = orjson.loads(raw_meta)
-            except orjson.JSONDecodeError:
+            except orjson.JSONDecodeError as exc:
+                if _DECODER_DEPTH_ERROR in str(exc):
+                    self._too_deep("x-portkey-metadata", "x-portkey-metadata")
                 meta = None
             if not isinstance(meta, dict):
                 raise GatewayError(
@@ -327,6 +338,7 @@ class Gateway:
                     code="invalid_header",
                     param="x-portkey-metadata",
                 )
+            self._check_depth(raw_meta, meta, "x-portkey-metadata", "x-portkey-metadata")
             ctx.metadata = meta
         return GatewayRequest(
             operation=operation,
@@ -335,6 +347,24 @@ class Gateway:
             headers=headers,
             ctx=ctx,
             stream=stream,
+        )
+
+    def _check_depth(self, raw: bytes | str, value: Any, what: str, param: str | None) -> None:
+        """Refuse ``value`` (decoded from ``raw``) nesting deeper than ``limits.max_json_depth``.
+
+        The bound keeps recursive code downstream (merging ``override_params``, encoding the
+        body again, condition evaluation) far from Python's and the encoder's limits.
+        """
+        limit = self._max_depth
+        if may_be_too_deep(raw, limit) and too_deep(value, limit) is not None:
+            self._too_deep(what, param)
+
+    def _too_deep(self, what: str, param: str | None) -> NoReturn:
+        raise GatewayError(
+            400,
+            f"{what} nests more than {self._max_depth} levels of objects and lists",
+            code="nesting_too_deep",
+            param=param,
         )
 
     def _headers(
@@ -355,9 +385,12 @@ class Gateway:
             retries = sum(1 for a in ctx.attempts if a.target is target) - 1
             out.append(("x-portkey-retry-attempt-count", str(max(retries, 0))))
         if ctx.attempts:
-            out.append(("x-relaygate-route", story))
+            out.append(("x-relaygate-route", cap_story(story, self._max_route_header)))
         return out
 
+
+_DECODER_DEPTH_ERROR = "depth limit exceeded"
+"""How orjson says a document nests past its own (1,024-level) limit."""
 
 _NOOP_SPAN: Span = trace.NonRecordingSpan(trace.INVALID_SPAN_CONTEXT)
 
@@ -459,7 +492,7 @@ class _Finisher:
                 sc.ATTEMPTS: len(ctx.attempts),
             }
             if story:
-                attrs[sc.ROUTE] = story
+                attrs[sc.ROUTE] = cap_story(story, ROUTE_SPAN_MAX_BYTES)
             if response.target is not None:
                 attrs[sc.SERVED_BY] = response.target.path
             span.set_attributes(attrs)

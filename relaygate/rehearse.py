@@ -515,7 +515,12 @@ def load_rehearsal_config(path: str | Path, config_id: str | None = None) -> Reh
         server, placeholders = _load_server(file)
         chosen, node, prefix = _choose(server, config_id)
     try:
-        compiled = compile_config(node, config_id=chosen, inherited=server.inherited())
+        compiled = compile_config(
+            node,
+            config_id=chosen,
+            inherited=server.inherited(),
+            max_targets=server.limits.max_targets_per_config,
+        )
     except ConfigError as exc:
         raise exc.prefixed(prefix) from None
     known = default_registry()

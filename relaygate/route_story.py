@@ -38,3 +38,35 @@ def route_story(attempts: Sequence[AttemptRecord]) -> str:
     if current is not None:
         groups.append(f"{current}:{','.join(tokens)}")
     return ">".join(groups)
+
+
+ROUTE_SPAN_MAX_BYTES = 16 * 1024
+"""Cap of the route story as the request span's ``relaygate.route`` attribute.
+
+Larger than the response header's ``limits.max_route_header_bytes`` (a trace backend
+takes more than a header should) but bounded, since a budget-limited request can still make
+hundreds of attempts when the operator allows it; the request log line keeps the whole story.
+"""
+
+
+def _more(count: int) -> str:
+    return f"...(+{count} more)"
+
+
+def cap_story(story: str, max_bytes: int) -> str:
+    """``story`` if it fits in ``max_bytes``, else cut after its last attempt that fits.
+
+    The cut is at an attempt boundary and the rest is summarised as ``...(+N more)``, N being
+    the attempts left out; the result fits in ``max_bytes`` (the marker alone when not even
+    the first attempt fits). Stories are ASCII: paths are generated, tokens are statuses or
+    reason names.
+    """
+    if len(story) <= max_bytes:
+        return story
+    boundaries = [i for i, char in enumerate(story) if char in ",>"]
+    total = len(boundaries) + 1
+    for kept, end in reversed(list(enumerate(boundaries, start=1))):
+        marker = _more(total - kept)
+        if end + len(marker) <= max_bytes:
+            return story[:end] + marker
+    return _more(total)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from relaygate.exchange import AttemptRecord
-from relaygate.route_story import attempt_token, route_story
+from relaygate.route_story import attempt_token, cap_story, route_story
 from tests.fakes import target
 
 A = target("config.targets[0]")
@@ -68,3 +68,26 @@ def test_fallbacks_join_groups_in_the_order_tried() -> None:
 def test_a_target_tried_again_later_starts_a_new_group() -> None:
     story = route_story([rec(A, 503, "status_5xx"), rec(B, 503, "status_5xx"), rec(A, 200, "ok")])
     assert story == "config.targets[0]:503>config.targets[1]:503>config.targets[0]:200"
+
+
+STORY = "config.targets[0]:503,503>config.targets[1]:timeout>config.targets[2]:200"
+
+
+@pytest.mark.parametrize(
+    ("max_bytes", "expected"),
+    [
+        (len(STORY), STORY),
+        (len(STORY) - 1, "config.targets[0]:503,503>config.targets[1]:timeout...(+1 more)"),
+        (40, "config.targets[0]:503,503...(+2 more)"),
+        (37, "config.targets[0]:503,503...(+2 more)"),
+        (36, "config.targets[0]:503...(+3 more)"),
+        (20, "...(+4 more)"),
+    ],
+    ids=["fits", "last-attempt-cut", "cut-in-a-group", "exact-fit", "one-less", "nothing-fits"],
+)
+def test_a_capped_story_is_cut_at_an_attempt_boundary_and_counts_the_rest(
+    max_bytes: int, expected: str
+) -> None:
+    capped = cap_story(STORY, max_bytes)
+    assert capped == expected
+    assert len(capped.encode()) <= max_bytes

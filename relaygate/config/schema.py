@@ -57,9 +57,13 @@ from relaygate.config.model import (
     Strategy,
     Target,
 )
+from relaygate.nesting import too_deep
 from relaygate.security.forwarding import forwarding_issue
+from relaygate.strategies.conditions import query_issues
 
 __all__ = [
+    "DEFAULT_MAX_TARGETS",
+    "MAX_CONFIG_DEPTH",
     "MAX_NESTING",
     "ConditionSpec",
     "ConfigNode",
@@ -73,6 +77,21 @@ __all__ = [
 
 MAX_NESTING = 16
 """How many levels of ``targets`` a config may nest."""
+
+MAX_CONFIG_DEPTH = 64
+"""How deep a config document may nest as JSON (objects and lists, any field).
+
+Checked iteratively before any recursive code (pydantic, ``copy.deepcopy``, the condition
+evaluator) sees the document. It also bounds ``override_params``: merged into a request body
+of at most ``limits.max_json_depth`` levels, the result stays far below the 255 levels
+``orjson`` can encode.
+"""
+
+_DEPTH_PATH_PARTS = 4
+
+DEFAULT_MAX_TARGETS = 50
+"""Default of ``limits.max_targets_per_config``: nodes listed in ``targets`` lists, counted
+over the whole tree."""
 
 PROVIDER_OPTION_FIELDS: tuple[str, ...] = (
     "resource_name",
@@ -337,9 +356,26 @@ class ConfigNode(_Spec):
 # --- checks spanning fields --------------------------------------------------------------
 
 
-def _nesting_issues(raw: Any, prefix: Loc) -> list[tuple[Loc, str]]:
-    """Refuse configs nesting deeper than :data:`MAX_NESTING` before any recursive walk."""
+def depth_issues(raw: Any, prefix: Loc = ()) -> list[tuple[Loc, str]]:
+    """Where ``raw`` nests deeper than :data:`MAX_CONFIG_DEPTH`, if it does: the first few
+    levels of the path down to the first container past the bound.
+
+    Iterative, so safe on any input; run on every raw config before anything recursive.
+    """
+    where = too_deep(raw, MAX_CONFIG_DEPTH)
+    if where is None:
+        return []
+    # The field the deep value sits under, not all the levels down to it.
+    return [
+        ((*prefix, *where[:_DEPTH_PATH_PARTS]), f"nests more than {MAX_CONFIG_DEPTH} levels deep")
+    ]
+
+
+def _nesting_issues(raw: Any, prefix: Loc, max_targets: int) -> list[tuple[Loc, str]]:
+    """Refuse configs nesting ``targets`` deeper than :data:`MAX_NESTING`, or listing more
+    than ``max_targets`` nodes in all, before any recursive walk."""
     stack: list[tuple[Any, int, Loc]] = [(raw, 1, prefix)]
+    count = 0
     while stack:
         node, depth, loc = stack.pop()
         if not isinstance(node, dict):
@@ -349,6 +385,15 @@ def _nesting_issues(raw: Any, prefix: Loc) -> list[tuple[Loc, str]]:
             continue
         if depth > MAX_NESTING:
             return [((*loc, "targets"), f"targets nest more than {MAX_NESTING} levels deep")]
+        count += len(targets)
+        if count > max_targets:
+            return [
+                (
+                    (*prefix, "targets"),
+                    f"the config has more than {max_targets} targets in all "
+                    "(limits.max_targets_per_config)",
+                )
+            ]
         stack.extend((child, depth + 1, (*loc, "targets", i)) for i, child in enumerate(targets))
     return []
 
@@ -387,6 +432,10 @@ def _strategy_issues(strategy: dict[str, Any], targets: Any, loc: Loc) -> list[t
             for ref_loc, ref in refs:
                 if isinstance(ref, str) and ref not in names:
                     issues.append((ref_loc, f"no target named '{ref}' {_names_note(names)}"))
+        if isinstance(conditions, list):
+            for i, condition in enumerate(conditions):
+                if isinstance(condition, dict) and "query" in condition:
+                    issues += query_issues(condition["query"], (*at, "conditions", i, "query"))
     if mode == "loadbalance" and isinstance(targets, list) and targets:
         weights = [t.get("weight", 1) if isinstance(t, dict) else None for t in targets]
         numeric = all(isinstance(w, int | float) and not isinstance(w, bool) for w in weights)
@@ -437,19 +486,24 @@ def _structure_issues(raw: Any, loc: Loc) -> list[tuple[Loc, str]]:
     return issues
 
 
-def validate_node(raw: Any, prefix: Loc = ()) -> tuple[ConfigNode | None, list[tuple[Loc, str]]]:
+def validate_node(
+    raw: Any, prefix: Loc = (), max_targets: int = DEFAULT_MAX_TARGETS
+) -> tuple[ConfigNode | None, list[tuple[Loc, str]]]:
     """Check a config; return its model (``None`` if invalid) and every issue found.
 
     Issue locations start with ``prefix``, so a config embedded in a larger document reports
-    paths within that document.
+    paths within that document. A document nesting deeper than :data:`MAX_CONFIG_DEPTH`,
+    nesting ``targets`` deeper than :data:`MAX_NESTING` or listing more than ``max_targets``
+    nodes in its ``targets`` lists is refused with that one issue, before anything else looks
+    at it.
     """
     if isinstance(raw, ConfigNode):
         raw = raw.model_dump(exclude_unset=True)
     if not isinstance(raw, dict):
         return None, [(prefix, "must be an object")]
-    too_deep = _nesting_issues(raw, prefix)
-    if too_deep:
-        return None, too_deep
+    bounded = depth_issues(raw, prefix) or _nesting_issues(raw, prefix, max_targets)
+    if bounded:
+        return None, bounded
     node: ConfigNode | None
     issues: list[tuple[Loc, str]] = []
     try:
@@ -461,12 +515,13 @@ def validate_node(raw: Any, prefix: Loc = ()) -> tuple[ConfigNode | None, list[t
     return (None if issues else node), issues
 
 
-def parse_config(raw: Any) -> ConfigNode:
+def parse_config(raw: Any, *, max_targets: int = DEFAULT_MAX_TARGETS) -> ConfigNode:
     """Validate a config (a dict, usually decoded JSON) and return its model.
 
+    ``max_targets`` bounds the nodes listed in ``targets`` lists over the whole tree.
     Raises :class:`ConfigError` listing every problem found.
     """
-    node, issues = validate_node(raw)
+    node, issues = validate_node(raw, max_targets=max_targets)
     if issues or node is None:
         raise error_from_issues(issues or [((), "must be an object")])
     return node
@@ -657,16 +712,19 @@ def compile_config(
     inherited: Inherited = Inherited(),
     warnings: list[str] | None = None,
     caller_supplied: bool = False,
+    max_targets: int = DEFAULT_MAX_TARGETS,
 ) -> RoutingConfig:
     """Validate a config and compile it into a routing tree.
 
     ``raw`` is the decoded config (or an already parsed :class:`ConfigNode`). Node paths
     follow Portkey's option index: ``config``, ``config.targets[0]``, ... Notes about
-    accepted-but-ignored fields are appended to ``warnings`` when given.
-    ``caller_supplied`` says a caller wrote ``raw`` (every setting in it is the caller's, see
-    ``Target.caller_fields``). Raises :class:`ConfigError` listing every problem found.
+    accepted-but-ignored fields are appended to ``warnings`` when given. ``max_targets``
+    (the server's ``limits.max_targets_per_config``) bounds the nodes listed in ``targets``
+    lists over the whole tree. ``caller_supplied`` says a caller wrote ``raw`` (every setting
+    in it is the caller's, see ``Target.caller_fields``).
+    Raises :class:`ConfigError` listing every problem found.
     """
-    node = parse_config(raw)
+    node = parse_config(raw, max_targets=max_targets)
     scope = _Scope.top(inherited)
     root = _compile_node(node, ROOT_PATH, (), scope, inherited, warnings, caller_supplied)
     return RoutingConfig(id=config_id, root=root, caller_supplied=caller_supplied)
@@ -682,6 +740,7 @@ def load_config_json(
     config_id: str = "inline",
     inherited: Inherited = Inherited(),
     warnings: list[str] | None = None,
+    max_targets: int = DEFAULT_MAX_TARGETS,
 ) -> RoutingConfig:
     """Decode a JSON config (e.g. an ``x-portkey-config`` header) and compile it.
 
@@ -699,4 +758,6 @@ def load_config_json(
         raise ConfigError([(ROOT, "invalid JSON: nested too deeply")]) from None
     except ValueError as exc:
         raise ConfigError([(ROOT, f"invalid JSON: {exc}")]) from None
-    return compile_config(raw, config_id=config_id, inherited=inherited, warnings=warnings)
+    return compile_config(
+        raw, config_id=config_id, inherited=inherited, warnings=warnings, max_targets=max_targets
+    )

@@ -59,6 +59,7 @@ from relaygate.config.errors import (
 )
 from relaygate.config.model import RoutingConfig, Secret
 from relaygate.config.schema import (
+    DEFAULT_MAX_TARGETS,
     BaseUrl,
     ConfigNode,
     Inherited,
@@ -66,6 +67,7 @@ from relaygate.config.schema import (
     LowerName,
     Number,
     compile_config,
+    depth_issues,
     validate_node,
 )
 from relaygate.security.egress import EgressPolicy
@@ -121,6 +123,20 @@ class LimitsSettings(_Section):
     """Overall time bound of one request across all targets, retries and backoff."""
     max_retry_attempts: Annotated[Int, Field(ge=0, le=10)] = 5
     """Cap applied to any config's `retry.attempts`."""
+    max_json_depth: Annotated[Int, Field(ge=1, le=200)] = 100
+    """A request body or `x-portkey-metadata` nesting deeper than this many levels of
+    objects and lists is refused with 400 `nesting_too_deep`. Deep enough for JSON-schema
+    tool definitions; at most 200, so a body with `override_params` merged in stays below
+    the 255 levels the JSON encoder supports."""
+    max_targets_per_config: Annotated[Int, Field(gt=0)] = DEFAULT_MAX_TARGETS
+    """A config (server or `x-portkey-config`) listing more nodes than this in its
+    `targets` lists, counted over the whole tree, is invalid."""
+    max_attempts_per_request: Annotated[Int, Field(gt=0)] = 20
+    """Upstream attempts one request may make across its whole config tree, retries
+    included; when spent, fallback and retry stop and the last answer is returned."""
+    max_route_header_bytes: Annotated[Int, Field(ge=64)] = 4096
+    """The `x-relaygate-route` response header is cut at an attempt boundary to fit in this
+    many bytes, ending in `...(+N more)`; the request log line keeps the whole route."""
     header_timeout_ms: Annotated[Int, Field(gt=0)] = 10_000
     """Under `relaygate serve`: a request's headers must arrive in full within this time of
     its first byte (of the connection, for its first request); otherwise the client gets 408
@@ -439,7 +455,11 @@ class ServerConfig(_Section):
             notes: list[str] = []
             try:
                 compiled[config_id] = compile_config(
-                    node, config_id=config_id, inherited=inherited, warnings=notes
+                    node,
+                    config_id=config_id,
+                    inherited=inherited,
+                    warnings=notes,
+                    max_targets=self.limits.max_targets_per_config,
                 )
             except ConfigError as exc:
                 issues += exc.prefixed(f"configs.{config_id}").errors
@@ -468,7 +488,13 @@ class ServerConfig(_Section):
             node, prefix, config_id = default, "default_config", DEFAULT_CONFIG_ID
         notes: list[str] = []
         try:
-            result = compile_config(node, config_id=config_id, inherited=inherited, warnings=notes)
+            result = compile_config(
+                node,
+                config_id=config_id,
+                inherited=inherited,
+                warnings=notes,
+                max_targets=self.limits.max_targets_per_config,
+            )
         except ConfigError as exc:
             raise exc.prefixed(prefix) from None
         if warnings is not None:
@@ -500,6 +526,16 @@ def parse_server_config(data: Any, env_issues: list[tuple[str, str]] | None = No
         data = {}
     if not isinstance(data, dict):
         raise ConfigError([*env_issues, (ROOT, "must be a mapping of settings")])
+    configs = data.get("configs")
+    default = data.get("default_config")
+    # Embedded configs are measured before pydantic (recursive) sees them.
+    too_deep: list[tuple[Loc, str]] = []
+    if isinstance(configs, dict):
+        for config_id, raw in configs.items():
+            too_deep += depth_issues(raw, ("configs", str(config_id)))
+    too_deep += depth_issues(default, ("default_config",))
+    if too_deep:
+        raise ConfigError(sorted_errors([*env_issues, *error_from_issues(too_deep).errors]))
     issues: list[tuple[Loc, str]] = []
     config: ServerConfig | None = None
     try:
@@ -509,16 +545,16 @@ def parse_server_config(data: Any, env_issues: list[tuple[str, str]] | None = No
             (_strip_union_tags(loc), message) for loc, message in issues_from_validation_error(exc)
         ]
     # The embedded Portkey configs also get the checks spanning their fields.
-    configs = data.get("configs")
+    max_targets = config.limits.max_targets_per_config if config else DEFAULT_MAX_TARGETS
     if isinstance(configs, dict):
         for config_id, raw in configs.items():
             if isinstance(raw, dict):
-                issues += _cross_field_issues(raw, ("configs", str(config_id)))
+                issues += _cross_field_issues(raw, ("configs", str(config_id)), max_targets)
     if config is not None:
         issues += _key_scope_issues(config)
     default = data.get("default_config")
     if isinstance(default, dict):
-        issues += _cross_field_issues(default, ("default_config",))
+        issues += _cross_field_issues(default, ("default_config",), max_targets)
     elif isinstance(default, str):
         known = configs if isinstance(configs, dict) else {} if configs is None else None
         if known is not None and default not in known:
@@ -551,10 +587,12 @@ def _key_scope_issues(config: ServerConfig) -> list[tuple[Loc, str]]:
     return issues
 
 
-def _cross_field_issues(raw: dict[str, Any], prefix: Loc) -> list[tuple[Loc, str]]:
+def _cross_field_issues(
+    raw: dict[str, Any], prefix: Loc, max_targets: int
+) -> list[tuple[Loc, str]]:
     # Field-shape problems found here repeat those of the ServerConfig validation with the
     # same location and message; they are merged when the error is built.
-    return validate_node(raw, prefix)[1]
+    return validate_node(raw, prefix, max_targets)[1]
 
 
 def _is_within(path: str, parent: str) -> bool:

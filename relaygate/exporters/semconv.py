@@ -57,6 +57,8 @@ EVENT_TIMEOUT: Final = "relaygate.timeout"
 EVENT_FIRST_CHUNK: Final = "relaygate.first_chunk"
 EVENT_STREAM_ERROR: Final = "relaygate.stream_error"
 EVENT_EXHAUSTED: Final = "relaygate.exhausted"
+EVENT_ATTEMPT_BUDGET_SPENT: Final = "relaygate.attempt_budget_spent"
+"""Fallback or retry stopped because the request's `max_attempts_per_request` was spent."""
 
 # -- Prometheus metric names (without the _total/_bucket suffixes the client adds) -----------
 M_REQUESTS: Final = "relaygate_requests"

@@ -24,7 +24,7 @@ from pydantic_core import PydanticCustomError
 from relaygate.auth_headers import PORTKEY_PLACEHOLDER_KEY
 from relaygate.config import ConfigError, Inherited, compile_config
 from relaygate.config.model import RoutingConfig, Target
-from relaygate.config.schema import check_base_url
+from relaygate.config.schema import DEFAULT_MAX_TARGETS, check_base_url
 from relaygate.errors import GatewayError
 from relaygate.exchange import GatewayRequest, GatewayResponse
 from relaygate.exporters import semconv as sc
@@ -53,7 +53,8 @@ class ConfigSources:
     """Where configs come from: the server config's named and default configs, and limits.
 
     ``named`` and ``default`` hold the raw Portkey-format dicts (already validated at load);
-    ``gateway_keys`` are never taken for a provider key.
+    ``gateway_keys`` are never taken for a provider key; ``max_targets`` bounds the targets
+    of every config compiled, header configs included.
     """
 
     named: Mapping[str, Any]
@@ -63,6 +64,7 @@ class ConfigSources:
     max_header_bytes: int = 32768
     gateway_keys: Container[str] = ()
     cache_size: int = 512
+    max_targets: int = DEFAULT_MAX_TARGETS
     egress: EgressPolicy = DEFAULT_POLICY
     forward_sensitive: frozenset[str] = frozenset()
     """Credential headers a caller's config may forward (``security.forward_sensitive_headers``)."""
@@ -209,7 +211,11 @@ class ConfigResolveLayer:
     ) -> RoutingConfig:
         try:
             config = compile_config(
-                raw, config_id=config_id, inherited=inherited, caller_supplied=caller_supplied
+                raw,
+                config_id=config_id,
+                inherited=inherited,
+                max_targets=self._sources.max_targets,
+                caller_supplied=caller_supplied,
             )
         except ConfigError as exc:
             raise GatewayError(

@@ -4,9 +4,11 @@ The layer walks the compiled tree from the root. At each strategy node the pure
 :func:`~relaygate.strategies.selection.plan` says which children to try and in what order;
 in ``fallback`` mode the next child is tried while
 :func:`~relaygate.strategies.triggers.should_fall_back` says the last outcome warrants it and
-the request's deadline has not passed. A leaf binds its target to the request and calls the
-inner handler (retry → timeout → log → provider). Each strategy node gets a span, so the
-trace mirrors the config tree; each move to a next child is a span event and a metric.
+the request's deadline has not passed and its attempt budget is not spent
+(:func:`~relaygate.strategies.budget.attempt_allowed`; a span event says so). A leaf
+binds its target to the request and calls the inner handler (retry → timeout → log →
+provider). Each strategy node gets a span, so the trace mirrors the config tree; each move
+to a next child is a span event and a metric.
 """
 
 from __future__ import annotations
@@ -21,8 +23,16 @@ from relaygate.config.model import Node, Strategy, Target
 from relaygate.errors import GatewayError
 from relaygate.exchange import GatewayRequest, GatewayResponse
 from relaygate.exporters import semconv as sc
+from relaygate.middleware.budget import record_budget_spent
 from relaygate.pipeline import Handler
-from relaygate.strategies import NoRoute, RoutingInput, classify, plan, should_fall_back
+from relaygate.strategies import (
+    NoRoute,
+    RoutingInput,
+    attempt_allowed,
+    classify,
+    plan,
+    should_fall_back,
+)
 from relaygate.strategies.reasons import Reason
 from relaygate.telemetry import Telemetry, exemplar
 
@@ -76,8 +86,12 @@ class FallbackLayer:
                     failure = _failure(response)
                     if not should_fall_back(response.status, failure, node.on_status_codes):
                         return response
-                    reason = classify(response.status, failure).value
                     nxt = children[index + 1]
+                    ctx = request.ctx
+                    if not attempt_allowed(ctx.attempts_started, ctx.max_attempts):
+                        record_budget_spent(tel, ctx.attempts_started, nxt.path)
+                        return response
+                    reason = classify(response.status, failure).value
                     _record_fallback(tel, request, node, child, nxt, reason)
                     await response.aclose()
                 assert response is not None

@@ -3,7 +3,9 @@
 The decision (which statuses, how many, how long: backoff with jitter or the upstream's
 Retry-After, bounded by the request deadline) is
 :func:`~relaygate.strategies.backoff.decide_retry`; this layer only loops, sleeps through the
-injected ``sleep`` and records. Each retry is a span event and a metric sample on the target.
+injected ``sleep`` and records. It is also where attempts are counted against the request's
+attempt budget: once spent, no retry starts and the last answer is returned. Each retry is
+a span event and a metric sample on the target.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from opentelemetry.trace import get_current_span
 
 from relaygate.exchange import GatewayRequest, GatewayResponse
 from relaygate.exporters import semconv as sc
+from relaygate.middleware.budget import record_budget_spent
 from relaygate.pipeline import Handler
-from relaygate.strategies import Backoff, classify, decide_retry
+from relaygate.strategies import Backoff, attempt_allowed, classify, decide_retry
 from relaygate.strategies.reasons import Reason
 from relaygate.telemetry import Telemetry
 
@@ -60,13 +63,16 @@ class RetryLayer:
             settings = target.retry
             if settings.attempts > cap:
                 settings = replace(settings, attempts=cap)
+            ctx = request.ctx
             if settings.attempts == 0:
+                ctx.attempts_started += 1
                 return await inner(request.derive(attempt=1))
             attrs = {sc.TARGET_PATH: target.path, sc.GEN_AI_PROVIDER_NAME: target.provider}
             with tel.layer_span(sc.SPAN_RETRY, attrs) as span:
                 retries = 0
                 waited = 0.0
                 while True:
+                    ctx.attempts_started += 1
                     response = await inner(request.derive(attempt=retries + 1, backoff_s=waited))
                     if response.ok or settings.attempts == 0:
                         if span.is_recording():
@@ -90,6 +96,11 @@ class RetryLayer:
                         remaining_s=remaining,
                     )
                     if not decision.retry:
+                        if span.is_recording():
+                            span.set_attribute(sc.ATTEMPTS, retries + 1)
+                        return response
+                    if not attempt_allowed(ctx.attempts_started, ctx.max_attempts):
+                        record_budget_spent(tel, ctx.attempts_started, target.path)
                         if span.is_recording():
                             span.set_attribute(sc.ATTEMPTS, retries + 1)
                         return response

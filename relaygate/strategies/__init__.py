@@ -11,6 +11,7 @@ from relaygate.strategies.backoff import (
     parse_retry_after,
     retry_status,
 )
+from relaygate.strategies.budget import attempt_allowed
 from relaygate.strategies.conditions import matches, validate_query
 from relaygate.strategies.reasons import Reason, classify
 from relaygate.strategies.selection import NoRoute, RoutingInput, pick_weighted, plan
@@ -22,6 +23,7 @@ __all__ = [
     "Reason",
     "RetryDecision",
     "RoutingInput",
+    "attempt_allowed",
     "backoff_delay",
     "classify",
     "decide_retry",

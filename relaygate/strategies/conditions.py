@@ -6,6 +6,11 @@ condition is a literal (shorthand for ``$eq``) or an object of comparison operat
 of a query, and all operators of a condition, must hold. Evaluation never raises: anything
 malformed or incomparable simply does not match, and :func:`validate_query` reports the
 malformed parts once, when the config is loaded.
+
+``$regex`` runs on RE2 (the ``google-re2`` package), whose matching time is linear in the
+length of the text: a caller's pattern cannot hold the event loop the way a backtracking
+engine can (``^(a+)+$``). RE2 has no backreferences or lookaround; patterns using them are
+refused when the config is validated.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final
+
+import re2
 
 COMPARISON_OPERATORS: Final = frozenset(
     {"$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$regex"}
@@ -40,13 +47,92 @@ class _Missing:
 MISSING: Final = _Missing()
 
 
-@functools.lru_cache(maxsize=256)
-def _compile(pattern: str) -> re.Pattern[str] | None:
-    """The compiled ``pattern``, or ``None`` if it is not a valid Python regex."""
+MAX_REGEX_LENGTH: Final = 1000
+"""Longest ``$regex`` pattern accepted, in characters."""
+
+MAX_QUERY_NESTING: Final = 8
+"""How many levels of ``$and``/``$or`` a query may nest."""
+
+REGEX_MAX_MEM: Final = 1 << 20
+"""Memory budget of one compiled pattern, in bytes (RE2's ``max_mem``; its default is 8 MiB).
+
+A pattern whose program does not fit is refused as too complex; matching a pattern whose
+lazily built DFA outgrows it falls back to RE2's slower, still linear, NFA.
+"""
+
+_REGEX_CACHE_SIZE: Final = 256
+_NOT_UTF8: Final = "not representable in UTF-8"
+
+Loc = tuple[str | int, ...]
+"""A location inside a config: keys and list indexes."""
+
+
+def _options() -> Any:
+    options = re2.Options()
+    options.max_mem = REGEX_MAX_MEM
+    options.log_errors = False  # a refused pattern is reported by validate_query, not stderr
+    return options
+
+
+_OPTIONS: Final = _options()
+
+
+def _re2_compile(pattern: str) -> tuple[Any, str | None]:
+    """``(compiled, None)``, or ``(None, reason)`` when RE2 refuses ``pattern``."""
     try:
-        return re.compile(pattern)
-    except (re.error, RecursionError, OverflowError):
+        return re2.compile(pattern, _OPTIONS), None
+    except re2.error as exc:
+        return None, str(exc)
+    except UnicodeEncodeError:  # a lone surrogate: not representable in UTF-8
+        return None, _NOT_UTF8
+
+
+@functools.lru_cache(maxsize=_REGEX_CACHE_SIZE)
+def _compile(pattern: str) -> Any:
+    """The RE2-compiled ``pattern``, or ``None`` if RE2 cannot compile it.
+
+    Bounded twice: at most ``_REGEX_CACHE_SIZE`` patterns are kept, each within
+    :data:`REGEX_MAX_MEM`.
+    """
+    if len(pattern) > MAX_REGEX_LENGTH:
         return None
+    return _re2_compile(pattern)[0]
+
+
+def _python_accepts(pattern: str) -> bool:
+    """Whether Python's ``re`` compiles ``pattern`` (compiling never runs a match)."""
+    try:
+        re.compile(pattern)
+    except (re.error, RecursionError, OverflowError, ValueError):
+        return False
+    return True
+
+
+def regex_problem(pattern: str) -> str | None:
+    """Why ``pattern`` cannot be a ``$regex``, or ``None`` when it can.
+
+    Distinguishes syntax RE2 deliberately lacks (valid for Python's backtracking ``re``:
+    backreferences, lookaround, ``\\Z``...) from patterns that are simply malformed or too
+    large. Messages never quote the pattern.
+    """
+    if len(pattern) > MAX_REGEX_LENGTH:
+        return f"$regex is longer than {MAX_REGEX_LENGTH} characters"
+    compiled, reason = _re2_compile(pattern)
+    if compiled is not None:
+        return None
+    if reason == _NOT_UTF8:
+        return "$regex is not valid UTF-8 text"
+    if reason is not None and ("too large" in reason or "repetition size" in reason):
+        return (
+            "$regex is too complex for the linear-time regex engine (RE2): too large, "
+            "or repeating more than 1000 times in all"
+        )
+    if _python_accepts(pattern):
+        return (
+            "$regex uses syntax the linear-time regex engine (RE2) does not support, "
+            "such as backreferences or lookaround (write \\z for \\Z)"
+        )
+    return "$regex is not a valid regular expression"
 
 
 def resolve(doc: Any, path: str) -> Any:
@@ -121,7 +207,12 @@ def _operator(op: str, operand: Any, value: Any) -> bool:
         if missing or not isinstance(value, str) or not isinstance(operand, str):
             return False
         compiled = _compile(operand)
-        return compiled is not None and compiled.search(value) is not None
+        if compiled is None:
+            return False
+        try:
+            return compiled.search(value) is not None
+        except UnicodeEncodeError:  # a lone surrogate in the value
+            return False
     if missing:
         return False
     if op == "$gt":
@@ -163,7 +254,8 @@ def matches(query: Mapping[str, Any], doc: Mapping[str, Any]) -> bool:
 
     Equality is JSON equality in which booleans are not numbers (``True`` never equals
     ``1``). Ordering operators compare two numbers or two strings; any other pair does not
-    match. ``$regex`` is :func:`re.search` on a string value; an invalid pattern does not
+    match. ``$regex`` is an RE2 search (unanchored, like :func:`re.search`) on a string
+    value; a pattern RE2 cannot compile, or longer than :data:`MAX_REGEX_LENGTH`, does not
     match. On a missing path only ``$ne`` and ``$nin`` match. An unknown operator does not
     match. An empty query matches everything.
     """
@@ -184,54 +276,86 @@ def _key_holds(key: Any, condition: Any, doc: Mapping[str, Any]) -> bool:
     return _condition(condition, resolve(doc, key))
 
 
-def _validate_condition(condition: Any, path: str) -> list[tuple[str, str]]:
+def _condition_issues(condition: Any, loc: Loc) -> list[tuple[Loc, str]]:
     if not _is_operator_object(condition):
         return []
-    errors: list[tuple[str, str]] = []
+    issues: list[tuple[Loc, str]] = []
     for op, operand in condition.items():
-        here = f"{path}.{op}"
+        here = (*loc, op)
         if not isinstance(op, str) or not op.startswith("$"):
-            errors.append((here, "cannot mix field names with operators in a condition"))
+            issues.append((here, "cannot mix field names with operators in a condition"))
         elif op not in COMPARISON_OPERATORS:
             allowed = ", ".join(sorted(COMPARISON_OPERATORS))
-            errors.append((here, f"unknown operator {op!r} (allowed: {allowed})"))
+            issues.append((here, f"unknown operator (allowed: {allowed})"))
         elif op in ("$in", "$nin") and not isinstance(operand, list | tuple):
-            errors.append((here, f"{op} takes a list"))
+            issues.append((here, f"{op} takes a list"))
         elif op == "$regex":
             if not isinstance(operand, str):
-                errors.append((here, "$regex takes a string"))
-            elif _compile(operand) is None:
-                errors.append((here, "$regex is not a valid regular expression"))
-    return errors
+                issues.append((here, "$regex takes a string"))
+            else:
+                problem = regex_problem(operand)
+                if problem is not None:
+                    issues.append((here, problem))
+    return issues
+
+
+def query_issues(query: Any, loc: Loc = ()) -> list[tuple[Loc, str]]:
+    """Static errors in a conditional-routing query, as ``(location, message)`` pairs.
+
+    ``loc`` locates ``query`` in the config (e.g. ``("strategy", "conditions", 0,
+    "query")``); issue locations extend it with the key, the operator, and list indexes
+    under ``$and``/``$or``. Reported: a query that is not an object, keys that are neither
+    ``$and``/``$or`` nor start with ``metadata.``/``params.``, ``$and``/``$or`` not a list
+    (or holding a non-object) or nesting more than :data:`MAX_QUERY_NESTING` levels, unknown
+    operators, ``$in``/``$nin`` not a list, ``$regex`` not a string, longer than
+    :data:`MAX_REGEX_LENGTH` or not compiling on RE2, and field names mixed with operators
+    in one condition. The walk is iterative. An empty list means valid.
+    """
+    issues: list[tuple[Loc, str]] = []
+    stack: list[tuple[Any, Loc, int]] = [(query, loc, 0)]
+    while stack:
+        current, at, level = stack.pop()
+        if not isinstance(current, Mapping):
+            issues.append((at, "a condition query must be an object"))
+            continue
+        for key, condition in current.items():
+            if not isinstance(key, str):
+                issues.append((at, "query keys must be strings"))
+                continue
+            here = (*at, key)
+            if key in LOGICAL_OPERATORS:
+                if not isinstance(condition, list | tuple):
+                    issues.append((here, f"{key} takes a list of queries"))
+                elif level >= MAX_QUERY_NESTING:
+                    issues.append(
+                        (here, f"$and/$or nest more than {MAX_QUERY_NESTING} levels deep")
+                    )
+                else:
+                    stack.extend(
+                        (sub, (*here, i), level + 1)
+                        for i, sub in reversed(list(enumerate(condition)))
+                    )
+            elif key.startswith("$"):
+                issues.append((here, "unknown logical operator (allowed: $and, $or)"))
+            elif not key.startswith(PATH_ROOTS) or key in PATH_ROOTS:
+                issues.append((here, "a query path must start with 'metadata.' or 'params.'"))
+            else:
+                issues.extend(_condition_issues(condition, here))
+    return issues
+
+
+def _render(path: str, loc: Loc) -> str:
+    out = path
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
 
 
 def validate_query(query: Any, path: str) -> list[tuple[str, str]]:
-    """Static errors in a conditional-routing query, as ``(path, message)`` pairs.
+    """:func:`query_issues` with paths rendered as text under ``path``.
 
     ``path`` locates ``query`` in the config (e.g. ``strategy.conditions[0].query``); error
-    paths extend it with ``.<key>``, ``.<key>.<operator>`` and ``.$and[i]``. Reported: a
-    query that is not an object, keys that are neither ``$and``/``$or`` nor start with
-    ``metadata.``/``params.``, ``$and``/``$or`` not a list (or holding a non-object), unknown
-    operators, ``$in``/``$nin`` not a list, ``$regex`` not a string or not compiling, and
-    field names mixed with operators in one condition. An empty list means valid.
+    paths extend it with ``.<key>``, ``.<key>.<operator>`` and ``.$and[i]``. An empty list
+    means valid.
     """
-    if not isinstance(query, Mapping):
-        return [(path, "a condition query must be an object")]
-    errors: list[tuple[str, str]] = []
-    for key, condition in query.items():
-        here = f"{path}.{key}"
-        if not isinstance(key, str):
-            errors.append((path, f"query key {key!r} is not a string"))
-        elif key in LOGICAL_OPERATORS:
-            if not isinstance(condition, list | tuple):
-                errors.append((here, f"{key} takes a list of queries"))
-                continue
-            for i, sub in enumerate(condition):
-                errors.extend(validate_query(sub, f"{here}[{i}]"))
-        elif key.startswith("$"):
-            errors.append((here, f"unknown logical operator {key!r} (allowed: $and, $or)"))
-        elif not key.startswith(PATH_ROOTS) or key in PATH_ROOTS:
-            errors.append((here, "a query path must start with 'metadata.' or 'params.'"))
-        else:
-            errors.extend(_validate_condition(condition, here))
-    return errors
+    return [(_render(path, loc), message) for loc, message in query_issues(query)]

@@ -21,7 +21,7 @@ from relaygate.config import (
     load_config_json,
     parse_config,
 )
-from relaygate.config.schema import MAX_NESTING
+from relaygate.config.schema import DEFAULT_MAX_TARGETS, MAX_CONFIG_DEPTH, MAX_NESTING
 
 SECRET = "sk-live-DO-NOT-LEAK-1234567890"
 
@@ -768,3 +768,123 @@ def test_invalid_json_error_does_not_echo_the_text() -> None:
     with pytest.raises(ConfigError) as info:
         load_config_json('{"provider": "openai", "api_key": "' + SECRET + '" oops}')
     assert SECRET not in str(info.value)
+
+
+# --- hostile-input bounds ------------------------------------------------------------------
+
+
+def conditional(query: Any) -> dict[str, Any]:
+    """A conditional config routing on ``query`` to one of two named targets."""
+    return {
+        "strategy": {
+            "mode": "conditional",
+            "conditions": [
+                {"query": {"params.model": "gpt-4o"}, "then": "a"},
+                {"query": query, "then": "b"},
+            ],
+            "default": "a",
+        },
+        "targets": [
+            {"name": "a", "provider": "openai", "api_key": "k"},
+            {"name": "b", "provider": "openai", "api_key": "k"},
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("query", "path", "fragment"),
+    [
+        (
+            {"params.model": {"$regex": r"(gpt)\1"}},
+            "strategy.conditions[1].query.params.model.$regex",
+            "linear-time regex engine (RE2) does not support",
+        ),
+        (
+            {"params.model": {"$regex": "a("}},
+            "strategy.conditions[1].query.params.model.$regex",
+            "not a valid regular expression",
+        ),
+        (
+            {"metadata.plan": {"$like": "x"}},
+            "strategy.conditions[1].query.metadata.plan.$like",
+            "unknown operator",
+        ),
+        ({"headers.x": "y"}, "strategy.conditions[1].query.headers.x", "must start with"),
+        (
+            {"$or": [{"metadata.a": 1}, {"params.model": {"$in": "x"}}]},
+            "strategy.conditions[1].query.$or[1].params.model.$in",
+            "takes a list",
+        ),
+    ],
+    ids=["backreference", "bad-regex", "unknown-operator", "bad-prefix", "inside-or"],
+)
+def test_a_malformed_condition_query_is_a_config_error_at_its_path(
+    query: Any, path: str, fragment: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        compile_config(conditional(query), config_id="c")
+    [(where, message)] = info.value.errors
+    assert where == path
+    assert fragment in message
+
+
+def test_condition_queries_nested_below_the_root_are_checked_too() -> None:
+    raw = {
+        "strategy": {"mode": "fallback"},
+        "targets": [conditional({"params.model": {"$regex": "(?=x)"}})],
+    }
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw)
+    assert [p for p, _ in info.value.errors] == [
+        "targets[0].strategy.conditions[1].query.params.model.$regex"
+    ]
+
+
+def test_a_config_nesting_past_the_depth_bound_is_refused_naming_the_field() -> None:
+    deep: Any = 1
+    for _ in range(5_000):
+        deep = {"a": deep}
+    raw = {"provider": "openai", "override_params": {"x": deep}}
+    with pytest.raises(ConfigError) as info:
+        compile_config(raw, config_id="c")
+    [(where, message)] = info.value.errors
+    assert where == "override_params.x.a.a"
+    assert f"nests more than {MAX_CONFIG_DEPTH} levels deep" in message
+
+
+def test_a_config_at_the_depth_bound_compiles() -> None:
+    deep: Any = 1
+    for _ in range(MAX_CONFIG_DEPTH - 2):
+        deep = {"a": deep}
+    raw = {"provider": "openai", "override_params": {"x": deep}}
+    compiled = compile_config(raw, config_id="c")
+    assert isinstance(compiled.root, Target)
+
+
+def fan_out(count: int) -> dict[str, Any]:
+    """A fallback config over ``count`` targets."""
+    return {
+        "strategy": {"mode": "fallback"},
+        "targets": [{"provider": "openai", "api_key": "k"} for _ in range(count)],
+    }
+
+
+def test_more_targets_than_the_default_bound_are_refused() -> None:
+    with pytest.raises(ConfigError) as info:
+        compile_config(fan_out(DEFAULT_MAX_TARGETS + 1), config_id="c")
+    [(where, message)] = info.value.errors
+    assert where == "targets"
+    assert f"more than {DEFAULT_MAX_TARGETS} targets" in message
+    assert "limits.max_targets_per_config" in message
+
+
+def test_targets_are_counted_over_the_whole_tree() -> None:
+    raw = {"strategy": {"mode": "fallback"}, "targets": [fan_out(3), fan_out(3)]}
+    compile_config(raw, config_id="c", max_targets=8)
+    with pytest.raises(ConfigError, match="more than 7 targets"):
+        compile_config(raw, config_id="c", max_targets=7)
+
+
+def test_the_target_bound_is_a_parameter() -> None:
+    compiled = compile_config(fan_out(60), config_id="c", max_targets=60)
+    assert len(compiled.targets) == 60

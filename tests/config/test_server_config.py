@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from relaygate.cli import main
 from relaygate.config import (
     ConfigError,
     Secret,
@@ -16,6 +17,7 @@ from relaygate.config import (
     Strategy,
     explain,
     load_server_config,
+    parse_server_config,
 )
 
 SECRET = "sk-live-DO-NOT-LEAK-1234567890"
@@ -400,3 +402,79 @@ def test_explain_lists_each_problem_with_hints() -> None:
 def test_explain_suggests_the_closest_known_field(key: str, suggestion: str) -> None:
     text = explain(ConfigError([(f"x.{key}", "unknown field")]))
     assert f"did you mean '{suggestion}'?" in text
+
+
+# --- hostile-input bounds in the server config ---------------------------------------------
+
+
+def _conditional_with(regex: str) -> dict[str, Any]:
+    return {
+        "strategy": {
+            "mode": "conditional",
+            "conditions": [{"query": {"params.model": {"$regex": regex}}, "then": "a"}],
+        },
+        "targets": [{"name": "a", "provider": "openai", "api_key": "k"}],
+    }
+
+
+def test_a_bad_condition_query_in_a_named_or_default_config_is_reported_at_load() -> None:
+    data = {
+        "configs": {"prod": _conditional_with("(?<=x)y")},
+        "default_config": _conditional_with("a("),
+    }
+    with pytest.raises(ConfigError) as info:
+        parse_server_config(data)
+    assert [p for p, _ in info.value.errors] == [
+        "configs.prod.strategy.conditions[0].query.params.model.$regex",
+        "default_config.strategy.conditions[0].query.params.model.$regex",
+    ]
+
+
+def test_relaygate_validate_prints_a_bad_condition_query(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = tmp_path / "server.yaml"
+    server.write_text(yaml.safe_dump({"configs": {"prod": _conditional_with(r"(a)\1")}}))
+    portkey = tmp_path / "config.json"
+    portkey.write_text(json.dumps(_conditional_with(r"(a)\1")))
+    assert main(["validate", str(server)]) == 1
+    assert main(["validate", str(portkey)]) == 1
+    out = capsys.readouterr().out
+    assert "configs.prod.strategy.conditions[0].query.params.model.$regex: $regex uses" in out
+    assert "\n  strategy.conditions[0].query.params.model.$regex: $regex uses" in out
+
+
+def test_a_server_config_nesting_too_deep_is_refused_before_validation() -> None:
+    deep: Any = 1
+    for _ in range(900):
+        deep = [deep]
+    data = {
+        "configs": {"prod": {"provider": "openai", "override_params": {"x": deep}}},
+        "default_config": {"provider": "openai", "override_params": {"y": deep}},
+    }
+    with pytest.raises(ConfigError) as info:
+        parse_server_config(data)
+    assert info.value.errors == [
+        ("configs.prod.override_params.x[0][0]", "nests more than 64 levels deep"),
+        ("default_config.override_params.y[0][0]", "nests more than 64 levels deep"),
+    ]
+
+
+def _fallback_over(count: int) -> dict[str, Any]:
+    return {
+        "strategy": {"mode": "fallback"},
+        "targets": [{"provider": "openai", "api_key": "k"} for _ in range(count)],
+    }
+
+
+def test_the_target_bound_of_the_server_config_applies_to_its_own_configs() -> None:
+    with pytest.raises(ConfigError, match="more than 50 targets"):
+        parse_server_config({"configs": {"big": _fallback_over(51)}})
+    server = parse_server_config(
+        {"configs": {"big": _fallback_over(51)}, "limits": {"max_targets_per_config": 60}}
+    )
+    assert len(server.compiled_configs()["big"].targets) == 51
+    with pytest.raises(ConfigError, match=r"configs\.big\.targets: the config has more than 40"):
+        parse_server_config(
+            {"configs": {"big": _fallback_over(41)}, "limits": {"max_targets_per_config": 40}}
+        )

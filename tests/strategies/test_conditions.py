@@ -311,3 +311,98 @@ def test_validate_reports_every_error() -> None:
         "q.metadata.a.$in",
         "q.bad",
     ]
+
+
+# --- $regex runs on RE2 ------------------------------------------------------------------
+
+
+def test_a_catastrophic_backtracking_pattern_answers_at_once() -> None:
+    """``^(a+)+$`` against 40 ``a`` and a ``!`` is 2**40 steps for a backtracking engine
+    (this test would not finish on Python's ``re``); RE2 is linear in the text."""
+    doc = {"metadata": {}, "params": {"user": "a" * 40 + "!"}}
+    assert matches({"params.user": {"$regex": "^(a+)+$"}}, doc) is False
+    assert matches({"params.user": {"$regex": "^(a+)+!$"}}, doc) is True
+
+
+@pytest.mark.parametrize(
+    ("pattern", "text", "expected"),
+    [
+        ("gpt-4", "gpt-4o-mini", True),
+        ("^gpt-4o$", "gpt-4o-mini", False),
+        ("(?i)^GPT", "gpt-4o", True),
+        (r"\d+k$", "ctx-128k", True),
+        ("^é", "été", True),
+    ],
+    ids=["search-unanchored", "anchored", "inline-flag", "classes", "unicode-text"],
+)
+def test_regex_keeps_search_semantics_on_strings(pattern: str, text: str, expected: bool) -> None:
+    doc = {"metadata": {}, "params": {"model": text, "n": 5}}
+    assert matches({"params.model": {"$regex": pattern}}, doc) is expected
+    assert matches({"params.n": {"$regex": "5"}}, doc) is False
+
+
+def test_a_backreference_never_matches_even_where_python_re_would() -> None:
+    doc = {"metadata": {}, "params": {"model": "aa"}}
+    assert matches({"params.model": {"$regex": r"(a)\1"}}, doc) is False
+
+
+@pytest.mark.parametrize(
+    ("pattern", "fragment"),
+    [
+        (r"(a)\1", "linear-time regex engine (RE2) does not support"),
+        ("(?=gpt)", "linear-time regex engine (RE2) does not support"),
+        ("(?<!x)y", "linear-time regex engine (RE2) does not support"),
+        (r"end\Z", "linear-time regex engine (RE2) does not support"),
+        ("a(", "not a valid regular expression"),
+        ("a" * 1001, "longer than 1000 characters"),
+        ("((a{100}){100}){100}", "too complex"),
+        (r"\pL{1000}", "too complex"),
+    ],
+    ids=[
+        "backreference",
+        "lookahead",
+        "lookbehind",
+        "python-end-anchor",
+        "malformed",
+        "too-long",
+        "too-many-repetitions",
+        "too-large",
+    ],
+)
+def test_validate_refuses_patterns_the_linear_engine_cannot_run(
+    pattern: str, fragment: str
+) -> None:
+    errors = validate_query({"params.model": {"$regex": pattern}}, "q")
+    assert len(errors) == 1
+    path, message = errors[0]
+    assert path == "q.params.model.$regex"
+    assert fragment in message
+    assert pattern not in message
+
+
+def test_a_pattern_of_exactly_the_length_limit_is_accepted() -> None:
+    assert validate_query({"params.model": {"$regex": "a" * 1000}}, "q") == []
+
+
+def test_and_or_nesting_past_the_bound_is_reported_once_without_recursing() -> None:
+    query: dict[str, Any] = {"params.model": "x"}
+    for _ in range(5_000):
+        query = {"$or": [query]}
+    errors = validate_query(query, "q")
+    assert len(errors) == 1
+    assert "nest more than 8 levels" in errors[0][1]
+
+
+def test_and_or_nesting_at_the_bound_is_accepted() -> None:
+    query: dict[str, Any] = {"params.model": "x"}
+    for _ in range(8):
+        query = {"$and": [query]}
+    assert validate_query(query, "q") == []
+
+
+def test_lone_surrogates_neither_match_nor_raise() -> None:
+    doc = {"metadata": {}, "params": {"model": "gpt\ud800"}}
+    assert matches({"params.model": {"$regex": "gpt"}}, doc) is False
+    assert matches({"params.model": {"$regex": "\ud800"}}, doc) is False
+    [(_, message)] = validate_query({"params.model": {"$regex": "\ud800"}}, "q")
+    assert message == "$regex is not valid UTF-8 text"
