@@ -159,6 +159,12 @@ class ClientMetrics(GatewayMetrics):
                 ("label",),
                 registry=reg,
             ),
+            "telemetry_errors": Counter(
+                sc.M_TELEMETRY_ERRORS,
+                "Telemetry calls that raised and were swallowed (exporters, hooks, metrics, "
+                "logs); the requests they belonged to were answered as usual.",
+                registry=reg,
+            ),
         }
         for name, family in families.items():
             setattr(self, name, family)

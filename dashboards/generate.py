@@ -73,6 +73,11 @@ NOT_SHOWN: dict[str, str] = {
         "callers' configs recorded as other past the label budget. Read it in Prometheus when "
         "a caller's inline target names or models show up as other."
     ),
+    sc.M_TELEMETRY_ERRORS: (
+        "A guard on the telemetry itself, not on traffic: it counts exporter, hook, metric and "
+        "log calls that raised and were swallowed so the request could still be answered. "
+        "Alert on any increase in Prometheus rather than watching it on a traffic dashboard."
+    ),
 }
 """Exported metric families deliberately not shown in any panel, with the reason."""
 

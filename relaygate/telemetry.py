@@ -11,6 +11,7 @@ or metric never fails a request.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
@@ -47,9 +48,24 @@ class Telemetry:
     logger: Any = field(default_factory=_default_logger)
     detail: Detail = "full"
     clock: Callable[[], float] = time.perf_counter
-    errors: int = 0
     shutdown: Callable[[], None] = lambda: None
     request_hooks: list[Callable[[RequestContext, int], None]] = field(default_factory=list)
+    _errors: int = field(default=0, init=False, repr=False)
+
+    @property
+    def errors(self) -> int:
+        """Telemetry calls that raised and were swallowed so far (``tel.errors += 1`` counts
+        one); each is also counted in ``metrics``' ``relaygate_telemetry_errors_total``."""
+        return self._errors
+
+    @errors.setter
+    def errors(self, value: int) -> None:
+        added = value - self._errors
+        self._errors = value
+        if added > 0:
+            # The count above stands even when the metrics themselves are broken.
+            with contextlib.suppress(Exception):
+                self.metrics.telemetry_errors.inc(added)
 
     @property
     def spans_for_attempts(self) -> bool:

@@ -201,13 +201,36 @@ class _LabelledFamily(Generic[_ChildT]):
         added by the recording thread while another thread scrapes)."""
         return list(self._children.copy().values())
 
+    def children(self) -> list[_ChildT]:
+        """The children in creation order; safe to call from another thread while one records."""
+        return self._snapshot()
+
 
 class CounterFamily(_LabelledFamily[CounterChild]):
-    """A labelled counter family, exported as ``<name>_total`` (plus ``<name>_created``)."""
+    """A counter family, exported as ``<name>_total`` (plus ``<name>_created``).
+
+    With label names, children are created on first use; without, the family has exactly one
+    series, created (at 0) with the family, that :meth:`inc` and :attr:`value` act on, as a
+    ``prometheus_client`` ``Counter`` without labels.
+    """
 
     __slots__ = ()
     type: ClassVar[str] = "counter"
     """The Prometheus metric type."""
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str]) -> None:
+        super().__init__(name, documentation, labelnames)
+        if not self.labelnames:
+            self._children[()] = CounterChild(())
+
+    def inc(self, amount: float = 1) -> None:
+        """Add ``amount`` to the one series of a family without labels."""
+        self._children[()].inc(amount)
+
+    @property
+    def value(self) -> float:
+        """The running total of the one series of a family without labels."""
+        return self._children[()].value
 
     def _new_child(self, labels: tuple[str, ...]) -> CounterChild:
         return CounterChild(labels)
@@ -256,6 +279,11 @@ class HistogramFamily(_LabelledFamily[HistogramChild]):
         self._bounds = tuple(bounds)
         le = [floatToGoString(b) for b in bounds]  # type: ignore[no-untyped-call]
         self._le = (*le, "+Inf")
+
+    @property
+    def bounds(self) -> tuple[float, ...]:
+        """The finite upper bounds, ascending (``+Inf`` is implied)."""
+        return self._bounds
 
     def _new_child(self, labels: tuple[str, ...]) -> HistogramChild:
         return HistogramChild(labels, self._bounds)
@@ -488,6 +516,12 @@ class GatewayMetrics:
             "budget, or too long), by budget.",
             ("label",),
         )
+        self.telemetry_errors = CounterFamily(
+            sc.M_TELEMETRY_ERRORS,
+            "Telemetry calls that raised and were swallowed (exporters, hooks, metrics, logs); "
+            "the requests they belonged to were answered as usual.",
+            (),
+        )
         self.labels = LabelPolicy(
             LabelBudget(max_caller_label_values, on_overflow=self._overflowed), models
         )
@@ -510,6 +544,7 @@ class GatewayMetrics:
                 self.genai_duration,
                 self.genai_tokens,
                 self.label_overflow,
+                self.telemetry_errors,
             )
         )
         """The collector exporting every family above, in this order."""

@@ -77,6 +77,7 @@ M_FALLBACKS: Final = "relaygate_fallbacks"
 M_GENAI_DURATION: Final = "gen_ai_client_operation_duration_seconds"
 M_GENAI_TOKENS: Final = "gen_ai_client_token_usage"
 M_LABEL_OVERFLOW: Final = "relaygate_label_overflow"
+M_TELEMETRY_ERRORS: Final = "relaygate_telemetry_errors"
 
 # -- bucket boundaries ------------------------------------------------------------------------
 GENAI_DURATION_BUCKETS: Final = (

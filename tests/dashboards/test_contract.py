@@ -42,6 +42,8 @@ def _families() -> dict[str, tuple[str, frozenset[str]]]:
     labels = {family.name: frozenset(family.labelnames) for family in metrics.collector.families}
     families: dict[str, tuple[str, frozenset[str]]] = {}
     for exposed, kind in types.items():
+        if kind == "gauge" and exposed.removesuffix("_created") in labels and exposed not in labels:
+            continue  # the text format's ``_created`` companion of a counter without labels
         family = exposed.removesuffix("_total") if kind == "counter" else exposed
         families[family] = (kind, labels[family])
     return families

@@ -147,6 +147,12 @@ def reference(registry: CollectorRegistry) -> SimpleNamespace:
             ("label",),
             registry=reg,
         ),
+        telemetry_errors=Counter(
+            sc.M_TELEMETRY_ERRORS,
+            "Telemetry calls that raised and were swallowed (exporters, hooks, metrics, logs); "
+            "the requests they belonged to were answered as usual.",
+            registry=reg,
+        ),
     )
 
 
@@ -198,6 +204,8 @@ def record(m: Any) -> None:
     m.genai_tokens.labels("chat", "openai", "gpt-4o", "output").observe(345)
     m.label_overflow.labels("model").inc()
     m.label_overflow.labels("model").inc()
+    m.telemetry_errors.inc()
+    m.telemetry_errors.inc(2)
     for wrong in ((), ("default",), ("default", "chat", "2xx", "extra")):
         with pytest.raises(ValueError):
             m.requests.labels(*wrong)

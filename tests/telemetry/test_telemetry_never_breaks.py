@@ -68,6 +68,8 @@ async def test_a_raising_request_hook_does_not_fail_requests() -> None:
     response = await gateway(tel).handle(Operation.CHAT, CHAT, {})
     assert response.status == 200
     assert tel.errors >= 1
+    exported = tel.metrics.registry.get_sample_value("relaygate_telemetry_errors_total")
+    assert exported == tel.errors
 
 
 async def test_a_raising_logger_does_not_fail_requests() -> None:
@@ -83,3 +85,15 @@ async def test_a_raising_logger_does_not_fail_requests() -> None:
     assert response.status == 200
     assert tel.errors >= 1
     assert tel.metrics.registry.get_sample_value("relaygate_requests_in_flight") == 0
+    exported = tel.metrics.registry.get_sample_value("relaygate_telemetry_errors_total")
+    assert exported == tel.errors
+
+
+def test_swallowed_errors_are_counted_even_when_the_metrics_themselves_are_broken() -> None:
+    """``errors`` keeps counting when the exported counter cannot be reached."""
+    tel = Telemetry(metrics=GatewayMetrics(CollectorRegistry()))
+    tel.guard(lambda: 1 / 0)
+    assert tel.metrics.registry.get_sample_value("relaygate_telemetry_errors_total") == 1
+    tel.metrics = object()  # type: ignore[assignment]
+    tel.guard(lambda: 1 / 0)
+    assert tel.errors == 2
