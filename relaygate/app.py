@@ -277,6 +277,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 def create_app(
     config: ServerConfig | Mapping[str, Any] | str | Path | None = None,
     deps: GatewayDeps | None = None,
+    *,
+    metrics_dir: str | Path | None = None,
 ) -> Starlette:
     """An ASGI app serving relaygate for ``config``.
 
@@ -286,6 +288,9 @@ def create_app(
     :class:`Gateway` is reachable as ``app.state.gateway`` and the live status page's
     :class:`StatusBoard` as ``app.state.status``; the page is ``GET /status``. The API's
     OpenAPI description (:mod:`relaygate.openapi`) is ``GET /openapi.json``.
+    ``metrics_dir`` is the directory that the worker processes of one instance share, so
+    that ``/metrics`` in any of them answers for all (:mod:`relaygate.exporters.workers`);
+    ``None`` (one process) serves this process's metrics alone.
     """
     server = _server_config(config)
     gateway = Gateway(server, deps)
@@ -309,7 +314,15 @@ def create_app(
     async def openapi(_: Request) -> Response:
         return Response(spec, media_type="application/json")
 
+    workers = None
+    if metrics_dir is not None and metrics_on:
+        from relaygate.exporters.workers import WorkerMetrics  # Unix only (sockets, flock)
+
+        workers = WorkerMetrics(Path(metrics_dir), gateway.telemetry)
+
     async def metrics(request: Request) -> Response:
+        if workers is not None:
+            await workers.refresh()
         encoder, content_type = choose_encoder(request.headers.get("accept", ""))
         return Response(encoder(gateway.telemetry.metrics.registry), media_type=content_type)
 
@@ -317,9 +330,13 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[dict[str, Any]]:
+        if workers is not None:
+            await workers.start()
         yield {EDGE_STATE_KEY: EdgeState(server.limits, drain)}
         drain.cut_all()
         await gateway.aclose()
+        if workers is not None:
+            await workers.aclose()
 
     admin = server.auth.admin_store()
     guarded = [

@@ -13,8 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
@@ -31,16 +33,18 @@ def app_factory() -> Any:
     """Build the ASGI app from ``$RELAYGATE_CONFIG`` (used by uvicorn workers)."""
     from relaygate.app import create_app
     from relaygate.exporters.logging import configure_logging
+    from relaygate.exporters.workers import METRICS_DIR_ENV
 
     path = os.environ.get(CONFIG_ENV)
     server = load_server_config(path) if path else ServerConfig()
     configure_logging(server.telemetry.logs.level, server.telemetry.logs.format)
-    return create_app(server)
+    return create_app(server, metrics_dir=os.environ.get(METRICS_DIR_ENV) or None)
 
 
 def _serve(ns: argparse.Namespace) -> int:
     import uvicorn
 
+    from relaygate.exporters.workers import METRICS_DIR_ENV, check_directory
     from relaygate.serving import uvicorn_options
 
     try:
@@ -55,18 +59,35 @@ def _serve(ns: argparse.Namespace) -> int:
     port = ns.port if ns.port is not None else server.listen.port
     if ns.config:
         os.environ[CONFIG_ENV] = str(Path(ns.config).resolve())
+    # Several workers share a fresh directory through which any of them answers /metrics
+    # for all (relaygate.exporters.workers); it lives as long as this process.
+    metrics_dir = tempfile.mkdtemp(prefix="relaygate-metrics-") if ns.workers > 1 else None
+    if metrics_dir is None:
+        os.environ.pop(METRICS_DIR_ENV, None)
+    else:
+        try:
+            check_directory(Path(metrics_dir))
+        except ValueError as exc:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+            print(f"relaygate: {exc}", file=sys.stderr)
+            return 2
+        os.environ[METRICS_DIR_ENV] = metrics_dir
     print(f"relaygate listening on http://{host}:{port}", file=sys.stderr, flush=True)
     # uvicorn drains on SIGTERM, then raises the signal again for the handler it found: a
     # SIGTERM that was drained is a clean stop (exit status 0), not a death by signal.
     signal.signal(signal.SIGTERM, _drained)
-    uvicorn.run(
-        "relaygate.cli:app_factory",
-        factory=True,
-        host=host,
-        port=port,
-        workers=ns.workers,
-        **uvicorn_options(server),
-    )
+    try:
+        uvicorn.run(
+            "relaygate.cli:app_factory",
+            factory=True,
+            host=host,
+            port=port,
+            workers=ns.workers,
+            **uvicorn_options(server),
+        )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
 
 

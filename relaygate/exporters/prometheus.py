@@ -205,6 +205,11 @@ class _LabelledFamily(Generic[_ChildT]):
         """The children in creation order; safe to call from another thread while one records."""
         return self._snapshot()
 
+    def adopt(self, child: _ChildT) -> None:
+        """Make ``child`` the series of its label values (replacing one there), as when a
+        merged view is assembled from recorded values."""
+        self._children[child.labels] = child
+
 
 class CounterFamily(_LabelledFamily[CounterChild]):
     """A counter family, exported as ``<name>_total`` (plus ``<name>_created``).
