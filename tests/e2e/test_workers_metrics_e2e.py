@@ -133,6 +133,17 @@ def served_by_worker(directory: Path) -> dict[str, float]:
     }
 
 
+def wait_for_workers(directory: Path, n: int) -> set[str]:
+    """The ids of the ``n`` workers that have started (each writes a snapshot first thing);
+    the gateway answers its health check as soon as one has."""
+    deadline = time.monotonic() + TIMEOUT_S
+    while len(live := set(read_snapshots(directory))) != n:
+        if time.monotonic() > deadline:
+            pytest.fail(f"{n} workers did not start: {live}")
+        time.sleep(0.05)
+    return live
+
+
 def check_scrapes(gw: RunningServer, sent: int, previous: dict[Any, float], times: int) -> None:
     """``times`` scrapes each report ``sent`` requests, and no cumulative sample decreases
     (from ``previous`` on, which is updated)."""
@@ -150,6 +161,7 @@ def test_every_scrape_of_a_two_worker_gateway_counts_every_request_exactly(
     gateway: RunningServer, short_tmp: Path
 ) -> None:
     [directory] = short_tmp.glob("relaygate-metrics-*")
+    wait_for_workers(directory, 2)
     sent = 0
     for _ in range(5):  # until the kernel has handed connections to both workers
         send(gateway, BATCH)
@@ -192,5 +204,5 @@ def test_the_shared_metrics_directory_is_removed_when_the_gateway_stops(
     with relaygate_process(path, env={"TMPDIR": str(short_tmp)}, workers=2) as gw:
         [directory] = short_tmp.glob("relaygate-metrics-*")
         assert requests_total(scrape(gw)) == 0
-        assert len(read_snapshots(directory)) == 2
+        wait_for_workers(directory, 2)
     assert not directory.exists()
