@@ -61,17 +61,19 @@ def _serve(ns: argparse.Namespace) -> int:
         os.environ[CONFIG_ENV] = str(Path(ns.config).resolve())
     # Several workers share a fresh directory through which any of them answers /metrics
     # for all (relaygate.exporters.workers); it lives as long as this process.
-    metrics_dir = tempfile.mkdtemp(prefix="relaygate-metrics-") if ns.workers > 1 else None
-    if metrics_dir is None:
-        os.environ.pop(METRICS_DIR_ENV, None)
-    else:
+    metrics_dir: str | None = None
+    if ns.workers > 1:
         try:
+            metrics_dir = tempfile.mkdtemp(prefix="relaygate-metrics-")
             check_directory(Path(metrics_dir))
-        except ValueError as exc:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
-            print(f"relaygate: {exc}", file=sys.stderr)
+        except (OSError, ValueError) as exc:
+            if metrics_dir is not None:
+                shutil.rmtree(metrics_dir, ignore_errors=True)
+            print(f"relaygate: cannot share metrics between workers: {exc}", file=sys.stderr)
             return 2
         os.environ[METRICS_DIR_ENV] = metrics_dir
+    else:
+        os.environ.pop(METRICS_DIR_ENV, None)
     print(f"relaygate listening on http://{host}:{port}", file=sys.stderr, flush=True)
     # uvicorn drains on SIGTERM, then raises the signal again for the handler it found: a
     # SIGTERM that was drained is a clean stop (exit status 0), not a death by signal.

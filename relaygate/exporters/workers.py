@@ -294,7 +294,14 @@ class WorkerMetrics:
 
     async def refresh(self) -> None:
         """Have every other worker write its snapshot now (waiting at most
-        ``flush_timeout_s``), and retire the workers that have ended."""
+        ``flush_timeout_s``), and retire the workers that have ended. Never raises: the
+        scrape then reads the snapshots as they are."""
+        try:
+            await self._refresh()
+        except Exception:
+            self._failed("metrics_refresh_failed")
+
+    async def _refresh(self) -> None:
         if self._server is None and not self._closed:
             await self.start()
         others = self._others()

@@ -336,3 +336,17 @@ async def test_the_periodic_snapshot_is_written_unasked(shared: Path) -> None:
 def test_a_directory_too_long_for_unix_sockets_is_refused_with_the_fix(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="TMPDIR"):
         check_directory(tmp_path / ("d" * 120))
+
+
+def test_serve_with_workers_refuses_a_temp_dir_too_long_for_their_sockets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exit status 2 and the fix, before any worker starts; nothing is left behind."""
+    from relaygate.cli import main
+
+    long = tmp_path / ("d" * 90)
+    long.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(long))
+    assert main(["serve", "--workers", "2", "--port", "1"]) == 2
+    assert "TMPDIR" in capsys.readouterr().err
+    assert list(long.iterdir()) == []
