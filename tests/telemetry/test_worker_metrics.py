@@ -235,6 +235,9 @@ async def test_an_ended_worker_keeps_its_counters_loses_its_gauge_and_its_files(
     await c.start()
     served(c, 1)
     assert total(await scrape(c)) == 10
+    # Even were its process to write again, a retired worker is never counted twice.
+    await b.aclose()
+    assert total(await scrape(c)) == 10
     await a.aclose()
     await c.aclose()
 
@@ -294,6 +297,7 @@ async def test_counters_never_decrease_across_scrapes_of_any_worker_while_worker
         await w.start()
     sent = 0
     last = 0.0
+    ended: list[WorkerMetrics] = []
     for step in range(40):
         for w in live:
             n = rng.randint(0, 3)
@@ -301,6 +305,7 @@ async def test_counters_never_decrease_across_scrapes_of_any_worker_while_worker
             sent += n
         if step % 7 == 3:  # one ends without a word; what it recorded since then is lost
             gone = live.pop(rng.randrange(len(live)))
+            ended.append(gone)
             unsnapshotted = total(await scrape(live[0]))
             assert gone._server is not None
             gone._server.close()
@@ -314,7 +319,7 @@ async def test_counters_never_decrease_across_scrapes_of_any_worker_while_worker
         assert now >= last
         assert now == sent
         last = now
-    for w in live:
+    for w in live + ended:
         await w.aclose()
 
 
