@@ -67,8 +67,8 @@ import uvicorn
 import yaml
 from prometheus_client import CollectorRegistry
 
-from relaygate.config import ConfigError, compile_config, parse_config
-from relaygate.config.errors import join_path
+from relaygate.config import ConfigError
+from relaygate.config.compile import ConfigFile, compile_file, is_portkey_config, read_config_file
 from relaygate.config.model import Target
 from relaygate.config.schema import ConfigNode
 from relaygate.config.server import (
@@ -133,7 +133,6 @@ _HOST = "127.0.0.1"
 _CLIENT_BASE_URL = "http://relaygate.rehearsal/v1"
 _PLACEHOLDER_PREFIX = "rehearsal-placeholder-"
 _UNSET_VARIABLE = re.compile(r"environment variable (?P<name>[A-Za-z_][A-Za-z0-9_]*) is not set")
-_PORTKEY_KEYS = ("strategy", "targets", "provider")
 _API_SUFFIX: Mapping[str, str] = {"azure-openai": "/openai"}
 """Path under a simulator that plays the provider's ``custom_host`` (default ``/v1``)."""
 
@@ -501,48 +500,34 @@ def load_rehearsal_config(path: str | Path, config_id: str | None = None) -> Reh
     field, including targets whose provider relaygate does not know.
     """
     file = Path(path)
-    document = read_document(file)
     placeholders: tuple[str, ...] = ()
-    if isinstance(document, dict) and any(key in document for key in _PORTKEY_KEYS):
+    if is_portkey_config(read_document(file)):
         if config_id is not None:
             raise ConfigError(
                 [("--config-id", "only applies to a server config; this file is a Portkey config")]
             )
-        node = parse_config(document)
-        chosen, prefix = file.stem or "config", ""
-        server = ServerConfig(configs={chosen: node}, default_config=chosen)
+        loaded = read_config_file(file)
     else:
         server, placeholders = _load_server(file)
+        loaded = ConfigFile(server)
+    compiled = compile_file(loaded, frozenset(default_registry().names))
+    server = loaded.server
+    if loaded.portkey:
+        assert loaded.config_id is not None
+        chosen, prefix = loaded.config_id, ""
+        node = server.configs[chosen]
+        routing = compiled.configs[chosen]
+    else:
         chosen, node, prefix = _choose(server, config_id)
-    try:
-        compiled = compile_config(
-            node,
-            config_id=chosen,
-            inherited=server.inherited(),
-            max_targets=server.limits.max_targets_per_config,
-        )
-    except ConfigError as exc:
-        raise exc.prefixed(prefix) from None
-    known = default_registry()
-    unknown = [
-        (
-            join_path(
-                prefix, join_path(target.path.removeprefix("config").lstrip("."), "provider")
-            ),
-            f"unknown provider '{target.provider[:64]}'; relaygate knows: "
-            f"{', '.join(sorted(known.names))}",
-        )
-        for target in compiled.targets
-        if target.provider not in known
-    ]
-    if unknown:
-        raise ConfigError(unknown)
+        found = compiled.default if prefix == "default_config" else compiled.configs[chosen]
+        assert found is not None
+        routing = found
     return RehearsalConfig(
         source=str(path),
         config_id=chosen,
         node=node,
         server=server,
-        targets=compiled.targets,
+        targets=routing.targets,
         prefix=prefix,
         placeholders=placeholders,
     )

@@ -46,6 +46,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from relaygate.config.compile import CompileLimits, compile_one, compile_sources
 from relaygate.config.envref import expand_env_collect
 from relaygate.config.errors import (
     NOT_SUPPORTED,
@@ -66,7 +67,6 @@ from relaygate.config.schema import (
     Int,
     LowerName,
     Number,
-    compile_config,
     depth_issues,
     validate_node,
 )
@@ -444,33 +444,26 @@ class ServerConfig(_Section):
         return [key.get_secret_value() for key in self.auth.api_keys]
 
     def compiled_configs(self, warnings: list[str] | None = None) -> dict[str, RoutingConfig]:
-        """Every named config compiled, keyed by id (which is also its ``RoutingConfig.id``).
+        """Every named config compiled, keyed by id (which is also its ``RoutingConfig.id``),
+        without the provider check (see :func:`relaygate.config.compile.compile_server`).
 
         Raises :class:`ConfigError` (paths under ``configs.<id>``) if any is invalid.
         """
-        inherited = self.inherited()
-        compiled: dict[str, RoutingConfig] = {}
-        issues: list[tuple[str, str]] = []
-        for config_id, node in self.configs.items():
-            notes: list[str] = []
-            try:
-                compiled[config_id] = compile_config(
-                    node,
-                    config_id=config_id,
-                    inherited=inherited,
-                    warnings=notes,
-                    max_targets=self.limits.max_targets_per_config,
-                )
-            except ConfigError as exc:
-                issues += exc.prefixed(f"configs.{config_id}").errors
-            if warnings is not None:
-                warnings += [f"configs.{config_id}.{note}" for note in notes]
-        if issues:
-            raise ConfigError(issues)
-        return compiled
+        result = compile_sources(
+            self.raw_configs(),
+            None,
+            DEFAULT_CONFIG_ID,
+            inherited=self.inherited(),
+            providers=None,
+            limits=self._compile_limits(),
+        )
+        if warnings is not None:
+            warnings += result.warnings
+        return dict(result.configs)
 
     def compiled_default(self, warnings: list[str] | None = None) -> RoutingConfig | None:
-        """The default config compiled, or ``None`` when there is none.
+        """The default config compiled, or ``None`` when there is none, without the provider
+        check (see :func:`relaygate.config.compile.compile_server`).
 
         An inline default gets the id ``"default"``; a default naming one of ``configs`` is
         compiled under that id.
@@ -478,7 +471,6 @@ class ServerConfig(_Section):
         default = self.default_config
         if default is None:
             return None
-        inherited = self.inherited()
         if isinstance(default, str):
             node = self.configs.get(default)
             if node is None:
@@ -486,20 +478,21 @@ class ServerConfig(_Section):
             prefix, config_id = f"configs.{default}", default
         else:
             node, prefix, config_id = default, "default_config", DEFAULT_CONFIG_ID
-        notes: list[str] = []
-        try:
-            result = compile_config(
-                node,
-                config_id=config_id,
-                inherited=inherited,
-                warnings=notes,
-                max_targets=self.limits.max_targets_per_config,
-            )
-        except ConfigError as exc:
-            raise exc.prefixed(prefix) from None
-        if warnings is not None:
-            warnings += [f"{prefix}.{note}" for note in notes]
-        return result
+        return compile_one(
+            node,
+            config_id=config_id,
+            prefix=prefix,
+            inherited=self.inherited(),
+            providers=None,
+            limits=self._compile_limits(),
+            warnings=warnings,
+        )
+
+    def _compile_limits(self) -> CompileLimits:
+        return CompileLimits(
+            max_targets=self.limits.max_targets_per_config,
+            max_retry_attempts=self.limits.max_retry_attempts,
+        )
 
 
 def _unknown_id_message(config_id: str, configs: Mapping[str, Any]) -> str:
