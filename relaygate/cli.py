@@ -123,7 +123,7 @@ def _keys_create(ns: argparse.Namespace) -> int:
 
 
 def _mock(ns: argparse.Namespace) -> int:
-    from relaygate.mock_upstream import serve_mock, settings_from_args
+    from relaygate.mock import serve_mock, settings_from_args
 
     serve_mock(ns.host, ns.port, settings_from_args(ns))
     return 0
@@ -138,7 +138,7 @@ def _demo(ns: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     """The argument parser of the ``relaygate`` command."""
-    from relaygate.mock_upstream import add_mock_arguments
+    from relaygate.mock import add_mock_arguments
 
     root = argparse.ArgumentParser(prog="relaygate", description=__doc__.split("\n")[0])
     sub = root.add_subparsers(dest="command", required=True)

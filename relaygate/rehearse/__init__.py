@@ -1,7 +1,7 @@
 """``relaygate rehearse``: run a routing config against scripted upstream faults and report.
 
 A rehearsal takes a user's routing config (a Portkey-format config file, or a server config
-file and one of its configs), starts one fault simulator (:mod:`relaygate.mock_upstream`)
+file and one of its configs), starts one fault simulator (:mod:`relaygate.mock`)
 per target on a free loopback port, points every target's ``custom_host`` at its simulator
 and keeps everything else of the config (strategy, retry, timeouts, weights, conditions,
 override params, provider defaults, client auth). It then sends a number of chat requests,
@@ -12,7 +12,7 @@ retries, timeouts, fallbacks, exhausted requests, and the ``relaygate_*`` Promet
 that moved).
 
 A :class:`Scenario` says which faults each simulated upstream produces: a script in the
-:func:`~relaygate.mock_upstream.parse_faults` syntax (consumed one answer per upstream
+:func:`~relaygate.mock.parse_faults` syntax (consumed one answer per upstream
 request), optionally repeated, and an optional random error rate. Targets a scenario does
 not name answer normally. Built-in scenarios are in :data:`BUILTIN_SCENARIOS`; a scenario
 file is YAML::

@@ -22,7 +22,7 @@ from relaygate.config.server import AuthSettings, ServerConfig
 from relaygate.exchange import RequestContext
 from relaygate.exporters.prometheus import GatewayMetrics
 from relaygate.gateway import GatewayDeps
-from relaygate.mock_upstream import MockSettings, create_mock_app
+from relaygate.mock import MockSettings, create_mock_app
 from relaygate.providers.client import default_upstream
 from relaygate.rehearse.results import (
     MetricDelta,

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from relaygate.mock_upstream import Fault, MockSettings, parse_faults
+from relaygate.mock import Fault, MockSettings, parse_faults
 
 DEFAULT_SCENARIO = "primary-down"
 """The scenario run when ``--scenario`` is not given."""
@@ -36,9 +36,9 @@ class ScenarioError(ValueError):
 
 @dataclass(frozen=True)
 class TargetFaults:
-    """What one simulated upstream does, as :class:`~relaygate.mock_upstream.MockSettings`.
+    """What one simulated upstream does, as :class:`~relaygate.mock.MockSettings`.
 
-    ``spec`` is the fault script in :func:`~relaygate.mock_upstream.parse_faults` syntax,
+    ``spec`` is the fault script in :func:`~relaygate.mock.parse_faults` syntax,
     consumed one answer per upstream request; ``loop`` repeats it. Once the script is used up
     (or when there is none), an answer fails with ``error_status`` with probability
     ``error_rate`` (seeded per rehearsal) and succeeds otherwise. ``latency_ms`` is added to
