@@ -7,6 +7,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 
+from relaygate.argtypes import int_in
 from relaygate.mock.app import _DEFAULT_SETTINGS, create_mock_app
 from relaygate.mock.faults import _MAX_STATUS, _MIN_STATUS, Fault, MockSettings, parse_faults
 
@@ -32,28 +33,6 @@ def _probability_arg(text: str) -> float:
     value = _non_negative_float_arg(text)
     if value > 1:
         raise argparse.ArgumentTypeError(f"expected a probability between 0 and 1, got {text!r}")
-    return value
-
-
-def _status_arg(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an HTTP status, got {text!r}") from None
-    if not _MIN_STATUS <= value <= _MAX_STATUS:
-        raise argparse.ArgumentTypeError(
-            f"expected an HTTP status in {_MIN_STATUS}..{_MAX_STATUS}, got {text!r}"
-        )
-    return value
-
-
-def _positive_int_arg(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
     return value
 
 
@@ -91,7 +70,7 @@ def add_mock_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--error-status",
-        type=_status_arg,
+        type=int_in(_MIN_STATUS, _MAX_STATUS, "an HTTP status"),
         default=defaults.error_status,
         help="status used by --error-rate",
     )
@@ -107,7 +86,7 @@ def add_mock_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loop", action="store_true", help="restart the script when exhausted")
     parser.add_argument(
         "--stream-chunks",
-        type=_positive_int_arg,
+        type=int_in(1),
         default=defaults.stream_chunks,
         help="content chunks per stream",
     )

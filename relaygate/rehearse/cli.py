@@ -11,6 +11,7 @@ import textwrap
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from relaygate.argtypes import int_in
 from relaygate.config import ConfigError
 from relaygate.config.server import explain
 from relaygate.rehearse.driver import DEFAULT_DEADLINE_MS, rehearse
@@ -28,26 +29,6 @@ _DESCRIPTION = (
     "Run a routing config against simulated upstreams with scripted faults, and report "
     "what happened per request and which metrics moved."
 )
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if not 1 <= value <= MAX_REQUESTS:
-        raise argparse.ArgumentTypeError(f"expected an integer in 1..{MAX_REQUESTS}, got {text!r}")
-    return value
-
-
-def _deadline(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected milliseconds, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected milliseconds >= 1, got {text!r}")
-    return value
 
 
 def _metadata(text: str) -> dict[str, Any]:
@@ -109,7 +90,7 @@ def add_rehearse_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--requests",
-        type=_positive_int,
+        type=int_in(1, MAX_REQUESTS),
         default=None,
         metavar="N",
         help="requests to send (default: the scenario's)",
@@ -134,7 +115,7 @@ def add_rehearse_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--deadline-ms",
-        type=_deadline,
+        type=int_in(1, what="milliseconds"),
         default=DEFAULT_DEADLINE_MS,
         help="cap on the request deadline during the rehearsal (default: %(default)s)",
     )
