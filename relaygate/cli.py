@@ -22,7 +22,8 @@ from typing import Any
 
 from relaygate.config import ConfigError
 from relaygate.config.compile import compile_file, compile_server, read_config_file
-from relaygate.config.server import ServerConfig, explain, load_server_config
+from relaygate.config.explain import explain
+from relaygate.config.server import ServerConfig, load_server_config
 
 CONFIG_ENV = "RELAYGATE_CONFIG"
 """Environment variable through which ``serve`` hands the config path to worker processes."""

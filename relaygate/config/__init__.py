@@ -2,6 +2,7 @@
 
 from relaygate.config.envref import expand_env
 from relaygate.config.errors import ConfigError
+from relaygate.config.explain import explain
 from relaygate.config.model import (
     DEFAULT_RETRY_STATUS_CODES,
     Condition,
@@ -35,7 +36,6 @@ from relaygate.config.server import (
     ServerConfig,
     TelemetrySettings,
     TraceSettings,
-    explain,
     load_server_config,
     parse_server_config,
 )

@@ -13,7 +13,7 @@ from typing import Any
 
 from relaygate.argtypes import int_in
 from relaygate.config import ConfigError
-from relaygate.config.server import explain
+from relaygate.config.explain import explain
 from relaygate.rehearse.driver import DEFAULT_DEADLINE_MS, rehearse
 from relaygate.rehearse.report import format_report
 from relaygate.rehearse.scenario import (
