@@ -18,11 +18,8 @@ from relaygate.config.model import (
 from relaygate.config.schema import (
     ConditionSpec,
     ConfigNode,
-    Inherited,
     RetrySpec,
     StrategySpec,
-    compile_config,
-    load_config_json,
     parse_config,
 )
 from relaygate.config.server import (
@@ -39,6 +36,7 @@ from relaygate.config.server import (
     load_server_config,
     parse_server_config,
 )
+from relaygate.config.tree import Inherited, compile_config, load_config_json
 
 __all__ = [
     "DEFAULT_RETRY_STATUS_CODES",

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from relaygate.config.errors import ConfigError, join_path
 from relaygate.config.model import ROOT_PATH, RoutingConfig, Target
-from relaygate.config.schema import DEFAULT_MAX_TARGETS, ConfigNode, Inherited, compile_config
+from relaygate.config.schema import DEFAULT_MAX_TARGETS, ConfigNode
+from relaygate.config.tree import Inherited, compile_config
 
 if TYPE_CHECKING:
     from relaygate.config.server import ServerConfig

@@ -59,13 +59,13 @@ from relaygate.config.schema import (
     DEFAULT_MAX_TARGETS,
     BaseUrl,
     ConfigNode,
-    Inherited,
     Int,
     LowerName,
     Number,
     depth_issues,
     validate_node,
 )
+from relaygate.config.tree import Inherited
 from relaygate.security.egress import EgressPolicy
 from relaygate.security.keys import HASH_PREFIX, UNSCOPED, KeyScope, KeyStore
 
