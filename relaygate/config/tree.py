@@ -16,12 +16,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
-from relaygate.config.errors import (
-    ROOT,
-    ConfigError,
-    Loc,
-    format_loc,
-)
+from relaygate.config.errors import ROOT, ConfigError, Loc, format_loc
 from relaygate.config.model import (
     EMPTY,
     ROOT_PATH,
