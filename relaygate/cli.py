@@ -22,8 +22,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from relaygate.config import ConfigError, compile_config
-from relaygate.config.server import ServerConfig, explain, load_server_config
+from relaygate.config import ConfigError
+from relaygate.config.compile import compile_file, compile_server, read_config_file
+from relaygate.config.explain import explain
+from relaygate.config.server import ServerConfig, load_server_config
 
 CONFIG_ENV = "RELAYGATE_CONFIG"
 """Environment variable through which ``serve`` hands the config path to worker processes."""
@@ -49,6 +51,7 @@ def _serve(ns: argparse.Namespace) -> int:
 
     try:
         server = load_server_config(ns.config) if ns.config else ServerConfig()
+        compile_server(server, _provider_names())
     except ConfigError as exc:
         print(f"relaygate: invalid config {ns.config}:\n{explain(exc)}", file=sys.stderr)
         return 2
@@ -97,40 +100,30 @@ def _drained(signum: int, frame: FrameType | None) -> None:
     """SIGTERM handler in force once uvicorn has drained: nothing left to do."""
 
 
+def _provider_names() -> frozenset[str]:
+    from relaygate.providers.registry import default_registry
+
+    return frozenset(default_registry().names)
+
+
 def _validate(ns: argparse.Namespace) -> int:
     path = Path(ns.file)
     try:
-        text = path.read_text()
+        path.read_bytes()
     except OSError as exc:
         print(f"relaygate: cannot read {path}: {exc.strerror}", file=sys.stderr)
         return 2
     try:
-        if _looks_like_portkey_config(path, text):
-            compile_config(json.loads(text), config_id="file")
-            kind = "Portkey config"
-        else:
-            server = load_server_config(path)
-            server.compiled_configs()
-            server.compiled_default()
-            kind = "server config"
+        file = read_config_file(path)
+        compiled = compile_file(file, _provider_names())
     except ConfigError as exc:
         print(f"{path}: invalid\n{explain(exc)}")
         return 1
-    except json.JSONDecodeError as exc:
-        print(f"{path}: invalid\n(root): invalid JSON at line {exc.lineno} column {exc.colno}")
-        return 1
+    kind = "Portkey config" if file.portkey else "server config"
     print(f"{path}: valid {kind}")
+    for warning in compiled.warnings:
+        print(f"  warning: {warning}")
     return 0
-
-
-def _looks_like_portkey_config(path: Path, text: str) -> bool:
-    if path.suffix.lower() != ".json":
-        return False
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        return False
-    return isinstance(data, dict) and any(k in data for k in ("strategy", "targets", "provider"))
 
 
 def _keys_create(ns: argparse.Namespace) -> int:
@@ -154,7 +147,7 @@ def _keys_create(ns: argparse.Namespace) -> int:
 
 
 def _mock(ns: argparse.Namespace) -> int:
-    from relaygate.mock_upstream import serve_mock, settings_from_args
+    from relaygate.mock import serve_mock, settings_from_args
 
     serve_mock(ns.host, ns.port, settings_from_args(ns))
     return 0
@@ -169,7 +162,7 @@ def _demo(ns: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     """The argument parser of the ``relaygate`` command."""
-    from relaygate.mock_upstream import add_mock_arguments
+    from relaygate.mock import add_mock_arguments
 
     root = argparse.ArgumentParser(prog="relaygate", description=__doc__.split("\n")[0])
     sub = root.add_subparsers(dest="command", required=True)

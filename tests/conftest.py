@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from relaygate.exporters.prometheus import GatewayMetrics
 from relaygate.exporters.spans import LeanTracer
-from relaygate.mock_upstream import MockSettings, create_mock_app, parse_faults
+from relaygate.mock import MockSettings, create_mock_app, parse_faults
 from relaygate.telemetry import Telemetry
 from tests.servers import RunningServer, serve_in_thread
 

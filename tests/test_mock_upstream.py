@@ -18,7 +18,7 @@ import orjson
 import pytest
 import uvicorn
 
-from relaygate.mock_upstream import (
+from relaygate.mock import (
     Fault,
     MockSettings,
     add_mock_arguments,

@@ -32,7 +32,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from relaygate.mock_upstream import MockSettings, create_mock_app
+from relaygate.mock import MockSettings, create_mock_app
 from relaygate.providers.registry import default_registry
 from tests.servers import RunningServer, relaygate_process, serve_in_thread
 

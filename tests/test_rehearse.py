@@ -546,7 +546,7 @@ class SlowDisk:
 sys.meta_path.insert(0, SlowDisk())
 
 import httpx, uvicorn
-from relaygate.mock_upstream import create_mock_app
+from relaygate.mock import create_mock_app
 from relaygate.transport import AsyncTransport
 
 server = uvicorn.Server(uvicorn.Config(create_mock_app(), host="127.0.0.1", port=0,

@@ -2,6 +2,7 @@
 
 from relaygate.config.envref import expand_env
 from relaygate.config.errors import ConfigError
+from relaygate.config.explain import explain
 from relaygate.config.model import (
     DEFAULT_RETRY_STATUS_CODES,
     Condition,
@@ -17,11 +18,8 @@ from relaygate.config.model import (
 from relaygate.config.schema import (
     ConditionSpec,
     ConfigNode,
-    Inherited,
     RetrySpec,
     StrategySpec,
-    compile_config,
-    load_config_json,
     parse_config,
 )
 from relaygate.config.server import (
@@ -35,10 +33,10 @@ from relaygate.config.server import (
     ServerConfig,
     TelemetrySettings,
     TraceSettings,
-    explain,
     load_server_config,
     parse_server_config,
 )
+from relaygate.config.tree import Inherited, compile_config, load_config_json
 
 __all__ = [
     "DEFAULT_RETRY_STATUS_CODES",

@@ -23,16 +23,14 @@ Example::
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
-    AliasChoices,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -46,11 +44,10 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from relaygate.config.compile import CompileLimits, compile_one, compile_sources
 from relaygate.config.envref import expand_env_collect
 from relaygate.config.errors import (
-    NOT_SUPPORTED,
     ROOT,
-    UNKNOWN_FIELD,
     ConfigError,
     Loc,
     error_from_issues,
@@ -62,14 +59,13 @@ from relaygate.config.schema import (
     DEFAULT_MAX_TARGETS,
     BaseUrl,
     ConfigNode,
-    Inherited,
     Int,
     LowerName,
     Number,
-    compile_config,
     depth_issues,
     validate_node,
 )
+from relaygate.config.tree import Inherited
 from relaygate.security.egress import EgressPolicy
 from relaygate.security.keys import HASH_PREFIX, UNSCOPED, KeyScope, KeyStore
 
@@ -88,7 +84,6 @@ __all__ = [
     "ShutdownSettings",
     "TelemetrySettings",
     "TraceSettings",
-    "explain",
     "load_server_config",
     "parse_server_config",
 ]
@@ -444,33 +439,26 @@ class ServerConfig(_Section):
         return [key.get_secret_value() for key in self.auth.api_keys]
 
     def compiled_configs(self, warnings: list[str] | None = None) -> dict[str, RoutingConfig]:
-        """Every named config compiled, keyed by id (which is also its ``RoutingConfig.id``).
+        """Every named config compiled, keyed by id (which is also its ``RoutingConfig.id``),
+        without the provider check (see :func:`relaygate.config.compile.compile_server`).
 
         Raises :class:`ConfigError` (paths under ``configs.<id>``) if any is invalid.
         """
-        inherited = self.inherited()
-        compiled: dict[str, RoutingConfig] = {}
-        issues: list[tuple[str, str]] = []
-        for config_id, node in self.configs.items():
-            notes: list[str] = []
-            try:
-                compiled[config_id] = compile_config(
-                    node,
-                    config_id=config_id,
-                    inherited=inherited,
-                    warnings=notes,
-                    max_targets=self.limits.max_targets_per_config,
-                )
-            except ConfigError as exc:
-                issues += exc.prefixed(f"configs.{config_id}").errors
-            if warnings is not None:
-                warnings += [f"configs.{config_id}.{note}" for note in notes]
-        if issues:
-            raise ConfigError(issues)
-        return compiled
+        result = compile_sources(
+            self.raw_configs(),
+            None,
+            DEFAULT_CONFIG_ID,
+            inherited=self.inherited(),
+            providers=None,
+            limits=self._compile_limits(),
+        )
+        if warnings is not None:
+            warnings += result.warnings
+        return dict(result.configs)
 
     def compiled_default(self, warnings: list[str] | None = None) -> RoutingConfig | None:
-        """The default config compiled, or ``None`` when there is none.
+        """The default config compiled, or ``None`` when there is none, without the provider
+        check (see :func:`relaygate.config.compile.compile_server`).
 
         An inline default gets the id ``"default"``; a default naming one of ``configs`` is
         compiled under that id.
@@ -478,7 +466,6 @@ class ServerConfig(_Section):
         default = self.default_config
         if default is None:
             return None
-        inherited = self.inherited()
         if isinstance(default, str):
             node = self.configs.get(default)
             if node is None:
@@ -486,20 +473,21 @@ class ServerConfig(_Section):
             prefix, config_id = f"configs.{default}", default
         else:
             node, prefix, config_id = default, "default_config", DEFAULT_CONFIG_ID
-        notes: list[str] = []
-        try:
-            result = compile_config(
-                node,
-                config_id=config_id,
-                inherited=inherited,
-                warnings=notes,
-                max_targets=self.limits.max_targets_per_config,
-            )
-        except ConfigError as exc:
-            raise exc.prefixed(prefix) from None
-        if warnings is not None:
-            warnings += [f"{prefix}.{note}" for note in notes]
-        return result
+        return compile_one(
+            node,
+            config_id=config_id,
+            prefix=prefix,
+            inherited=self.inherited(),
+            providers=None,
+            limits=self._compile_limits(),
+            warnings=warnings,
+        )
+
+    def _compile_limits(self) -> CompileLimits:
+        return CompileLimits(
+            max_targets=self.limits.max_targets_per_config,
+            max_retry_attempts=self.limits.max_retry_attempts,
+        )
 
 
 def _unknown_id_message(config_id: str, configs: Mapping[str, Any]) -> str:
@@ -656,74 +644,3 @@ def load_server_config(path: str | Path, env: Mapping[str, str] | None = None) -
     env_issues: list[tuple[str, str]] = []
     expanded = expand_env_collect(data, os.environ if env is None else env, "", env_issues)
     return parse_server_config(expanded, list(dict.fromkeys(env_issues)))
-
-
-# --- explanations ------------------------------------------------------------------------
-
-_UNSUPPORTED_HINTS: dict[str, str] = {
-    "virtual_key": "set the provider credential as `api_key` on the target (for example "
-    '"${OPENAI_API_KEY}" in a server config) or under `providers.<name>.api_key`',
-    "hooks": "relaygate does not run request/response hooks; remove this field",
-    "guardrails": "relaygate does not run guardrails; remove this field",
-}
-
-
-def _models_in(annotation: Any) -> list[type[BaseModel]]:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    return [model for arg in get_args(annotation) for model in _models_in(arg)]
-
-
-def _known_field_names() -> set[str]:
-    """Every field name and alias of the server config and Portkey config models."""
-    names: set[str] = set()
-    pending: list[type[BaseModel]] = [ServerConfig, ConfigNode]
-    seen: set[type[BaseModel]] = set()
-    while pending:
-        model = pending.pop()
-        if model in seen:
-            continue
-        seen.add(model)
-        for name, info in model.model_fields.items():
-            names.add(name)
-            if isinstance(info.validation_alias, AliasChoices):
-                for choice in info.validation_alias.convert_to_aliases():
-                    names.update(part for part in choice if isinstance(part, str))
-            pending += _models_in(info.annotation)
-    return names
-
-
-def _hint(path: str, message: str) -> str | None:
-    key = path.rsplit(".", 1)[-1].split("[", 1)[0]
-    if message == NOT_SUPPORTED:
-        if "guardrails" in key:
-            return _UNSUPPORTED_HINTS["guardrails"]
-        if "hooks" in key.lower():
-            return _UNSUPPORTED_HINTS["hooks"]
-        return _UNSUPPORTED_HINTS["virtual_key"]
-    if message == UNKNOWN_FIELD:
-        close = difflib.get_close_matches(key, sorted(_known_field_names()), n=1, cutoff=0.75)
-        return f"did you mean '{close[0]}'?" if close else None
-    if message.startswith("environment variable "):
-        name = message.split()[2]
-        return f"export {name}, or give a fallback with ${{{name}:-default}}"
-    if message.startswith("no target named "):
-        return "`then` and `default` refer to the `name` of a target of the same strategy node"
-    if message.startswith("required (a node needs"):
-        return 'a target looks like {"provider": "openai", "api_key": "..."}'
-    if message.startswith("malformed environment reference"):
-        return "references look like ${NAME} or ${NAME:-default}"
-    return None
-
-
-def explain(error: ConfigError) -> str:
-    """A human explanation of ``error`` for ``relaygate validate``: one line per problem,
-    each followed by an indented hint where one helps."""
-    count = len(error.errors)
-    lines = [f"{count} problem{'s' if count != 1 else ''} found:"]
-    for path, message in error.errors:
-        lines.append(f"  {path}: {message}")
-        hint = _hint(path, message)
-        if hint:
-            lines.append(f"      hint: {hint}")
-    return "\n".join(lines)

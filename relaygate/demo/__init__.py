@@ -17,7 +17,7 @@ import uvicorn
 from relaygate.app import create_app
 from relaygate.config.server import load_server_config
 from relaygate.exporters.logging import configure_logging
-from relaygate.mock_upstream import MockSettings, create_mock_app
+from relaygate.mock import MockSettings, create_mock_app
 from relaygate.serving import uvicorn_options
 
 DEMO_CONFIG = Path(str(resources.files("relaygate.demo").joinpath("demo.yaml")))

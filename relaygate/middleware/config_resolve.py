@@ -12,7 +12,6 @@ small LRU cache, so the request path does not re-parse JSON a client sends every
 
 from __future__ import annotations
 
-import functools
 from collections import OrderedDict
 from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field, replace
@@ -23,6 +22,7 @@ from pydantic_core import PydanticCustomError
 
 from relaygate.auth_headers import PORTKEY_PLACEHOLDER_KEY
 from relaygate.config import ConfigError, Inherited, compile_config
+from relaygate.config.compile import CompileLimits, compile_sources, provider_issue
 from relaygate.config.model import RoutingConfig, Target
 from relaygate.config.schema import DEFAULT_MAX_TARGETS, check_base_url
 from relaygate.errors import GatewayError
@@ -80,13 +80,21 @@ class ConfigResolveLayer:
         self._registry = registry
         self._tel = telemetry
         self._cache: OrderedDict[tuple[str, str, HeaderKey], RoutingConfig] = OrderedDict()
-        self._startup = [
-            self._cached(config_id, config_id, {}, functools.partial(_same, raw))
-            for config_id, raw in sources.named.items()
-        ]
-        default = sources.default
-        if default is not None:
-            self._startup.append(self._cached(sources.default_id, "", {}, lambda: default))
+        compiled = compile_sources(
+            sources.named,
+            sources.default,
+            sources.default_id,
+            inherited=sources.inherited,
+            providers=registry.names,
+            limits=CompileLimits(max_targets=sources.max_targets),
+        )
+        for config in compiled.all():
+            self._check_targets(config)
+        self._startup = compiled.all()
+        for config_id, config in compiled.configs.items():
+            self._store((config_id, config_id, _NO_DEFAULTS), config)
+        if compiled.default is not None:
+            self._store((sources.default_id, "", _NO_DEFAULTS), compiled.default)
 
     def __call__(self, inner: Handler) -> Handler:
         tel = self._tel
@@ -201,10 +209,13 @@ class ConfigResolveLayer:
         base = self._sources.inherited
         inherited = base if hkey == _NO_DEFAULTS else _header_defaults(headers, base)
         config = self._compile(config_id, raw(), inherited, caller_supplied)
+        self._store(cache_key, config)
+        return config
+
+    def _store(self, cache_key: tuple[str, str, HeaderKey], config: RoutingConfig) -> None:
         self._cache[cache_key] = config
         if len(self._cache) > self._sources.cache_size:
             self._cache.popitem(last=False)
-        return config
 
     def _compile(
         self, config_id: str, raw: Any, inherited: Inherited, caller_supplied: bool
@@ -224,19 +235,24 @@ class ConfigResolveLayer:
                 code="invalid_config",
                 param="x-portkey-config",
             ) from None
+        self._check_targets(config)
+        return config
+
+    def _check_targets(self, config: RoutingConfig) -> None:
+        """Refuse ``config`` when a target names an unknown provider (400, the check
+        :func:`~relaygate.config.compile.compile_server` makes) or breaks a policy (403)."""
         for target in config.targets:
-            if target.provider not in self._registry:
+            issue = provider_issue(target, self._registry.names)
+            if issue is not None:
                 raise GatewayError(
                     400,
-                    f"invalid config: {target.path}: unknown provider "
-                    f"'{target.provider[:64]}'; known: {', '.join(sorted(self._registry.names))}",
+                    f"invalid config: {target.path}: {issue}",
                     code="unknown_provider",
                     param="provider",
                 )
             refusal = self._policy_refusal(target)
             if refusal is not None:
                 raise refusal
-        return config
 
     def _policy_refusal(self, target: Target) -> GatewayError | None:
         """The key-custody, egress or forwarding rule ``target`` breaks, as a 403."""
@@ -297,10 +313,6 @@ def check_scope(scope: KeyScope, config: RoutingConfig, model: str | None = None
             used = target.model or model
             if used not in scope.models:
                 raise refuse(f"use model '{str(used)[:64]}' ({target.path})", "scope_model")
-
-
-def _same(value: Any) -> Any:
-    return value
 
 
 def _parse_header_json(text: str) -> Any:

@@ -417,246 +417,211 @@ def _deep(levels: int) -> dict[str, Any]:
     return node
 
 
+LEAF_ERRORS: list[tuple[str, dict[str, Any], str]] = [
+    ("too-many-attempts", {"retry": {"attempts": 11}}, "retry.attempts: must be <= 10"),
+    (
+        "attempts-not-integer",
+        {"retry": {"attempts": "three"}},
+        "retry.attempts: must be an integer",
+    ),
+    ("attempts-boolean", {"retry": {"attempts": True}}, "retry.attempts: must be an integer"),
+    ("attempts-missing", {"retry": {}}, "retry.attempts: required"),
+    (
+        "retry-status-code-out-of-range",
+        {"retry": {"attempts": 1, "on_status_codes": [600]}},
+        "retry.on_status_codes[0]: must be <= 599",
+    ),
+    ("zero-timeout", {"request_timeout": 0}, "request_timeout: must be > 0"),
+    (
+        "custom-host-not-http",
+        {"custom_host": "ftp://host/v1"},
+        "custom_host: must be an http(s) URL",
+    ),
+    (
+        "custom-host-without-scheme",
+        {"custom_host": "localhost:9001"},
+        "custom_host: must be an http(s) URL",
+    ),
+    (
+        "custom-host-with-query",
+        {"custom_host": "http://h/v1?x=1"},
+        "custom_host: must not have a query string or fragment",
+    ),
+    ("negative-weight", {"weight": -1}, "weight: must be >= 0"),
+    (
+        "override-params-not-object",
+        {"override_params": "gpt-4"},
+        "override_params: must be an object",
+    ),
+    ("forward-headers-not-list", {"forward_headers": "x-a"}, "forward_headers: must be a list"),
+    ("empty-name", {"name": ""}, "name: must not be empty"),
+]
+"""``(id, fields, error line)``: a leaf ``{"provider": "a", **fields}`` refused with that line."""
+
+UNSUPPORTED_FIELDS: dict[str, Any] = {
+    "virtual_key": "vk",
+    "before_request_hooks": [],
+    "after_request_hooks": [],
+    "input_guardrails": [],
+    "output_guardrails": [],
+    "guardrails": {},
+}
+"""Portkey fields relaygate refuses (no vault, hooks or guardrails), with a value each."""
+
+TREE_ERRORS: list[tuple[str, Any, str]] = [
+    (
+        "negative-attempts",
+        fallback({"provider": "a"}, {"provider": "b", "retry": {"attempts": -1}}),
+        "targets[1].retry.attempts: must be >= 0",
+    ),
+    (
+        "strategy-status-code-out-of-range",
+        fallback({"provider": "a"}, strategy={"mode": "fallback", "on_status_codes": [99]}),
+        "strategy.on_status_codes[0]: must be >= 100",
+    ),
+    (
+        "unknown-mode",
+        {"strategy": {"mode": "roundrobin"}, "targets": [{"provider": "a"}]},
+        "strategy.mode: must be one of 'single', 'fallback', 'loadbalance' or 'conditional'",
+    ),
+    ("mode-missing", {"strategy": {}, "targets": [{"provider": "a"}]}, "strategy.mode: required"),
+    (
+        "empty-targets",
+        {"strategy": {"mode": "fallback"}, "targets": []},
+        "targets: must not be empty",
+    ),
+    (
+        "strategy-without-targets",
+        {"strategy": {"mode": "fallback"}},
+        "targets: required when 'strategy' is set",
+    ),
+    (
+        "targets-without-strategy",
+        {"targets": [{"provider": "a"}]},
+        "strategy: required when 'targets' is set",
+    ),
+    ("empty-node", {}, "provider: required (a node needs 'provider' or 'strategy' + 'targets')"),
+    (
+        "leaf-without-provider",
+        fallback({"api_key": "k"}),
+        "targets[0].provider: required (a node needs 'provider' or 'strategy' + 'targets')",
+    ),
+    ("blank-provider", {"provider": " "}, "provider: must not be empty"),
+    ("provider-not-string", {"provider": 5}, "provider: must be a string"),
+    (
+        "unknown-field",
+        fallback({"provider": "a", "promt": "hi"}),
+        "targets[0].promt: unknown field",
+    ),
+    (
+        "loadbalance-all-weights-zero",
+        {
+            "strategy": {"mode": "loadbalance"},
+            "targets": [{"provider": "a", "weight": 0}, {"provider": "b", "weight": 0}],
+        },
+        "targets: loadbalance needs a target with weight > 0",
+    ),
+    (
+        "conditions-without-conditional",
+        fallback(
+            {"provider": "a", "name": "x"},
+            strategy={"mode": "fallback", "conditions": [{"query": {}, "then": "x"}]},
+        ),
+        "strategy.conditions: only valid with mode 'conditional'",
+    ),
+    (
+        "default-without-conditional",
+        fallback({"provider": "a", "name": "x"}, strategy={"mode": "fallback", "default": "x"}),
+        "strategy.default: only valid with mode 'conditional'",
+    ),
+    (
+        "conditional-without-conditions",
+        {"strategy": {"mode": "conditional"}, "targets": [{"provider": "a"}]},
+        "strategy.conditions: required when mode is 'conditional'",
+    ),
+    (
+        "conditional-with-empty-conditions",
+        {"strategy": {"mode": "conditional", "conditions": []}, "targets": [{"provider": "a"}]},
+        "strategy.conditions: must not be empty",
+    ),
+    (
+        "then-names-unknown-target",
+        {
+            "strategy": {"mode": "conditional", "conditions": [{"query": {}, "then": "x"}]},
+            "targets": [{"provider": "a", "name": "a"}, {"provider": "b", "name": "b"}],
+        },
+        "strategy.conditions[0].then: no target named 'x' (names: a, b)",
+    ),
+    (
+        "default-names-unknown-target",
+        {
+            "strategy": {
+                "mode": "conditional",
+                "conditions": [{"query": {}, "then": "a"}],
+                "default": "zz",
+            },
+            "targets": [{"provider": "a", "name": "a"}],
+        },
+        "strategy.default: no target named 'zz' (names: a)",
+    ),
+    (
+        "then-without-any-named-target",
+        {
+            "strategy": {"mode": "conditional", "conditions": [{"query": {}, "then": "a"}]},
+            "targets": [{"provider": "a"}],
+        },
+        "strategy.conditions[0].then: no target named 'a' (no target has a name)",
+    ),
+    (
+        "condition-without-query",
+        {
+            "strategy": {"mode": "conditional", "conditions": [{"then": "a"}]},
+            "targets": [{"provider": "a", "name": "a"}],
+        },
+        "strategy.conditions[0].query: required",
+    ),
+    (
+        "duplicate-sibling-names",
+        fallback({"provider": "a", "name": "x"}, {"provider": "b", "name": "x"}),
+        "targets[1].name: duplicate name 'x' (also targets[0])",
+    ),
+    (
+        "provider-on-strategy-node",
+        fallback({"provider": "a"}, provider="openai"),
+        "provider: only valid on a target, not on a strategy node",
+    ),
+    (
+        "nested-path",
+        fallback({"provider": "a"}, fallback({"provider": "b", "retry": {"attempts": -1}})),
+        "targets[1].targets[0].retry.attempts: must be >= 0",
+    ),
+    ("target-not-object", fallback("openai"), "targets[0]: must be an object"),
+    ("root-not-object", ["openai"], "(root): must be an object"),
+    (
+        "nesting-too-deep",
+        _deep(MAX_NESTING + 1),
+        ".".join(["targets[0]"] * MAX_NESTING)
+        + f".targets: targets nest more than {MAX_NESTING} levels deep",
+    ),
+]
+"""``(id, config, error line)``: whole configs refused with exactly that line."""
+
+
 @pytest.mark.parametrize(
-    ("raw", "expected"),
-    [
-        pytest.param(
-            fallback({"provider": "a"}, {"provider": "b", "retry": {"attempts": -1}}),
-            "targets[1].retry.attempts: must be >= 0",
-            id="negative-attempts",
-        ),
-        pytest.param(
-            {"provider": "a", "retry": {"attempts": 11}},
-            "retry.attempts: must be <= 10",
-            id="too-many-attempts",
-        ),
-        pytest.param(
-            {"provider": "a", "retry": {"attempts": "three"}},
-            "retry.attempts: must be an integer",
-            id="attempts-not-integer",
-        ),
-        pytest.param(
-            {"provider": "a", "retry": {"attempts": True}},
-            "retry.attempts: must be an integer",
-            id="attempts-boolean",
-        ),
-        pytest.param(
-            {"provider": "a", "retry": {}}, "retry.attempts: required", id="attempts-missing"
-        ),
-        pytest.param(
-            {"provider": "a", "retry": {"attempts": 1, "on_status_codes": [600]}},
-            "retry.on_status_codes[0]: must be <= 599",
-            id="retry-status-code-out-of-range",
-        ),
-        pytest.param(
-            fallback({"provider": "a"}, strategy={"mode": "fallback", "on_status_codes": [99]}),
-            "strategy.on_status_codes[0]: must be >= 100",
-            id="strategy-status-code-out-of-range",
-        ),
-        pytest.param(
-            {"strategy": {"mode": "roundrobin"}, "targets": [{"provider": "a"}]},
-            "strategy.mode: must be one of 'single', 'fallback', 'loadbalance' or 'conditional'",
-            id="unknown-mode",
-        ),
-        pytest.param(
-            {"strategy": {}, "targets": [{"provider": "a"}]},
-            "strategy.mode: required",
-            id="mode-missing",
-        ),
-        pytest.param(
-            {"strategy": {"mode": "fallback"}, "targets": []},
-            "targets: must not be empty",
-            id="empty-targets",
-        ),
-        pytest.param(
-            {"strategy": {"mode": "fallback"}},
-            "targets: required when 'strategy' is set",
-            id="strategy-without-targets",
-        ),
-        pytest.param(
-            {"targets": [{"provider": "a"}]},
-            "strategy: required when 'targets' is set",
-            id="targets-without-strategy",
-        ),
-        pytest.param(
-            {},
-            "provider: required (a node needs 'provider' or 'strategy' + 'targets')",
-            id="empty-node",
-        ),
-        pytest.param(
-            fallback({"api_key": "k"}),
-            "targets[0].provider: required (a node needs 'provider' or 'strategy' + 'targets')",
-            id="leaf-without-provider",
-        ),
-        pytest.param({"provider": " "}, "provider: must not be empty", id="blank-provider"),
-        pytest.param({"provider": 5}, "provider: must be a string", id="provider-not-string"),
-        pytest.param(
-            fallback({"provider": "a", "promt": "hi"}),
-            "targets[0].promt: unknown field",
-            id="unknown-field",
-        ),
-        pytest.param(
-            {"provider": "a", "virtual_key": "vk"},
-            "virtual_key: not supported by relaygate",
-            id="virtual-key",
-        ),
-        pytest.param(
-            {"provider": "a", "before_request_hooks": []},
-            "before_request_hooks: not supported by relaygate",
-            id="before-request-hooks",
-        ),
-        pytest.param(
-            {"provider": "a", "after_request_hooks": []},
-            "after_request_hooks: not supported by relaygate",
-            id="after-request-hooks",
-        ),
-        pytest.param(
-            {"provider": "a", "input_guardrails": []},
-            "input_guardrails: not supported by relaygate",
-            id="input-guardrails",
-        ),
-        pytest.param(
-            {"provider": "a", "output_guardrails": []},
-            "output_guardrails: not supported by relaygate",
-            id="output-guardrails",
-        ),
-        pytest.param(
-            {"provider": "a", "guardrails": {}},
-            "guardrails: not supported by relaygate",
-            id="guardrails",
-        ),
-        pytest.param(
-            {"provider": "a", "request_timeout": 0},
-            "request_timeout: must be > 0",
-            id="zero-timeout",
-        ),
-        pytest.param(
-            {"provider": "a", "custom_host": "ftp://host/v1"},
-            "custom_host: must be an http(s) URL",
-            id="custom-host-not-http",
-        ),
-        pytest.param(
-            {"provider": "a", "custom_host": "localhost:9001"},
-            "custom_host: must be an http(s) URL",
-            id="custom-host-without-scheme",
-        ),
-        pytest.param(
-            {"provider": "a", "custom_host": "http://h/v1?x=1"},
-            "custom_host: must not have a query string or fragment",
-            id="custom-host-with-query",
-        ),
-        pytest.param(
-            {"provider": "a", "weight": -1},
-            "weight: must be >= 0",
-            id="negative-weight",
-        ),
-        pytest.param(
-            {"provider": "a", "override_params": "gpt-4"},
-            "override_params: must be an object",
-            id="override-params-not-object",
-        ),
-        pytest.param(
-            {"provider": "a", "forward_headers": "x-a"},
-            "forward_headers: must be a list",
-            id="forward-headers-not-list",
-        ),
-        pytest.param(
-            {"provider": "a", "name": ""},
-            "name: must not be empty",
-            id="empty-name",
-        ),
-        pytest.param(
-            {
-                "strategy": {"mode": "loadbalance"},
-                "targets": [{"provider": "a", "weight": 0}, {"provider": "b", "weight": 0}],
-            },
-            "targets: loadbalance needs a target with weight > 0",
-            id="loadbalance-all-weights-zero",
-        ),
-        pytest.param(
-            fallback(
-                {"provider": "a", "name": "x"},
-                strategy={"mode": "fallback", "conditions": [{"query": {}, "then": "x"}]},
-            ),
-            "strategy.conditions: only valid with mode 'conditional'",
-            id="conditions-without-conditional",
-        ),
-        pytest.param(
-            fallback({"provider": "a", "name": "x"}, strategy={"mode": "fallback", "default": "x"}),
-            "strategy.default: only valid with mode 'conditional'",
-            id="default-without-conditional",
-        ),
-        pytest.param(
-            {"strategy": {"mode": "conditional"}, "targets": [{"provider": "a"}]},
-            "strategy.conditions: required when mode is 'conditional'",
-            id="conditional-without-conditions",
-        ),
-        pytest.param(
-            {"strategy": {"mode": "conditional", "conditions": []}, "targets": [{"provider": "a"}]},
-            "strategy.conditions: must not be empty",
-            id="conditional-with-empty-conditions",
-        ),
-        pytest.param(
-            {
-                "strategy": {"mode": "conditional", "conditions": [{"query": {}, "then": "x"}]},
-                "targets": [{"provider": "a", "name": "a"}, {"provider": "b", "name": "b"}],
-            },
-            "strategy.conditions[0].then: no target named 'x' (names: a, b)",
-            id="then-names-unknown-target",
-        ),
-        pytest.param(
-            {
-                "strategy": {
-                    "mode": "conditional",
-                    "conditions": [{"query": {}, "then": "a"}],
-                    "default": "zz",
-                },
-                "targets": [{"provider": "a", "name": "a"}],
-            },
-            "strategy.default: no target named 'zz' (names: a)",
-            id="default-names-unknown-target",
-        ),
-        pytest.param(
-            {
-                "strategy": {"mode": "conditional", "conditions": [{"query": {}, "then": "a"}]},
-                "targets": [{"provider": "a"}],
-            },
-            "strategy.conditions[0].then: no target named 'a' (no target has a name)",
-            id="then-without-any-named-target",
-        ),
-        pytest.param(
-            {
-                "strategy": {"mode": "conditional", "conditions": [{"then": "a"}]},
-                "targets": [{"provider": "a", "name": "a"}],
-            },
-            "strategy.conditions[0].query: required",
-            id="condition-without-query",
-        ),
-        pytest.param(
-            fallback({"provider": "a", "name": "x"}, {"provider": "b", "name": "x"}),
-            "targets[1].name: duplicate name 'x' (also targets[0])",
-            id="duplicate-sibling-names",
-        ),
-        pytest.param(
-            fallback({"provider": "a"}, provider="openai"),
-            "provider: only valid on a target, not on a strategy node",
-            id="provider-on-strategy-node",
-        ),
-        pytest.param(
-            fallback({"provider": "a"}, fallback({"provider": "b", "retry": {"attempts": -1}})),
-            "targets[1].targets[0].retry.attempts: must be >= 0",
-            id="nested-path",
-        ),
-        pytest.param(fallback("openai"), "targets[0]: must be an object", id="target-not-object"),
-        pytest.param(["openai"], "(root): must be an object", id="root-not-object"),
-        pytest.param(
-            _deep(MAX_NESTING + 1),
-            ".".join(["targets[0]"] * MAX_NESTING)
-            + f".targets: targets nest more than {MAX_NESTING} levels deep",
-            id="nesting-too-deep",
-        ),
-    ],
+    ("fields", "expected"), [pytest.param(f, e, id=i) for i, f, e in LEAF_ERRORS]
 )
+def test_an_invalid_leaf_field_reports_its_path_and_message(
+    fields: dict[str, Any], expected: str
+) -> None:
+    assert error_lines({"provider": "a", **fields}) == [expected]
+
+
+@pytest.mark.parametrize(("field", "value"), UNSUPPORTED_FIELDS.items())
+def test_an_unsupported_portkey_field_is_refused(field: str, value: Any) -> None:
+    assert error_lines({"provider": "a", field: value}) == [f"{field}: not supported by relaygate"]
+
+
+@pytest.mark.parametrize(("raw", "expected"), [pytest.param(r, e, id=i) for i, r, e in TREE_ERRORS])
 def test_invalid_config_reports_exact_path_and_message(raw: Any, expected: str) -> None:
     assert error_lines(raw) == [expected]
 

@@ -34,7 +34,7 @@ import httpx
 import pytest
 import yaml
 
-from relaygate.mock_upstream import MockSettings, create_mock_app, parse_faults
+from relaygate.mock import MockSettings, create_mock_app, parse_faults
 from tests.dashboards.dashboard_files import (
     RULE_FILES,
     alert_rules,

@@ -1,7 +1,7 @@
 """Shared pieces of the end-to-end tests: fault-simulator upstreams, server configs, checks.
 
 Every server listens on loopback only. A :class:`MockUpstream` wraps one running fault
-simulator (:mod:`relaygate.mock_upstream`) with its control endpoints, so a test can script
+simulator (:mod:`relaygate.mock`) with its control endpoints, so a test can script
 the next answers, read what relaygate forwarded and count what arrived.
 """
 
@@ -21,7 +21,7 @@ import openai
 import yaml
 from openai.types.chat import ChatCompletionMessageParam
 
-from relaygate.mock_upstream import MockSettings, create_mock_app
+from relaygate.mock import MockSettings, create_mock_app
 from tests.servers import RunningServer, relaygate_process, serve_in_thread
 
 MESSAGES: list[ChatCompletionMessageParam] = [

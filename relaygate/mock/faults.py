@@ -1,0 +1,246 @@
+"""The fault model of the mock upstream: :class:`Fault`, :class:`MockSettings` and the
+fault-script syntax :func:`parse_faults`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+_MIN_STATUS = 200
+_MAX_STATUS = 599
+
+
+def _check_non_negative(owner: str, name: str, value: float | None) -> None:
+    if value is None:
+        return
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{owner}.{name} must be a finite number >= 0, got {value!r}")
+
+
+def _check_status(owner: str, name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{owner}.{name} must be an integer HTTP status, got {value!r}")
+    if not _MIN_STATUS <= value <= _MAX_STATUS:
+        raise ValueError(
+            f"{owner}.{name} must be between {_MIN_STATUS} and {_MAX_STATUS}, got {value}"
+        )
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One scripted behaviour for one request.
+
+    A default ``Fault()`` is a plain, immediate success.  Fields combine:
+
+    * ``status``: HTTP status to answer with (200-599).  Statuses >= 400 get an
+      OpenAI-shaped JSON error body; other statuses get the normal success body
+      (204 and 304 get an empty body).
+    * ``latency_ms``: delay before the response headers are sent, added to
+      ``MockSettings.latency_ms``.
+    * ``retry_after``: if set, the response carries ``retry-after: <seconds>``
+      (integer or decimal seconds, as given).
+    * ``retry_after_ms``: if set, the response carries ``retry-after-ms: <ms>``.
+    * ``garbage``: answer with the non-JSON body ``<html>upstream exploded</html>``
+      (content-type ``text/html``) using ``status`` (200 unless set).
+    * ``cut_after_chunks``: streaming only (ignored otherwise): close the
+      connection abruptly after N SSE chunks, counting the initial role chunk;
+      ``data: [DONE]`` is never sent.  0 cuts right after the headers.
+    * ``chunk_delay_ms``: streaming only: delay between consecutive SSE events.
+    * ``hang``: never answer; wait up to one hour or until the client
+      disconnects (use it to exercise timeouts).
+    """
+
+    status: int = 200
+    latency_ms: float = 0.0
+    retry_after: float | None = None
+    retry_after_ms: float | None = None
+    garbage: bool = False
+    cut_after_chunks: int | None = None
+    chunk_delay_ms: float = 0.0
+    hang: bool = False
+
+    def __post_init__(self) -> None:
+        """Reject out-of-range values with ``ValueError``."""
+        _check_status("Fault", "status", self.status)
+        _check_non_negative("Fault", "latency_ms", self.latency_ms)
+        _check_non_negative("Fault", "retry_after", self.retry_after)
+        _check_non_negative("Fault", "retry_after_ms", self.retry_after_ms)
+        _check_non_negative("Fault", "chunk_delay_ms", self.chunk_delay_ms)
+        if self.cut_after_chunks is not None and (
+            isinstance(self.cut_after_chunks, bool)
+            or not isinstance(self.cut_after_chunks, int)
+            or self.cut_after_chunks < 0
+        ):
+            raise ValueError(
+                f"Fault.cut_after_chunks must be an integer >= 0, got {self.cut_after_chunks!r}"
+            )
+
+
+@dataclass(frozen=True)
+class MockSettings:
+    """Configuration of one mock upstream app.
+
+    * ``name``: identifies the mock; sent as response header ``x-mock-name``,
+      used as ``owned_by`` in ``/v1/models`` and in error messages; completion
+      text is ``f"Hello from {name}"``.  Responses echo the request's ``model``.
+    * ``latency_ms``: base latency applied to every API request (plus
+      ``Fault.latency_ms``).
+    * ``error_rate``: probability (0..1) that a request with no applicable
+      script step answers ``error_status`` instead of succeeding.
+    * ``error_status``: status used by ``error_rate`` failures.
+    * ``seed``: seed of the RNG behind ``error_rate`` (``None``: unseeded).
+      Exactly one draw is made per request that falls back to ``error_rate``.
+    * ``script``: faults consumed one per request, in order.
+    * ``loop_script``: when the script is exhausted, ``True`` starts it over,
+      ``False`` falls back to ``error_rate`` behaviour.
+    * ``stream_chunks``: number of content chunks in a streamed answer (>= 1).
+    * ``api_key``: if set, requests need ``Authorization: Bearer <api_key>`` or
+      ``api-key: <api_key>``, otherwise they get 401.
+    """
+
+    name: str = "mock"
+    latency_ms: float = 0.0
+    error_rate: float = 0.0
+    error_status: int = 503
+    seed: int | None = None
+    script: tuple[Fault, ...] = ()
+    loop_script: bool = False
+    stream_chunks: int = 5
+    api_key: str | None = None
+
+    def __post_init__(self) -> None:
+        """Reject out-of-range values with ``ValueError``."""
+        _check_non_negative("MockSettings", "latency_ms", self.latency_ms)
+        if not (math.isfinite(self.error_rate) and 0.0 <= self.error_rate <= 1.0):
+            raise ValueError(
+                f"MockSettings.error_rate must be between 0 and 1, got {self.error_rate!r}"
+            )
+        _check_status("MockSettings", "error_status", self.error_status)
+        if (
+            isinstance(self.stream_chunks, bool)
+            or not isinstance(self.stream_chunks, int)
+            or self.stream_chunks < 1
+        ):
+            raise ValueError(
+                f"MockSettings.stream_chunks must be an integer >= 1, got {self.stream_chunks!r}"
+            )
+        if not all(isinstance(step, Fault) for step in self.script):
+            raise ValueError("MockSettings.script must contain only Fault instances")
+
+
+# ---------------------------------------------------------------------------
+# parse_faults
+# ---------------------------------------------------------------------------
+
+_TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
+_FALSE_WORDS = frozenset({"false", "0", "no", "off"})
+_NONE_WORDS = frozenset({"none", "null"})
+
+
+def _to_int(text: str) -> int:
+    return int(text)
+
+
+def _to_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("not a finite number")
+    return value
+
+
+def _to_optional_float(text: str) -> float | None:
+    return None if text.lower() in _NONE_WORDS else _to_float(text)
+
+
+def _to_optional_int(text: str) -> int | None:
+    return None if text.lower() in _NONE_WORDS else int(text)
+
+
+def _to_bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in _TRUE_WORDS:
+        return True
+    if lowered in _FALSE_WORDS:
+        return False
+    raise ValueError("expected true/false")
+
+
+_FIELD_PARSERS: dict[str, Callable[[str], object]] = {
+    "status": _to_int,
+    "latency_ms": _to_float,
+    "retry_after": _to_optional_float,
+    "retry_after_ms": _to_optional_float,
+    "garbage": _to_bool,
+    "cut_after_chunks": _to_optional_int,
+    "chunk_delay_ms": _to_float,
+    "hang": _to_bool,
+}
+
+_KEYWORDS: dict[str, dict[str, object]] = {
+    "timeout": {"hang": True},
+    "hang": {"hang": True},
+    "garbage": {"garbage": True},
+}
+
+
+def _parse_fault_item(item: str, position: int) -> Fault:
+    where = f"fault #{position} ({item!r})"
+    head, *options = (part.strip() for part in item.split("@"))
+    values: dict[str, object] = {}
+    if head.lower() in _KEYWORDS:
+        values.update(_KEYWORDS[head.lower()])
+    else:
+        try:
+            values["status"] = int(head)
+        except ValueError:
+            expected = f"an HTTP status number or one of {sorted(_KEYWORDS)}"
+            raise ValueError(f"{where}: expected {expected}, got {head!r}") from None
+    seen: set[str] = set()
+    for option in options:
+        key, sep, raw_value = (text.strip() for text in option.partition("="))
+        if not sep or not key or not raw_value:
+            raise ValueError(f"{where}: option {option!r} must look like key=value")
+        if key not in _FIELD_PARSERS:
+            raise ValueError(
+                f"{where}: unknown option {key!r}; expected one of {sorted(_FIELD_PARSERS)}"
+            )
+        if key in seen:
+            raise ValueError(f"{where}: option {key!r} given twice")
+        seen.add(key)
+        try:
+            values[key] = _FIELD_PARSERS[key](raw_value)
+        except ValueError as exc:
+            raise ValueError(f"{where}: bad value {raw_value!r} for {key!r}: {exc}") from None
+    try:
+        return Fault(**values)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
+def parse_faults(spec: str) -> tuple[Fault, ...]:
+    """Parse a compact fault script into a tuple of :class:`Fault`.
+
+    Examples: ``"503,503,200"``, ``"429@retry_after=1,200"``, ``"timeout,200"``,
+    ``"garbage"``, ``"200@latency_ms=50"``, ``"200@cut_after_chunks=2"``, ``"hang"``.
+
+    Items are separated by commas.  Each item is an HTTP status number (200-599)
+    or a keyword (``timeout``/``hang`` -> ``hang=True``, ``garbage`` ->
+    ``garbage=True``; keywords keep status 200), optionally followed by
+    ``@key=value`` options joined with ``@``.  Keys are :class:`Fault` field names;
+    booleans accept true/false/1/0/yes/no/on/off, optional fields accept
+    none/null.  Whitespace around items, keys and values is ignored.  A blank
+    spec yields ``()``.  Raises ``ValueError`` with a message naming the bad item.
+    """
+    if not isinstance(spec, str):
+        raise ValueError(f"fault spec must be a string, got {type(spec).__name__}")
+    if not spec.strip():
+        return ()
+    faults: list[Fault] = []
+    for position, raw_item in enumerate(spec.split(","), start=1):
+        item = raw_item.strip()
+        if not item:
+            raise ValueError(f"fault #{position} is empty in spec {spec!r}")
+        faults.append(_parse_fault_item(item, position))
+    return tuple(faults)
