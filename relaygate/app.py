@@ -144,9 +144,8 @@ async def _watch_client(receive: Receive, drain: Drain, task: asyncio.Task[Any])
 
 async def _discard(response: EdgeResponse) -> None:
     """Release an answer that will not be sent (its stream holds an upstream connection)."""
-    aclose = getattr(response.stream, "aclose", None)
-    if aclose is not None:
-        await aclose()
+    if response.stream is not None:
+        await response.stream.aclose()
 
 
 _SHUTDOWN_MESSAGE = "the gateway is shutting down; retry the request"
@@ -256,9 +255,7 @@ async def send_rest(send: Send, response: EdgeResponse) -> None:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
     finally:
-        aclose = getattr(stream, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await stream.aclose()
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

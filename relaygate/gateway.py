@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -30,6 +30,7 @@ from relaygate.exchange import (
     GatewayResponse,
     Operation,
     RequestContext,
+    ResponseStream,
 )
 from relaygate.exporters import semconv as sc
 from relaygate.exporters.prometheus import status_class
@@ -46,6 +47,7 @@ from relaygate.providers.handler import ProviderHandler
 from relaygate.providers.registry import ProviderRegistry, default_registry
 from relaygate.route_story import ROUTE_SPAN_MAX_BYTES, cap_story, route_story
 from relaygate.security.keys import KeyScope
+from relaygate.sse import usage_of
 from relaygate.strategies import Backoff
 from relaygate.telemetry import Telemetry, build_telemetry, exemplar, trace_ids
 
@@ -69,7 +71,7 @@ class EdgeResponse:
     status: int
     headers: list[tuple[str, str]]
     body: bytes = b""
-    stream: AsyncIterator[bytes] | None = None
+    stream: ResponseStream | None = None
 
 
 @dataclass
@@ -285,9 +287,8 @@ class Gateway:
         if response.stream is None:
             finish(None)
             return EdgeResponse(response.status, out_headers, response.body or b"")
-        return EdgeResponse(
-            response.status, out_headers, stream=_FinishingStream(response.stream, finish)
-        )
+        response.stream.on_end(finish)
+        return EdgeResponse(response.status, out_headers, stream=response.stream)
 
     def _parse(
         self,
@@ -413,7 +414,11 @@ class _LazyUpstream:
 
 
 class _Finisher:
-    """Records the per-request telemetry once the answer has been fully delivered."""
+    """Records the per-request telemetry once the answer has been fully delivered.
+
+    Called with ``None`` for a complete answer, and registered as the end callback of a
+    streamed one (so it runs once the stream ends, breaks or is closed).
+    """
 
     __slots__ = (
         "ctx",
@@ -449,7 +454,7 @@ class _Finisher:
         self.start = start
         self.returned = returned
 
-    def __call__(self, stream: Any) -> None:
+    def __call__(self, stream: ResponseStream | None) -> None:
         tel = self.gw.telemetry
         try:
             self._record(tel, stream)
@@ -459,7 +464,7 @@ class _Finisher:
             tel.guard(tel.metrics.in_flight.dec)
             tel.guard(self.span.end)
 
-    def _record(self, tel: Telemetry, stream: Any) -> None:
+    def _record(self, tel: Telemetry, stream: ResponseStream | None) -> None:
         metrics = tel.metrics
         ctx = self.ctx
         response = self.response
@@ -470,7 +475,7 @@ class _Finisher:
         config_id = config.id if config is not None else "none"
         status = response.status
         cut = ctx.client.cut if ctx.client is not None else None
-        failure = cut or getattr(stream, "failure", None)
+        failure = cut or (stream.failure if stream is not None else None)
         ex = exemplar(self.span)
         op = self.operation.value
         series = metrics.request_series(config_id, op)
@@ -503,11 +508,7 @@ class _Finisher:
                 span.set_status(Status(StatusCode.ERROR))
             if cut:
                 span.set_attribute(sc.OUTCOME, cut)
-        usage = getattr(stream, "usage", None)
-        if usage is None and isinstance(response.payload, dict):
-            raw = response.payload.get("usage")
-            if isinstance(raw, dict):
-                usage = (raw.get("prompt_tokens"), raw.get("completion_tokens"))
+        usage = stream.usage if stream is not None else usage_of(response.payload)
         for hook in tel.request_hooks:
             tel.guard(hook, ctx, status)
         ids = trace_ids(span)
@@ -543,40 +544,3 @@ class _Finisher:
             duration_ms=round(total * 1000, 3),
             overhead_ms=round(overhead * 1000, 3),
         )
-
-
-class _FinishingStream:
-    """Passes stream bytes through and runs the finisher once when the stream ends or closes."""
-
-    __slots__ = ("_done", "_finish", "_inner")
-
-    def __init__(self, inner: AsyncIterator[bytes], finish: _Finisher) -> None:
-        self._inner = inner
-        self._finish = finish
-        self._done = False
-
-    def __aiter__(self) -> _FinishingStream:
-        return self
-
-    async def __anext__(self) -> bytes:
-        try:
-            return await self._inner.__anext__()
-        except Exception:  # StopAsyncIteration included
-            self._end()
-            raise
-        # A cancellation (client gone, drain ended) leaves the end to aclose(), which
-        # releases the upstream stream first and then records the outcome.
-
-    def _end(self) -> None:
-        if not self._done:
-            self._done = True
-            self._finish(self._inner)
-
-    async def aclose(self) -> None:
-        """Close early (client went away): release upstream, then record."""
-        try:
-            aclose = getattr(self._inner, "aclose", None)
-            if aclose is not None and not self._done:
-                await aclose()
-        finally:
-            self._end()

@@ -19,7 +19,7 @@ import orjson
 from relaygate.app import _server_config
 from relaygate.config.server import ServerConfig
 from relaygate.errors import error_body
-from relaygate.exchange import Operation
+from relaygate.exchange import Operation, ResponseStream
 from relaygate.gateway import Gateway, GatewayDeps
 
 _SUFFIXES: tuple[tuple[str, Operation], ...] = (
@@ -30,17 +30,16 @@ _SUFFIXES: tuple[tuple[str, Operation], ...] = (
 
 
 class _EdgeStream(httpx.AsyncByteStream):
-    def __init__(self, inner: AsyncIterator[bytes]) -> None:
+    """An answer's :class:`ResponseStream` as the byte stream an ``httpx.Response`` reads."""
+
+    def __init__(self, inner: ResponseStream) -> None:
         self._inner = inner
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._inner:
-            yield chunk
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._inner
 
     async def aclose(self) -> None:
-        aclose = getattr(self._inner, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await self._inner.aclose()
 
 
 class AsyncTransport(httpx.AsyncBaseTransport):
