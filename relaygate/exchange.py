@@ -7,7 +7,6 @@ the innermost handler answers with a :class:`GatewayResponse`. Nothing here know
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -102,9 +101,7 @@ class GatewayRequest:
     ``body`` is the parsed JSON body and ``raw_body`` its exact bytes, forwarded unchanged when
     no ``override_params`` apply. ``headers`` has lower-case names. ``config``, ``target`` and
     ``attempt`` (with ``backoff_s``, the wait before it) are filled in by the config-resolve,
-    fallback and retry layers in turn; the timeout layer sets ``attempt_timer`` (whose
-    ``expired()`` tells an inner layer that a cancellation is this attempt's timeout, not the
-    client going away) and whether it comes from the request's overall deadline.
+    fallback and retry layers in turn.
     """
 
     operation: Operation
@@ -117,8 +114,6 @@ class GatewayRequest:
     target: Target | None = None
     attempt: int = 0
     backoff_s: float = 0.0
-    attempt_timer: asyncio.Timeout | None = None
-    deadline_is_request: bool = False
 
     def derive(self, **changes: Any) -> GatewayRequest:
         """A copy with ``changes`` applied; the shared :class:`RequestContext` is kept.

@@ -1,7 +1,7 @@
 """The gateway core shared by every edge: the ASGI app and the in-process httpx transport.
 
 :class:`Gateway` builds the pipeline once (auth → config resolve → fallback → retry →
-timeout → log → provider) from a :class:`~relaygate.config.server.ServerConfig` and injected
+log → timeout → provider) from a :class:`~relaygate.config.server.ServerConfig` and injected
 side effects, and turns raw request parts (operation, body bytes, headers) into an
 :class:`EdgeResponse`: validated input, the request span, Portkey-compatible response
 headers, the route story, and per-request telemetry when the answer (or its stream) ends.
@@ -79,7 +79,10 @@ class GatewayDeps:
     """Side effects a gateway uses; every default is the production one.
 
     ``upstream`` is created lazily on first use when not given (so it binds to the running
-    event loop); ``sleep``, ``rand``, ``wall`` are the retry layer's waits, jitter and clock.
+    event loop); ``sleep``, ``rand``, ``wall`` are the retry layer's waits, jitter and wall
+    clock (Retry-After dates); ``now`` is the loop clock (seconds, monotonic) the request's
+    deadline is set and read against by the gateway and the fallback, retry and timeout
+    layers, the running event loop's ``time()`` when ``None``.
     """
 
     upstream: UpstreamClient | None = None
@@ -88,6 +91,7 @@ class GatewayDeps:
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     rand: Callable[[], float] = random.random
     wall: Callable[[], float] = time.time
+    now: Callable[[], float] | None = None
 
 
 class Gateway:
@@ -135,12 +139,16 @@ class Gateway:
             jitter=server.retry.jitter,
             max_retry_after_s=server.retry.max_retry_after_ms / 1000,
         )
+        now = deps.now or _loop_time
+        self._now = now
+        # Timeout innermost: it bounds one attempt, so the log layer records a cut attempt as
+        # the ordinary 408/504 answer it is; retry and fallback outside act on that answer.
         layers: list[Layer] = []
         if self.keys:
             layers.append(AuthLayer(self.keys, self.telemetry))
         layers += [
             self.configs,
-            FallbackLayer(self.telemetry, rand=deps.rand),
+            FallbackLayer(self.telemetry, rand=deps.rand, now=now),
             RetryLayer(
                 self.telemetry,
                 backoff,
@@ -148,9 +156,10 @@ class Gateway:
                 sleep=deps.sleep,
                 rand=deps.rand,
                 wall=deps.wall,
+                now=now,
             ),
-            TimeoutLayer(self.telemetry),
             LogLayer(self.telemetry),
+            TimeoutLayer(self.telemetry, now=now),
         ]
         self.handler: Handler = build(layers, self._provider)
         self._deadline_s = limits.request_deadline_ms / 1000
@@ -247,7 +256,7 @@ class Gateway:
         request: GatewayRequest | None = None
         try:
             request = self._parse(operation, body, headers, ctx)
-            ctx.deadline = asyncio.get_running_loop().time() + self._deadline_s
+            ctx.deadline = self._now() + self._deadline_s
             response = await self.handler(request)
         except GatewayError as exc:
             response = exc.to_response()
@@ -398,6 +407,11 @@ _NOOP_SPAN: Span = trace.NonRecordingSpan(trace.INVALID_SPAN_CONTEXT)
 # Request ids need to be unique, not secret: the process's PRNG (seeded from the OS, and
 # reseeded in a forked child) avoids a system call per request.
 _random_bits = random.getrandbits
+
+
+def _loop_time() -> float:
+    """The running event loop's clock: the default ``GatewayDeps.now``."""
+    return asyncio.get_running_loop().time()
 
 
 class _LazyUpstream:

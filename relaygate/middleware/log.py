@@ -1,11 +1,12 @@
 """Per-attempt recording: one CLIENT span, one record and one set of samples per upstream attempt.
 
-Innermost, so it sees exactly what each attempt did, labelled by target. The span follows
-the OpenTelemetry GenAI conventions (name ``{operation} {model}``, ``gen_ai.*`` attributes,
-``error.type`` on failure) plus relaygate's target path, name, attempt number and backoff.
-A stream's span stays open until the stream ends, recording the first chunk as an event and
-the usage the stream reports; an attempt cut by the timeout layer is recorded as a timeout,
-and one cut because the client went away (or the server's drain ended) under the reason the
+Just outside the timeout layer (which sits around the provider), so it sees exactly what
+each attempt did, labelled by target. The span follows the OpenTelemetry GenAI conventions
+(name ``{operation} {model}``, ``gen_ai.*`` attributes, ``error.type`` on failure) plus
+relaygate's target path, name, attempt number and backoff. A stream's span stays open until
+the stream ends, recording the first chunk as an event and the usage the stream reports. An
+attempt the timeout layer cuts arrives here as an ordinary 408 or 504 answer; one cut
+because the client went away (or the server's drain ended) is recorded under the reason the
 edge gave in the request's :class:`~relaygate.exchange.ClientLink`.
 """
 
@@ -20,7 +21,6 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from relaygate.exchange import AttemptRecord, GatewayRequest, GatewayResponse, ResponseStream
 from relaygate.exporters import semconv as sc
 from relaygate.exporters.prometheus import TargetSeries, status_class
-from relaygate.middleware.timeout import timeout_response
 from relaygate.pipeline import Handler
 from relaygate.sse import finish_reasons_of, usage_of
 from relaygate.strategies import classify
@@ -63,18 +63,14 @@ class LogLayer:
                     with trace.use_span(span, end_on_exit=False, record_exception=False):
                         response = await inner(request)
             except asyncio.CancelledError:
-                duration = tel.clock() - start
-                timer = request.attempt_timer
-                if timer is not None and timer.expired():
-                    cut = timeout_response(request)
-                    _finish(tel, request, series, span, cut, duration, None)
-                else:
-                    reason = _cut(request) or "cancelled"
-                    record = _append(request, 499, reason, duration)
-                    _count(tel, request, series, record, span)
-                    tel.guard(span.set_attribute, sc.ERROR_TYPE, reason)
-                    tel.guard(span.set_attribute, sc.OUTCOME, reason)
-                    tel.guard(span.end)
+                # Not a timeout (the timeout layer, inside, answers those): the client went
+                # away, the drain ended, or the caller cancelled.
+                reason = _cut(request) or "cancelled"
+                record = _append(request, 499, reason, tel.clock() - start)
+                _count(tel, request, series, record, span)
+                tel.guard(span.set_attribute, sc.ERROR_TYPE, reason)
+                tel.guard(span.set_attribute, sc.OUTCOME, reason)
+                tel.guard(span.end)
                 raise
             except Exception as exc:
                 record = _append(request, 500, "internal_error", tel.clock() - start)
