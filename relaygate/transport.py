@@ -18,7 +18,7 @@ import orjson
 
 from relaygate.app import _server_config
 from relaygate.config.server import ServerConfig
-from relaygate.errors import error_body
+from relaygate.errors import GatewayError
 from relaygate.exchange import Operation, ResponseStream
 from relaygate.gateway import Gateway, GatewayDeps
 
@@ -63,15 +63,17 @@ class AsyncTransport(httpx.AsyncBaseTransport):
             body = orjson.dumps({"object": "list", "data": self.gateway.models()})
             return httpx.Response(200, headers={"content-type": "application/json"}, content=body)
         operation = next((op for suffix, op in _SUFFIXES if path.endswith(suffix)), None)
+        headers = {k.lower(): v for k, v in request.headers.items()}
         if operation is None or request.method != "POST":
             status = 404 if operation is None else 405
             message = "unknown route" if operation is None else "method not allowed; use POST"
-            body = error_body(f"{message}: {request.method} {path}", type="invalid_request_error")
-            return httpx.Response(
-                status, headers={"content-type": "application/json"}, content=body
+            refusal = GatewayError(status, f"{message}: {request.method} {path}")
+            extra = [("allow", "POST")] if status == 405 else []
+            answer = self.gateway.refuse(
+                operation, headers, refusal, method=request.method, extra=extra
             )
+            return httpx.Response(status, headers=answer.headers, content=answer.body)
         content = await request.aread()
-        headers = {k.lower(): v for k, v in request.headers.items()}
         response = await self.gateway.handle(operation, content, headers)
         if response.stream is None:
             return httpx.Response(response.status, headers=response.headers, content=response.body)
