@@ -25,7 +25,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from relaygate.config.server import ServerConfig, load_server_config, parse_server_config
+from relaygate.config.server import ServerConfig
+from relaygate.config.source import server_config_of
 from relaygate.drain import EDGE_STATE_KEY, Drain, EdgeState
 from relaygate.errors import GatewayError, error_body
 from relaygate.exchange import CLIENT_DISCONNECTED, GATEWAY_SHUTTING_DOWN, ClientLink, Operation
@@ -278,7 +279,7 @@ def create_app(
     :class:`StatusBoard` as ``app.state.status``; the page is ``GET /status``. The API's
     OpenAPI description (:mod:`relaygate.openapi`) is ``GET /openapi.json``.
     """
-    server = _server_config(config)
+    server = server_config_of(config)
     gateway = Gateway(server, deps)
     metrics_on = server.telemetry.metrics.enabled
     board = StatusBoard()
@@ -348,15 +349,17 @@ def create_app(
 
 class _GatewayApp(Starlette):
     """Starlette, with the API routes dispatched by exact path ahead of its middleware
-    stack and router (they handle their own errors; this saves ~6% of a request's CPU).
-    Every other path, and anything else, goes through Starlette as usual."""
+    stack and router while no middleware was added (they handle their own errors; this
+    saves ~6% of a request's CPU). Once ``app.add_middleware(...)`` (or ``middleware=``)
+    adds any, every request, API routes included, goes through Starlette's stack as usual,
+    so added middleware wraps every route."""
 
     def __init__(self, api: dict[str, ApiEndpoint], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._api = api
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] == "http" and not self.user_middleware:
             endpoint = self._api.get(_route_path(scope))
             if endpoint is not None:
                 scope["app"] = self
@@ -372,13 +375,3 @@ def _route_path(scope: Scope) -> str:
     if root and path.startswith(root) and path[len(root) : len(root) + 1] == "/":
         return path[len(root) :]
     return path
-
-
-def _server_config(config: ServerConfig | Mapping[str, Any] | str | Path | None) -> ServerConfig:
-    if config is None:
-        return ServerConfig()
-    if isinstance(config, ServerConfig):
-        return config
-    if isinstance(config, str | Path):
-        return load_server_config(config)
-    return parse_server_config(dict(config))

@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import orjson
 
-from relaygate.app import _server_config
 from relaygate.config.server import ServerConfig
+from relaygate.config.source import server_config_of
 from relaygate.errors import GatewayError
 from relaygate.exchange import Operation, ResponseStream
 from relaygate.gateway import Gateway, GatewayDeps
@@ -54,7 +54,7 @@ class AsyncTransport(httpx.AsyncBaseTransport):
         config: ServerConfig | Mapping[str, Any] | str | Path | None = None,
         deps: GatewayDeps | None = None,
     ) -> None:
-        self.gateway = Gateway(_server_config(config), deps)
+        self.gateway = Gateway(server_config_of(config), deps)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Run ``request`` through the gateway and answer with its response."""
