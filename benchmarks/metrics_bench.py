@@ -3,8 +3,8 @@
 Replays the recording a typical request makes (one attempt that succeeds with token usage):
 the in-flight gauge up and down, then what ``LogLayer`` does per attempt
 (``relaygate/middleware/log.py``: ``series``, ``_count``, ``_count_tokens``) and what
-``_Finisher._record`` does per request (``relaygate/gateway.py``): 7 histogram observations,
-4 counter increments and 2 gauge updates, through the same ``GatewayMetrics`` methods
+``Observation._record`` does per request (``relaygate/middleware/observe.py``): 7 histogram
+observations, 4 counter increments and 2 gauge updates, through the same ``GatewayMetrics`` methods
 (``series``, ``TargetSeries.attempt``, ``request_series``, ``request_counter``) and
 ``Telemetry.guard`` calls as the gateway. It runs once against ``GatewayMetrics`` as it is
 (relaygate's own families) and once against the same ``GatewayMetrics`` whose families are
@@ -186,7 +186,7 @@ def record(tel: Telemetry, request: Request, ex: dict[str, str] | None) -> None:
     tel.guard(series.tokens_out.inc, usage[1])
     tel.guard(series.genai_tokens_in.observe, usage[0])
     tel.guard(series.genai_tokens_out.observe, usage[1])
-    # _Finisher._record: the request.
+    # Observation._record: the request.
     rseries = metrics.request_series(config_id, op)
     metrics.request_counter(rseries, config_id, op, status_class(200)).inc()
     rseries.duration.observe(total, ex)

@@ -25,7 +25,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from relaygate.config.server import ServerConfig, load_server_config, parse_server_config
+from relaygate.config.server import ServerConfig
+from relaygate.config.source import server_config_of
 from relaygate.drain import EDGE_STATE_KEY, Drain, EdgeState
 from relaygate.errors import GatewayError, error_body
 from relaygate.exchange import CLIENT_DISCONNECTED, GATEWAY_SHUTTING_DOWN, ClientLink, Operation
@@ -62,20 +63,27 @@ class ApiEndpoint:
         self._drain = drain
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["method"] != "POST":
-            await send_edge(send, method_not_allowed())
-            return
+        gateway = self._gateway
+        operation = self._operation
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        method: str = scope["method"]
+        if method != "POST":
+            refusal = GatewayError(405, "method not allowed; use POST", code="405")
+            await send_edge(
+                send,
+                gateway.refuse(
+                    operation, headers, refusal, method=method, extra=[("allow", "POST")]
+                ),
+            )
+            return
         try:
             # Before a byte of the body is read: an unauthenticated caller costs nothing more.
-            principal = self._gateway.authenticate(headers)
+            principal = gateway.authenticate(headers)
+            declared = headers.get("content-length")
+            if declared is not None and declared.isdigit():
+                gateway.codec.check_size(int(declared))
         except GatewayError as exc:
-            await send_edge(send, _error(exc))
-            return
-        limit = self._gateway.server.limits.max_body_bytes
-        declared = headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            await send_edge(send, _too_large(int(declared), limit))
+            await send_edge(send, gateway.refuse(operation, headers, exc))
             return
         body = bytearray()
         more = True
@@ -88,12 +96,16 @@ class ApiEndpoint:
                     if message["type"] == "http.disconnect":
                         return
                     body += message.get("body", b"")
-                    if len(body) > limit:
-                        await send_edge(send, _too_large(len(body), limit))
-                        return
+                    gateway.codec.check_size(len(body))
                     more = message.get("more_body", False)
+        except GatewayError as exc:
+            await send_edge(send, gateway.refuse(operation, headers, exc))
+            return
         except TimeoutError:
-            await send_edge(send, _body_stalled(self._idle_s))
+            stalled = _body_stalled(self._idle_s)
+            await send_edge(
+                send, gateway.refuse(operation, headers, stalled, extra=[("connection", "close")])
+            )
             return
         await self._answer(bytes(body), headers, principal, receive, send)
 
@@ -144,9 +156,8 @@ async def _watch_client(receive: Receive, drain: Drain, task: asyncio.Task[Any])
 
 async def _discard(response: EdgeResponse) -> None:
     """Release an answer that will not be sent (its stream holds an upstream connection)."""
-    aclose = getattr(response.stream, "aclose", None)
-    if aclose is not None:
-        await aclose()
+    if response.stream is not None:
+        await response.stream.aclose()
 
 
 _SHUTDOWN_MESSAGE = "the gateway is shutting down; retry the request"
@@ -167,27 +178,9 @@ async def _end_for_shutdown(send: Send, response: EdgeResponse | None, head_sent
         await send({"type": "http.response.body", "body": shutdown_event(), "more_body": False})
 
 
-def _body_stalled(idle_s: float) -> EdgeResponse:
+def _body_stalled(idle_s: float) -> GatewayError:
     ms = round(idle_s * 1000)
-    body = error_body(
-        f"request body made no progress for {ms} ms",
-        type="invalid_request_error",
-        code="body_timeout",
-    )
-    return EdgeResponse(408, [("content-type", "application/json"), ("connection", "close")], body)
-
-
-def _too_large(size: int, limit: int) -> EdgeResponse:
-    return _error(
-        GatewayError(
-            413, f"request body is {size} bytes; the limit is {limit}", code="request_too_large"
-        )
-    )
-
-
-def _error(err: GatewayError) -> EdgeResponse:
-    response = err.to_response()
-    return EdgeResponse(err.status, list(response.headers.items()), response.body or b"")
+    return GatewayError(408, f"request body made no progress for {ms} ms", code="body_timeout")
 
 
 def require_key(
@@ -222,12 +215,6 @@ def require_key(
     return guarded
 
 
-def method_not_allowed() -> EdgeResponse:
-    """405 in OpenAI's error shape."""
-    body = error_body("method not allowed; use POST", type="invalid_request_error", code="405")
-    return EdgeResponse(405, [("content-type", "application/json"), ("allow", "POST")], body)
-
-
 async def send_edge(send: Send, response: EdgeResponse) -> None:
     """Write an :class:`EdgeResponse` to an ASGI ``send``; streams are forwarded chunk by chunk."""
     await send_head(send, response)
@@ -256,22 +243,27 @@ async def send_rest(send: Send, response: EdgeResponse) -> None:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
     finally:
-        aclose = getattr(stream, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await stream.aclose()
 
 
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    message = "unknown route" if exc.status_code == 404 else str(exc.detail)
-    body = error_body(
-        f"{message}: {request.method} {request.url.path}",
-        type=_ERROR_TYPES.get(exc.status_code, "invalid_request_error"),
-        code=str(exc.status_code),
-    )
-    return Response(
-        body, status_code=exc.status_code, media_type="application/json", headers=exc.headers
-    )
+def _http_error(gateway: Gateway) -> Callable[[Request, Exception], Awaitable[Response]]:
+    """Starlette's 404/405 (and other HTTP errors) as observed refusals in OpenAI's shape."""
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        message = "unknown route" if exc.status_code == 404 else str(exc.detail)
+        refusal = GatewayError(
+            exc.status_code,
+            f"{message}: {request.method} {request.url.path}",
+            type=_ERROR_TYPES.get(exc.status_code, "invalid_request_error"),
+            code=str(exc.status_code),
+            headers=dict(exc.headers or {}),
+        )
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        answer = gateway.refuse(None, headers, refusal, method=request.method)
+        return Response(answer.body, status_code=answer.status, headers=dict(answer.headers))
+
+    return http_error
 
 
 def create_app(
@@ -292,7 +284,7 @@ def create_app(
     that ``/metrics`` in any of them answers for all (:mod:`relaygate.exporters.workers`);
     ``None`` (one process) serves this process's metrics alone.
     """
-    server = _server_config(config)
+    server = server_config_of(config)
     gateway = Gateway(server, deps)
     metrics_on = server.telemetry.metrics.enabled
     board = StatusBoard()
@@ -364,7 +356,7 @@ def create_app(
     app = _GatewayApp(
         api,
         routes=routes,
-        exception_handlers={HTTPException: _http_error},
+        exception_handlers={HTTPException: _http_error(gateway)},
         lifespan=lifespan,
     )
     app.state.gateway = gateway
@@ -374,15 +366,17 @@ def create_app(
 
 class _GatewayApp(Starlette):
     """Starlette, with the API routes dispatched by exact path ahead of its middleware
-    stack and router (they handle their own errors; this saves ~6% of a request's CPU).
-    Every other path, and anything else, goes through Starlette as usual."""
+    stack and router while no middleware was added (they handle their own errors; this
+    saves ~6% of a request's CPU). Once ``app.add_middleware(...)`` (or ``middleware=``)
+    adds any, every request, API routes included, goes through Starlette's stack as usual,
+    so added middleware wraps every route."""
 
     def __init__(self, api: dict[str, ApiEndpoint], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._api = api
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] == "http" and not self.user_middleware:
             endpoint = self._api.get(_route_path(scope))
             if endpoint is not None:
                 scope["app"] = self
@@ -398,13 +392,3 @@ def _route_path(scope: Scope) -> str:
     if root and path.startswith(root) and path[len(root) : len(root) + 1] == "/":
         return path[len(root) :]
     return path
-
-
-def _server_config(config: ServerConfig | Mapping[str, Any] | str | Path | None) -> ServerConfig:
-    if config is None:
-        return ServerConfig()
-    if isinstance(config, ServerConfig):
-        return config
-    if isinstance(config, str | Path):
-        return load_server_config(config)
-    return parse_server_config(dict(config))

@@ -16,10 +16,10 @@ from typing import Any
 import httpx
 import orjson
 
-from relaygate.app import _server_config
 from relaygate.config.server import ServerConfig
-from relaygate.errors import error_body
-from relaygate.exchange import Operation
+from relaygate.config.source import server_config_of
+from relaygate.errors import GatewayError
+from relaygate.exchange import Operation, ResponseStream
 from relaygate.gateway import Gateway, GatewayDeps
 
 _SUFFIXES: tuple[tuple[str, Operation], ...] = (
@@ -30,17 +30,16 @@ _SUFFIXES: tuple[tuple[str, Operation], ...] = (
 
 
 class _EdgeStream(httpx.AsyncByteStream):
-    def __init__(self, inner: AsyncIterator[bytes]) -> None:
+    """An answer's :class:`ResponseStream` as the byte stream an ``httpx.Response`` reads."""
+
+    def __init__(self, inner: ResponseStream) -> None:
         self._inner = inner
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._inner:
-            yield chunk
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._inner
 
     async def aclose(self) -> None:
-        aclose = getattr(self._inner, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await self._inner.aclose()
 
 
 class AsyncTransport(httpx.AsyncBaseTransport):
@@ -55,7 +54,7 @@ class AsyncTransport(httpx.AsyncBaseTransport):
         config: ServerConfig | Mapping[str, Any] | str | Path | None = None,
         deps: GatewayDeps | None = None,
     ) -> None:
-        self.gateway = Gateway(_server_config(config), deps)
+        self.gateway = Gateway(server_config_of(config), deps)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Run ``request`` through the gateway and answer with its response."""
@@ -64,15 +63,17 @@ class AsyncTransport(httpx.AsyncBaseTransport):
             body = orjson.dumps({"object": "list", "data": self.gateway.models()})
             return httpx.Response(200, headers={"content-type": "application/json"}, content=body)
         operation = next((op for suffix, op in _SUFFIXES if path.endswith(suffix)), None)
+        headers = {k.lower(): v for k, v in request.headers.items()}
         if operation is None or request.method != "POST":
             status = 404 if operation is None else 405
             message = "unknown route" if operation is None else "method not allowed; use POST"
-            body = error_body(f"{message}: {request.method} {path}", type="invalid_request_error")
-            return httpx.Response(
-                status, headers={"content-type": "application/json"}, content=body
+            refusal = GatewayError(status, f"{message}: {request.method} {path}")
+            extra = [("allow", "POST")] if status == 405 else []
+            answer = self.gateway.refuse(
+                operation, headers, refusal, method=request.method, extra=extra
             )
+            return httpx.Response(status, headers=answer.headers, content=answer.body)
         content = await request.aread()
-        headers = {k.lower(): v for k, v in request.headers.items()}
         response = await self.gateway.handle(operation, content, headers)
         if response.stream is None:
             return httpx.Response(response.status, headers=response.headers, content=response.body)

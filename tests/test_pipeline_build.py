@@ -160,7 +160,7 @@ def _chain(span: ReadableSpan, spans: dict[int, ReadableSpan]) -> list[str]:
     return names
 
 
-async def test_the_gateway_stacks_auth_config_fallback_retry_timeout_log_in_order(
+async def test_the_gateway_stacks_auth_config_fallback_retry_log_timeout_in_order(
     telemetry: Telemetry, spans: InMemorySpanExporter
 ) -> None:
     transport = RecordingTransport(httpx.Response(200, json=chat_payload()))
@@ -168,10 +168,10 @@ async def test_the_gateway_stacks_auth_config_fallback_retry_timeout_log_in_orde
     body = orjson.dumps({"model": "gpt-4o-mini", "messages": []})
     await gw.handle(Operation.CHAT, body, {"authorization": "Bearer gw-key"})
     finished = {s.context.span_id: s for s in spans.get_finished_spans() if s.context}
-    (attempt,) = [s for s in finished.values() if s.name.startswith("chat")]
-    assert _chain(attempt, finished) == [
-        "chat gpt-4o-mini",
+    (timeout,) = [s for s in finished.values() if s.name == sc.SPAN_TIMEOUT]
+    assert _chain(timeout, finished) == [
         sc.SPAN_TIMEOUT,
+        "chat gpt-4o-mini",
         sc.SPAN_RETRY,
         sc.SPAN_STRATEGY,
         "POST /v1/chat/completions",
@@ -192,3 +192,29 @@ async def test_the_auth_layer_is_stacked_only_when_gateway_keys_are_configured(
     assert response.status == 200
     names = {s.name for s in spans.get_finished_spans()}
     assert (sc.SPAN_AUTH in names) is auth
+
+
+async def test_every_layer_reads_the_deadline_against_the_injected_loop_clock(
+    telemetry: Telemetry,
+) -> None:
+    """The deadline is set at 0 by the injected clock, which then jumps past it: no attempt."""
+    readings = iter([0.0])
+    transport = RecordingTransport(httpx.Response(200, json=chat_payload()))
+    server = parse_server_config(
+        {
+            "limits": {"request_deadline_ms": 1000},
+            "default_config": {
+                "provider": "openai",
+                "api_key": "sk-a",
+                "custom_host": UPSTREAM_A,
+            },
+        }
+    )
+    deps = GatewayDeps(
+        upstream=transport.client(), telemetry=telemetry, now=lambda: next(readings, 5.0)
+    )
+    response = await Gateway(server, deps).handle(
+        Operation.CHAT, orjson.dumps({"model": "gpt-4o-mini", "messages": []}), {}
+    )
+    assert response.status == 504
+    assert transport.requests == []

@@ -1,11 +1,12 @@
 """Per-attempt recording: one CLIENT span, one record and one set of samples per upstream attempt.
 
-Innermost, so it sees exactly what each attempt did, labelled by target. The span follows
-the OpenTelemetry GenAI conventions (name ``{operation} {model}``, ``gen_ai.*`` attributes,
-``error.type`` on failure) plus relaygate's target path, name, attempt number and backoff.
-A stream's span stays open until the stream ends, recording the first chunk as an event and
-the usage the stream reports; an attempt cut by the timeout layer is recorded as a timeout,
-and one cut because the client went away (or the server's drain ended) under the reason the
+Just outside the timeout layer (which sits around the provider), so it sees exactly what
+each attempt did, labelled by target. The span follows the OpenTelemetry GenAI conventions
+(name ``{operation} {model}``, ``gen_ai.*`` attributes, ``error.type`` on failure) plus
+relaygate's target path, name, attempt number and backoff. A stream's span stays open until
+the stream ends, recording the first chunk as an event and the usage the stream reports. An
+attempt the timeout layer cuts arrives here as an ordinary 408 or 504 answer; one cut
+because the client went away (or the server's drain ended) is recorded under the reason the
 edge gave in the request's :class:`~relaygate.exchange.ClientLink`.
 """
 
@@ -14,15 +15,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import orjson
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from relaygate.exchange import AttemptRecord, GatewayRequest, GatewayResponse
+from relaygate.exchange import AttemptRecord, GatewayRequest, GatewayResponse, ResponseStream
 from relaygate.exporters import semconv as sc
 from relaygate.exporters.prometheus import TargetSeries, status_class
-from relaygate.middleware.timeout import timeout_response
 from relaygate.pipeline import Handler
+from relaygate.sse import finish_reasons_of, usage_of
 from relaygate.strategies import classify
 from relaygate.strategies.reasons import Reason
 from relaygate.telemetry import Telemetry, exemplar
@@ -63,18 +63,14 @@ class LogLayer:
                     with trace.use_span(span, end_on_exit=False, record_exception=False):
                         response = await inner(request)
             except asyncio.CancelledError:
-                duration = tel.clock() - start
-                timer = request.attempt_timer
-                if timer is not None and timer.expired():
-                    cut = timeout_response(request)
-                    _finish(tel, request, series, span, cut, duration, None)
-                else:
-                    reason = _cut(request) or "cancelled"
-                    record = _append(request, 499, reason, duration)
-                    _count(tel, request, series, record, span)
-                    tel.guard(span.set_attribute, sc.ERROR_TYPE, reason)
-                    tel.guard(span.set_attribute, sc.OUTCOME, reason)
-                    tel.guard(span.end)
+                # Not a timeout (the timeout layer, inside, answers those): the client went
+                # away, the drain ended, or the caller cancelled.
+                reason = _cut(request) or "cancelled"
+                record = _append(request, 499, reason, tel.clock() - start)
+                _count(tel, request, series, record, span)
+                tel.guard(span.set_attribute, sc.ERROR_TYPE, reason)
+                tel.guard(span.set_attribute, sc.OUTCOME, reason)
+                tel.guard(span.end)
                 raise
             except Exception as exc:
                 record = _append(request, 500, "internal_error", tel.clock() - start)
@@ -93,7 +89,14 @@ class LogLayer:
             if span.is_recording():
                 span.add_event(sc.EVENT_FIRST_CHUNK, {"time_to_first_chunk_s": duration})
                 span.set_attribute(sc.HTTP_RESPONSE_STATUS_CODE, response.status)
-            response.stream = ObservedStream(response.stream, tel, request, series, span, record)
+            stream = response.stream
+            if record.reason != "ok" and stream.failure is None:
+                stream.failure = record.reason
+
+            def ended(stream: ResponseStream) -> None:
+                _stream_end(tel, request, series, span, record, stream)
+
+            stream.on_end(ended)
             return response
 
         return log
@@ -190,7 +193,7 @@ def _finish(
     record = _append(request, response.status, _reason(response), duration)
     _count(tel, request, series, record, span)
     reason = record.reason
-    usage = _usage(payload)
+    usage = usage_of(payload)
     if usage is not None:
         _count_tokens(tel, series, usage)
     if span.is_recording():
@@ -215,32 +218,12 @@ def _annotate(
         rid = payload.get("id")
         if isinstance(rid, str):
             span.set_attribute(sc.GEN_AI_RESPONSE_ID, rid)
-        choices = payload.get("choices")
-        if isinstance(choices, list):
-            reasons = [
-                c["finish_reason"]
-                for c in choices
-                if isinstance(c, dict) and isinstance(c.get("finish_reason"), str)
-            ]
-            if reasons:
-                span.set_attribute(sc.GEN_AI_RESPONSE_FINISH_REASONS, reasons)
+        reasons = finish_reasons_of(payload)
+        if reasons:
+            span.set_attribute(sc.GEN_AI_RESPONSE_FINISH_REASONS, reasons)
     if usage is not None:
         span.set_attribute(sc.GEN_AI_USAGE_INPUT_TOKENS, usage[0])
         span.set_attribute(sc.GEN_AI_USAGE_OUTPUT_TOKENS, usage[1])
-
-
-def _usage(payload: Any) -> tuple[int, int] | None:
-    """``(input, output)`` tokens from an OpenAI-shaped ``usage`` object, if present."""
-    if not isinstance(payload, dict):
-        return None
-    usage = payload.get("usage")
-    if not isinstance(usage, dict):
-        return None
-    prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
-    completion = usage.get("completion_tokens", usage.get("output_tokens", 0))
-    if not isinstance(prompt, int) or not isinstance(completion, int):
-        return None
-    return prompt, completion
 
 
 def _count_tokens(tel: Telemetry, series: TargetSeries, usage: tuple[int, int]) -> None:
@@ -250,112 +233,54 @@ def _count_tokens(tel: Telemetry, series: TargetSeries, usage: tuple[int, int]) 
     tel.guard(series.genai_tokens_out.observe, usage[1])
 
 
-class ObservedStream:
-    """Passes a stream's bytes through unchanged while noting usage, model and its end.
+def _stream_end(
+    tel: Telemetry,
+    request: GatewayRequest,
+    series: TargetSeries,
+    span: Span,
+    record: AttemptRecord,
+    stream: ResponseStream,
+) -> None:
+    """Finish a streamed attempt's record, metrics and span once its stream has ended.
 
-    Ends the attempt's span when the stream ends, breaks or is closed by the client.
-    ``usage`` holds the ``(input, output)`` tokens of a final usage chunk once seen.
+    A stream that broke midway is recorded under its failure; one closed early (the client
+    went away, or the server's drain ended) under the reason the edge gave, else
+    ``cancelled``.
     """
+    failure = stream.failure
+    if failure:
+        record.reason = failure
+    closed = stream.closed_early
+    cut = _cut(request) if closed else None
+    if cut and not failure:
+        record.reason = cut
+    _count(tel, request, series, record, span)
+    usage = stream.usage
+    if usage is not None:
+        _count_tokens(tel, series, usage)
+    if span.is_recording():
+        tel.guard(_annotate_stream, span, stream, cut)
+    tel.guard(span.end)
 
-    __slots__ = (
-        "_done",
-        "_inner",
-        "_record",
-        "_request",
-        "_series",
-        "_span",
-        "_tel",
-        "failure",
-        "model",
-        "usage",
-    )
 
-    def __init__(
-        self,
-        inner: Any,
-        tel: Telemetry,
-        request: GatewayRequest,
-        series: TargetSeries,
-        span: Span,
-        record: AttemptRecord,
-    ) -> None:
-        self._inner = inner
-        self._tel = tel
-        self._request = request
-        self._series = series
-        self._span = span
-        self._record = record
-        self.usage: tuple[int, int] | None = None
-        self.model: str | None = None
-        self.failure: str | None = None if record.reason == "ok" else record.reason
-        self._done = False
-
-    def __aiter__(self) -> ObservedStream:
-        return self
-
-    async def __anext__(self) -> bytes:
-        try:
-            chunk: bytes = await self._inner.__anext__()
-        except StopAsyncIteration:
-            self._end()
-            raise
-        if b'"usage"' in chunk:
-            self._tel.guard(self._scan, chunk)
-        return chunk
-
-    def _scan(self, chunk: bytes) -> None:
-        for line in chunk.split(b"\n"):
-            if not line.startswith(b"data:") or b'"usage"' not in line:
-                continue
-            try:
-                payload = orjson.loads(line[5:])
-            except orjson.JSONDecodeError:
-                continue
-            usage = _usage(payload)
-            if usage is not None:
-                self.usage = usage
-            if isinstance(payload, dict) and isinstance(payload.get("model"), str):
-                self.model = payload["model"]
-
-    def _end(self, cancelled: bool = False) -> None:
-        if self._done:
-            return
-        self._done = True
-        inner_failure = getattr(self._inner, "failure", None)
-        if inner_failure:
-            self.failure = inner_failure
-            self._record.reason = inner_failure
-        cut = _cut(self._request) if cancelled else None
-        if cut and not self.failure:
-            self._record.reason = cut
-        span = self._span
-        tel = self._tel
-        _count(tel, self._request, self._series, self._record, self._span)
-        if self.usage is not None:
-            _count_tokens(tel, self._series, self.usage)
-        if span.is_recording():
-            if self.usage is not None:
-                span.set_attribute(sc.GEN_AI_USAGE_INPUT_TOKENS, self.usage[0])
-                span.set_attribute(sc.GEN_AI_USAGE_OUTPUT_TOKENS, self.usage[1])
-            if self.model is not None:
-                span.set_attribute(sc.GEN_AI_RESPONSE_MODEL, self.model)
-            if self.failure:
-                span.add_event(
-                    sc.EVENT_STREAM_ERROR, {"detail": str(getattr(self._inner, "detail", ""))}
-                )
-                span.set_attribute(sc.ERROR_TYPE, self.failure)
-                span.set_status(Status(StatusCode.ERROR))
-            elif cancelled:
-                span.set_attribute(sc.ERROR_TYPE, cut or "client_closed")
-            outcome = (cut or "cancelled") if cancelled else "ok"
-            span.set_attribute(sc.OUTCOME, self.failure or outcome)
-        tel.guard(span.end)
-
-    async def aclose(self) -> None:
-        """Close the upstream stream early (the client went away)."""
-        try:
-            aclose = getattr(self._inner, "aclose", None)
-            if aclose is not None:
-                await aclose()
-        finally:
-            self._end(cancelled=True)
+def _annotate_stream(span: Span, stream: ResponseStream, cut: str | None) -> None:
+    usage = stream.usage
+    if usage is not None:
+        span.set_attribute(sc.GEN_AI_USAGE_INPUT_TOKENS, usage[0])
+        span.set_attribute(sc.GEN_AI_USAGE_OUTPUT_TOKENS, usage[1])
+    if stream.model is not None:
+        span.set_attribute(sc.GEN_AI_RESPONSE_MODEL, stream.model)
+    if stream.response_id is not None:
+        span.set_attribute(sc.GEN_AI_RESPONSE_ID, stream.response_id)
+    if stream.finish_reasons:
+        span.set_attribute(sc.GEN_AI_RESPONSE_FINISH_REASONS, stream.finish_reasons)
+    failure = stream.failure
+    closed = stream.closed_early
+    if failure:
+        span.add_event(sc.EVENT_STREAM_ERROR, {"detail": stream.detail or ""})
+        span.set_attribute(sc.ERROR_TYPE, failure)
+        span.set_status(Status(StatusCode.ERROR))
+    elif closed:
+        span.set_attribute(sc.ERROR_TYPE, cut or "client_closed")
+    outcome = (cut or "cancelled") if closed else "ok"
+    span.set_attribute(sc.OUTCOME, failure or outcome)

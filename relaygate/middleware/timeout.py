@@ -1,32 +1,39 @@
-"""Per-attempt timeout: bound one upstream attempt by the target's ``request_timeout``.
+"""Per-attempt timeout: bound one upstream attempt, innermost, just around the provider.
 
-The bound is the smaller of the target's ``request_timeout`` and what is left of the
-request's overall deadline. When the target's own timeout expires the attempt is answered
-with Portkey's 408 ``timeout_error`` (retry and fallback may act on it); when the overall
-deadline is what expired, with a 504 ``deadline`` answer. The layer opens a span only for
-a target that sets ``request_timeout``. For a stream, the bound covers
-everything up to the first chunk; later gaps between chunks are bounded by the same
-``request_timeout`` in the upstream stream itself.
+The bound is :func:`~relaygate.strategies.attempt_bound.attempt_bound`: the smaller of the
+target's ``request_timeout`` and what is left of the request's overall deadline. When the
+target's own timeout expires the attempt is answered with Portkey's 408 ``timeout_error``
+(retry and fallback may act on it); when the overall deadline is what expired, with a 504
+``deadline`` answer (at once, without starting the attempt, when the deadline has already
+passed). Either is an ordinary answer to the layers outside, the log layer
+included, which records it like any other. A cancellation that is not this layer's (the
+client went away) passes through untouched. The layer opens a span only for a target that
+sets ``request_timeout``. For a stream, the bound covers everything up to the first chunk;
+later gaps between chunks are bounded by the same ``request_timeout`` in the upstream
+stream itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from opentelemetry.trace import get_current_span
 from opentelemetry.util.types import AttributeValue
 
+from relaygate.config.model import Target
 from relaygate.errors import synthesized
 from relaygate.exchange import GatewayRequest, GatewayResponse
 from relaygate.exporters import semconv as sc
 from relaygate.pipeline import Handler
+from relaygate.strategies.attempt_bound import AttemptBound, BoundSource, attempt_bound
 from relaygate.strategies.reasons import Reason
 from relaygate.telemetry import Telemetry
 
 
-def timeout_response(request: GatewayRequest) -> GatewayResponse:
-    """The synthesized answer of an attempt cut by its bound (see the module docstring)."""
-    if request.deadline_is_request:
+def timeout_response(target: Target, source: BoundSource) -> GatewayResponse:
+    """The synthesized answer of an attempt on ``target`` cut by a bound from ``source``."""
+    if source is BoundSource.REQUEST_DEADLINE:
         return synthesized(
             504,
             "request exceeded the gateway's overall deadline",
@@ -34,10 +41,9 @@ def timeout_response(request: GatewayRequest) -> GatewayResponse:
             code="deadline_exceeded",
             failure=Reason.DEADLINE.value,
         )
-    ms = request.target.request_timeout_ms if request.target else None
     return synthesized(
         408,
-        f"Request exceeded the timeout sent in the request: {ms}ms",
+        f"Request exceeded the timeout sent in the request: {target.request_timeout_ms}ms",
         type="timeout_error",
         code="request_timeout",
         failure=Reason.TIMEOUT.value,
@@ -50,49 +56,54 @@ def _event(limit: float) -> None:
         span.add_event(sc.EVENT_TIMEOUT, {sc.TIMEOUT_MS: int(limit * 1000)})
 
 
-class TimeoutLayer:
-    """Cuts an attempt at its bound and answers :func:`timeout_response` instead."""
+def _loop_time() -> float:
+    return asyncio.get_running_loop().time()
 
-    def __init__(self, telemetry: Telemetry) -> None:
+
+class TimeoutLayer:
+    """Cuts an attempt at its bound and answers :func:`timeout_response` instead.
+
+    ``now`` is the loop clock the request's deadline is read against (the event loop's
+    ``time()`` by default); the cut itself is a relative timer on the running loop.
+    """
+
+    def __init__(self, telemetry: Telemetry, now: Callable[[], float] | None = None) -> None:
         self._tel = telemetry
+        self._now = now or _loop_time
 
     def __call__(self, inner: Handler) -> Handler:
         tel = self._tel
+        now = self._now
+
+        async def bounded(request: GatewayRequest, bound: AttemptBound) -> GatewayResponse:
+            target = request.target
+            assert target is not None
+            if bound.seconds <= 0:
+                # Nothing left of the deadline: the attempt is not even started.
+                _event(0.0)
+                return timeout_response(target, bound.source)
+            try:
+                async with asyncio.timeout(bound.seconds):
+                    return await inner(request)
+            except TimeoutError:
+                _event(bound.seconds)
+                return timeout_response(target, bound.source)
 
         async def timeout(request: GatewayRequest) -> GatewayResponse:
             target = request.target
             assert target is not None
-            loop = asyncio.get_running_loop()
-            now = loop.time()
-            limit = target.request_timeout_ms / 1000 if target.request_timeout_ms else None
-            is_request = False
-            deadline = request.ctx.deadline
-            if deadline is not None and (limit is None or deadline - now < limit):
-                limit = max(deadline - now, 0.0)
-                is_request = True
-            if limit is None:
+            bound = attempt_bound(target.request_timeout_ms, request.ctx.deadline, now())
+            if bound is None:
                 return await inner(request)
-            timer = asyncio.timeout_at(now + limit)
-            bounded = request.derive(attempt_timer=timer, deadline_is_request=is_request)
-            if is_request:
+            if bound.source is BoundSource.REQUEST_DEADLINE:
                 # Only the request's overall deadline applies: a safety net, not a setting of
                 # this target, so it gets no span of its own (an expiry is still an event).
-                try:
-                    async with timer:
-                        return await inner(bounded)
-                except TimeoutError:
-                    _event(limit)
-                    return timeout_response(bounded)
+                return await bounded(request, bound)
             attrs: dict[str, AttributeValue] = {
                 sc.TARGET_PATH: target.path,
-                sc.TIMEOUT_MS: int(limit * 1000),
+                sc.TIMEOUT_MS: int(bound.seconds * 1000),
             }
             with tel.layer_span(sc.SPAN_TIMEOUT, attrs):
-                try:
-                    async with timer:
-                        return await inner(bounded)
-                except TimeoutError:
-                    _event(limit)
-                    return timeout_response(bounded)
+                return await bounded(request, bound)
 
         return timeout

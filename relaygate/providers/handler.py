@@ -22,14 +22,13 @@ import orjson
 from opentelemetry.trace import get_current_span
 
 from relaygate.errors import JSON_HEADERS, GatewayError, error_body, synthesized
-from relaygate.exchange import GatewayRequest, GatewayResponse, Operation
+from relaygate.exchange import GatewayRequest, GatewayResponse, Operation, ResponseStream
 from relaygate.exporters import semconv as sc
 from relaygate.providers.client import (
     EgressRefused,
     StreamInterrupted,
     UpstreamClient,
     UpstreamFailure,
-    UpstreamStream,
 )
 from relaygate.providers.embeddings import conform
 from relaygate.providers.registry import ProviderRegistry
@@ -49,40 +48,8 @@ def _no_injection(carrier: MutableMapping[str, str]) -> None:
     return None
 
 
-class RelayStream:
-    """The client-facing stream of one upstream answer: the first chunk, then the rest.
-
-    ``failure`` becomes ``"stream_error"`` when the upstream broke after the first chunk; the
-    client then receives an error event instead of a silent end.
-    """
-
-    __slots__ = ("_first", "_upstream", "detail", "failure")
-
-    def __init__(self, first: bytes, upstream: UpstreamStream) -> None:
-        self._first: bytes | None = first
-        self._upstream = upstream
-        self.failure: str | None = None
-        self.detail: str | None = None
-
-    def __aiter__(self) -> RelayStream:
-        return self
-
-    async def __anext__(self) -> bytes:
-        if self._first is not None:
-            first, self._first = self._first, None
-            return first
-        if self.failure is not None:
-            raise StopAsyncIteration
-        try:
-            return await self._upstream.__anext__()
-        except StreamInterrupted as exc:
-            self.failure = Reason.STREAM_ERROR.value
-            self.detail = str(exc)
-            return stream_error_event(f"upstream stream interrupted: {exc}")
-
-    async def aclose(self) -> None:
-        """Release the upstream connection (client went away or the answer is discarded)."""
-        await self._upstream.aclose()
+def _break_event(detail: str) -> bytes:
+    return stream_error_event(f"upstream stream interrupted: {detail}")
 
 
 def stream_error_event(message: str) -> bytes:
@@ -165,7 +132,9 @@ class ProviderHandler:
             return GatewayResponse(
                 status=answer.status,
                 headers=answer.headers,
-                stream=RelayStream(first, answer.stream),
+                stream=ResponseStream(
+                    answer.stream, first, breaks=(StreamInterrupted,), break_event=_break_event
+                ),
             )
 
         if 200 <= answer.status < 300:

@@ -7,7 +7,7 @@ from typing import Any
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from relaygate.config.model import Target
-from relaygate.exchange import GatewayResponse
+from relaygate.exchange import GatewayResponse, ResponseStream
 from relaygate.exporters import semconv as sc
 from relaygate.middleware.retry import RetryLayer
 from relaygate.strategies import Backoff
@@ -190,7 +190,7 @@ async def test_a_wait_longer_than_the_remaining_deadline_ends_retrying(
 
 async def test_a_failed_answer_is_released_before_the_retry(telemetry: Telemetry) -> None:
     body = StreamBody([b"data: partial\n\n"])
-    failed = GatewayResponse(status=503, stream=body)
+    failed = GatewayResponse(status=503, stream=ResponseStream(body))
     inner = ScriptedHandler(failed, answer(200))
     await run(target(attempts=1), inner, telemetry)
     assert body.closed

@@ -9,9 +9,9 @@ import orjson
 import pytest
 
 from relaygate.config.model import Target
-from relaygate.exchange import GatewayResponse
+from relaygate.exchange import GatewayResponse, ResponseStream
 from relaygate.providers.client import UpstreamClient
-from relaygate.providers.handler import ProviderHandler, RelayStream
+from relaygate.providers.handler import ProviderHandler
 from relaygate.providers.registry import default_registry
 from tests.fakes import (
     ChunkStream,
@@ -179,7 +179,7 @@ async def test_a_stream_that_breaks_midway_ends_with_an_error_event_and_no_done(
     assert last.startswith(b"data: ") and last.endswith(b"\n\n")
     error = orjson.loads(last[len(b"data: ") :])["error"]
     assert error["code"] == "upstream_stream_interrupted"
-    assert isinstance(response.stream, RelayStream)
+    assert isinstance(response.stream, ResponseStream)
     assert response.stream.failure == "stream_error"
     assert body.closed
 
@@ -196,7 +196,7 @@ async def test_an_upstream_silent_longer_than_the_timeout_midway_ends_with_an_er
     assert b"[DONE]" not in received
     error = orjson.loads(received[len(first) + len(b"data: ") :])["error"]
     assert "no data from upstream" in error["message"]
-    assert isinstance(response.stream, RelayStream)
+    assert isinstance(response.stream, ResponseStream)
     assert response.stream.failure == "stream_error"
 
 

@@ -1,0 +1,213 @@
+"""The log layer: one record, one CLIENT span and one set of samples per upstream attempt."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from relaygate.exchange import (
+    CLIENT_DISCONNECTED,
+    ClientLink,
+    GatewayRequest,
+    GatewayResponse,
+    ResponseStream,
+)
+from relaygate.exporters import semconv as sc
+from relaygate.middleware.log import LogLayer
+from relaygate.telemetry import Telemetry
+from tests.fakes import (
+    ScriptedHandler,
+    StreamBody,
+    answer,
+    chat_payload,
+    chunk_payload,
+    gateway_request,
+    target,
+)
+
+USAGE = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+
+
+def tokens(telemetry: Telemetry, kind: str) -> float:
+    """The ``relaygate_upstream_tokens_total`` value of ``kind`` summed over every series."""
+    total = 0.0
+    for family in telemetry.metrics.registry.collect():
+        for sample in family.samples:
+            if sample.name == sc.M_TOKENS + "_total" and sample.labels.get("type") == kind:
+                total += sample.value
+    return total
+
+
+def attempts(telemetry: Telemetry, reason: str) -> float:
+    """How many attempts ended with ``reason``, over every target series."""
+    total = 0.0
+    for family in telemetry.metrics.registry.collect():
+        for sample in family.samples:
+            if sample.name == sc.M_ATTEMPTS + "_total" and sample.labels.get("reason") == reason:
+                total += sample.value
+    return total
+
+
+def request(stream: bool = False) -> GatewayRequest:
+    """A request bound to one target, as the fallback and retry layers hand it on."""
+    req = gateway_request(target=target(name="primary"), stream=stream)
+    return req.derive(attempt=1)
+
+
+def streamed(*chunks: bytes) -> tuple[GatewayResponse, StreamBody]:
+    """A 200 answer whose stream plays ``chunks`` (the first already arrived)."""
+    body = StreamBody(chunks[1:])
+    return GatewayResponse(status=200, stream=ResponseStream(body, chunks[0])), body
+
+
+def event(payload: object) -> bytes:
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+async def drain(response: GatewayResponse) -> bytes:
+    assert response.stream is not None
+    return b"".join([chunk async for chunk in response.stream])
+
+
+async def test_a_complete_answer_is_one_record_one_client_span_and_its_tokens(
+    telemetry: Telemetry, spans: InMemorySpanExporter
+) -> None:
+    req = request()
+    parsed = answer(200)
+    parsed.payload = chat_payload()  # as the provider handler parses it
+    response = await LogLayer(telemetry)(ScriptedHandler(parsed))(req)
+    assert response.status == 200
+    [record] = req.ctx.attempts
+    assert (record.status, record.reason, record.attempt) == (200, "ok", 1)
+    [span] = spans.get_finished_spans()
+    assert span.kind is SpanKind.CLIENT
+    assert span.attributes is not None
+    assert span.attributes[sc.TARGET_NAME] == "primary"
+    assert span.attributes[sc.GEN_AI_USAGE_INPUT_TOKENS] == 3
+    assert span.attributes[sc.GEN_AI_RESPONSE_FINISH_REASONS] == ("stop",)
+    assert (tokens(telemetry, "input"), tokens(telemetry, "output")) == (3.0, 2.0)
+
+
+async def test_an_upstream_error_answer_is_recorded_under_its_status_class(
+    telemetry: Telemetry, spans: InMemorySpanExporter
+) -> None:
+    req = request()
+    await LogLayer(telemetry)(ScriptedHandler(answer(503)))(req)
+    assert [(a.status, a.reason) for a in req.ctx.attempts] == [(503, "status_5xx")]
+    assert attempts(telemetry, "status_5xx") == 1.0
+    [span] = spans.get_finished_spans()
+    assert span.status.status_code is StatusCode.ERROR
+
+
+async def test_a_synthesized_timeout_answer_is_recorded_as_a_timeout(
+    telemetry: Telemetry,
+) -> None:
+    req = request()
+    await LogLayer(telemetry)(ScriptedHandler(answer(408, failure="timeout")))(req)
+    assert [(a.status, a.reason) for a in req.ctx.attempts] == [(408, "timeout")]
+    assert attempts(telemetry, "timeout") == 1.0
+
+
+async def test_a_stream_is_counted_when_it_ends_with_usage_split_across_chunks(
+    telemetry: Telemetry, spans: InMemorySpanExporter
+) -> None:
+    usage_event = event({"id": "chatcmpl-1", "model": "gpt-4o", "choices": [], "usage": USAGE})
+    half = usage_event.index(b'"usage"') + 3
+    response, _ = streamed(
+        event(chunk_payload("Hel")),
+        usage_event[:half],
+        usage_event[half:],
+        b"data: [DONE]\n\n",
+    )
+    req = request(stream=True)
+    relayed = await LogLayer(telemetry)(ScriptedHandler(response))(req)
+    assert spans.get_finished_spans() == ()  # the span stays open while the stream runs
+    assert tokens(telemetry, "input") == 0.0
+    await drain(relayed)
+    assert (tokens(telemetry, "input"), tokens(telemetry, "output")) == (11.0, 7.0)
+    [span] = spans.get_finished_spans()
+    assert span.attributes is not None
+    assert span.attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == 7
+    assert span.attributes[sc.GEN_AI_RESPONSE_ID] == "chatcmpl-1"
+    assert span.attributes[sc.OUTCOME] == "ok"
+    assert [a.reason for a in req.ctx.attempts] == ["ok"]
+
+
+async def test_a_stream_that_breaks_midway_is_recorded_as_a_stream_error(
+    telemetry: Telemetry, spans: InMemorySpanExporter
+) -> None:
+    class Broken(StreamBody):
+        async def __anext__(self) -> bytes:
+            raise ConnectionResetError("reset")
+
+    stream = ResponseStream(
+        Broken([]),
+        event(chunk_payload("a")),
+        breaks=(ConnectionResetError,),
+        break_event=lambda detail: b"data: {}\n\n",
+    )
+    req = request(stream=True)
+    relayed = await LogLayer(telemetry)(ScriptedHandler(GatewayResponse(200, stream=stream)))(req)
+    await drain(relayed)
+    assert [a.reason for a in req.ctx.attempts] == ["stream_error"]
+    assert attempts(telemetry, "stream_error") == 1.0
+    [span] = spans.get_finished_spans()
+    assert span.status.status_code is StatusCode.ERROR
+    assert [e.name for e in span.events][-1] == sc.EVENT_STREAM_ERROR
+
+
+async def test_a_stream_closed_because_the_client_left_is_recorded_under_that_reason(
+    telemetry: Telemetry, spans: InMemorySpanExporter
+) -> None:
+    response, body = streamed(event(chunk_payload("a")), event(chunk_payload("b")))
+    req = request(stream=True)
+    req.ctx.client = ClientLink()
+    relayed = await LogLayer(telemetry)(ScriptedHandler(response))(req)
+    assert relayed.stream is not None
+    await relayed.stream.__anext__()
+    req.ctx.client.cut = CLIENT_DISCONNECTED
+    await relayed.aclose()
+    assert body.closed
+    assert [a.reason for a in req.ctx.attempts] == [CLIENT_DISCONNECTED]
+    [span] = spans.get_finished_spans()
+    assert span.attributes is not None
+    assert span.attributes[sc.OUTCOME] == CLIENT_DISCONNECTED
+
+
+async def test_an_attempt_cancelled_while_waiting_is_recorded_and_the_cancellation_goes_on(
+    telemetry: Telemetry, spans: InMemorySpanExporter
+) -> None:
+    req = request()
+    req.ctx.client = ClientLink()
+    req.ctx.client.cut = CLIENT_DISCONNECTED
+    with pytest.raises(asyncio.CancelledError):
+        await LogLayer(telemetry)(ScriptedHandler(asyncio.CancelledError()))(req)
+    assert [(a.status, a.reason) for a in req.ctx.attempts] == [(499, CLIENT_DISCONNECTED)]
+    [span] = spans.get_finished_spans()
+    assert span.attributes is not None
+    assert span.attributes[sc.ERROR_TYPE] == CLIENT_DISCONNECTED
+
+
+async def test_a_cancellation_without_a_reason_from_the_edge_is_recorded_as_cancelled(
+    telemetry: Telemetry,
+) -> None:
+    req = request()
+    with pytest.raises(asyncio.CancelledError):
+        await LogLayer(telemetry)(ScriptedHandler(asyncio.CancelledError()))(req)
+    assert [(a.status, a.reason) for a in req.ctx.attempts] == [(499, "cancelled")]
+
+
+async def test_an_inner_exception_is_recorded_as_an_internal_error_and_raised(
+    telemetry: Telemetry, spans: InMemorySpanExporter
+) -> None:
+    req = request()
+    with pytest.raises(RuntimeError):
+        await LogLayer(telemetry)(ScriptedHandler(RuntimeError("bug")))(req)
+    assert [(a.status, a.reason) for a in req.ctx.attempts] == [(500, "internal_error")]
+    [span] = spans.get_finished_spans()
+    assert span.attributes is not None
+    assert span.attributes[sc.ERROR_TYPE] == "RuntimeError"
