@@ -211,8 +211,9 @@ class ResponseStream:
     Typed facts, read by whoever registered an end callback:
 
     - ``failure``: ``None``, or the bounded reason the stream went wrong (``stream_error``
-      when the source raised one of ``breaks`` midway; a layer may set the reason of the
-      attempt that produced a non-2xx stream);
+      when the source raised one of ``breaks`` midway, ``stream_idle`` when that exception
+      is also one of ``stalls``: the source went silent past its idle bound; a layer may
+      set the reason of the attempt that produced a non-2xx stream);
     - ``detail``: a human-readable note on the failure;
     - ``usage``: ``(input, output)`` tokens of the last usage event seen;
     - ``model``, ``response_id``, ``finish_reasons``: from the parsed events, when they say
@@ -221,7 +222,8 @@ class ResponseStream:
       in chunks without usage are not read: finding them would cost a search per chunk;
     - ``closed_early``: whether :meth:`aclose` ended it before the source had ended.
 
-    When the source raises one of ``breaks``, ``break_event(detail)`` (if given) is yielded
+    When the source raises one of ``breaks`` (a stall included), ``break_event(detail)`` (if
+    given) is yielded
     as a last chunk (so the client sees an error event, not a clean-looking end) and the
     stream then ends. Callbacks added with :meth:`on_end` run once, in the order added,
     when the stream ends, breaks, or is closed; a callback added after the end runs at once.
@@ -236,6 +238,7 @@ class ResponseStream:
         "_pending",
         "_skip",
         "_source",
+        "_stalls",
         "_stopped",
         "_tail",
         "closed_early",
@@ -255,10 +258,12 @@ class ResponseStream:
         *,
         breaks: tuple[type[Exception], ...] = (),
         break_event: Callable[[str], bytes] | None = None,
+        stalls: tuple[type[Exception], ...] = (),
     ) -> None:
         self._source = source
         self._first = first
         self._breaks = breaks
+        self._stalls = stalls
         self._break_event = break_event
         self._ends: list[StreamEnd] = []
         self._stopped = False
@@ -311,7 +316,8 @@ class ResponseStream:
     def _broke(self, exc: Exception) -> bytes:
         """The source broke midway: note why and end, after the break event if there is one."""
         self._stopped = True
-        self.failure = Reason.STREAM_ERROR.value
+        stalled = isinstance(exc, self._stalls)
+        self.failure = (Reason.STREAM_IDLE if stalled else Reason.STREAM_ERROR).value
         self.detail = str(exc)
         if self._break_event is None:
             self._end()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 USAGE_MARK = b'"usage"'
 """Bytes every SSE line carrying a ``usage`` object contains (the only lines worth parsing)."""
 
@@ -50,3 +52,57 @@ def string_field(payload: Any, name: str) -> str | None:
         return None
     value = payload.get(name)
     return value if isinstance(value, str) else None
+
+
+MAX_PRELUDE_BYTES = 64 * 1024
+"""Most bytes held back while waiting for a stream's first chunk carrying content; a
+stream whose opening runs longer is handed on as it is (its content then counts as started)."""
+
+
+def carries_content(block: bytes) -> bool:
+    """Whether the complete SSE lines of ``block`` hold an event past a stream's opening.
+
+    A stream's *opening* is what upstreams send before the answer itself starts: SSE
+    comments and blank lines (keep-alives), and ``data:`` events with nothing in them but
+    the assistant's role (OpenAI's first ``{"delta": {"role": "assistant", "content": ""}}``
+    chunk) or no choices at all (Azure's ``prompt_filter_results`` event). Every other
+    ``data:`` event carries content: a choice with text, a non-empty delta field other than
+    ``role`` (content, tool calls, refusal, reasoning...) or a ``finish_reason``, a usage
+    object, an error, ``[DONE]``, or anything that is not a JSON object. A partial last
+    line (no newline yet) is not read.
+    """
+    end = block.rfind(b"\n")
+    if end < 0:
+        return False
+    for line in block[:end].split(b"\n"):
+        if line.startswith(b"data:") and _event_carries_content(line[5:].strip()):
+            return True
+    return False
+
+
+def _event_carries_content(data: bytes) -> bool:
+    if not data:
+        return False
+    try:
+        payload = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return True
+    if not isinstance(payload, dict) or "error" in payload:
+        return True
+    if payload.get("usage"):
+        return True
+    choices = payload.get("choices")
+    if not isinstance(choices, list):
+        return "choices" in payload
+    return any(_choice_carries_content(choice) for choice in choices)
+
+
+def _choice_carries_content(choice: Any) -> bool:
+    if not isinstance(choice, dict):
+        return True
+    if choice.get("finish_reason") or choice.get("text"):
+        return True
+    delta = choice.get("delta")
+    if isinstance(delta, dict):
+        return any(value for key, value in delta.items() if key != "role")
+    return delta is not None

@@ -2,7 +2,8 @@
 
 A user's Portkey-format JSON is validated by :mod:`relaygate.config.schema` and compiled
 into these dataclasses once per distinct config. Inheritance (``override_params``,
-``retry``, ``request_timeout``, ``custom_host``, ``forward_headers``) is already applied,
+``retry``, ``request_timeout``, ``first_token_timeout``, ``stream_idle_timeout``,
+``custom_host``, ``forward_headers``) is already applied,
 so a :class:`Target` carries everything needed to call its provider, and nothing on the
 request path re-reads the raw JSON.
 """
@@ -81,7 +82,9 @@ class Target:
     ``deployment_id``, ``api_version``...), read only by that provider's adapter.
     ``caller_fields`` names the settings whose value a caller chose (in a header config or
     an ``x-portkey-*`` header) rather than the operator: the key-custody and egress rules
-    (:mod:`relaygate.security`) read it.
+    (:mod:`relaygate.security`) read it. ``first_token_timeout_ms`` and
+    ``stream_idle_timeout_ms`` bound a streamed attempt (see
+    :mod:`relaygate.strategies.attempt_bound`).
     """
 
     path: str
@@ -92,6 +95,8 @@ class Target:
     override_params: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
     retry: RetrySettings = RetrySettings()
     request_timeout_ms: int | None = None
+    first_token_timeout_ms: int | None = None
+    stream_idle_timeout_ms: int | None = None
     custom_host: str | None = None
     forward_headers: tuple[str, ...] = ()
     provider_options: Mapping[str, Any] = field(default_factory=lambda: EMPTY)

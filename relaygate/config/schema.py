@@ -2,7 +2,8 @@
 
 A config is a node. A *strategy node* has ``strategy`` and ``targets`` (a list of nodes); a
 *target* has ``provider`` and calls one provider. The common fields ``override_params``,
-``retry``, ``request_timeout``, ``custom_host`` and ``forward_headers`` may appear on any
+``retry``, ``request_timeout``, ``first_token_timeout``, ``stream_idle_timeout``,
+``custom_host`` and ``forward_headers`` may appear on any
 node and flow down to the targets below it; the nearest value wins, except
 ``override_params``, whose keys merge (nearest key wins).
 
@@ -299,6 +300,18 @@ class ConfigNode(_Spec):
         "request_timeout",
         "requestTimeout",
         description="Per-attempt timeout in milliseconds.",
+    )
+    first_token_timeout: Annotated[Int, Field(gt=0)] | None = _field(
+        "first_token_timeout",
+        "firstTokenTimeout",
+        description="Streams: milliseconds from sending an attempt to its first chunk "
+        "carrying content; on expiry the attempt is a timeout (retry or fallback).",
+    )
+    stream_idle_timeout: Annotated[Int, Field(gt=0)] | None = _field(
+        "stream_idle_timeout",
+        "streamIdleTimeout",
+        description="Streams: longest gap in milliseconds between chunks once the stream "
+        "is handed to the client; default `request_timeout`.",
     )
     custom_host: BaseUrl | None = _field(
         "custom_host",

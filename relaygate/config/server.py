@@ -83,6 +83,7 @@ __all__ = [
     "ServerConfig",
     "ShutdownSettings",
     "TelemetrySettings",
+    "TimeoutSettings",
     "TraceSettings",
     "load_server_config",
     "parse_server_config",
@@ -156,6 +157,19 @@ class ShutdownSettings(_Section):
     telemetry_flush_timeout_ms: Annotated[Int, Field(ge=0)] = 3_000
     """Upper bound of the final span export at shutdown (and of each OTLP export, unless the
     `OTEL_EXPORTER_OTLP_*TIMEOUT` variables set one); spans still unsent then are dropped."""
+
+
+class TimeoutSettings(_Section):
+    """Server defaults of the streaming deadlines, beneath every config's own values."""
+
+    first_token_timeout_ms: Annotated[Int, Field(gt=0)] | None = None
+    """Default `first_token_timeout` of every target whose config sets none: how long a
+    streamed attempt may take to send its first chunk carrying content before it is cut
+    as a timeout (retried or fallen back from). Unset: no first-token bound."""
+    stream_idle_timeout_ms: Annotated[Int, Field(gt=0)] | None = None
+    """Default `stream_idle_timeout` of every target whose config sets none: the longest
+    gap between chunks of a stream once it is handed to the client. Unset: a target's
+    `request_timeout` bounds the gaps, as without this setting."""
 
 
 class RetryBackoffSettings(_Section):
@@ -406,6 +420,9 @@ class ServerConfig(_Section):
     """Egress and header-forwarding rules for caller-supplied settings."""
     shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
     """Draining and telemetry flushing when the server stops."""
+    timeouts: TimeoutSettings = Field(default_factory=TimeoutSettings)
+    """Server defaults of the streaming deadlines (`first_token_timeout`,
+    `stream_idle_timeout`)."""
 
     def inherited(self) -> Inherited:
         """The provider defaults, as the lowest-precedence settings of every config."""
@@ -416,7 +433,12 @@ class ServerConfig(_Section):
                 keys[name] = Secret(defaults.api_key.get_secret_value())
             if defaults.custom_host:
                 hosts[name] = defaults.custom_host
-        return Inherited(api_keys=keys, custom_hosts=hosts)
+        return Inherited(
+            api_keys=keys,
+            custom_hosts=hosts,
+            first_token_timeout_ms=self.timeouts.first_token_timeout_ms,
+            stream_idle_timeout_ms=self.timeouts.stream_idle_timeout_ms,
+        )
 
     def raw_configs(self) -> dict[str, ConfigNode]:
         """The named configs as validated, before compilation, keyed by id."""

@@ -2,7 +2,7 @@
 
 :func:`compile_config` walks a :class:`~relaygate.config.schema.ConfigNode` and applies
 inheritance: ``override_params`` (merged key by key), ``retry``, ``request_timeout``,
-``custom_host`` and ``forward_headers`` flow down to the targets below a node, under the
+``first_token_timeout``, ``stream_idle_timeout``, ``custom_host`` and ``forward_headers`` flow down to the targets below a node, under the
 server's provider defaults (:class:`Inherited`). Each compiled target records which of its
 settings a caller chose (``Target.caller_fields``).
 """
@@ -57,6 +57,10 @@ class Inherited:
     override_params: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
     retry: RetrySettings | None = None
     request_timeout_ms: int | None = None
+    first_token_timeout_ms: int | None = None
+    """Server default of ``first_token_timeout`` (``timeouts.first_token_timeout_ms``)."""
+    stream_idle_timeout_ms: int | None = None
+    """Server default of ``stream_idle_timeout`` (``timeouts.stream_idle_timeout_ms``)."""
     custom_host: str | None = None
     forward_headers: tuple[str, ...] = ()
     api_keys: Mapping[str, Secret] = field(default_factory=lambda: EMPTY)
@@ -67,6 +71,11 @@ class Inherited:
     """Whether the defaults above ``api_keys`` came from a caller (``x-portkey-*`` request
     headers) rather than the operator; ``api_keys`` and ``custom_hosts`` are always the
     operator's."""
+
+
+def _nearest(own: int | None, above: int | None) -> int | None:
+    """A node's own value of an inherited setting when it writes one, else the value above."""
+    return own if own is not None else above
 
 
 def _dedupe(items: tuple[str, ...]) -> tuple[str, ...]:
@@ -80,6 +89,8 @@ class _Scope:
     override_params: Mapping[str, Any]
     retry: RetrySettings | None
     request_timeout_ms: int | None
+    first_token_timeout_ms: int | None
+    stream_idle_timeout_ms: int | None
     custom_host: str | None
     forward_headers: tuple[str, ...]
     caller: frozenset[str] = frozenset()
@@ -91,6 +102,8 @@ class _Scope:
             override_params=dict(inherited.override_params),
             retry=inherited.retry,
             request_timeout_ms=inherited.request_timeout_ms,
+            first_token_timeout_ms=inherited.first_token_timeout_ms,
+            stream_idle_timeout_ms=inherited.stream_idle_timeout_ms,
             custom_host=inherited.custom_host.rstrip("/") if inherited.custom_host else None,
             forward_headers=_dedupe(tuple(h.strip().lower() for h in inherited.forward_headers)),
         )
@@ -115,6 +128,8 @@ class _Scope:
                 if node.request_timeout is not None
                 else self.request_timeout_ms
             ),
+            first_token_timeout_ms=_nearest(node.first_token_timeout, self.first_token_timeout_ms),
+            stream_idle_timeout_ms=_nearest(node.stream_idle_timeout, self.stream_idle_timeout_ms),
             custom_host=node.custom_host if node.custom_host is not None else self.custom_host,
             forward_headers=(
                 _dedupe(tuple(node.forward_headers))
@@ -130,6 +145,8 @@ _INHERITABLE: Mapping[str, str] = MappingProxyType(
         "override_params": "override_params",
         "retry": "retry",
         "request_timeout_ms": "request_timeout",
+        "first_token_timeout_ms": "first_token_timeout",
+        "stream_idle_timeout_ms": "stream_idle_timeout",
         "custom_host": "custom_host",
         "forward_headers": "forward_headers",
     }
@@ -213,6 +230,8 @@ def _compile_node(
         override_params=_frozen_params(scope.override_params),
         retry=scope.retry or RetrySettings(),
         request_timeout_ms=scope.request_timeout_ms,
+        first_token_timeout_ms=scope.first_token_timeout_ms,
+        stream_idle_timeout_ms=scope.stream_idle_timeout_ms,
         custom_host=custom_host,
         forward_headers=scope.forward_headers,
         provider_options=MappingProxyType(options) if options else EMPTY,

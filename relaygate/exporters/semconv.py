@@ -40,6 +40,9 @@ REQUEST_ID: Final = "relaygate.request_id"
 PORTKEY_TRACE_ID: Final = "relaygate.portkey_trace_id"
 STREAM: Final = "relaygate.stream"
 TIMEOUT_MS: Final = "relaygate.timeout_ms"
+TIMEOUT_KIND: Final = "relaygate.timeout.kind"
+"""Which deadline a ``relaygate.timeout`` event or span is about: ``request_timeout``,
+``first_token``, ``deadline`` (the request's overall deadline) or ``stream_idle``."""
 SERVED_BY: Final = "relaygate.served_by"
 ROUTE: Final = "relaygate.route"
 

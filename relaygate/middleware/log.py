@@ -278,6 +278,8 @@ def _annotate_stream(span: Span, stream: ResponseStream, cut: str | None) -> Non
     closed = stream.closed_early
     if failure:
         span.add_event(sc.EVENT_STREAM_ERROR, {"detail": stream.detail or ""})
+        if failure == Reason.STREAM_IDLE:
+            span.add_event(sc.EVENT_TIMEOUT, {sc.TIMEOUT_KIND: failure})
         span.set_attribute(sc.ERROR_TYPE, failure)
         span.set_status(Status(StatusCode.ERROR))
     elif closed:

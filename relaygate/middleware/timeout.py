@@ -1,16 +1,20 @@
 """Per-attempt timeout: bound one upstream attempt, innermost, just around the provider.
 
-The bound is :func:`~relaygate.strategies.attempt_bound.attempt_bound`: the smaller of the
-target's ``request_timeout`` and what is left of the request's overall deadline. When the
-target's own timeout expires the attempt is answered with Portkey's 408 ``timeout_error``
-(retry and fallback may act on it); when the overall deadline is what expired, with a 504
+The bound is :func:`~relaygate.strategies.attempt_bound.attempt_bound`: the tightest of the
+target's ``request_timeout``, its ``first_token_timeout`` (streamed requests only) and what
+is left of the request's overall deadline. When the target's own timeout expires the
+attempt is answered with Portkey's 408 ``timeout_error`` (retry and fallback may act on
+it; code ``first_token_timeout`` when the first-token timeout was the bound, since the
+provider handler answers a stream only once its first chunk carrying content has come,
+before anything reached the client); when the overall deadline is what expired, with a 504
 ``deadline`` answer (at once, without starting the attempt, when the deadline has already
 passed). Either is an ordinary answer to the layers outside, the log layer
 included, which records it like any other. A cancellation that is not this layer's (the
 client went away) passes through untouched. The layer opens a span only for a target that
-sets ``request_timeout``. For a stream, the bound covers everything up to the first chunk;
-later gaps between chunks are bounded by the same ``request_timeout`` in the upstream
-stream itself.
+sets ``request_timeout`` or (for a stream) ``first_token_timeout``; the expiry event and the
+span carry ``relaygate.timeout.kind``. For a stream, the bound covers everything up to the
+chunk the handler hands on; later gaps between chunks are bounded by the target's
+``stream_idle_timeout`` (else ``request_timeout``) in the upstream stream itself.
 """
 
 from __future__ import annotations
@@ -41,6 +45,15 @@ def timeout_response(target: Target, source: BoundSource) -> GatewayResponse:
             code="deadline_exceeded",
             failure=Reason.DEADLINE.value,
         )
+    if source is BoundSource.FIRST_TOKEN:
+        return synthesized(
+            408,
+            f"no answer content from the upstream within the first_token_timeout: "
+            f"{target.first_token_timeout_ms}ms",
+            type="timeout_error",
+            code="first_token_timeout",
+            failure=Reason.TIMEOUT.value,
+        )
     return synthesized(
         408,
         f"Request exceeded the timeout sent in the request: {target.request_timeout_ms}ms",
@@ -50,10 +63,12 @@ def timeout_response(target: Target, source: BoundSource) -> GatewayResponse:
     )
 
 
-def _event(limit: float) -> None:
+def _event(limit: float, source: BoundSource) -> None:
     span = get_current_span()
     if span.is_recording():
-        span.add_event(sc.EVENT_TIMEOUT, {sc.TIMEOUT_MS: int(limit * 1000)})
+        span.add_event(
+            sc.EVENT_TIMEOUT, {sc.TIMEOUT_MS: int(limit * 1000), sc.TIMEOUT_KIND: source.value}
+        )
 
 
 def _loop_time() -> float:
@@ -80,19 +95,22 @@ class TimeoutLayer:
             assert target is not None
             if bound.seconds <= 0:
                 # Nothing left of the deadline: the attempt is not even started.
-                _event(0.0)
+                _event(0.0, bound.source)
                 return timeout_response(target, bound.source)
             try:
                 async with asyncio.timeout(bound.seconds):
                     return await inner(request)
             except TimeoutError:
-                _event(bound.seconds)
+                _event(bound.seconds, bound.source)
                 return timeout_response(target, bound.source)
 
         async def timeout(request: GatewayRequest) -> GatewayResponse:
             target = request.target
             assert target is not None
-            bound = attempt_bound(target.request_timeout_ms, request.ctx.deadline, now())
+            first_token = target.first_token_timeout_ms if request.stream else None
+            bound = attempt_bound(
+                target.request_timeout_ms, request.ctx.deadline, now(), first_token
+            )
             if bound is None:
                 return await inner(request)
             if bound.source is BoundSource.REQUEST_DEADLINE:
@@ -102,6 +120,7 @@ class TimeoutLayer:
             attrs: dict[str, AttributeValue] = {
                 sc.TARGET_PATH: target.path,
                 sc.TIMEOUT_MS: int(bound.seconds * 1000),
+                sc.TIMEOUT_KIND: bound.source.value,
             }
             with tel.layer_span(sc.SPAN_TIMEOUT, attrs):
                 return await bounded(request, bound)

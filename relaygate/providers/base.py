@@ -23,7 +23,8 @@ from relaygate.security.egress import EgressPolicy
 class UpstreamRequest:
     """One HTTP call to make upstream, fully built: the I/O module sends it as is.
 
-    ``idle_timeout_s`` bounds the wait between two streamed chunks (``None``: unbounded).
+    ``idle_timeout_s`` bounds the wait between two streamed chunks once the stream is handed
+    on (``None``: unbounded; see :func:`~relaygate.strategies.attempt_bound.stream_idle_s`).
     ``egress`` is set when a caller chose the destination: the client then checks the URL
     and every address it connects to against it (``None``: an operator-chosen destination).
     """

@@ -21,6 +21,7 @@ import httpx
 
 from relaygate.providers.base import UpstreamRequest
 from relaygate.security.egress import EgressDenied, GuardedResolver
+from relaygate.strategies.attempt_bound import idle_due
 
 
 @dataclass(slots=True)
@@ -53,6 +54,10 @@ class StreamInterrupted(Exception):
     """A stream ended abnormally after it had started (connection cut or idle timeout)."""
 
 
+class StreamStalled(StreamInterrupted):
+    """A stream sent nothing for longer than its ``idle_timeout_s`` (reason ``stream_idle``)."""
+
+
 class UpstreamClient(Protocol):
     """Sends :class:`UpstreamRequest` objects; the pipeline's only route to the network."""
 
@@ -73,11 +78,31 @@ class UpstreamStream:
 
     ``chunks`` yields the body; ``close`` releases the connection; ``errors`` are the wire
     client's exception types that mean the stream broke. Iteration raises
-    :class:`StreamInterrupted` if the connection breaks or no chunk arrives within
-    ``idle_timeout_s``; ``aclose`` releases the connection early.
+    :class:`StreamInterrupted` if the connection breaks, and :class:`StreamStalled` when a
+    wait for the next chunk lasts ``idle_timeout_s`` (``None``: unbounded; the attribute may
+    be changed between reads, as the provider handler does while it waits for the first
+    chunk carrying content, which the first-token bound covers instead); ``aclose``
+    releases the connection early.
+
+    The idle bound is a watchdog, not a timer per chunk: a read notes when it started
+    waiting, and one loop timer, re-armed only when it fires, looks at that note
+    (:func:`~relaygate.strategies.attempt_bound.idle_due`). A stall cancels the waiting
+    read as ``asyncio.timeout`` would, and the read raises :class:`StreamStalled`. Time the
+    reader spends elsewhere (a slow client) is not counted as the upstream's silence.
     """
 
-    __slots__ = ("_chunks", "_close", "_errors", "idle_timeout_s")
+    __slots__ = (
+        "_cancelling",
+        "_chunks",
+        "_close",
+        "_errors",
+        "_loop",
+        "_since",
+        "_stalled",
+        "_task",
+        "_timer",
+        "idle_timeout_s",
+    )
 
     def __init__(
         self,
@@ -90,6 +115,12 @@ class UpstreamStream:
         self._close = close
         self._errors = errors
         self.idle_timeout_s = idle_timeout_s
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._since: float | None = None
+        self._stalled = False
+        self._cancelling = 0
 
     def __aiter__(self) -> UpstreamStream:
         return self
@@ -100,22 +131,73 @@ class UpstreamStream:
                 if self.idle_timeout_s is None:
                     chunk = await self._chunks.__anext__()
                 else:
-                    async with asyncio.timeout(self.idle_timeout_s):
+                    loop = self._loop
+                    if loop is None:
+                        loop = self._loop = asyncio.get_running_loop()
+                    self._task = asyncio.current_task()
+                    self._since = now = loop.time()
+                    if self._timer is None:
+                        self._timer = loop.call_at(now + self.idle_timeout_s, self._watch)
+                    try:
                         chunk = await self._chunks.__anext__()
+                    except asyncio.CancelledError:
+                        if self._stalled and self._is_own_cancel():
+                            raise StreamStalled(
+                                f"no data from upstream for {self.idle_timeout_s:g}s"
+                            ) from None
+                        raise
+                    finally:
+                        self._since = None
                 if chunk:
                     return chunk
         except StopAsyncIteration:
+            self._disarm()
             await self._close()
             raise
-        except TimeoutError as exc:
+        except StreamStalled:
+            self._disarm()
             await self._close()
-            raise StreamInterrupted(f"no data from upstream for {self.idle_timeout_s:g}s") from exc
+            raise
         except self._errors as exc:
+            self._disarm()
             await self._close()
             raise StreamInterrupted(f"upstream stream broke: {type(exc).__name__}") from exc
 
+    def _watch(self) -> None:
+        """The watchdog's timer: cancel a read that has waited too long, else look again."""
+        self._timer = None
+        idle = self.idle_timeout_s
+        loop = self._loop
+        if idle is None or loop is None:
+            return
+        since = self._since
+        due = idle_due(since, idle, loop.time())
+        if due is None:
+            task = self._task
+            if task is not None and not task.done():
+                self._stalled = True
+                self._cancelling = task.cancelling()
+                task.cancel()
+            return
+        if since is not None:
+            # Not looked at again while nobody waits: the next read re-arms it.
+            self._timer = loop.call_at(due, self._watch)
+
+    def _is_own_cancel(self) -> bool:
+        """Whether the cancellation being handled is the watchdog's alone (then undone)."""
+        self._stalled = False
+        task = self._task
+        return task is not None and task.uncancel() <= self._cancelling
+
+    def _disarm(self) -> None:
+        timer = self._timer
+        if timer is not None:
+            self._timer = None
+            timer.cancel()
+
     async def aclose(self) -> None:
         """Release the connection without reading the rest."""
+        self._disarm()
         await self._close()
 
 

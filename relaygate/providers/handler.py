@@ -7,9 +7,15 @@ answers and streams that break before their first chunk become synthesized 502s 
 bounded ``failure`` reason, so retry and fallback can act on them.
 
 A stream is answered only once its first chunk has arrived, so everything before that can
-still be retried or fall back. After that the bytes are the client's: if the upstream breaks
-mid-stream, the client receives an OpenAI-style ``data: {"error": ...}`` event (which the
-openai SDK raises as ``APIError``) and no ``[DONE]``, never a clean-looking end.
+still be retried or fall back. When the target has a ``first_token_timeout``, the handler
+waits further, holding the stream's opening (keep-alives, the role-only first chunk: see
+:func:`~relaygate.sse.carries_content`) until the first chunk carrying content, so that a
+target slow to start its answer is cut by the timeout layer while nothing has reached the
+client. After that the bytes are the client's: if the upstream breaks mid-stream, or goes
+silent for longer than the target's idle bound
+(:func:`~relaygate.strategies.attempt_bound.stream_idle_s`; reason ``stream_idle``), the
+client receives an OpenAI-style ``data: {"error": ...}`` event (which the openai SDK raises
+as ``APIError``) and no ``[DONE]``, never a clean-looking end.
 """
 
 from __future__ import annotations
@@ -27,14 +33,17 @@ from relaygate.exporters import semconv as sc
 from relaygate.providers.client import (
     EgressRefused,
     StreamInterrupted,
+    StreamStalled,
     UpstreamClient,
     UpstreamFailure,
+    UpstreamStream,
 )
 from relaygate.providers.embeddings import conform
 from relaygate.providers.registry import ProviderRegistry
 from relaygate.security.custody import caller_destination
 from relaygate.security.egress import DEFAULT_POLICY, EgressPolicy
 from relaygate.security.forwarding import never_forwarded
+from relaygate.sse import MAX_PRELUDE_BYTES, carries_content
 from relaygate.strategies.reasons import Reason
 
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -122,18 +131,27 @@ class ProviderHandler:
         except UpstreamFailure as exc:
             return _failed(target.provider, Reason.CONNECT_ERROR, f"unreachable ({exc})")
 
-        if answer.stream is not None:
+        upstream = answer.stream
+        if upstream is not None:
+            # Until the stream is handed on, the timeout layer bounds the wait (request or
+            # first-token timeout); the idle bound starts with the hand-over.
+            idle, upstream.idle_timeout_s = upstream.idle_timeout_s, None
             try:
-                first = await answer.stream.__anext__()
+                first = await _opening(upstream, bool(target.first_token_timeout_ms))
             except StopAsyncIteration:
                 return _failed(target.provider, Reason.INVALID_RESPONSE, "sent an empty stream")
             except StreamInterrupted as exc:
                 return _failed(target.provider, Reason.STREAM_ERROR, f"stream broke ({exc})")
+            upstream.idle_timeout_s = idle
             return GatewayResponse(
                 status=answer.status,
                 headers=answer.headers,
                 stream=ResponseStream(
-                    answer.stream, first, breaks=(StreamInterrupted,), break_event=_break_event
+                    upstream,
+                    first,
+                    breaks=(StreamInterrupted,),
+                    break_event=_break_event,
+                    stalls=(StreamStalled,),
                 ),
             )
 
@@ -159,6 +177,20 @@ class ProviderHandler:
             headers={**answer.headers, **JSON_HEADERS},
             body=_error_body_of(target.provider, answer.status, answer.body),
         )
+
+
+async def _opening(stream: UpstreamStream, hold: bool) -> bytes:
+    """The bytes handed on first: the first chunk, or with ``hold`` every chunk up to and
+    including the first carrying content (the opening is small; past
+    :data:`~relaygate.sse.MAX_PRELUDE_BYTES` it is handed on as it is, and a stream that ends
+    during its opening hands on what it sent). ``StopAsyncIteration`` when nothing came."""
+    held = await stream.__anext__()
+    while hold and len(held) < MAX_PRELUDE_BYTES and not carries_content(held):
+        try:
+            held += await stream.__anext__()
+        except StopAsyncIteration:
+            break
+    return held
 
 
 def _failed(provider: str, reason: Reason, detail: str) -> GatewayResponse:

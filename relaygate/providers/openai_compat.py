@@ -18,6 +18,7 @@ from relaygate.config.model import Target
 from relaygate.errors import GatewayError
 from relaygate.exchange import GatewayRequest, Operation
 from relaygate.providers.base import UpstreamRequest
+from relaygate.strategies.attempt_bound import stream_idle_s
 
 OPENAI_PATHS: Mapping[Operation, str] = MappingProxyType(
     {
@@ -76,9 +77,7 @@ class OpenAICompatible:
             headers=headers,
             content=body_for(request, target),
             stream=request.stream,
-            idle_timeout_s=(
-                target.request_timeout_ms / 1000 if target.request_timeout_ms else None
-            ),
+            idle_timeout_s=stream_idle_s(target.stream_idle_timeout_ms, target.request_timeout_ms),
         )
 
     def parse_response(self, request: GatewayRequest, status: int, body: bytes) -> Any:

@@ -27,6 +27,7 @@ FAILURE_STATUS: Mapping[Reason, int] = {
     Reason.CONNECT_ERROR: 502,
     Reason.INVALID_RESPONSE: 502,
     Reason.STREAM_ERROR: 502,
+    Reason.STREAM_IDLE: 408,
 }
 """The status a transport failure is treated as when matched against ``on_status_codes``."""
 
@@ -134,9 +135,11 @@ def retry_status(status: int, failure: Reason | None) -> int | None:
 
     A transport failure replaces ``status`` by its synthetic status (timeout → 408, connect
     error / invalid response / stream error → 502). ``None`` for outcomes that are never
-    retried whatever the codes: the request deadline has passed, or there was no route.
+    retried on the same target whatever the codes: the request deadline has passed, there
+    was no route, or a stream stalled (``stream_idle``: a target that went silent midway is
+    left for the next target, which fallback moves to like after a timeout, as 408).
     """
-    if failure is Reason.DEADLINE or failure is Reason.NO_ROUTE:
+    if failure is Reason.DEADLINE or failure is Reason.NO_ROUTE or failure is Reason.STREAM_IDLE:
         return None
     if failure is None:
         return status

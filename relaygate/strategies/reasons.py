@@ -20,6 +20,8 @@ class Reason(StrEnum):
     CONNECT_ERROR = "connect_error"
     INVALID_RESPONSE = "invalid_response"
     STREAM_ERROR = "stream_error"
+    STREAM_IDLE = "stream_idle"
+    """A stream handed to the client went silent longer than its ``stream_idle_timeout``."""
     DEADLINE = "deadline"
     NO_ROUTE = "no_route"
 

@@ -196,8 +196,9 @@ async def test_an_upstream_silent_longer_than_the_timeout_midway_ends_with_an_er
     assert b"[DONE]" not in received
     error = orjson.loads(received[len(first) + len(b"data: ") :])["error"]
     assert "no data from upstream" in error["message"]
+    assert error["code"] == "upstream_stream_interrupted"
     assert isinstance(response.stream, ResponseStream)
-    assert response.stream.failure == "stream_error"
+    assert response.stream.failure == "stream_idle"
 
 
 async def test_closing_a_relayed_stream_releases_the_upstream_connection() -> None:

@@ -66,6 +66,7 @@ def test_reason_values_are_stable_label_strings() -> None:
         "connect_error",
         "invalid_response",
         "stream_error",
+        "stream_idle",
         "deadline",
         "no_route",
     }
