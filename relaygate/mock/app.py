@@ -21,7 +21,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive
 
-from relaygate.mock.faults import Fault, MockSettings, parse_faults
+from relaygate.mock.faults import REQUEST_TEXT_WORDS, Fault, MockSettings, parse_faults
 from relaygate.mock.openai import (
     _EMBEDDING_DIMENSIONS,
     _MAX_EMBEDDING_DIMENSIONS,
@@ -36,12 +36,10 @@ from relaygate.mock.openai import (
     _prompt_tokens,
     _split_text,
     _text_length,
+    request_text,
     stream_chunks,
 )
 from relaygate.mock.state import _NOT_JSON, _MockState, _parse_body
-
-_HANG_SECONDS = 3600.0
-
 
 _GARBAGE_BODY = b"<html>upstream exploded</html>"
 
@@ -107,8 +105,7 @@ class _MockApp:
         self.settings = settings
         self.state = _MockState(settings)
         self.name_header = {"x-mock-name": settings.name}
-        self.answer = f"Hello from {settings.name}"
-        self.answer_tokens = len(self.answer.split())
+        self.greeting = f"Hello from {settings.name}"
 
     # -- shared request pipeline -------------------------------------------------
 
@@ -177,14 +174,17 @@ class _MockApp:
         if await _sleep_unless_disconnected(request, base_seconds + fault.latency_ms / 1000.0):
             return Response(status_code=499, headers=headers)
         if fault.hang:
-            await _sleep_unless_disconnected(request, _HANG_SECONDS)
+            await _sleep_unless_disconnected(request, self.settings.hang_s)
             return _error_response(504, f"mock {name}: simulated hang ended", headers)
         if fault.garbage:
             return Response(
                 _GARBAGE_BODY, status_code=fault.status, media_type="text/html", headers=headers
             )
         if fault.status >= 400:
-            return _error_response(fault.status, f"mock {name}: simulated {fault.status}", headers)
+            what = fault.error_code or str(fault.status)
+            return _error_response(
+                fault.status, f"mock {name}: simulated {what}", headers, code=fault.error_code
+            )
         if fault.status in (204, 304):
             return Response(status_code=fault.status, headers=headers)
         return self._success(kind, request, payload, fault, headers)
@@ -224,11 +224,19 @@ class _MockApp:
             return deployment
         return self.settings.name
 
-    def _usage(self, prompt_tokens: int) -> dict[str, int]:
+    def _answer(self, prompt: object) -> str:
+        """The answer's text: the greeting, or a deterministic function of ``prompt``."""
+        if self.settings.text == "request":
+            return request_text(prompt, REQUEST_TEXT_WORDS)
+        return self.greeting
+
+    @staticmethod
+    def _usage(prompt_tokens: int, answer: str) -> dict[str, int]:
+        answer_tokens = len(answer.split())
         return {
             "prompt_tokens": prompt_tokens,
-            "completion_tokens": self.answer_tokens,
-            "total_tokens": prompt_tokens + self.answer_tokens,
+            "completion_tokens": answer_tokens,
+            "total_tokens": prompt_tokens + answer_tokens,
         }
 
     def _success(
@@ -258,6 +266,7 @@ class _MockApp:
             messages: list[dict[str, Any]] = body["messages"]
             prompt_tokens = _prompt_tokens(sum(_text_length(m.get("content")) for m in messages))
             completion_id = self.state.next_id("chatcmpl")
+            answer = self._answer(messages)
         else:
             prompt = body.get("prompt", "")
             if _is_token_list(prompt):
@@ -266,7 +275,8 @@ class _MockApp:
                 prompts = prompt if isinstance(prompt, list) else [prompt]
                 prompt_tokens = _prompt_tokens(sum(_text_length(p) for p in prompts))
             completion_id = self.state.next_id("cmpl")
-        usage = self._usage(prompt_tokens)
+            answer = self._answer(prompt)
+        usage = self._usage(prompt_tokens, answer)
 
         if body.get("stream") is True:
             options = body.get("stream_options")
@@ -276,13 +286,13 @@ class _MockApp:
                 completion_id=completion_id,
                 created=created,
                 model=model,
-                pieces=_split_text(self.answer, self.settings.stream_chunks),
+                pieces=_split_text(answer, self.settings.stream_chunks),
                 usage=usage,
                 include_usage=include_usage,
             )
             stream_headers = {**headers, "cache-control": "no-cache"}
             return StreamingResponse(
-                _sse(chunks, fault),
+                _sse(chunks, fault, self.settings.hang_s),
                 status_code=fault.status,
                 media_type="text/event-stream",
                 headers=stream_headers,
@@ -292,13 +302,13 @@ class _MockApp:
         if kind == "chat":
             choice = {
                 "index": 0,
-                "message": {"role": "assistant", "content": self.answer},
+                "message": {"role": "assistant", "content": answer},
                 "logprobs": None,
                 "finish_reason": "stop",
             }
             obj = "chat.completion"
         else:
-            choice = {"text": self.answer, "index": 0, "logprobs": None, "finish_reason": "stop"}
+            choice = {"text": answer, "index": 0, "logprobs": None, "finish_reason": "stop"}
             obj = "text_completion"
         payload = {
             "id": completion_id,
@@ -408,21 +418,44 @@ class _MockApp:
         return routes
 
 
-async def _sse(chunks: list[dict[str, Any]], fault: Fault) -> AsyncIterator[bytes]:
-    """Yield SSE events, honouring ``chunk_delay_ms`` and ``cut_after_chunks``."""
+async def _sse(
+    chunks: list[dict[str, Any]], fault: Fault, hang_s: float
+) -> AsyncIterator[bytes]:
+    """Yield SSE events, honouring ``chunk_delay_ms``, ``first_token_delay_ms``,
+    ``cut_after_chunks`` and ``stall_after_chunks`` (a stall lasts ``hang_s`` at most, then
+    the connection is cut; the server cancels it sooner when the client goes away)."""
     delay = fault.chunk_delay_ms / 1000.0
     cut = fault.cut_after_chunks
+    stall = fault.stall_after_chunks
+    first_content = _first_content_index(chunks)
     for index, chunk in enumerate(chunks):
         if cut is not None and index >= cut:
             raise _StreamCut(f"mock stream cut after {cut} chunks")
+        if stall is not None and index >= stall:
+            await asyncio.sleep(hang_s)
+            raise _StreamCut(f"mock stream stalled after {stall} chunks, then cut")
         if index and delay > 0:
             await asyncio.sleep(delay)
+        if index == first_content and fault.first_token_delay_ms > 0:
+            await asyncio.sleep(fault.first_token_delay_ms / 1000.0)
         yield b"data: " + orjson.dumps(chunk) + b"\n\n"
     if cut is not None:
         raise _StreamCut(f"mock stream cut after {cut} chunks")
+    if stall is not None:
+        await asyncio.sleep(hang_s)
+        raise _StreamCut(f"mock stream stalled after {stall} chunks, then cut")
     if delay > 0:
         await asyncio.sleep(delay)
     yield b"data: [DONE]\n\n"
+
+
+def _first_content_index(chunks: list[dict[str, Any]]) -> int:
+    """Index of the first chunk past the role-only opening (0 when there is none)."""
+    for index, chunk in enumerate(chunks):
+        choices = chunk.get("choices") or [{}]
+        if "role" not in choices[0].get("delta", {}):
+            return index
+    return 0
 
 
 def create_mock_app(settings: MockSettings = _DEFAULT_SETTINGS) -> ASGIApp:

@@ -9,7 +9,14 @@ from collections.abc import Sequence
 
 from relaygate.argtypes import int_in
 from relaygate.mock.app import _DEFAULT_SETTINGS, create_mock_app
-from relaygate.mock.faults import _MAX_STATUS, _MIN_STATUS, Fault, MockSettings, parse_faults
+from relaygate.mock.faults import (
+    _MAX_STATUS,
+    _MIN_STATUS,
+    TEXT_MODES,
+    Fault,
+    MockSettings,
+    parse_faults,
+)
 
 
 def _script_arg(text: str) -> tuple[Fault, ...]:
@@ -44,7 +51,8 @@ def add_mock_arguments(parser: argparse.ArgumentParser) -> None:
     ``--error-rate`` [error_rate], ``--error-status`` [error_status], ``--seed``
     [seed], ``--script`` [script, a :func:`parse_faults` spec, parsed at argument
     parsing time], ``--loop`` [loop], ``--stream-chunks`` [stream_chunks],
-    ``--api-key`` [api_key].  Defaults match :class:`MockSettings`.
+    ``--api-key`` [api_key], ``--text`` [text: ``greeting`` or ``request``].  Defaults
+    match :class:`MockSettings`.
     """
     defaults = _DEFAULT_SETTINGS
     parser.add_argument(
@@ -93,6 +101,13 @@ def add_mock_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--api-key", default=None, help="require this API key (Bearer or api-key header)"
     )
+    parser.add_argument(
+        "--text",
+        choices=TEXT_MODES,
+        default=defaults.text,
+        help="answer text: 'greeting' (Hello from NAME) or 'request' (a deterministic "
+        "function of the prompt, the same from every simulator; default: %(default)s)",
+    )
 
 
 def settings_from_args(ns: argparse.Namespace) -> MockSettings:
@@ -121,6 +136,7 @@ def settings_from_args(ns: argparse.Namespace) -> MockSettings:
         loop_script=bool(getattr(ns, "loop", defaults.loop_script)),
         stream_chunks=getattr(ns, "stream_chunks", defaults.stream_chunks),
         api_key=getattr(ns, "api_key", defaults.api_key),
+        text=getattr(ns, "text", defaults.text),
     )
 
 

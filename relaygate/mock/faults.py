@@ -5,8 +5,10 @@ fault-script syntax :func:`parse_faults`.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 _MIN_STATUS = 200
 _MAX_STATUS = 599
@@ -48,8 +50,23 @@ class Fault:
       connection abruptly after N SSE chunks, counting the initial role chunk;
       ``data: [DONE]`` is never sent.  0 cuts right after the headers.
     * ``chunk_delay_ms``: streaming only: delay between consecutive SSE events.
-    * ``hang``: never answer; wait up to one hour or until the client
-      disconnects (use it to exercise timeouts).
+    * ``hang``: never answer; wait up to ``MockSettings.hang_s`` (one hour) or until
+      the client disconnects (use it to exercise timeouts).
+    * ``first_token_delay_ms``: streaming only: the headers and the role-only opening
+      chunk go out at once, the first chunk carrying content this much later (a model
+      slow to start its answer; exercises ``first_token_timeout``).
+    * ``stall_after_chunks``: streaming only: after N SSE chunks (counting the opening
+      chunk) send nothing more and keep the connection open, until the client goes away
+      or ``MockSettings.hang_s`` has passed (then the connection is cut); exercises
+      ``stream_idle_timeout``.  0 stalls right after the headers.
+    * ``error_code``: the ``code`` of the error body of a status >= 400 (instead of the
+      status's usual one), e.g. ``content_filter``.
+    * ``for_ms``: this script step answers every request for this many milliseconds
+      instead of one request, then the script moves on; windows of consecutive timed
+      steps follow each other in time (``503@for_ms=60000,200``: a 60-second outage;
+      ``503@for_ms=2000,200@for_ms=2000`` with ``loop``: a primary that flaps every 2 s).
+      The window of a step starts with the first request it answers, or where the
+      previous timed step's window ended.
     """
 
     status: int = 200
@@ -60,6 +77,10 @@ class Fault:
     cut_after_chunks: int | None = None
     chunk_delay_ms: float = 0.0
     hang: bool = False
+    first_token_delay_ms: float = 0.0
+    stall_after_chunks: int | None = None
+    error_code: str | None = None
+    for_ms: float | None = None
 
     def __post_init__(self) -> None:
         """Reject out-of-range values with ``ValueError``."""
@@ -68,14 +89,24 @@ class Fault:
         _check_non_negative("Fault", "retry_after", self.retry_after)
         _check_non_negative("Fault", "retry_after_ms", self.retry_after_ms)
         _check_non_negative("Fault", "chunk_delay_ms", self.chunk_delay_ms)
-        if self.cut_after_chunks is not None and (
-            isinstance(self.cut_after_chunks, bool)
-            or not isinstance(self.cut_after_chunks, int)
-            or self.cut_after_chunks < 0
-        ):
+        _check_non_negative("Fault", "first_token_delay_ms", self.first_token_delay_ms)
+        _check_chunk_count("cut_after_chunks", self.cut_after_chunks)
+        _check_chunk_count("stall_after_chunks", self.stall_after_chunks)
+        if self.for_ms is not None and (not math.isfinite(self.for_ms) or self.for_ms <= 0):
+            raise ValueError(f"Fault.for_ms must be a finite number > 0, got {self.for_ms!r}")
+        if self.error_code is not None and not _ERROR_CODE.fullmatch(self.error_code):
             raise ValueError(
-                f"Fault.cut_after_chunks must be an integer >= 0, got {self.cut_after_chunks!r}"
+                "Fault.error_code must be 1-64 letters, digits, '_', '-' or '.', "
+                f"got {self.error_code!r}"
             )
+
+
+_ERROR_CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def _check_chunk_count(name: str, value: int | None) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise ValueError(f"Fault.{name} must be an integer >= 0, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -98,6 +129,13 @@ class MockSettings:
     * ``stream_chunks``: number of content chunks in a streamed answer (>= 1).
     * ``api_key``: if set, requests need ``Authorization: Bearer <api_key>`` or
       ``api-key: <api_key>``, otherwise they get 401.
+    * ``text``: what the answers say.  ``"greeting"``: ``f"Hello from {name}"``.
+      ``"request"``: :data:`REQUEST_TEXT_WORDS` words that are a deterministic function of
+      the request's prompt alone (its ``messages`` or ``prompt``; not the model, not the
+      mock's name), so every simulator answers one request with the same text, word for
+      word, and a stream recovered on another upstream can be compared with the whole
+      answer.
+    * ``hang_s``: the longest a ``hang`` or a stall (``stall_after_chunks``) lasts.
     """
 
     name: str = "mock"
@@ -109,6 +147,8 @@ class MockSettings:
     loop_script: bool = False
     stream_chunks: int = 5
     api_key: str | None = None
+    text: Literal["greeting", "request"] = "greeting"
+    hang_s: float = 3600.0
 
     def __post_init__(self) -> None:
         """Reject out-of-range values with ``ValueError``."""
@@ -128,6 +168,16 @@ class MockSettings:
             )
         if not all(isinstance(step, Fault) for step in self.script):
             raise ValueError("MockSettings.script must contain only Fault instances")
+        if self.text not in TEXT_MODES:
+            raise ValueError(f"MockSettings.text must be one of {TEXT_MODES}, got {self.text!r}")
+        _check_non_negative("MockSettings", "hang_s", self.hang_s)
+
+
+TEXT_MODES: tuple[str, ...] = ("greeting", "request")
+"""The values of ``MockSettings.text``."""
+
+REQUEST_TEXT_WORDS = 24
+"""Words of an answer with ``MockSettings.text == "request"``."""
 
 
 # ---------------------------------------------------------------------------
@@ -176,12 +226,19 @@ _FIELD_PARSERS: dict[str, Callable[[str], object]] = {
     "cut_after_chunks": _to_optional_int,
     "chunk_delay_ms": _to_float,
     "hang": _to_bool,
+    "first_token_delay_ms": _to_float,
+    "stall_after_chunks": _to_optional_int,
+    "error_code": str,
+    "for_ms": _to_optional_float,
 }
 
 _KEYWORDS: dict[str, dict[str, object]] = {
     "timeout": {"hang": True},
     "hang": {"hang": True},
     "garbage": {"garbage": True},
+    "content_filter": {"status": 400, "error_code": "content_filter"},
+    "content_policy_violation": {"status": 400, "error_code": "content_policy_violation"},
+    "stall": {"stall_after_chunks": 2},
 }
 
 
@@ -223,11 +280,15 @@ def parse_faults(spec: str) -> tuple[Fault, ...]:
     """Parse a compact fault script into a tuple of :class:`Fault`.
 
     Examples: ``"503,503,200"``, ``"429@retry_after=1,200"``, ``"timeout,200"``,
-    ``"garbage"``, ``"200@latency_ms=50"``, ``"200@cut_after_chunks=2"``, ``"hang"``.
+    ``"garbage"``, ``"200@latency_ms=50"``, ``"200@cut_after_chunks=2"``, ``"hang"``,
+    ``"200@first_token_delay_ms=3000"``, ``"stall"``, ``"200@stall_after_chunks=3"``,
+    ``"content_filter"``, ``"503@for_ms=60000,200"``.
 
     Items are separated by commas.  Each item is an HTTP status number (200-599)
     or a keyword (``timeout``/``hang`` -> ``hang=True``, ``garbage`` ->
-    ``garbage=True``; keywords keep status 200), optionally followed by
+    ``garbage=True``, ``stall`` -> ``stall_after_chunks=2``: these keep status 200;
+    ``content_filter`` and ``content_policy_violation`` -> status 400 with that error
+    ``code``, the refusal of a provider's safety system), optionally followed by
     ``@key=value`` options joined with ``@``.  Keys are :class:`Fault` field names;
     booleans accept true/false/1/0/yes/no/on/off, optional fields accept
     none/null.  Whitespace around items, keys and values is ignored.  A blank

@@ -223,3 +223,33 @@ def stream_chunks(
             }
         )
     return chunks
+
+
+_WORDS: tuple[str, ...] = (
+    "the", "gateway", "answers", "every", "request", "with", "a", "steady", "stream", "of",
+    "words", "that", "any", "upstream", "would", "repeat", "given", "same", "prompt", "so",
+    "recovered", "answer", "reads", "exactly", "like", "one", "never", "broken", "river",
+    "stone", "light", "quiet", "morning", "signal", "bridge", "harbor", "lantern", "orchard",
+    "meadow", "copper", "silver", "window", "garden", "thunder", "compass", "anchor", "maple",
+    "valley", "summit", "canyon", "glacier", "ember", "falcon", "willow", "cedar", "prairie",
+    "beacon", "island", "marble", "velvet", "amber", "cobalt", "delta", "echo",
+)  # fmt: skip
+"""The vocabulary of :func:`request_text`: 64 words, so each is picked by 6 bits."""
+
+
+def request_text(prompt: object, words: int) -> str:
+    """``words`` words that depend only on ``prompt`` (a request's ``messages`` or ``prompt``).
+
+    The words are picked by the SHA-256 of the prompt's canonical JSON (sorted keys), so
+    any simulator answers the same prompt with the same text, whatever its name or the
+    request's model. The first word is capitalised and the text ends with a full stop.
+    """
+    key = orjson.dumps(prompt, option=orjson.OPT_SORT_KEYS)
+    picked: list[str] = []
+    block = 0
+    while len(picked) < words:
+        digest = hashlib.sha256(block.to_bytes(4, "little") + key).digest()
+        picked.extend(_WORDS[byte % len(_WORDS)] for byte in digest)
+        block += 1
+    text = " ".join(picked[:words])
+    return text[:1].upper() + text[1:] + "."

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import random
+import time
 from collections import Counter, deque
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -18,11 +20,16 @@ class _MockState:
     """Script position, counters and recorded requests of one app instance.
 
     Mutations happen synchronously between awaits, so concurrent asyncio
-    requests on one event loop never see a half-updated state.
+    requests on one event loop never see a half-updated state. ``clock`` (seconds,
+    monotonic) times the windows of ``Fault.for_ms`` steps.
     """
 
-    def __init__(self, settings: MockSettings) -> None:
+    def __init__(
+        self, settings: MockSettings, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.settings = settings
+        self.clock = clock
+        self.window_start: float | None = None
         self.script: tuple[Fault, ...] = settings.script
         self.loop_script = settings.loop_script
         self.position = 0
@@ -34,6 +41,7 @@ class _MockState:
 
     def reset(self) -> None:
         self.position = 0
+        self.window_start = None
         self.rng = random.Random(self.settings.seed)
         self.requests = 0
         self.by_status.clear()
@@ -43,16 +51,51 @@ class _MockState:
         self.script = script
         self.loop_script = loop
         self.position = 0
+        self.window_start = None
+
+    def _step(self) -> Fault | None:
+        """The script step at the current position (``None``: the script is used up)."""
+        if self.position < len(self.script):
+            return self.script[self.position]
+        if self.loop_script and self.script:
+            return self.script[self.position % len(self.script)]
+        return None
+
+    def _skip_whole_cycles(self) -> None:
+        """Of a looping script of timed steps only, skip the whole cycles that passed
+        since the current window began, so a long quiet spell costs no walk through them."""
+        start = self.window_start
+        if start is None or not self.loop_script or not self.script:
+            return
+        windows = [fault.for_ms for fault in self.script]
+        if any(ms is None for ms in windows):
+            return
+        cycle = sum(ms for ms in windows if ms is not None) / 1000
+        passed = self.clock() - start
+        if passed > cycle:
+            self.window_start = start + (passed // cycle) * cycle
 
     def next_fault(self) -> Fault:
-        if self.position < len(self.script):
-            fault = self.script[self.position]
+        """The fault answering the next request: the script's, then ``error_rate``'s.
+
+        A step with ``for_ms`` answers every request within its window; once the window
+        is over the next step's window starts where it ended (so the script follows the
+        clock, also across steps no request fell into).
+        """
+        self._skip_whole_cycles()
+        while (fault := self._step()) is not None:
+            if fault.for_ms is None:
+                self.position += 1
+                self.window_start = None
+                return fault
+            now = self.clock()
+            start = now if self.window_start is None else self.window_start
+            end = start + fault.for_ms / 1000
+            if now < end:
+                self.window_start = start
+                return fault
             self.position += 1
-            return fault
-        if self.loop_script and self.script:
-            fault = self.script[self.position % len(self.script)]
-            self.position += 1
-            return fault
+            self.window_start = end
         if self.rng.random() < self.settings.error_rate:
             return Fault(status=self.settings.error_status)
         return Fault()

@@ -11,9 +11,11 @@ still be retried or fall back. When the target has a ``first_token_timeout``, th
 waits further, holding the stream's opening (keep-alives, the role-only first chunk: see
 :func:`~relaygate.sse.carries_content`) until the first chunk carrying content, so that a
 target slow to start its answer is cut by the timeout layer while nothing has reached the
-client. After that the bytes are the client's: if the upstream breaks mid-stream, or goes
-silent for longer than the target's idle bound
-(:func:`~relaygate.strategies.attempt_bound.stream_idle_s`; reason ``stream_idle``), the
+client. Without a first-token bound, the idle bound
+(:func:`~relaygate.strategies.attempt_bound.stream_idle_s`) also covers the wait from the
+headers to the first chunk: a stream silent that long is a 408 with reason ``stream_idle``,
+which falls back. After the hand-over the bytes are the client's: if the upstream breaks
+mid-stream, or goes silent for longer than the idle bound (reason ``stream_idle``), the
 client receives an OpenAI-style ``data: {"error": ...}`` event (which the openai SDK raises
 as ``APIError``) and no ``[DONE]``, never a clean-looking end.
 """
@@ -133,15 +135,32 @@ class ProviderHandler:
 
         upstream = answer.stream
         if upstream is not None:
-            # Until the stream is handed on, the timeout layer bounds the wait (request or
-            # first-token timeout); the idle bound starts with the hand-over.
-            idle, upstream.idle_timeout_s = upstream.idle_timeout_s, None
+            hold = bool(target.first_token_timeout_ms)
+            idle = upstream.idle_timeout_s
+            if hold:
+                # The first-token bound (timeout layer) covers the opening; the idle bound
+                # starts with the hand-over.
+                upstream.idle_timeout_s = None
             try:
-                first = await _opening(upstream, bool(target.first_token_timeout_ms))
+                first = await _opening(upstream, hold)
             except StopAsyncIteration:
                 return _failed(target.provider, Reason.INVALID_RESPONSE, "sent an empty stream")
+            except StreamStalled as exc:
+                # Silent since its headers, and nothing reached the client: a timeout of
+                # this target, which fallback moves on from (it is not retried on it).
+                return synthesized(
+                    408,
+                    f"upstream '{target.provider}' stream stalled before its first chunk ({exc})",
+                    type="timeout_error",
+                    code="stream_idle_timeout",
+                    failure=Reason.STREAM_IDLE.value,
+                )
             except StreamInterrupted as exc:
                 return _failed(target.provider, Reason.STREAM_ERROR, f"stream broke ({exc})")
+            except BaseException:
+                # Cut by the timeout layer, or the client went away: release the connection.
+                await upstream.aclose()
+                raise
             upstream.idle_timeout_s = idle
             return GatewayResponse(
                 status=answer.status,

@@ -19,6 +19,8 @@ from relaygate.config import (
     load_server_config,
     parse_server_config,
 )
+from relaygate.config.compile import compile_server
+from relaygate.providers.registry import default_registry
 
 SECRET = "sk-live-DO-NOT-LEAK-1234567890"
 ENV = {"OPENAI_API_KEY": SECRET, "RELAYGATE_API_KEY": "rg-key", "MOCK_PORT": "9001"}
@@ -478,3 +480,31 @@ def test_the_target_bound_of_the_server_config_applies_to_its_own_configs() -> N
         parse_server_config(
             {"configs": {"big": _fallback_over(41)}, "limits": {"max_targets_per_config": 40}}
         )
+
+
+def test_the_timeouts_section_sets_the_streaming_deadlines_beneath_every_config() -> None:
+    config = parse_server_config(
+        {
+            "timeouts": {"first_token_timeout_ms": 4000, "stream_idle_timeout_ms": 9000},
+            "configs": {
+                "plain": {"provider": "openai"},
+                "own": {"provider": "openai", "first_token_timeout": 250},
+            },
+        }
+    )
+    compiled = compile_server(config, frozenset(default_registry().names))
+    plain = compiled.configs["plain"].targets[0]
+    own = compiled.configs["own"].targets[0]
+    assert (plain.first_token_timeout_ms, plain.stream_idle_timeout_ms) == (4000, 9000)
+    assert (own.first_token_timeout_ms, own.stream_idle_timeout_ms) == (250, 9000)
+
+
+def test_the_streaming_deadlines_are_unset_by_default() -> None:
+    inherited = parse_server_config({}).inherited()
+    assert (inherited.first_token_timeout_ms, inherited.stream_idle_timeout_ms) == (None, None)
+
+
+def test_a_zero_server_default_deadline_is_refused_with_its_path() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_server_config({"timeouts": {"stream_idle_timeout_ms": 0}})
+    assert caught.value.errors == [("timeouts.stream_idle_timeout_ms", "must be > 0")]
