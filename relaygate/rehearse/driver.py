@@ -18,12 +18,14 @@ import httpx
 import uvicorn
 from prometheus_client import CollectorRegistry
 
+from relaygate.config.model import Target
 from relaygate.config.server import AuthSettings, ServerConfig
 from relaygate.exchange import RequestContext
 from relaygate.exporters.prometheus import GatewayMetrics
 from relaygate.gateway import GatewayDeps
 from relaygate.mock import MockSettings, create_mock_app
 from relaygate.providers.client import default_upstream
+from relaygate.strategies.attempt_bound import stream_idle_s
 from relaygate.rehearse.results import (
     MetricDelta,
     Report,
@@ -248,6 +250,36 @@ def _notes(
             notes.append(
                 f"{target.label}: cut_after_chunks only affects streamed requests (use --stream)"
             )
+        notes.extend(_deadline_notes(target, target_faults, stream, deadline_ms))
+    return notes
+
+
+def _deadline_notes(
+    target: Target, faults: TargetFaults, stream: bool, deadline_ms: int
+) -> list[str]:
+    """Notes on streaming faults the target's deadlines do not bound, or that need --stream."""
+    notes: list[str] = []
+    for applies, fault in (
+        (faults.delays_first_token, "first_token_delay_ms"),
+        (faults.stalls_streams, "stall_after_chunks"),
+    ):
+        if applies and not stream:
+            notes.append(f"{target.label}: {fault} only affects streamed requests (use --stream)")
+    if not stream:
+        return notes
+    if faults.delays_first_token and not target.first_token_timeout_ms:
+        notes.append(
+            f"{target.label} has no first_token_timeout: a late first token is waited for "
+            "(within request_timeout, if any)"
+        )
+    if faults.stalls_streams and stream_idle_s(
+        target.stream_idle_timeout_ms, target.request_timeout_ms
+    ) is None:
+        notes.append(
+            f"{target.label} has no stream_idle_timeout or request_timeout: a stalled stream "
+            f"is held until the simulator gives up ({_duration(deadline_ms / 1000 + 1)}), "
+            "then ends as a stream_error"
+        )
     return notes
 
 
@@ -332,7 +364,10 @@ def rehearse(
     try:
         hosts: dict[str, str] = {}
         for index, (target, target_faults) in enumerate(zip(loaded.targets, faults, strict=True)):
-            url = simulators.start(target_faults.settings(target.label, seed + index))
+            # A hang or stall outlasts the request deadline by a second, then gives up.
+            hang_s = deadline / 1000 + 1
+            settings = target_faults.settings(target.label, seed + index, hang_s=hang_s)
+            url = simulators.start(settings)
             hosts[target.path] = url + _API_SUFFIX.get(target.provider, "/v1")
         node = _with_hosts(loaded.node, "config", hosts)
         server = loaded.server.model_copy(

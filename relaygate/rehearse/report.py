@@ -48,6 +48,12 @@ def _retry_text(target: Target) -> str:
             text += " (honours Retry-After)"
     timeout = target.request_timeout_ms
     text += f", request_timeout {timeout} ms" if timeout else ", no request_timeout"
+    for name, ms in (
+        ("first_token_timeout", target.first_token_timeout_ms),
+        ("stream_idle_timeout", target.stream_idle_timeout_ms),
+    ):
+        if ms:
+            text += f", {name} {ms} ms"
     return text
 
 

@@ -57,8 +57,11 @@ class TargetFaults:
         """The parsed fault script."""
         return parse_faults(self.spec)
 
-    def settings(self, name: str, seed: int | None) -> MockSettings:
-        """The simulator settings of a target labelled ``name``; ``ValueError`` if invalid."""
+    def settings(self, name: str, seed: int | None, hang_s: float = 3600.0) -> MockSettings:
+        """The simulator settings of a target labelled ``name``; ``ValueError`` if invalid.
+
+        ``hang_s`` bounds how long a hang or a stalled stream of the simulator lasts.
+        """
         return MockSettings(
             name=name,
             latency_ms=self.latency_ms,
@@ -68,6 +71,7 @@ class TargetFaults:
             script=self.script,
             loop_script=self.loop,
             stream_chunks=self.stream_chunks,
+            hang_s=hang_s,
         )
 
     @property
@@ -79,6 +83,16 @@ class TargetFaults:
     def cuts_streams(self) -> bool:
         """Whether the script cuts streamed answers (which only streamed requests notice)."""
         return any(fault.cut_after_chunks is not None for fault in self.script)
+
+    @property
+    def delays_first_token(self) -> bool:
+        """Whether the script sends a stream's first token late (streamed requests only)."""
+        return any(fault.first_token_delay_ms > 0 for fault in self.script)
+
+    @property
+    def stalls_streams(self) -> bool:
+        """Whether the script stalls streamed answers (streamed requests only)."""
+        return any(fault.stall_after_chunks is not None for fault in self.script)
 
     def describe(self) -> str:
         """A one-line account of the faults, e.g. ``429@retry_after=1 x3, then healthy``."""
@@ -264,6 +278,38 @@ _BUILTIN_DOCUMENTS: tuple[dict[str, Any], ...] = (
         "requests": 3,
         "stream": True,
         "targets": {0: "200@cut_after_chunks=2,200@cut_after_chunks=0"},
+    },
+    {
+        "name": "slow-first-token",
+        "description": "Streamed requests. The first target sends its headers and its "
+        "opening chunk at once, but its first token 2 s later: a first_token_timeout below "
+        "that cuts the attempt before anything reached the client, and fallback answers.",
+        "requests": 3,
+        "stream": True,
+        "targets": {0: {"script": "200@first_token_delay_ms=2000", "loop": True}},
+    },
+    {
+        "name": "stall-midway",
+        "description": "Streamed requests. The first target sends three chunks (the client "
+        "already has bytes), then nothing, keeping the connection open: stream_idle_timeout "
+        "(else request_timeout) ends the stream with an error event (reason stream_idle).",
+        "requests": 2,
+        "stream": True,
+        "targets": {0: {"script": "200@stall_after_chunks=3", "loop": True}},
+    },
+    {
+        "name": "content-filter",
+        "description": "The first target refuses every request with a 400 whose error code "
+        "is content_filter, as a provider's content-safety system does.",
+        "requests": 3,
+        "targets": {0: {"script": "content_filter", "loop": True}},
+    },
+    {
+        "name": "flapping-primary",
+        "description": "The first target flaps: it fails every other answer with 503 and "
+        "answers the rest.",
+        "requests": 6,
+        "targets": {0: {"script": "503,200", "loop": True}},
     },
     {
         "name": "flaky-primary",
