@@ -80,6 +80,29 @@ def server_config(telemetry: bool) -> dict[str, Any]:
     }
 
 
+def chat_scope(body: bytes, *extra: tuple[bytes, bytes]) -> dict[str, Any]:
+    """The ASGI scope of a chat-completion POST carrying ``body``, with ``extra`` headers."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/chat/completions",
+        "raw_path": b"/v1/chat/completions",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"relaygate"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            *extra,
+        ],
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 8787),
+    }
+
+
 def measure(telemetry: bool, kind: str, requests: int) -> float:
     """CPU milliseconds per request of ``requests`` requests of ``kind`` (this process)."""
     from opentelemetry.sdk.trace import ReadableSpan
@@ -124,26 +147,7 @@ def measure(telemetry: bool, kind: str, requests: int) -> float:
     config = server_config(telemetry)
     configure_logging(config["telemetry"]["logs"]["level"], "json", env={})
     app = create_app(config, GatewayDeps(upstream=Upstream()))
-    headers = [
-        (b"host", b"relaygate"),
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(CHAT_BODY)).encode()),
-        (b"x-portkey-config", kind.encode()),
-    ]
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/chat/completions",
-        "raw_path": b"/v1/chat/completions",
-        "query_string": b"",
-        "root_path": "",
-        "headers": headers,
-        "client": ("127.0.0.1", 40000),
-        "server": ("127.0.0.1", 8787),
-    }
+    scope = chat_scope(CHAT_BODY, (b"x-portkey-config", kind.encode()))
     statuses: set[int] = set()
 
     async def receive() -> dict[str, Any]:

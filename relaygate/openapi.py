@@ -397,7 +397,8 @@ _ERRORS: dict[str, str] = {
     "400": "Malformed JSON, a body that is not an object, a field of the wrong type, an "
     "invalid or unknown config, an unknown provider or a bad header.",
     "401": "A missing or wrong gateway key (when the server config sets `auth.api_keys`).",
-    "408": "The last attempt timed out (`request_timeout`).",
+    "408": "The last attempt timed out (`request_timeout`; for a stream also "
+    "`first_token_timeout`, or `stream_idle_timeout` before its first chunk).",
     "413": "The body is over `limits.max_body_bytes`.",
     "431": "`x-portkey-config` is over `limits.max_config_header_bytes`.",
     "502": "The upstream was unreachable, or answered something that is not a valid answer "

@@ -4,6 +4,7 @@ answers: ``first_token_delay_ms``, ``stall_after_chunks``, ``content_filter``,
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
@@ -13,7 +14,14 @@ import httpx
 import orjson
 import pytest
 
-from relaygate.mock import Fault, MockSettings, create_mock_app, parse_faults
+from relaygate.mock import (
+    Fault,
+    MockSettings,
+    add_mock_arguments,
+    create_mock_app,
+    parse_faults,
+    settings_from_args,
+)
 from relaygate.mock.faults import REQUEST_TEXT_WORDS
 from relaygate.mock.state import _MockState
 from tests.servers import serve_in_thread
@@ -90,7 +98,9 @@ def test_a_timed_step_answers_every_request_of_its_window_then_the_script_moves_
 
 def test_a_looping_pair_of_timed_steps_is_a_primary_that_flaps_on_the_clock() -> None:
     clock = Clock()
-    settings = MockSettings(script=parse_faults("503@for_ms=1000,200@for_ms=1000"), loop_script=True)
+    settings = MockSettings(
+        script=parse_faults("503@for_ms=1000,200@for_ms=1000"), loop_script=True
+    )
     state = _MockState(settings, clock)
     assert answers(state, clock, [5.0, 5.9, 6.0, 6.9, 7.0, 9.5, 10.2]) == [
         503,  # the first window starts with the first request
@@ -241,3 +251,12 @@ async def test_a_stall_ends_in_a_cut_once_hang_s_has_passed() -> None:
                         if line:
                             received.append(line)
     assert len(received) == 2
+
+
+def test_the_command_line_chooses_the_answer_text() -> None:
+    parser = argparse.ArgumentParser()
+    add_mock_arguments(parser)
+    assert settings_from_args(parser.parse_args([])).text == "greeting"
+    assert settings_from_args(parser.parse_args(["--text", "request"])).text == "request"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--text", "poetry"])

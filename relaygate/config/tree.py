@@ -2,8 +2,9 @@
 
 :func:`compile_config` walks a :class:`~relaygate.config.schema.ConfigNode` and applies
 inheritance: ``override_params`` (merged key by key), ``retry``, ``request_timeout``,
-``first_token_timeout``, ``stream_idle_timeout``, ``custom_host`` and ``forward_headers`` flow down to the targets below a node, under the
-server's provider defaults (:class:`Inherited`). Each compiled target records which of its
+``first_token_timeout``, ``stream_idle_timeout``, ``custom_host`` and ``forward_headers``
+flow down to the targets below a node, under the server's provider defaults and streaming
+deadlines (:class:`Inherited`). Each compiled target records which of its
 settings a caller chose (``Target.caller_fields``).
 """
 

@@ -495,7 +495,9 @@ class GatewayMetrics:
             (*tl, "reason"),
         )
         self.timeouts = CounterFamily(
-            sc.M_TIMEOUTS, "Attempts cut by the target's request_timeout or first_token_timeout.", tl
+            sc.M_TIMEOUTS,
+            "Attempts cut by the target's request_timeout or first_token_timeout.",
+            tl,
         )
         self.fallbacks = CounterFamily(
             sc.M_FALLBACKS,

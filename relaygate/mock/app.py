@@ -418,9 +418,7 @@ class _MockApp:
         return routes
 
 
-async def _sse(
-    chunks: list[dict[str, Any]], fault: Fault, hang_s: float
-) -> AsyncIterator[bytes]:
+async def _sse(chunks: list[dict[str, Any]], fault: Fault, hang_s: float) -> AsyncIterator[bytes]:
     """Yield SSE events, honouring ``chunk_delay_ms``, ``first_token_delay_ms``,
     ``cut_after_chunks`` and ``stall_after_chunks`` (a stall lasts ``hang_s`` at most, then
     the connection is cut; the server cancels it sooner when the client goes away)."""

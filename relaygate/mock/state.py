@@ -24,9 +24,7 @@ class _MockState:
     monotonic) times the windows of ``Fault.for_ms`` steps.
     """
 
-    def __init__(
-        self, settings: MockSettings, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, settings: MockSettings, clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.clock = clock
         self.window_start: float | None = None

@@ -25,7 +25,6 @@ from relaygate.exporters.prometheus import GatewayMetrics
 from relaygate.gateway import GatewayDeps
 from relaygate.mock import MockSettings, create_mock_app
 from relaygate.providers.client import default_upstream
-from relaygate.strategies.attempt_bound import stream_idle_s
 from relaygate.rehearse.results import (
     MetricDelta,
     Report,
@@ -37,6 +36,7 @@ from relaygate.rehearse.results import (
 )
 from relaygate.rehearse.scenario import Scenario, TargetFaults
 from relaygate.rehearse.target import RehearsalConfig, _resolve_faults, _with_hosts
+from relaygate.strategies.attempt_bound import stream_idle_s
 from relaygate.telemetry import Telemetry
 from relaygate.transport import AsyncTransport
 
@@ -272,9 +272,10 @@ def _deadline_notes(
             f"{target.label} has no first_token_timeout: a late first token is waited for "
             "(within request_timeout, if any)"
         )
-    if faults.stalls_streams and stream_idle_s(
-        target.stream_idle_timeout_ms, target.request_timeout_ms
-    ) is None:
+    if (
+        faults.stalls_streams
+        and stream_idle_s(target.stream_idle_timeout_ms, target.request_timeout_ms) is None
+    ):
         notes.append(
             f"{target.label} has no stream_idle_timeout or request_timeout: a stalled stream "
             f"is held until the simulator gives up ({_duration(deadline_ms / 1000 + 1)}), "

@@ -63,7 +63,9 @@ def attempt_bound(
     return AttemptBound(limit, source)
 
 
-def stream_idle_s(stream_idle_timeout_ms: int | None, request_timeout_ms: int | None) -> float | None:
+def stream_idle_s(
+    stream_idle_timeout_ms: int | None, request_timeout_ms: int | None
+) -> float | None:
     """The longest gap between chunks (seconds) of a stream once handed on, or ``None``.
 
     The target's ``stream_idle_timeout`` (its config's or the server default) when set, else

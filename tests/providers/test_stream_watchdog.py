@@ -37,7 +37,7 @@ async def test_a_source_silent_for_the_idle_bound_raises_stream_stalled_and_is_r
     stream = source.stream()
     source.queue.put_nowait(b"data: 1\n\n")
     assert await stream.__anext__() == b"data: 1\n\n"
-    with pytest.raises(StreamStalled, match="no data from upstream for 0.2s"):
+    with pytest.raises(StreamStalled, match=r"no data from upstream for 0\.2s"):
         await stream.__anext__()
     assert source.closed
     task = asyncio.current_task()
