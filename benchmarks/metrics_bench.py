@@ -129,7 +129,10 @@ class ClientMetrics(GatewayMetrics):
                 registry=reg,
             ),
             "timeouts": Counter(
-                sc.M_TIMEOUTS, "Attempts cut by the target's request_timeout.", tl, registry=reg
+                sc.M_TIMEOUTS,
+                "Attempts cut by the target's request_timeout or first_token_timeout.",
+                tl,
+                registry=reg,
             ),
             "fallbacks": Counter(
                 sc.M_FALLBACKS,

@@ -118,7 +118,10 @@ def reference(registry: CollectorRegistry) -> SimpleNamespace:
             registry=reg,
         ),
         timeouts=Counter(
-            sc.M_TIMEOUTS, "Attempts cut by the target's request_timeout.", TL, registry=reg
+            sc.M_TIMEOUTS,
+            "Attempts cut by the target's request_timeout or first_token_timeout.",
+            TL,
+            registry=reg,
         ),
         fallbacks=Counter(
             sc.M_FALLBACKS,
