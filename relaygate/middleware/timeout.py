@@ -103,7 +103,10 @@ class TimeoutLayer:
                 sc.TARGET_PATH: target.path,
                 sc.TIMEOUT_MS: int(bound.seconds * 1000),
             }
-            with tel.layer_span(sc.SPAN_TIMEOUT, attrs):
-                return await bounded(request, bound)
+            scope = tel.layer_span(sc.SPAN_TIMEOUT, attrs)
+            with scope:
+                response = await bounded(request, bound)
+                # The span fails when this layer cut the attempt, not for the answer's status.
+                return scope.settle(response, failed=response.failure == Reason.TIMEOUT)
 
         return timeout
