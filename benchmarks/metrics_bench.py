@@ -63,9 +63,7 @@ class ClientMetrics(GatewayMetrics):
         families: dict[str, Any] = {
             "requests": Counter(
                 sc.M_REQUESTS,
-                "Gateway requests answered, by config, operation, the status line's class and the "
-                "request's outcome, decided when the answer was delivered (a stream: when it "
-                "ended).",
+                "Gateway requests answered, by config, operation, status class and outcome.",
                 ("config", "operation", "status_class", "outcome"),
                 registry=reg,
             ),

@@ -439,8 +439,7 @@ class GatewayMetrics:
         tl = ("config", "target", "provider", "model")
         self.requests = CounterFamily(
             sc.M_REQUESTS,
-            "Gateway requests answered, by config, operation, the status line's class and the "
-            "request's outcome, decided when the answer was delivered (a stream: when it ended).",
+            "Gateway requests answered, by config, operation, status class and outcome.",
             ("config", "operation", "status_class", "outcome"),
         )
         self.request_duration = HistogramFamily(
