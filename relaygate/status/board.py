@@ -13,9 +13,10 @@ keeps, per (config id, target path):
 
 Per config it keeps the outcomes of its requests (a request succeeds when its outcome, as
 the observe layer decided it once the answer was delivered, is ``ok``: a stream that broke
-after its 2xx status line did not), every fallback pair (two consecutive attempts on different targets are a
-fallback *from* the first *to* the second, for the first attempt's reason) and the last
-request that fell back, with its route story (see :mod:`relaygate.route_story`).
+after its 2xx status line did not), every fallback pair (two consecutive attempts on
+different targets are a fallback *from* the first *to* the second, for the first
+attempt's reason) and the last request that fell back, with its route story (see
+:mod:`relaygate.route_story`).
 
 Memory is bounded: per series at most ``window_s + 2`` buckets and ``max_events`` samples,
 and at most ``max_series`` configs, targets and fallback pairs in all; attempts and pairs
