@@ -19,7 +19,9 @@ from opentelemetry.trace import SpanKind, StatusCode
 from structlog.testing import capture_logs
 
 from relaygate.telemetry import Telemetry
+from relaygate.transport import AsyncTransport
 from tests.telemetry.test_story_consistency import (
+    CHAT,
     A,
     B,
     Upstreams,
@@ -223,3 +225,25 @@ async def test_a_streams_duration_covers_the_whole_stream_and_its_overhead_does_
     assert metric(telemetry, "relaygate_request_duration_seconds_sum", **labels) == 10.0
     assert metric(telemetry, "relaygate_gateway_overhead_seconds_sum", config="default") == 0.0
     assert metric(telemetry, "relaygate_gateway_overhead_seconds_count", config="default") == 1
+
+
+async def test_an_in_process_caller_closing_a_stream_early_has_hung_up(
+    telemetry: Telemetry, spans: InMemorySpanExporter
+) -> None:
+    """Through the httpx transport, a response closed before its stream ended is the
+    caller hanging up: ``client_disconnected`` at the request and the attempt level."""
+    gw = gateway(telemetry, Upstreams({"a.test": [streamed()]}))
+    transport = AsyncTransport(gw.server, gw.deps)
+    body = dict(CHAT, stream=True)
+    async with httpx.AsyncClient(transport=transport, base_url="http://relaygate") as client:
+        with capture_logs() as logs:
+            async with client.stream("POST", "/v1/chat/completions", json=body) as response:
+                async for _chunk in response.aiter_raw():
+                    break
+    assert request_line(logs)["outcome"] == "client_disconnected"
+    assert requests_total(telemetry, "2xx", "client_disconnected") == 1
+    server = server_span(spans)
+    assert server.attributes["relaygate.outcome"] == "client_disconnected"
+    assert server.status.status_code is StatusCode.UNSET
+    attempt = next(s for s in finished(spans) if s.kind is SpanKind.CLIENT)
+    assert attempt.attributes["relaygate.outcome"] == "client_disconnected"
