@@ -63,8 +63,8 @@ class ClientMetrics(GatewayMetrics):
         families: dict[str, Any] = {
             "requests": Counter(
                 sc.M_REQUESTS,
-                "Gateway requests answered, by config, operation and status class.",
-                ("config", "operation", "status_class"),
+                "Gateway requests answered, by config, operation, status class and outcome.",
+                ("config", "operation", "status_class", "outcome"),
                 registry=reg,
             ),
             "request_duration": Histogram(
@@ -191,7 +191,7 @@ def record(tel: Telemetry, request: Request, ex: dict[str, str] | None) -> None:
     tel.guard(series.genai_tokens_out.observe, usage[1])
     # Observation._record: the request.
     rseries = metrics.request_series(config_id, op)
-    metrics.request_counter(rseries, config_id, op, status_class(200)).inc()
+    metrics.request_counter(rseries, config_id, op, status_class(200), "ok").inc()
     rseries.duration.observe(total, ex)
     rseries.overhead.observe(overhead)
     rseries.attempts_per_request.observe(1)

@@ -34,6 +34,7 @@ if str(ROOT) not in sys.path:  # run as a script: make this checkout's relaygate
     sys.path.insert(0, str(ROOT))
 
 from relaygate.exporters import semconv as sc  # noqa: E402
+from relaygate.strategies.outcome import CLIENT_OUTCOMES, OK  # noqa: E402
 
 Json = dict[str, Any]
 """A JSON object as Python data."""
@@ -92,6 +93,10 @@ TOKENS = f"{sc.M_TOKENS}_total"
 IN_FLIGHT = sc.M_IN_FLIGHT
 
 RATE = "$__rate_interval"
+COUNTED = f'outcome!~"{"|".join(sorted(CLIENT_OUTCOMES))}"'
+"""Requests that count for availability: every outcome but the client's own."""
+FAILED = f'outcome!~"{OK}|{"|".join(sorted(CLIENT_OUTCOMES))}"'
+"""Requests that failed against availability: every outcome but ``ok`` and the client's."""
 CONFIG = 'config=~"$config"'
 TARGET = 'config=~"$config", target=~"$target", provider=~"$provider", model=~"$model"'
 
@@ -183,19 +188,21 @@ ROWS: tuple[Row, ...] = (
             ),
             Panel(
                 "stat",
-                "Requests answered 5xx",
-                "Share of gateway requests answered with a 5xx status: every target failed, "
-                "or the gateway itself failed. Above 0.5% the availability objective burns; "
-                "see the fallback and per-target panels below for which target fails and why "
-                "(runbook: RelaygateAvailabilityBudgetBurn).",
+                "Failed requests",
+                "Share of gateway requests that failed, by outcome (decided when the answer "
+                "was delivered, a stream when it ended): every target failed, a stream broke "
+                "after its 200, or the gateway failed. Requests refused as invalid and clients "
+                "that went away are left out. Above 0.5% the availability objective burns; "
+                "see 'Requests by outcome' and the per-target panels below for which target "
+                "fails and why (runbook: RelaygateAvailabilityBudgetBurn).",
                 (
                     Query(
                         _share(
-                            _rate(REQUESTS, CONFIG, 'status_class="5xx"'),
-                            _rate(REQUESTS, CONFIG),
+                            _rate(REQUESTS, CONFIG, FAILED),
+                            _rate(REQUESTS, CONFIG, COUNTED),
                             "",
                         ),
-                        "5xx share",
+                        "failed share",
                     ),
                 ),
                 unit="percentunit",
@@ -282,43 +289,48 @@ ROWS: tuple[Row, ...] = (
         (
             Panel(
                 "timeseries",
-                "Request rate by config and status class",
-                "Gateway requests answered per second, by config and HTTP status class. 4xx "
-                "are mostly the clients' own mistakes (bad requests, keys); 5xx mean every "
-                "target failed or the gateway failed. A config that disappears has stopped "
-                "receiving traffic.",
+                "Requests by outcome",
+                "Gateway requests per second by config and outcome, decided when the answer "
+                "was delivered (a stream when it ended): ok is a complete answer; "
+                "stream_error a stream that broke after its 200; client_disconnected a client "
+                "that hung up; refused a request the gateway refused (bad input, key, scope); "
+                "any other value is an exhausted request's last reason (status_5xx, timeout...) "
+                "or the gateway's own failure. A config that disappears has stopped receiving "
+                "traffic.",
                 (
                     Query(
-                        f"sum by (config, status_class) ({_rate(REQUESTS, CONFIG)})",
-                        "{{config}} {{status_class}}",
+                        f"sum by (config, outcome) ({_rate(REQUESTS, CONFIG)})",
+                        "{{config}} {{outcome}}",
                     ),
                 ),
                 unit="reqps",
             ),
             Panel(
                 "timeseries",
-                "Error ratio by config",
-                "Share of each config's requests answered 5xx (gateway or all targets "
-                "failed) and 4xx (refused: bad request, auth, rate limit passed through). A "
-                "rising 5xx line burns the availability objective (dashed line: 0.5%); find "
-                "the failing target in 'Per-target success ratio'. A rising 4xx line usually "
-                "means a client or key problem.",
+                "Failed and client-side shares by config",
+                "Share of each config's counted requests that failed (every outcome but ok, "
+                "refusals and client aborts: exhausted, broken streams, gateway failures), "
+                "and share of all its requests that were the client's doing (refused, every "
+                "target refused it, the client went away). A rising failed line burns the "
+                "availability objective (dashed line: 0.5%); find the failing target in "
+                "'Per-target success ratio'. A rising client-side line usually means a client "
+                "or key problem, or clients giving up on slow answers (compare latency).",
                 (
                     Query(
                         _share(
-                            _rate(REQUESTS, CONFIG, 'status_class="5xx"'),
-                            _rate(REQUESTS, CONFIG),
+                            _rate(REQUESTS, CONFIG, FAILED),
+                            _rate(REQUESTS, CONFIG, COUNTED),
                             "config",
                         ),
-                        "{{config}} 5xx",
+                        "{{config}} failed",
                     ),
                     Query(
                         _share(
-                            _rate(REQUESTS, CONFIG, 'status_class="4xx"'),
+                            _rate(REQUESTS, CONFIG, COUNTED.replace("!~", "=~")),
                             _rate(REQUESTS, CONFIG),
                             "config",
                         ),
-                        "{{config}} 4xx",
+                        "{{config}} client-side",
                     ),
                 ),
                 unit="percentunit",

@@ -148,7 +148,9 @@ class EdgeCodec:
         self, response: GatewayResponse, ctx: RequestContext, story: str
     ) -> list[tuple[str, str]]:
         """The client-facing headers of ``response``: ``content-type``, passed-through
-        upstream headers, the request and trace ids, and the Portkey routing headers."""
+        upstream headers, the request and trace ids, the Portkey routing headers (the last
+        target tried, on failures too) and ``x-relaygate-served-by`` (the target that served
+        a 2xx answer)."""
         out: list[tuple[str, str]] = []
         for name, value in response.headers.items():
             if name == "content-type" or name.startswith(PASSTHROUGH_PREFIXES):
@@ -163,6 +165,10 @@ class EdgeCodec:
             out.append(("x-portkey-provider", target.provider))
             retries = sum(1 for a in ctx.attempts if a.target is target) - 1
             out.append(("x-portkey-retry-attempt-count", str(max(retries, 0))))
+            if response.ok:
+                # Only a successful answer was served; a failed one names its last target
+                # in x-portkey-last-used-option-index alone (as Portkey does).
+                out.append(("x-relaygate-served-by", target.path))
         if ctx.attempts:
             out.append(("x-relaygate-route", cap_story(story, self._max_route_header)))
         return out

@@ -78,7 +78,9 @@ class RequestContext:
     before, and always when gateway auth is off); ``client`` is the edge's
     :class:`ClientLink`, when the edge provides one. ``attempts_started`` counts attempts
     begun (the retry layer counts them) against ``max_attempts``, the request's attempt
-    budget (``None``: unbounded).
+    budget (``None``: unbounded). ``outcome`` is the request's outcome
+    (:mod:`relaygate.strategies.outcome`) once the observe layer has decided it, when the
+    answer was delivered (``None`` until then).
     """
 
     request_id: str
@@ -92,6 +94,7 @@ class RequestContext:
     client: ClientLink | None = None
     max_attempts: int | None = None
     attempts_started: int = 0
+    outcome: str | None = None
 
 
 @dataclass(slots=True)

@@ -352,7 +352,14 @@ _RESPONSE_HEADERS: dict[str, dict[str, Any]] = {
         "schema": {"type": "string"},
     },
     "LastUsedOptionIndex": {
-        "description": "Path of the target that answered (`config.targets[1]`).",
+        "description": "Path of the last target tried (`config.targets[1]`), as Portkey "
+        "sends it: on a failed answer too, naming the target whose failure was passed on.",
+        "schema": {"type": "string"},
+    },
+    "ServedBy": {
+        "description": "Path of the target that served a successful (2xx) answer; absent "
+        "from failed ones. A stream's is sent with its first chunk: whether the stream then "
+        "completed is the request's outcome in the log line, span and metrics.",
         "schema": {"type": "string"},
     },
     "Provider": {
@@ -387,6 +394,7 @@ def _answer_headers() -> dict[str, Any]:
         "x-portkey-provider": _ref("headers", "Provider"),
         "x-portkey-retry-attempt-count": _ref("headers", "RetryAttemptCount"),
         "x-relaygate-route": _ref("headers", "Route"),
+        "x-relaygate-served-by": _ref("headers", "ServedBy"),
         "retry-after": _ref("headers", "RetryAfter"),
     }
 

@@ -25,8 +25,9 @@ from opentelemetry.trace import NonRecordingSpan, Span, SpanKind, Status, Status
 from opentelemetry.util.types import AttributeValue
 from prometheus_client import CollectorRegistry
 
-from relaygate.exchange import RequestContext
+from relaygate.exchange import GatewayResponse, RequestContext, ResponseStream
 from relaygate.exporters.prometheus import GatewayMetrics
+from relaygate.strategies.reasons import classify
 
 Detail = Literal["full", "attempts", "off"]
 """How many spans a request produces (see the module docstring)."""
@@ -74,15 +75,16 @@ class Telemetry:
 
     def layer_span(
         self, name: str, attributes: Mapping[str, AttributeValue] | None = None
-    ) -> AbstractContextManager[Span]:
-        """A current INTERNAL span for one layer at ``full`` detail, else a no-op span.
+    ) -> LayerScope:
+        """A current INTERNAL span for one layer at ``full`` detail, else a no-op span
+        (:class:`LayerScope`: the layer settles its answer on it).
 
         A plain class rather than ``start_as_current_span``: the layers open one per
         request each, and the generator-based context managers cost several times more.
         """
         if self.detail != "full":
             return _NOOP_LAYER
-        return _LayerSpan(
+        return LayerScope(
             self.tracer.start_span(name, kind=SpanKind.INTERNAL, attributes=attributes)
         )
 
@@ -94,13 +96,20 @@ class Telemetry:
             self.errors += 1
 
 
-class _LayerSpan(AbstractContextManager[Span]):
-    """Makes ``span`` current for the block, ends it after; an exception marks it an error."""
+class LayerScope(AbstractContextManager[Span]):
+    """A layer's span as a context manager (see :meth:`Telemetry.layer_span`).
 
-    __slots__ = ("_span", "_token")
+    The span is current for the block and ends after it; an exception marks it an error.
+    A layer hands the answer it returns to :meth:`settle`: a failed answer marks the span an
+    error, and a streamed one keeps the span open until the stream ends (marking it an error
+    if the stream breaks), so the layer's span ends after the attempt spans under it.
+    """
+
+    __slots__ = ("_held", "_span", "_token")
 
     def __init__(self, span: Span) -> None:
         self._span = span
+        self._held = False
 
     def __enter__(self) -> Span:
         self._token = otel_context.attach(trace.set_span_in_context(self._span))
@@ -110,19 +119,58 @@ class _LayerSpan(AbstractContextManager[Span]):
         otel_context.detach(self._token)
         if exc_type is not None and issubclass(exc_type, Exception):
             self._span.set_status(Status(StatusCode.ERROR, exc_type.__name__))
+        elif self._held:
+            return
         self._span.end()
 
+    def settle(self, response: GatewayResponse, failed: bool | None = None) -> GatewayResponse:
+        """Record the layer's answer on its span and return it.
 
-class _NoopLayer(AbstractContextManager[Span]):
+        ``failed`` (default: the answer is not 2xx) sets the span's status to ERROR, described
+        by the answer's reason. A streamed answer ends the span when its stream ends.
+        """
+        span = self._span
+        if failed if failed is not None else not response.ok:
+            span.set_status(Status(StatusCode.ERROR, _reason_of(response)))
+        stream = response.stream
+        if stream is not None:
+            self._held = True
+            stream.on_end(self._stream_ended)
+        return response
+
+    def _stream_ended(self, stream: ResponseStream) -> None:
+        span = self._span
+        try:
+            if stream.failure:
+                span.set_status(Status(StatusCode.ERROR, stream.failure))
+        finally:
+            span.end()
+
+
+def _reason_of(response: GatewayResponse) -> str:
+    """The bounded reason of a failed answer: its failure, else its status class."""
+    if response.failure:
+        return response.failure
+    return classify(response.status).value
+
+
+class _NoopLayer(LayerScope):
     """The layer span when layer spans are off: yields a non-recording span, does nothing."""
 
     __slots__ = ()
+
+    def __init__(self) -> None:
+        super().__init__(_NOOP_SPAN)
 
     def __enter__(self) -> Span:
         return _NOOP_SPAN
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         return None
+
+    def settle(self, response: GatewayResponse, failed: bool | None = None) -> GatewayResponse:
+        """Return ``response``: there is no span to record it on."""
+        return response
 
 
 _NOOP_LAYER = _NoopLayer()

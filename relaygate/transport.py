@@ -19,7 +19,7 @@ import orjson
 from relaygate.config.server import ServerConfig
 from relaygate.config.source import server_config_of
 from relaygate.errors import GatewayError
-from relaygate.exchange import Operation, ResponseStream
+from relaygate.exchange import CLIENT_DISCONNECTED, ClientLink, Operation, ResponseStream
 from relaygate.gateway import Gateway, GatewayDeps
 
 _SUFFIXES: tuple[tuple[str, Operation], ...] = (
@@ -30,15 +30,22 @@ _SUFFIXES: tuple[tuple[str, Operation], ...] = (
 
 
 class _EdgeStream(httpx.AsyncByteStream):
-    """An answer's :class:`ResponseStream` as the byte stream an ``httpx.Response`` reads."""
+    """An answer's :class:`ResponseStream` as the byte stream an ``httpx.Response`` reads.
 
-    def __init__(self, inner: ResponseStream) -> None:
+    A caller closing the response before the stream ended has hung up on it: the request's
+    :class:`ClientLink` says so (``client_disconnected``) before the stream is released.
+    """
+
+    def __init__(self, inner: ResponseStream, link: ClientLink) -> None:
         self._inner = inner
+        self._link = link
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._inner
 
     async def aclose(self) -> None:
+        if not self._inner.ended and self._link.cut is None:
+            self._link.cut = CLIENT_DISCONNECTED
         await self._inner.aclose()
 
 
@@ -74,11 +81,12 @@ class AsyncTransport(httpx.AsyncBaseTransport):
             )
             return httpx.Response(status, headers=answer.headers, content=answer.body)
         content = await request.aread()
-        response = await self.gateway.handle(operation, content, headers)
+        link = ClientLink()
+        response = await self.gateway.handle(operation, content, headers, link)
         if response.stream is None:
             return httpx.Response(response.status, headers=response.headers, content=response.body)
         return httpx.Response(
-            response.status, headers=response.headers, stream=_EdgeStream(response.stream)
+            response.status, headers=response.headers, stream=_EdgeStream(response.stream, link)
         )
 
     async def aclose(self) -> None:

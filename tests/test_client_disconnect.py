@@ -170,4 +170,5 @@ async def test_a_client_that_stays_gets_its_whole_answer(
     sent = await leave_when(app, {"model": "m", "messages": []}, done)
     assert sent[0]["status"] == 200
     server = spans_by_kind(spans)[SpanKind.SERVER]
-    assert sc.OUTCOME not in server.attributes
+    assert server.attributes[sc.OUTCOME] == "ok"
+    assert sc.ERROR_TYPE not in server.attributes

@@ -218,7 +218,7 @@ def test_primary_down_lists_the_fallback_and_retry_series_that_moved(
         "target=primary provider=openai model=gpt-4o-mini reason=status_5xx": "+6"
     }
     assert metric_rows(report, "relaygate_requests_total") == {
-        "operation=chat status_class=2xx": "+3"
+        "operation=chat status_class=2xx outcome=ok": "+3"
     }
 
 

@@ -415,7 +415,7 @@ class RequestSeries:
     duration: HistogramChild
     overhead: HistogramChild
     attempts_per_request: HistogramChild
-    requests: dict[str, CounterChild]
+    requests: dict[tuple[str, str], CounterChild]
 
 
 class GatewayMetrics:
@@ -439,8 +439,8 @@ class GatewayMetrics:
         tl = ("config", "target", "provider", "model")
         self.requests = CounterFamily(
             sc.M_REQUESTS,
-            "Gateway requests answered, by config, operation and status class.",
-            ("config", "operation", "status_class"),
+            "Gateway requests answered, by config, operation, status class and outcome.",
+            ("config", "operation", "status_class", "outcome"),
         )
         self.request_duration = HistogramFamily(
             sc.M_REQUEST_DURATION,
@@ -573,13 +573,20 @@ class GatewayMetrics:
         return found
 
     def request_counter(
-        self, series: RequestSeries, config_id: str, operation: str, status_class: str
+        self,
+        series: RequestSeries,
+        config_id: str,
+        operation: str,
+        status_class: str,
+        outcome: str,
     ) -> CounterChild:
-        """The requests counter child for one status class of ``series``."""
-        child = series.requests.get(status_class)
+        """The requests counter child for one status class and outcome of ``series``
+        (``outcome``: a bounded value of :mod:`relaygate.strategies.outcome`)."""
+        key = (status_class, outcome)
+        child = series.requests.get(key)
         if child is None:
-            child = self.requests.labels(config_id, operation, status_class)
-            series.requests[status_class] = child
+            child = self.requests.labels(config_id, operation, status_class, outcome)
+            series.requests[key] = child
         return child
 
     def _overflowed(self, label: str) -> None:

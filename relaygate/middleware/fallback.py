@@ -63,7 +63,8 @@ class FallbackLayer:
             if isinstance(node, Target):
                 return await inner(request.derive(target=node))
             attrs = {sc.STRATEGY_MODE: node.mode, sc.STRATEGY_PATH: node.path}
-            with tel.layer_span(sc.SPAN_STRATEGY, attrs):
+            scope = tel.layer_span(sc.SPAN_STRATEGY, attrs)
+            with scope:
                 try:
                     children = plan(node, inp, rand())
                 except NoRoute:
@@ -79,23 +80,23 @@ class FallbackLayer:
                         deadline = request.ctx.deadline
                         now = clock() if clock else asyncio.get_running_loop().time()
                         if deadline is not None and now >= deadline:
-                            return response
+                            return scope.settle(response)
                     response = await visit(child, request, inp)
                     if node.mode != "fallback" or index == last:
-                        return response
+                        return scope.settle(response)
                     failure = _failure(response)
                     if not should_fall_back(response.status, failure, node.on_status_codes):
-                        return response
+                        return scope.settle(response)
                     nxt = children[index + 1]
                     ctx = request.ctx
                     if not attempt_allowed(ctx.attempts_started, ctx.max_attempts):
                         record_budget_spent(tel, ctx.attempts_started, nxt.path)
-                        return response
+                        return scope.settle(response)
                     reason = classify(response.status, failure).value
                     _record_fallback(tel, request, node, child, nxt, reason)
                     await response.aclose()
                 assert response is not None
-                return response
+                return scope.settle(response)
 
         async def route(request: GatewayRequest) -> GatewayResponse:
             config = request.config

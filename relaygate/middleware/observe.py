@@ -35,6 +35,7 @@ from relaygate.exporters.prometheus import status_class
 from relaygate.route_story import ROUTE_SPAN_MAX_BYTES, cap_story, route_story
 from relaygate.security.keys import KeyScope
 from relaygate.sse import usage_of
+from relaygate.strategies.outcome import CANCELLED, OK, Account, account, request_outcome
 from relaygate.telemetry import Telemetry, exemplar, trace_ids
 
 UNROUTED_OPERATION = "none"
@@ -135,6 +136,7 @@ class Observation:
         "span",
         "start",
         "story",
+        "upstream",
     )
 
     def __init__(
@@ -156,6 +158,7 @@ class Observation:
         self.response: GatewayResponse | None = None
         self.returned = start
         self.story = ""
+        self.upstream = 0.0
 
     def answer(self, response: GatewayResponse, request: GatewayRequest | None) -> EdgeResponse:
         """The edge's answer for ``response``; the request is recorded once it is delivered."""
@@ -165,6 +168,8 @@ class Observation:
         if stream is None:
             self.finish(None)
             return EdgeResponse(response.status, out, response.body or b"")
+        # The stream's own time starts when its head is handed to the edge.
+        self.returned = self._tel.clock()
         stream.on_end(self.finish)
         return EdgeResponse(response.status, out, stream=stream)
 
@@ -179,6 +184,8 @@ class Observation:
         self.returned = self._tel.clock()
         attempts = self.ctx.attempts
         self.story = route_story(attempts) if attempts else ""
+        # Upstream time up to the answer: a stream's later time is its attempt's (see _record).
+        self.upstream = sum(a.duration_s + a.backoff_s for a in attempts)
 
     def finish(self, stream: ResponseStream | None) -> None:
         """Record the request (a streamed answer's end callback; ``None`` for a body)."""
@@ -191,23 +198,50 @@ class Observation:
             tel.guard(tel.metrics.in_flight.dec)
             tel.guard(self.span.end)
 
+    def _outcome(self, response: GatewayResponse, stream: ResponseStream | None) -> str:
+        """The request's outcome (:func:`~relaygate.strategies.outcome.request_outcome`)."""
+        ctx = self.ctx
+        link = ctx.client.cut if ctx.client is not None else None
+        if stream is not None:
+            # The edge's reason counts only if it cut this stream short.
+            cut = (link or CANCELLED) if stream.closed_early else None
+            stream_failure = stream.failure if response.ok else None
+        else:
+            cut, stream_failure = None, None
+        attempts = ctx.attempts
+        return request_outcome(
+            response.status,
+            from_upstream=response.target is not None,
+            last_reason=attempts[-1].reason if attempts else None,
+            failure=response.failure,
+            stream_failure=stream_failure,
+            cut=cut,
+        )
+
     def _record(self, tel: Telemetry, stream: ResponseStream | None) -> None:
         metrics = tel.metrics
         ctx = self.ctx
         response = self.response
         assert response is not None
-        total = tel.clock() - self.start
-        upstream = sum(a.duration_s + a.backoff_s for a in ctx.attempts)
-        overhead = max(self.returned - self.start - upstream, 0.0)
+        end = tel.clock()
+        # Until the last byte: a body is complete when answered, a stream when it ends.
+        total = end - self.start
+        # Overhead over the whole request: total minus upstream attempts and backoff waits.
+        # A streamed attempt lasts until its stream ends, so everything after the answer
+        # returned (end - returned) is the stream's; what is left is the gateway's own time.
+        upstream = self.upstream + (end - self.returned if stream is not None else 0.0)
+        overhead = max(total - upstream, 0.0)
         config = ctx.config
         config_id = config.id if config is not None else "none"
         status = response.status
-        cut = ctx.client.cut if ctx.client is not None else None
-        failure = cut or (stream.failure if stream is not None else None)
+        outcome = self._outcome(response, stream)
+        ctx.outcome = outcome
+        ok = outcome == OK
+        served_by = response.target.path if ok and response.target is not None else None
         ex = exemplar(self.span)
         op = self.operation.value if self.operation is not None else UNROUTED_OPERATION
         series = metrics.request_series(config_id, op)
-        metrics.request_counter(series, config_id, op, status_class(status)).inc()
+        metrics.request_counter(series, config_id, op, status_class(status), outcome).inc()
         series.duration.observe(total, ex)
         series.overhead.observe(overhead)
         if ctx.attempts:
@@ -218,25 +252,28 @@ class Observation:
         span = self.span
         # A stream's story can change after the headers left (an attempt that broke mid-way).
         story = route_story(ctx.attempts) if stream is not None and ctx.attempts else self.story
+        usage = stream.usage if stream is not None else usage_of(response.payload)
         if span.is_recording():
             attrs: dict[str, Any] = {
                 sc.HTTP_RESPONSE_STATUS_CODE: status,
                 sc.CONFIG_ID: config_id,
                 sc.ATTEMPTS: len(ctx.attempts),
+                sc.OUTCOME: outcome,
             }
             if story:
                 attrs[sc.ROUTE] = cap_story(story, ROUTE_SPAN_MAX_BYTES)
-            if response.target is not None:
-                attrs[sc.SERVED_BY] = response.target.path
+            if served_by is not None:
+                attrs[sc.SERVED_BY] = served_by
+            if usage is not None:
+                attrs[sc.GEN_AI_USAGE_INPUT_TOKENS] = usage[0]
+                attrs[sc.GEN_AI_USAGE_OUTPUT_TOKENS] = usage[1]
             span.set_attributes(attrs)
             if exhausted:
                 span.add_event(sc.EVENT_EXHAUSTED, {sc.OUTCOME: ctx.attempts[-1].reason})
-            if status >= 500 or failure:
-                span.set_attribute(sc.ERROR_TYPE, failure or str(status))
-                span.set_status(Status(StatusCode.ERROR))
-            if cut:
-                span.set_attribute(sc.OUTCOME, cut)
-        usage = stream.usage if stream is not None else usage_of(response.payload)
+            if not ok:
+                span.set_attribute(sc.ERROR_TYPE, outcome)
+            if account(outcome) is Account.BAD:
+                span.set_status(Status(StatusCode.ERROR, outcome))
         for hook in tel.request_hooks:
             tel.guard(hook, ctx, status)
         ids = trace_ids(span)
@@ -251,8 +288,8 @@ class Observation:
             operation=op,
             stream=bool(self.request and self.request.stream),
             status=status,
-            outcome=failure or ("ok" if response.ok else "error"),
-            served_by=response.target.path if response.target is not None else None,
+            outcome=outcome,
+            served_by=served_by,
             attempts=[
                 {
                     "target": a.target.path,

@@ -68,7 +68,8 @@ class RetryLayer:
                 ctx.attempts_started += 1
                 return await inner(request.derive(attempt=1))
             attrs = {sc.TARGET_PATH: target.path, sc.GEN_AI_PROVIDER_NAME: target.provider}
-            with tel.layer_span(sc.SPAN_RETRY, attrs) as span:
+            scope = tel.layer_span(sc.SPAN_RETRY, attrs)
+            with scope as span:
                 retries = 0
                 waited = 0.0
                 while True:
@@ -77,7 +78,7 @@ class RetryLayer:
                     if response.ok or settings.attempts == 0:
                         if span.is_recording():
                             span.set_attribute(sc.ATTEMPTS, retries + 1)
-                        return response
+                        return scope.settle(response)
                     deadline = request.ctx.deadline
                     remaining = None
                     if deadline is not None:
@@ -98,12 +99,12 @@ class RetryLayer:
                     if not decision.retry:
                         if span.is_recording():
                             span.set_attribute(sc.ATTEMPTS, retries + 1)
-                        return response
+                        return scope.settle(response)
                     if not attempt_allowed(ctx.attempts_started, ctx.max_attempts):
                         record_budget_spent(tel, ctx.attempts_started, target.path)
                         if span.is_recording():
                             span.set_attribute(sc.ATTEMPTS, retries + 1)
-                        return response
+                        return scope.settle(response)
                     await response.aclose()
                     reason = classify(response.status, failure).value
                     _record_retry(

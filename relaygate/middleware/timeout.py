@@ -122,7 +122,10 @@ class TimeoutLayer:
                 sc.TIMEOUT_MS: int(bound.seconds * 1000),
                 sc.TIMEOUT_KIND: bound.source.value,
             }
-            with tel.layer_span(sc.SPAN_TIMEOUT, attrs):
-                return await bounded(request, bound)
+            scope = tel.layer_span(sc.SPAN_TIMEOUT, attrs)
+            with scope:
+                response = await bounded(request, bound)
+                # The span fails when this layer cut the attempt, not for the answer's status.
+                return scope.settle(response, failed=response.failure == Reason.TIMEOUT)
 
         return timeout

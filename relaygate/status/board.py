@@ -11,10 +11,12 @@ keeps, per (config id, target path):
   over the window; every attempt counts, failed ones included;
 * the last attempt's status, reason and age.
 
-Per config it keeps the final statuses of its requests (a request succeeds when its final
-status is 2xx), every fallback pair (two consecutive attempts on different targets are a
-fallback *from* the first *to* the second, for the first attempt's reason) and the last
-request that fell back, with its route story (see :mod:`relaygate.route_story`).
+Per config it keeps the outcomes of its requests (a request succeeds when its outcome, as
+the observe layer decided it once the answer was delivered, is ``ok``: a stream that broke
+after its 2xx status line did not), every fallback pair (two consecutive attempts on
+different targets are a fallback *from* the first *to* the second, for the first
+attempt's reason) and the last request that fell back, with its route story (see
+:mod:`relaygate.route_story`).
 
 Memory is bounded: per series at most ``window_s + 2`` buckets and ``max_events`` samples,
 and at most ``max_series`` configs, targets and fallback pairs in all; attempts and pairs
@@ -219,7 +221,10 @@ class StatusBoard:
             if series is None:
                 self._untracked += 1 + len(ctx.attempts)
                 return
-        series.requests.add(second, 200 <= status < 300, oldest)
+        # A request succeeds when its outcome is ok (a stream that broke after its 2xx status
+        # line did not); a caller without an outcome falls back on the status line.
+        ok = ctx.outcome == "ok" if ctx.outcome is not None else 200 <= status < 300
+        series.requests.add(second, ok, oldest)
         fell_back = False
         previous: AttemptRecord | None = None
         for attempt in ctx.attempts:

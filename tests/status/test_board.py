@@ -298,6 +298,21 @@ def test_config_health_follows_final_statuses_and_a_fallback_makes_it_degraded(
     ) == (requests, ratio, fell_back, state)
 
 
+@pytest.mark.parametrize(
+    ("outcome", "succeeded"),
+    [("ok", True), ("stream_error", False), ("client_disconnected", False)],
+)
+def test_a_request_succeeds_by_its_outcome_not_its_status_line(
+    board: StatusBoard, outcome: str, succeeded: bool
+) -> None:
+    """A stream that broke, or was abandoned, after its 200 is not a success on the board."""
+    ctx = request(*story("A:ok"))
+    ctx.outcome = outcome
+    board.record(ctx, 200)
+    view = config_view(board.snapshot([PROD]))
+    assert view["success_ratio"] == (1.0 if succeeded else 0.0)
+
+
 def test_known_configs_list_every_target_in_config_order_before_any_traffic(
     board: StatusBoard,
 ) -> None:

@@ -52,8 +52,8 @@ def reference(registry: CollectorRegistry) -> SimpleNamespace:
     return SimpleNamespace(
         requests=Counter(
             sc.M_REQUESTS,
-            "Gateway requests answered, by config, operation and status class.",
-            ("config", "operation", "status_class"),
+            "Gateway requests answered, by config, operation, status class and outcome.",
+            ("config", "operation", "status_class", "outcome"),
             registry=reg,
         ),
         request_duration=Histogram(
@@ -163,11 +163,11 @@ def record(m: Any) -> None:
     """One sequence of operations, through the API both implementations share."""
     m.in_flight.inc()
     m.in_flight.inc()
-    m.requests.labels("default", "chat", "2xx").inc()
-    m.requests.labels("default", "chat", "2xx").inc(1, TRACE_1)
-    m.requests.labels("default", "embeddings", "5xx").inc(2.5)
-    m.requests.labels("named", "chat", 4).inc()  # a non-string label value is str()-ed
-    m.requests.labels("default", "chat", "4xx")  # created, never incremented
+    m.requests.labels("default", "chat", "2xx", "ok").inc()
+    m.requests.labels("default", "chat", "2xx", "ok").inc(1, TRACE_1)
+    m.requests.labels("default", "embeddings", "5xx", "status_5xx").inc(2.5)
+    m.requests.labels("named", "chat", 4, "refused").inc()  # a non-string value is str()-ed
+    m.requests.labels("default", "chat", "4xx", "refused")  # created, never incremented
     m.in_flight.dec()
     # On a bound, between bounds, below the first, above the last, zero, +Inf.
     for value in (0.005, 0.007, 0.001, 0.1, 1.0, 0.3, 120.0, 500.0, 0.0, float("inf")):
@@ -209,13 +209,13 @@ def record(m: Any) -> None:
     m.label_overflow.labels("model").inc()
     m.telemetry_errors.inc()
     m.telemetry_errors.inc(2)
-    for wrong in ((), ("default",), ("default", "chat", "2xx", "extra")):
+    for wrong in ((), ("default",), ("default", "chat", "2xx", "ok", "extra")):
         with pytest.raises(ValueError):
             m.requests.labels(*wrong)
     with pytest.raises(ValueError):
         m.request_duration.labels("default")
     with pytest.raises(ValueError):
-        m.requests.labels("default", "chat", "2xx").inc(-1)
+        m.requests.labels("default", "chat", "2xx", "ok").inc(-1)
 
 
 def masked(exposition: bytes) -> list[str]:
@@ -326,14 +326,15 @@ def test_sample_values_spot_checks(monkeypatch: pytest.MonkeyPatch) -> None:
     assert get(tokens, {**token_labels, "le": "1.0"}) == 2.0
     assert get(tokens, {**token_labels, "le": "6.7108864e+07"}) == 5.0
     assert get(tokens, {**token_labels, "le": "+Inf"}) == 6.0
-    assert get(sc.M_REQUESTS + "_total", {**chat, "status_class": "2xx"}) == 2.0
-    assert get(sc.M_REQUESTS + "_total", {**chat, "status_class": "4xx"}) == 0.0
-    named = {"config": "named", "operation": "chat", "status_class": "4"}
+    ok = {**chat, "status_class": "2xx", "outcome": "ok"}
+    assert get(sc.M_REQUESTS + "_total", ok) == 2.0
+    assert get(sc.M_REQUESTS + "_total", {**chat, "status_class": "4xx", "outcome": "refused"}) == 0
+    named = {"config": "named", "operation": "chat", "status_class": "4", "outcome": "refused"}
     assert get(sc.M_REQUESTS + "_total", named) == 1.0
-    assert get(sc.M_REQUESTS + "_created", {**chat, "status_class": "2xx"}) == NOW
+    assert get(sc.M_REQUESTS + "_created", ok) == NOW
     assert get(sc.M_TOKENS + "_total", {**dict(zip(TL, A, strict=True)), "type": "output"}) == 345.0
     assert get(sc.M_IN_FLIGHT) == 1.0
-    assert get(sc.M_REQUESTS + "_total", {**chat, "status_class": "3xx"}) is None
+    assert get(sc.M_REQUESTS + "_total", {**chat, "status_class": "3xx", "outcome": "ok"}) is None
 
 
 def test_resolved_series_are_the_label_children() -> None:
@@ -354,15 +355,15 @@ def test_resolved_series_are_the_label_children() -> None:
     assert inline.labels[1] == "primary"
     request = metrics.request_series("default", "chat")
     assert metrics.request_series("default", "chat") is request
-    counter = metrics.request_counter(request, "default", "chat", "2xx")
-    assert counter is metrics.requests.labels("default", "chat", "2xx")
+    counter = metrics.request_counter(request, "default", "chat", "2xx", "ok")
+    assert counter is metrics.requests.labels("default", "chat", "2xx", "ok")
     counter.inc()
     request.duration.observe(0.3)
     get = metrics.registry.get_sample_value
     assert (
         get(
             sc.M_REQUESTS + "_total",
-            {"config": "default", "operation": "chat", "status_class": "2xx"},
+            {"config": "default", "operation": "chat", "status_class": "2xx", "outcome": "ok"},
         )
         == 1.0
     )

@@ -18,7 +18,9 @@ from tests.servers import relaygate_process, serve_in_thread
 
 
 def receiver(store: list[dict[str, Any]]) -> Starlette:
-    """An OTLP/HTTP trace receiver decoding protobuf payloads into plain dicts."""
+    """An OTLP/HTTP trace receiver decoding protobuf payloads into plain dicts: name, kind,
+    ids (hex; ``parent_span_id`` empty for a root), attributes, events, status (OTLP code:
+    0 unset, 1 ok, 2 error, and message) and start and end times (ns)."""
 
     async def traces(request: Request) -> Response:
         payload = ExportTraceServiceRequest()
@@ -45,11 +47,28 @@ def receiver(store: list[dict[str, Any]]) -> Starlette:
                                 {a.key: a.value.string_value for a in e.attributes}
                                 for e in span.events
                             ],
+                            "span_id": span.span_id.hex(),
+                            "parent_span_id": span.parent_span_id.hex(),
+                            "status_code": span.status.code,
+                            "status_message": span.status.message,
+                            "start_ns": span.start_time_unix_nano,
+                            "end_ns": span.end_time_unix_nano,
                         }
                     )
         return Response(b"", media_type="application/x-protobuf")
 
     return Starlette(routes=[Route("/v1/traces", traces, methods=["POST"])])
+
+
+def otlp_env(endpoint: str) -> dict[str, str]:
+    """Environment making `relaygate serve` export its spans to the OTLP/HTTP receiver at
+    ``endpoint`` in batches sent every 100 ms."""
+    return {
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+    }
 
 
 def test_fallback_request_exports_one_trace_naming_both_targets(
@@ -72,12 +91,7 @@ telemetry:
 """
     )
     with serve_in_thread(receiver(store)) as collector:
-        env = {
-            "OTEL_TRACES_EXPORTER": "otlp",
-            "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url,
-            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-            "OTEL_BSP_SCHEDULE_DELAY": "100",
-        }
+        env = otlp_env(collector.url)
         with relaygate_process(config, env=env) as gw:
             response = httpx.post(
                 f"{gw.url}/v1/chat/completions",

@@ -40,7 +40,7 @@ from relaygate.telemetry import Telemetry
 from tests.telemetry.test_metric_series import NOW, record
 
 REQUESTS = sc.M_REQUESTS + "_total"
-CHAT_2XX = {"config": "default", "operation": "chat", "status_class": "2xx"}
+CHAT_2XX = {"config": "default", "operation": "chat", "status_class": "2xx", "outcome": "ok"}
 
 
 def exported(families: Any) -> CollectorRegistry:
@@ -95,11 +95,11 @@ def test_recordings_split_over_workers_merge_to_what_one_process_would_hold(
     configs, targets = ("default", "named"), ("primary", "backup")
     for i in range(600):
         config, target = rng.choice(configs), rng.choice(targets)
-        status = rng.choice(("2xx", "5xx"))
+        status, outcome = rng.choice((("2xx", "ok"), ("2xx", "stream_error"), ("5xx", "timeout")))
         trace = {"trace_id": f"{i:032x}"} if rng.random() < 0.3 else None
         value = rng.randint(0, 1 << 17) / 1024  # sums exact in any order of addition
         for m in (rng.choice(workers), single):
-            m.requests.labels(config, "chat", status).inc(1, trace)
+            m.requests.labels(config, "chat", status, outcome).inc(1, trace)
             m.request_duration.labels(config, "chat").observe(value, trace)
             m.upstream_duration.labels(config, target, "openai", "other").observe(value)
             m.in_flight.inc()
@@ -119,7 +119,7 @@ def test_recordings_split_over_workers_merge_to_what_one_process_would_hold(
 
 def test_a_retired_snapshot_keeps_its_counters_and_drops_its_gauge() -> None:
     metrics = GatewayMetrics(CollectorRegistry())
-    metrics.requests.labels("default", "chat", "2xx").inc(7)
+    metrics.requests.labels("default", "chat", "2xx", "ok").inc(7)
     metrics.in_flight.set(3)
     kept = snapshot.without_gauges(snapshot.take(metrics.collector.families))
     merged = exported(snapshot.families(metrics.collector.families, snapshot.combine([kept])))
@@ -174,7 +174,7 @@ def metrics_of(w: WorkerMetrics) -> GatewayMetrics:
 
 def served(w: WorkerMetrics, n: int) -> None:
     """``w`` answers ``n`` chat requests."""
-    metrics_of(w).requests.labels("default", "chat", "2xx").inc(n)
+    metrics_of(w).requests.labels("default", "chat", "2xx", "ok").inc(n)
 
 
 async def scrape(w: WorkerMetrics) -> CollectorRegistry:
@@ -266,7 +266,7 @@ async def test_a_worker_that_does_not_answer_counts_with_its_last_snapshot(
     served(a, 1)
     # A worker whose event loop is stuck: its socket accepts, nobody answers.
     stuck = GatewayMetrics(CollectorRegistry())
-    stuck.requests.labels("default", "chat", "2xx").inc(5)
+    stuck.requests.labels("default", "chat", "2xx", "ok").inc(5)
     snapshot_path(shared, "stuck").write_bytes(
         orjson.dumps(snapshot.take(stuck.collector.families))
     )
