@@ -19,5 +19,5 @@ def record_budget_spent(tel: Telemetry, spent: int, skipped_path: str) -> None:
         tel.guard(
             current.add_event,
             sc.EVENT_ATTEMPT_BUDGET_SPENT,
-            {sc.ATTEMPTS: spent, "skipped": skipped_path},
+            {sc.ATTEMPTS: spent, sc.ATTEMPT_BUDGET_SKIPPED_PATH: skipped_path},
         )

@@ -31,6 +31,7 @@ from relaygate.exchange import (
     ResponseStream,
 )
 from relaygate.exporters import semconv as sc
+from relaygate.exporters.logging import attempt_fields
 from relaygate.exporters.prometheus import status_class
 from relaygate.route_story import ROUTE_SPAN_MAX_BYTES, cap_story, route_story
 from relaygate.security.keys import KeyScope
@@ -198,7 +199,11 @@ class Observation:
         assert response is not None
         total = tel.clock() - self.start
         upstream = sum(a.duration_s + a.backoff_s for a in ctx.attempts)
-        overhead = max(self.returned - self.start - upstream, 0.0)
+        # Attempts last as long as their spans (a stream's until it ended): what is left of
+        # the whole request, a stream's included, is the gateway's own time.
+        overhead = max(
+            (total if stream is not None else self.returned - self.start) - upstream, 0.0
+        )
         config = ctx.config
         config_id = config.id if config is not None else "none"
         status = response.status
@@ -230,7 +235,7 @@ class Observation:
                 attrs[sc.SERVED_BY] = response.target.path
             span.set_attributes(attrs)
             if exhausted:
-                span.add_event(sc.EVENT_EXHAUSTED, {sc.OUTCOME: ctx.attempts[-1].reason})
+                span.add_event(sc.EVENT_EXHAUSTED, {sc.EXHAUSTED_REASON: ctx.attempts[-1].reason})
             if status >= 500 or failure:
                 span.set_attribute(sc.ERROR_TYPE, failure or str(status))
                 span.set_status(Status(StatusCode.ERROR))
@@ -253,18 +258,7 @@ class Observation:
             status=status,
             outcome=failure or ("ok" if response.ok else "error"),
             served_by=response.target.path if response.target is not None else None,
-            attempts=[
-                {
-                    "target": a.target.path,
-                    "provider": a.target.provider,
-                    "attempt": a.attempt,
-                    "status": a.status,
-                    "reason": a.reason,
-                    "ms": round(a.duration_s * 1000, 3),
-                    "backoff_ms": round(a.backoff_s * 1000, 3),
-                }
-                for a in ctx.attempts
-            ],
+            attempts=[attempt_fields(a) for a in ctx.attempts],
             route=story,
             fallbacks=ctx.fallbacks,
             tokens_in=usage[0] if usage else None,

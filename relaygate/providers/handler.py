@@ -4,7 +4,8 @@ It asks the target's adapter for the wire request, sends it through the injected
 :class:`~relaygate.providers.client.UpstreamClient`, and turns every outcome into a
 :class:`~relaygate.exchange.GatewayResponse`, never an exception: network errors, invalid
 answers and streams that break before their first chunk become synthesized 502s with a
-bounded ``failure`` reason, so retry and fallback can act on them.
+bounded ``failure`` reason, so retry and fallback can act on them; such an answer keeps the
+status line the upstream had sent (``upstream_status``), which the attempt records as sent.
 
 A stream is answered only once its first chunk has arrived, so everything before that can
 still be retried or fall back. After that the bytes are the client's: if the upstream breaks
@@ -126,9 +127,13 @@ class ProviderHandler:
             try:
                 first = await answer.stream.__anext__()
             except StopAsyncIteration:
-                return _failed(target.provider, Reason.INVALID_RESPONSE, "sent an empty stream")
+                return _failed(
+                    target.provider, Reason.INVALID_RESPONSE, "sent an empty stream", answer.status
+                )
             except StreamInterrupted as exc:
-                return _failed(target.provider, Reason.STREAM_ERROR, f"stream broke ({exc})")
+                return _failed(
+                    target.provider, Reason.STREAM_ERROR, f"stream broke ({exc})", answer.status
+                )
             return GatewayResponse(
                 status=answer.status,
                 headers=answer.headers,
@@ -146,13 +151,16 @@ class ProviderHandler:
                 ):
                     body = orjson.dumps(payload)
             except ValueError as exc:
-                return _failed(target.provider, Reason.INVALID_RESPONSE, str(exc))
+                return _failed(target.provider, Reason.INVALID_RESPONSE, str(exc), answer.status)
             return GatewayResponse(
                 status=answer.status, headers=answer.headers, body=body, payload=payload
             )
         if not 400 <= answer.status < 600:
             return _failed(
-                target.provider, Reason.INVALID_RESPONSE, f"answered status {answer.status}"
+                target.provider,
+                Reason.INVALID_RESPONSE,
+                f"answered status {answer.status}",
+                answer.status,
             )
         return GatewayResponse(
             status=answer.status,
@@ -161,13 +169,15 @@ class ProviderHandler:
         )
 
 
-def _failed(provider: str, reason: Reason, detail: str) -> GatewayResponse:
+def _failed(provider: str, reason: Reason, detail: str, sent: int | None = None) -> GatewayResponse:
+    """The 502 answering a failed attempt; ``sent`` is the status the upstream had sent."""
     return synthesized(
         502,
         f"upstream '{provider}' {detail}",
         type="upstream_error",
         code=f"upstream_{reason.value}",
         failure=reason.value,
+        upstream_status=sent,
     )
 
 

@@ -336,8 +336,10 @@ async def test_each_move_is_a_span_event_on_the_strategy_span(
     events = [e for e in span.events if e.name == sc.EVENT_FALLBACK]
     assert len(events) == 1
     assert dict(events[0].attributes or {}) == {
-        "from": T0.path,
-        "to": T1.path,
+        sc.FALLBACK_FROM_PATH: T0.path,
+        sc.FALLBACK_FROM_NAME: "primary",
+        sc.FALLBACK_TO_PATH: T1.path,
+        sc.FALLBACK_TO_NAME: "secondary",
         sc.FALLBACK_REASON: "status_5xx",
     }
 

@@ -227,7 +227,7 @@ async def test_each_retry_is_a_span_event_with_its_wait(
     assert span.attributes is not None
     assert span.attributes[sc.ATTEMPTS] == 3
     events = [dict(e.attributes or {}) for e in span.events if e.name == sc.EVENT_RETRY]
-    assert [(e["reason"], e["wait_s"], e["wait_source"]) for e in events] == [
+    assert [(e[sc.RETRY_REASON], e[sc.RETRY_WAIT_S], e[sc.RETRY_WAIT_SOURCE]) for e in events] == [
         ("status_5xx", 1.0, "backoff"),
         ("status_429", 2.0, "retry_after"),
     ]
