@@ -51,7 +51,11 @@ def recorded_stream(chunks: int, include_usage: bool = False) -> list[bytes]:
             "created": 1733011200,
             "model": "gpt-4o-mini-2024-07-18",
             "choices": [],
-            "usage": {"prompt_tokens": 20, "completion_tokens": chunks, "total_tokens": 20 + chunks},
+            "usage": {
+                "prompt_tokens": 20,
+                "completion_tokens": chunks,
+                "total_tokens": 20 + chunks,
+            },
         }
     )
     return [

@@ -1,4 +1,4 @@
-"""One ``error.type`` vocabulary: the status code for an upstream's error status, else the reason."""
+"""One ``error.type`` vocabulary: an error status is its code, anything else its reason."""
 
 from __future__ import annotations
 
