@@ -23,6 +23,7 @@ the reason the edge gave in the request's :class:`~relaygate.exchange.ClientLink
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any, NamedTuple
 
 from opentelemetry import trace
@@ -278,12 +279,17 @@ def _annotate(span: Span, record: AttemptRecord, etype: str | None, facts: Facts
 def _log(
     tel: Telemetry, request: GatewayRequest, span: Span, record: AttemptRecord, facts: Facts
 ) -> None:
-    """The attempt's ``upstream_attempt`` debug line, joined to its own CLIENT span."""
+    """The attempt's ``upstream_attempt`` debug line, joined to its own CLIENT span (not
+    even built when the logger says debug lines are filtered out)."""
+    logger = tel.logger
+    enabled = getattr(logger, "is_enabled_for", None)
+    if enabled is not None and not enabled(logging.DEBUG):
+        return
     config = request.config
     usage = facts.usage
     line = joins(request.ctx.request_id, config.id if config else None, span)
     line.update(attempt_fields(record))
-    tel.logger.debug(
+    logger.debug(
         "upstream_attempt",
         **line,
         operation=request.operation.value,
