@@ -77,6 +77,7 @@ FIRST_CHUNK_ELAPSED_S: Final = "relaygate.first_chunk.elapsed_s"
 STREAM_ERROR_DETAIL: Final = "relaygate.stream_error.detail"
 EXHAUSTED_REASON: Final = "relaygate.exhausted.reason"
 ATTEMPT_BUDGET_SKIPPED_PATH: Final = "relaygate.attempt_budget_spent.skipped.path"
+ATTEMPT_BUDGET_SKIPPED_NAME: Final = "relaygate.attempt_budget_spent.skipped.name"
 
 # -- Prometheus metric names (without the _total/_bucket suffixes the client adds) -----------
 M_REQUESTS: Final = "relaygate_requests"

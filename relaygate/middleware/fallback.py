@@ -91,7 +91,7 @@ class FallbackLayer:
                     nxt = children[index + 1]
                     ctx = request.ctx
                     if not attempt_allowed(ctx.attempts_started, ctx.max_attempts):
-                        record_budget_spent(tel, ctx.attempts_started, nxt.path)
+                        record_budget_spent(tel, ctx.attempts_started, nxt)
                         return response
                     reason = classify(response.status, failure).value
                     _record_fallback(tel, request, node, child, nxt, reason)

@@ -102,7 +102,7 @@ class RetryLayer:
                             span.set_attribute(sc.ATTEMPTS, retries + 1)
                         return response
                     if not attempt_allowed(ctx.attempts_started, ctx.max_attempts):
-                        record_budget_spent(tel, ctx.attempts_started, target.path)
+                        record_budget_spent(tel, ctx.attempts_started, target)
                         if span.is_recording():
                             span.set_attribute(sc.ATTEMPTS, retries + 1)
                         return response
