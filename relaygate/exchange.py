@@ -158,9 +158,6 @@ def _copier(cls: type[Any]) -> Callable[[Any], Any]:
 
 _copy_request = _copier(GatewayRequest)
 
-_NULL_START = ord("n")
-"""The first byte of ``null``."""
-
 
 @dataclass(slots=True)
 class GatewayResponse:
@@ -217,6 +214,9 @@ class ByteSource(Protocol):
 
 MAX_FINISH_REASONS = 16
 """Most finish reasons a stream keeps (one per choice; an upstream's events are untrusted)."""
+
+_NULL_START = ord("n")
+"""The first byte of ``null``."""
 
 StreamEnd = Callable[["ResponseStream"], None]
 """A callback run once, with the stream, when a :class:`ResponseStream` ends."""
