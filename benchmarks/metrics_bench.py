@@ -2,7 +2,7 @@
 
 Replays the recording a typical request makes (one attempt that succeeds with token usage):
 the in-flight gauge up and down, then what ``LogLayer`` does per attempt
-(``relaygate/middleware/log.py``: ``series``, ``_count``, ``_count_tokens``) and what
+(``relaygate/middleware/log.py``: ``series``, ``_count``) and what
 ``Observation._record`` does per request (``relaygate/middleware/observe.py``): 7 histogram
 observations, 4 counter increments and 2 gauge updates, through the same ``GatewayMetrics`` methods
 (``series``, ``TargetSeries.attempt``, ``request_series``, ``request_counter``) and
@@ -104,7 +104,7 @@ class ClientMetrics(GatewayMetrics):
             ),
             "upstream_duration": Histogram(
                 sc.M_UPSTREAM_DURATION,
-                "Latency of one upstream attempt (streams: until the first chunk).",
+                "Latency of one upstream attempt, as its span (streams: until the stream ended).",
                 tl,
                 buckets=UPSTREAM_BUCKETS,
                 registry=reg,
@@ -143,7 +143,7 @@ class ClientMetrics(GatewayMetrics):
             "genai_duration": Histogram(
                 sc.M_GENAI_DURATION,
                 "GenAI semantic convention: duration of one client operation (an upstream "
-                "attempt).",
+                "attempt, streams until the stream ended).",
                 (*gl, "error_type"),
                 buckets=sc.GENAI_DURATION_BUCKETS,
                 registry=reg,

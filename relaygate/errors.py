@@ -62,15 +62,24 @@ def error_body(
 
 
 def synthesized(
-    status: int, message: str, *, type: str, code: str, failure: str
+    status: int,
+    message: str,
+    *,
+    type: str,
+    code: str,
+    failure: str,
+    upstream_status: int | None = None,
 ) -> GatewayResponse:
     """A response the gateway makes up in place of an upstream answer (timeout, network error).
 
-    ``failure`` is the bounded reason recorded in telemetry and the route story.
+    ``failure`` is the bounded reason recorded in telemetry and the route story;
+    ``upstream_status`` the status line the upstream had sent, if it sent one (a garbage
+    body, a stream that broke before its first chunk), recorded on the attempt as sent.
     """
     return GatewayResponse(
         status=status,
         headers=dict(JSON_HEADERS),
         body=error_body(message, type=type, code=code),
         failure=failure,
+        upstream_status=upstream_status,
     )

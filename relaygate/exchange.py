@@ -18,11 +18,12 @@ import orjson
 from relaygate.config.model import RoutingConfig, Target
 from relaygate.security.keys import KeyScope
 from relaygate.sse import (
+    FACT_KEYS,
     MAX_LINE_BYTES,
-    USAGE_MARK,
-    finish_reasons_of,
+    choice_finish_reasons,
     string_field,
     usage_of,
+    worth_parsing,
 )
 from relaygate.strategies.reasons import Reason
 
@@ -37,14 +38,24 @@ class Operation(StrEnum):
 
 @dataclass(slots=True)
 class AttemptRecord:
-    """What one upstream attempt did: the unit of the route story and of per-target telemetry."""
+    """What one upstream attempt did: the unit of the route story and of per-target telemetry.
+
+    ``status`` is the status line the upstream sent, as sent (a garbage ``200`` stays 200,
+    its ``reason`` says ``invalid_response``), and ``None`` when nothing was answered
+    (timeout, connect error, deadline, a client that left first): the gateway's synthesized
+    status is the client's answer, never an attempt's. ``duration_s`` covers the whole
+    attempt, a stream's until it ended; ``ttfc_s`` is a streamed attempt's time to its first
+    chunk. ``span_id`` is the hex id of the attempt's CLIENT span, when one was made.
+    """
 
     target: Target
     attempt: int
-    status: int
+    status: int | None
     reason: str
     duration_s: float
     backoff_s: float = 0.0
+    ttfc_s: float | None = None
+    span_id: str | None = None
 
 
 class ClientLink:
@@ -159,6 +170,9 @@ class GatewayResponse:
     already started: its first chunk has arrived) is set. ``failure`` is the bounded
     reason of a synthesized or failed answer (timeout, connect_error, ...) and ``None`` when
     the upstream answered by itself; ``target`` is the target that produced it.
+    ``upstream_status`` is, for a synthesized answer, the status line the upstream had sent
+    before the gateway judged its answer failed (a garbage body, a stream that broke before
+    its first chunk), ``None`` when nothing was answered; see :attr:`status_as_sent`.
     """
 
     status: int
@@ -168,11 +182,18 @@ class GatewayResponse:
     failure: str | None = None
     target: Target | None = None
     payload: Any = None
+    upstream_status: int | None = None
 
     @property
     def ok(self) -> bool:
         """Whether the status is 2xx."""
         return 200 <= self.status < 300
+
+    @property
+    def status_as_sent(self) -> int | None:
+        """The status the upstream sent: ``status`` for the upstream's own answer
+        (``failure`` unset), else ``upstream_status`` (``None``: nothing was answered)."""
+        return self.status if self.failure is None else self.upstream_status
 
     async def aclose(self) -> None:
         """Release a stream that will not be read (a failed attempt being discarded)."""
@@ -197,6 +218,9 @@ class ByteSource(Protocol):
 MAX_FINISH_REASONS = 16
 """Most finish reasons a stream keeps (one per choice; an upstream's events are untrusted)."""
 
+_NULL_START = ord("n")
+"""The first byte of ``null``."""
+
 StreamEnd = Callable[["ResponseStream"], None]
 """A callback run once, with the stream, when a :class:`ResponseStream` ends."""
 
@@ -207,9 +231,14 @@ class ResponseStream:
     Iterating yields ``first`` (the chunk the provider handler waited for), then the
     source's chunks, unchanged. While they pass, complete SSE lines are read for telemetry:
     a line split across chunks is carried over in a line buffer, and only lines that can
-    matter are parsed (the first ``data:`` event, and lines containing ``"usage"``). A chunk
-    of whole lines without ``"usage"`` (nearly all of them) costs one byte search and no
-    allocation.
+    matter are parsed (the first ``data:`` event, and lines whose ``"usage"`` or
+    ``"finish_reason"`` is not null: OpenAI sends ``"usage":null`` in every chunk when asked
+    for usage, and ``"finish_reason":null`` in every chunk but a choice's last). A chunk of
+    whole lines whose last usage and finish reason keys are null or absent (nearly all of
+    them) costs two backward byte searches and no allocation. Upstreams send one choice per
+    chunk, so the last finish reason of a chunk is its only one; a chunk holding several
+    events is judged by its last, and a finish reason followed in the same chunk by another
+    choice's null one is not read.
 
     Typed facts, read by whoever registered an end callback:
 
@@ -220,9 +249,9 @@ class ResponseStream:
     - ``detail``: a human-readable note on the failure;
     - ``usage``: ``(input, output)`` tokens of the last usage event seen;
     - ``model``, ``response_id``, ``finish_reasons``: from the parsed events, when they say
-      (the first ``data:`` line names model and id; the usage event may carry the choices'
-      finish reasons; at most :data:`MAX_FINISH_REASONS` are kept). Finish reasons sent only
-      in chunks without usage are not read: finding them would cost a search per chunk;
+      (the first ``data:`` line names model and id; the finish reasons are one per choice,
+      in choice order, however many events repeat them; at most
+      :data:`MAX_FINISH_REASONS` choices are kept);
     - ``closed_early``: whether :meth:`aclose` ended it before the source had ended.
 
     When the source raises one of ``breaks`` (a stall included), ``break_event(detail)`` (if
@@ -235,6 +264,7 @@ class ResponseStream:
     __slots__ = (
         "_break_event",
         "_breaks",
+        "_choices",
         "_ends",
         "_first",
         "_head",
@@ -274,6 +304,7 @@ class ResponseStream:
         self._skip = False
         self._head = True
         self._pending = True
+        self._choices: dict[int, str] = {}
         self.failure: str | None = None
         self.detail: str | None = None
         self.usage: tuple[int, int] | None = None
@@ -312,8 +343,17 @@ class ResponseStream:
         else:
             self._first = None
         # The fast path, most chunks: whole lines (nothing to carry over) and nothing to read.
-        if self._pending or chunk[-1:] != b"\n" or USAGE_MARK in chunk:
+        if self._pending or chunk[-1:] != b"\n":
             self._feed(chunk)
+        else:
+            # Whole lines: read them when the last usage or finish reason key of the chunk
+            # has a value that is not null (the byte after a key exists: the chunk ends in a
+            # newline, the keys have none; a space there reads as maybe, for the scan).
+            for key in FACT_KEYS:
+                at = chunk.rfind(key)
+                if at >= 0 and chunk[at + len(key)] != _NULL_START:
+                    self._feed(chunk)
+                    break
         return chunk
 
     def _broke(self, exc: Exception) -> bytes:
@@ -340,7 +380,7 @@ class ResponseStream:
             if self._skip:
                 self._skip = False
                 start = data.find(b"\n") + 1
-            if self._head or USAGE_MARK in data:
+            if self._head or worth_parsing(data):
                 self._scan(data[start : cut + 1] if start or cut + 1 < len(data) else data)
             self._tail = data[cut + 1 :]
         self._pending = self._head or self._skip or bool(self._tail)
@@ -358,8 +398,7 @@ class ResponseStream:
         for line in block.split(b"\n"):
             if not line.startswith(b"data:"):
                 continue
-            head = self._head
-            if not (head or USAGE_MARK in line):
+            if not (self._head or worth_parsing(line)):
                 continue
             self._head = False
             try:
@@ -373,10 +412,17 @@ class ResponseStream:
             usage = usage_of(payload)
             if usage is not None:
                 self.usage = usage
-            reasons = finish_reasons_of(payload)
+            reasons = choice_finish_reasons(payload)
             if reasons:
-                seen = self.finish_reasons or []
-                self.finish_reasons = (seen + reasons)[:MAX_FINISH_REASONS]
+                self._finished(reasons)
+
+    def _finished(self, reasons: list[tuple[int, str]]) -> None:
+        """Note choices' finish reasons (one per choice index, the first kept, bounded)."""
+        choices = self._choices
+        for index, reason in reasons:
+            if index not in choices and len(choices) < MAX_FINISH_REASONS:
+                choices[index] = reason
+        self.finish_reasons = [choices[i] for i in sorted(choices)]
 
     def _end(self) -> None:
         if self.ended:

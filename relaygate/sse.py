@@ -11,8 +11,32 @@ from typing import Any
 
 import orjson
 
-USAGE_MARK = b'"usage"'
-"""Bytes every SSE line carrying a ``usage`` object contains (the only lines worth parsing)."""
+USAGE_KEY = b'"usage":'
+"""The key of an event's ``usage`` object, as JSON writes it before the value."""
+
+FINISH_KEY = b'"finish_reason":'
+"""The key of a choice's finish reason, as JSON writes it before the value."""
+
+FACT_KEYS = (USAGE_KEY, FINISH_KEY)
+"""Keys whose non-null value makes an SSE line worth parsing (after the first event)."""
+
+
+def holds_value(data: bytes, key: bytes) -> bool:
+    """Whether some ``key`` in ``data`` is followed by a value other than ``null`` (white
+    space skipped). A key at the very end counts: its value is still to come."""
+    size = len(key)
+    at = data.find(key)
+    while at >= 0:
+        if not data[at + size : at + size + 16].lstrip().startswith(b"null"):
+            return True
+        at = data.find(key, at + size)
+    return False
+
+
+def worth_parsing(data: bytes) -> bool:
+    """Whether the SSE lines in ``data`` hold usage or a finish reason (a non-null one)."""
+    return holds_value(data, USAGE_KEY) or holds_value(data, FINISH_KEY)
+
 
 MAX_LINE_BYTES = 1 << 20
 """Longest partial SSE line carried across chunks; a longer line is skipped, not buffered."""
@@ -34,16 +58,25 @@ def usage_of(payload: Any) -> tuple[int, int] | None:
 
 def finish_reasons_of(payload: Any) -> list[str]:
     """The string ``finish_reason`` of each choice in ``payload``, in order (may be empty)."""
+    return [reason for _, reason in choice_finish_reasons(payload)]
+
+
+def choice_finish_reasons(payload: Any) -> list[tuple[int, str]]:
+    """``(choice index, finish_reason)`` of each choice in ``payload`` with a string finish
+    reason, in order; a choice without an integer ``index`` is indexed by its position."""
     if not isinstance(payload, dict):
         return []
     choices = payload.get("choices")
     if not isinstance(choices, list):
         return []
-    return [
-        c["finish_reason"]
-        for c in choices
-        if isinstance(c, dict) and isinstance(c.get("finish_reason"), str)
-    ]
+    found: list[tuple[int, str]] = []
+    for position, choice in enumerate(choices):
+        if isinstance(choice, dict):
+            reason = choice.get("finish_reason")
+            if isinstance(reason, str):
+                index = choice.get("index")
+                found.append((index if type(index) is int else position, reason))
+    return found
 
 
 def string_field(payload: Any, name: str) -> str | None:

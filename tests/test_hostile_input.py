@@ -316,8 +316,8 @@ async def test_the_attempt_budget_caps_upstream_calls_across_the_tree_and_retrie
     spent = [dict(e.attributes or {}) for e in events if e.name == sc.EVENT_ATTEMPT_BUDGET_SPENT]
     # The retry layer stopped retrying targets[1]; the fallback layer did not move on.
     assert spent == [
-        {sc.ATTEMPTS: 5, "skipped": "config.targets[1]"},
-        {sc.ATTEMPTS: 5, "skipped": "config.targets[2]"},
+        {sc.ATTEMPTS: 5, sc.ATTEMPT_BUDGET_SKIPPED_PATH: "config.targets[1]"},
+        {sc.ATTEMPTS: 5, sc.ATTEMPT_BUDGET_SKIPPED_PATH: "config.targets[2]"},
     ]
 
 

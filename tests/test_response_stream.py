@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import json
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -59,17 +61,102 @@ async def facts(chunks: list[bytes]) -> tuple[object, ...]:
     return stream.usage, stream.model, stream.response_id, stream.finish_reasons
 
 
-async def test_every_single_byte_boundary_yields_the_same_usage_model_id_and_finish() -> None:
-    for cut in range(1, len(RECORDED)):
-        assert await facts([RECORDED[:cut], RECORDED[cut:]]) == EXPECTED, cut
+def _two_choices(
+    content: str | None, index: int, finish: str | None, **extra: object
+) -> dict[str, object]:
+    delta = {} if content is None else {"content": content}
+    return {
+        "id": "chatcmpl-n2",
+        "object": "chat.completion.chunk",
+        "model": "gpt-4o-mini",
+        "choices": [{"index": index, "delta": delta, "finish_reason": finish}],
+        **extra,
+    }
+
+
+OPENAI_USAGE = b"".join(
+    [
+        event(_two_choices("", 0, None, usage=None)),
+        event(_two_choices("", 1, None, usage=None)),
+        event(_two_choices("Hi", 0, None, usage=None)),
+        event(_two_choices("Yo", 1, None, usage=None)),
+        event(_two_choices(None, 1, "length", usage=None)),
+        event(_two_choices(" there", 0, None, usage=None)),
+        event(_two_choices(None, 0, "stop", usage=None)),
+        event(
+            {
+                "id": "chatcmpl-n2",
+                "model": "gpt-4o-mini",
+                "choices": [],
+                "usage": {"prompt_tokens": 9, "completion_tokens": 4},
+            }
+        ),
+        b"data: [DONE]\n\n",
+    ]
+)
+"""A recorded ``n=2`` stream with ``stream_options.include_usage``, as OpenAI sends it: each
+chunk one choice, ``"usage":null`` in every chunk but the last, each choice's finish reason
+in a chunk of its own (choice 1 ends first) and never repeated."""
+
+OPENAI_USAGE_EXPECTED = ((9, 4), "gpt-4o-mini", "chatcmpl-n2", ["stop", "length"])
+
+SPACED = b"".join(
+    [
+        b"data: " + json.dumps(chunk("Hello")).encode() + b"\n\n",
+        b"data: " + json.dumps(chunk(None, "content_filter")).encode() + b"\n\n",
+        b"data: [DONE]\n\n",
+    ]
+)
+"""A stream written with a space after each colon (Python's ``json.dumps``), no usage."""
+
+SPACED_EXPECTED = (None, "gpt-4o-2024-08-06", "chatcmpl-9", ["content_filter"])
+
+STREAMS = [(RECORDED, EXPECTED), (OPENAI_USAGE, OPENAI_USAGE_EXPECTED), (SPACED, SPACED_EXPECTED)]
+
+
+@pytest.mark.parametrize("recorded,expected", STREAMS, ids=["repeated", "openai_n2", "spaced"])
+async def test_every_single_byte_boundary_yields_the_same_usage_model_id_and_finish(
+    recorded: bytes, expected: tuple[object, ...]
+) -> None:
+    assert await facts([recorded]) == expected
+    for cut in range(1, len(recorded)):
+        assert await facts([recorded[:cut], recorded[cut:]]) == expected, cut
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.integers(min_value=1, max_value=len(RECORDED) - 1), max_size=40))
-async def test_any_chunking_of_a_recorded_stream_yields_the_same_facts(cuts: list[int]) -> None:
-    bounds = [0, *sorted(set(cuts)), len(RECORDED)]
-    chunks = [RECORDED[a:b] for a, b in itertools.pairwise(bounds)]
-    assert await facts(chunks) == EXPECTED
+@given(
+    st.sampled_from(STREAMS).flatmap(
+        lambda pair: st.tuples(
+            st.just(pair),
+            st.lists(st.integers(min_value=1, max_value=len(pair[0]) - 1), max_size=40),
+        )
+    )
+)
+async def test_any_chunking_of_a_recorded_stream_yields_the_same_facts(
+    case: tuple[tuple[bytes, tuple[object, ...]], list[int]],
+) -> None:
+    (recorded, expected), cuts = case
+    bounds = [0, *sorted(set(cuts)), len(recorded)]
+    chunks = [recorded[a:b] for a, b in itertools.pairwise(bounds)]
+    assert await facts(chunks) == expected
+
+
+async def test_one_event_per_chunk_reads_finish_reasons_sent_without_usage() -> None:
+    """The shape upstreams send (an event per chunk, whole lines): the fast path must still
+    stop at the chunk that finishes a choice, and not parse ``"usage":null`` chunks."""
+    events = [line + b"\n\n" for line in OPENAI_USAGE.split(b"\n\n") if line]
+    scanned: list[bytes] = []
+    scan = ResponseStream._scan
+
+    def counting(stream: ResponseStream, block: bytes) -> None:
+        scanned.append(block)
+        scan(stream, block)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ResponseStream, "_scan", counting)
+        assert await facts(events) == OPENAI_USAGE_EXPECTED
+    # The first event, the two finishing chunks and the usage chunk; never a null one.
+    assert scanned == [events[0], events[4], events[6], events[7]]
 
 
 async def test_a_byte_at_a_time_stream_yields_the_same_facts() -> None:

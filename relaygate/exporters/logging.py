@@ -19,6 +19,8 @@ import orjson
 import structlog
 from opentelemetry import trace
 
+from relaygate.exchange import AttemptRecord
+from relaygate.strategies.reasons import error_type
 from relaygate.telemetry import trace_ids
 
 SECRET_FIELDS = frozenset(
@@ -36,6 +38,45 @@ def add_trace_ids(_: Any, __: str, event: EventDict) -> EventDict:
         if ids is not None:
             event["trace_id"], event["span_id"] = ids
     return event
+
+
+def joins(request_id: str, config: str | None, span: trace.Span) -> dict[str, Any]:
+    """The fields every line about a request starts with: ``request_id``, ``trace_id``,
+    ``span_id`` (of ``span``, the span the line is about: an attempt's CLIENT span, the span
+    carrying a fallback or retry event; ``None`` when it has no valid context) and
+    ``config`` (the config id, as the request line and the metrics' ``config`` label)."""
+    ids = trace_ids(span)
+    return {
+        "request_id": request_id,
+        "trace_id": ids[0] if ids else None,
+        "span_id": ids[1] if ids else None,
+        "config": config,
+    }
+
+
+def attempt_fields(record: AttemptRecord) -> dict[str, Any]:
+    """One upstream attempt as every log line names it, the same in its ``upstream_attempt``
+    line and in its request line's ``attempts``: ``target`` (the target's name, else its
+    path: the metrics' ``target`` label) and ``target_path``, ``provider``, ``attempt``,
+    ``status`` (as the upstream sent it; ``None``: nothing answered), ``reason``,
+    ``error_type`` (:func:`~relaygate.strategies.reasons.error_type`), ``ms`` (the whole
+    attempt, a stream's until it ended), ``ttfc_ms`` (a stream's first chunk, else ``None``),
+    ``backoff_ms`` (the wait before it) and ``span_id`` (its CLIENT span)."""
+    target = record.target
+    ttfc = record.ttfc_s
+    return {
+        "target": target.label,
+        "target_path": target.path,
+        "provider": target.provider,
+        "attempt": record.attempt,
+        "status": record.status,
+        "reason": record.reason,
+        "error_type": error_type(record.reason, record.status),
+        "ms": round(record.duration_s * 1000, 3),
+        "ttfc_ms": round(ttfc * 1000, 3) if ttfc is not None else None,
+        "backoff_ms": round(record.backoff_s * 1000, 3),
+        "span_id": record.span_id,
+    }
 
 
 def redact(_: Any, __: str, event: EventDict) -> EventDict:

@@ -73,9 +73,15 @@ _RecordedExemplar = tuple[dict[str, str], float, float]
 """An exemplar as recorded: ``(labels, observed value, unix time)``."""
 
 
-def status_class(status: int) -> str:
-    """``2xx``/``4xx``/``5xx``-style class of an HTTP status."""
-    return f"{status // 100}xx"
+NO_STATUS_CLASS = "none"
+"""``status_class`` of an upstream attempt to which nothing was answered (timeout, connect
+error, deadline, a client that left first): no status line, so no class."""
+
+
+def status_class(status: int | None) -> str:
+    """``2xx``/``4xx``/``5xx``-style class of an HTTP status; :data:`NO_STATUS_CLASS` for
+    none."""
+    return NO_STATUS_CLASS if status is None else f"{status // 100}xx"
 
 
 def _use_created() -> bool:
@@ -474,7 +480,7 @@ class GatewayMetrics:
         )
         self.upstream_duration = HistogramFamily(
             sc.M_UPSTREAM_DURATION,
-            "Latency of one upstream attempt (streams: until the first chunk).",
+            "Latency of one upstream attempt, as its span (streams: until the stream ended).",
             tl,
             UPSTREAM_BUCKETS,
         )
@@ -507,7 +513,8 @@ class GatewayMetrics:
         gl = ("gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model")
         self.genai_duration = HistogramFamily(
             sc.M_GENAI_DURATION,
-            "GenAI semantic convention: duration of one client operation (an upstream attempt).",
+            "GenAI semantic convention: duration of one client operation (an upstream attempt, "
+            "streams until the stream ended).",
             (*gl, "error_type"),
             sc.GENAI_DURATION_BUCKETS,
         )

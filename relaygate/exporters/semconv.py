@@ -63,6 +63,25 @@ EVENT_EXHAUSTED: Final = "relaygate.exhausted"
 EVENT_ATTEMPT_BUDGET_SPENT: Final = "relaygate.attempt_budget_spent"
 """Fallback or retry stopped because the request's `max_attempts_per_request` was spent."""
 
+# -- span event attributes --------------------------------------------------------------------
+# One scheme: an event's own facts are named `<event name>.<fact>`; the entities it is about
+# keep their span attribute names (relaygate.target.path / .name, relaygate.attempt,
+# relaygate.attempts, relaygate.timeout_ms); a node is named by `.path` and, when it has a
+# name, `.name`, as the attempt span names its target.
+FALLBACK_FROM_PATH: Final = "relaygate.fallback.from.path"
+FALLBACK_FROM_NAME: Final = "relaygate.fallback.from.name"
+FALLBACK_TO_PATH: Final = "relaygate.fallback.to.path"
+FALLBACK_TO_NAME: Final = "relaygate.fallback.to.name"
+# FALLBACK_REASON ("relaygate.fallback.reason") is defined with the span attributes above.
+RETRY_REASON: Final = "relaygate.retry.reason"
+RETRY_WAIT_S: Final = "relaygate.retry.wait_s"
+RETRY_WAIT_SOURCE: Final = "relaygate.retry.wait_source"
+FIRST_CHUNK_ELAPSED_S: Final = "relaygate.first_chunk.elapsed_s"
+STREAM_ERROR_DETAIL: Final = "relaygate.stream_error.detail"
+EXHAUSTED_REASON: Final = "relaygate.exhausted.reason"
+ATTEMPT_BUDGET_SKIPPED_PATH: Final = "relaygate.attempt_budget_spent.skipped.path"
+ATTEMPT_BUDGET_SKIPPED_NAME: Final = "relaygate.attempt_budget_spent.skipped.name"
+
 # -- Prometheus metric names (without the _total/_bucket suffixes the client adds) -----------
 M_REQUESTS: Final = "relaygate_requests"
 M_REQUEST_DURATION: Final = "relaygate_request_duration_seconds"

@@ -8,7 +8,8 @@ the request's deadline has not passed and its attempt budget is not spent
 (:func:`~relaygate.strategies.budget.attempt_allowed`; a span event says so). A leaf
 binds its target to the request and calls the inner handler (retry → log → timeout →
 provider). Each strategy node gets a span, so the trace mirrors the config tree; each move
-to a next child is a span event and a metric.
+to a next child is a span event, a metric and a ``fallback`` debug line naming both nodes
+by name (``from_target``, ``to_target``: the metrics' labels) and path.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from relaygate.config.model import Node, Strategy, Target
 from relaygate.errors import GatewayError
 from relaygate.exchange import GatewayRequest, GatewayResponse
 from relaygate.exporters import semconv as sc
+from relaygate.exporters.logging import joins
 from relaygate.middleware.budget import record_budget_spent
 from relaygate.pipeline import Handler
 from relaygate.strategies import (
@@ -90,7 +92,7 @@ class FallbackLayer:
                     nxt = children[index + 1]
                     ctx = request.ctx
                     if not attempt_allowed(ctx.attempts_started, ctx.max_attempts):
-                        record_budget_spent(tel, ctx.attempts_started, nxt.path)
+                        record_budget_spent(tel, ctx.attempts_started, nxt)
                         return scope.settle(response)
                     reason = classify(response.status, failure).value
                     _record_fallback(tel, request, node, child, nxt, reason)
@@ -130,17 +132,21 @@ def _record_fallback(
         tel.errors += 1
     current = get_current_span()
     if current.is_recording():
-        tel.guard(
-            current.add_event,
-            sc.EVENT_FALLBACK,
-            {"from": child.path, "to": nxt.path, sc.FALLBACK_REASON: reason},
-        )
+        attrs = {sc.FALLBACK_FROM_PATH: child.path, sc.FALLBACK_TO_PATH: nxt.path}
+        if child.name:
+            attrs[sc.FALLBACK_FROM_NAME] = child.name
+        if nxt.name:
+            attrs[sc.FALLBACK_TO_NAME] = nxt.name
+        attrs[sc.FALLBACK_REASON] = reason
+        tel.guard(current.add_event, sc.EVENT_FALLBACK, attrs)
     tel.guard(
         tel.logger.debug,
         "fallback",
-        config_id=config_id,
+        **joins(request.ctx.request_id, config_id, current),
         strategy=node.path,
-        from_target=child.path,
-        to_target=nxt.path,
+        from_target=child.label,
+        from_target_path=child.path,
+        to_target=nxt.label,
+        to_target_path=nxt.path,
         reason=reason,
     )

@@ -3,31 +3,82 @@
 Just outside the timeout layer (which sits around the provider), so it sees exactly what
 each attempt did, labelled by target. The span follows the OpenTelemetry GenAI conventions
 (name ``{operation} {model}``, ``gen_ai.*`` attributes, ``error.type`` on failure) plus
-relaygate's target path, name, attempt number and backoff. A stream's span stays open until
-the stream ends, recording the first chunk as an event and the usage the stream reports. An
-attempt the timeout layer cuts arrives here as an ordinary 408 or 504 answer; one cut
-because the client went away (or the server's drain ended) is recorded under the reason the
-edge gave in the request's :class:`~relaygate.exchange.ClientLink`.
+relaygate's target path, name, attempt number and backoff.
+
+What an attempt records is what the upstream did, never what the gateway answered in its
+place: ``http.response.status_code``, the record's ``status`` and the metrics'
+``status_class`` are the status line the upstream sent (a garbage body behind a 200 stays
+200, with ``error.type`` ``invalid_response``), and nothing (``status_class="none"``) when
+nothing was answered (a timeout, a connect error, a client that left first). ``error.type``
+is :func:`~relaygate.strategies.reasons.error_type`, the same value in the span, the
+``gen_ai_client_operation_duration_seconds`` ``error_type`` label and the log line.
+
+A stream's attempt lasts until the stream ends: its span, its record's duration and both
+duration histograms cover the whole stream; the time to its first chunk is an event and its
+own histogram. An attempt the timeout layer cuts arrives here as an ordinary synthesized
+answer; one cut because the client went away (or the server's drain ended) is recorded under
+the reason the edge gave in the request's :class:`~relaygate.exchange.ClientLink`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import logging
+from typing import Any, NamedTuple
 
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from relaygate.exchange import AttemptRecord, GatewayRequest, GatewayResponse, ResponseStream
 from relaygate.exporters import semconv as sc
+from relaygate.exporters.logging import attempt_fields, joins
 from relaygate.exporters.prometheus import TargetSeries, status_class
 from relaygate.pipeline import Handler
-from relaygate.sse import finish_reasons_of, usage_of
+from relaygate.sse import finish_reasons_of, string_field, usage_of
 from relaygate.strategies import classify
-from relaygate.strategies.reasons import Reason
-from relaygate.telemetry import Telemetry, exemplar
+from relaygate.strategies.reasons import Reason, error_type
+from relaygate.telemetry import Telemetry, exemplar, trace_ids
 
 _NOOP: Span = trace.NonRecordingSpan(trace.INVALID_SPAN_CONTEXT)
+
+CANCELLED = "cancelled"
+"""Reason of an attempt cancelled without a word from the edge (the caller cancelled)."""
+
+_STREAM_FAILURES = frozenset({Reason.STREAM_ERROR, Reason.STREAM_IDLE})
+"""Reasons of a stream that failed after its first chunk (a break, a stall)."""
+
+INTERNAL_ERROR = "internal_error"
+"""Reason of an attempt whose handling raised (a bug): nothing was answered by the upstream."""
+
+
+class Facts(NamedTuple):
+    """What an attempt's answer said about itself, for its span and log line."""
+
+    usage: tuple[int, int] | None = None
+    model: str | None = None
+    response_id: str | None = None
+    finish_reasons: list[str] | None = None
+    detail: str | None = None
+
+
+_NO_FACTS = Facts()
+
+
+def _payload_facts(payload: Any) -> Facts:
+    if payload is None:
+        return _NO_FACTS
+    return Facts(
+        usage_of(payload),
+        string_field(payload, "model"),
+        string_field(payload, "id"),
+        finish_reasons_of(payload) or None,
+    )
+
+
+def _stream_facts(stream: ResponseStream) -> Facts:
+    return Facts(
+        stream.usage, stream.model, stream.response_id, stream.finish_reasons, stream.detail
+    )
 
 
 class LogLayer:
@@ -64,37 +115,33 @@ class LogLayer:
                         response = await inner(request)
             except asyncio.CancelledError:
                 # Not a timeout (the timeout layer, inside, answers those): the client went
-                # away, the drain ended, or the caller cancelled.
-                reason = _cut(request) or "cancelled"
-                record = _append(request, 499, reason, tel.clock() - start)
-                _count(tel, request, series, record, span)
-                tel.guard(span.set_attribute, sc.ERROR_TYPE, reason)
-                tel.guard(span.set_attribute, sc.OUTCOME, reason)
-                tel.guard(span.end)
+                # away, the drain ended, or the caller cancelled. Nothing was answered.
+                reason = _cut(request) or CANCELLED
+                record = _append(request, span, None, reason, tel.clock() - start)
+                _record(tel, request, series, span, record, _NO_FACTS)
                 raise
-            except Exception as exc:
-                record = _append(request, 500, "internal_error", tel.clock() - start)
-                _count(tel, request, series, record, span)
-                tel.guard(span.set_attribute, sc.ERROR_TYPE, type(exc).__qualname__)
-                tel.guard(span.set_status, Status(StatusCode.ERROR))
-                tel.guard(span.end)
+            except Exception:
+                record = _append(request, span, None, INTERNAL_ERROR, tel.clock() - start)
+                _record(tel, request, series, span, record, _NO_FACTS)
                 raise
             duration = tel.clock() - start
             response.target = target
-            if response.stream is None:
-                _finish(tel, request, series, span, response, duration, response.payload)
+            record = _append(request, span, response.status_as_sent, _reason(response), duration)
+            stream = response.stream
+            if stream is None:
+                _record(tel, request, series, span, record, _payload_facts(response.payload))
                 return response
-            record = _append(request, response.status, _reason(response), duration)
+            record.ttfc_s = duration
             tel.guard(series.ttft.observe, duration, exemplar(span))
             if span.is_recording():
-                span.add_event(sc.EVENT_FIRST_CHUNK, {"time_to_first_chunk_s": duration})
-                span.set_attribute(sc.HTTP_RESPONSE_STATUS_CODE, response.status)
-            stream = response.stream
-            if record.reason != "ok" and stream.failure is None:
+                span.add_event(sc.EVENT_FIRST_CHUNK, {sc.FIRST_CHUNK_ELAPSED_S: duration})
+            if record.reason != Reason.OK and stream.failure is None:
                 stream.failure = record.reason
 
             def ended(stream: ResponseStream) -> None:
-                _stream_end(tel, request, series, span, record, stream)
+                record.duration_s = tel.clock() - start
+                _stream_outcome(request, record, stream)
+                _record(tel, request, series, span, record, _stream_facts(stream))
 
             stream.on_end(ended)
             return response
@@ -129,10 +176,13 @@ def _reason(response: GatewayResponse) -> str:
     return classify(response.status, Reason(response.failure) if response.failure else None).value
 
 
-def _append(request: GatewayRequest, status: int, reason: str, duration: float) -> AttemptRecord:
+def _append(
+    request: GatewayRequest, span: Span, status: int | None, reason: str, duration: float
+) -> AttemptRecord:
     """Add the attempt to the request's route story (in order, as it happens)."""
     target = request.target
     assert target is not None
+    ids = trace_ids(span) if span is not _NOOP else None
     record = AttemptRecord(
         target=target,
         attempt=request.attempt,
@@ -140,149 +190,118 @@ def _append(request: GatewayRequest, status: int, reason: str, duration: float) 
         reason=reason,
         duration_s=duration,
         backoff_s=request.backoff_s,
+        span_id=ids[1] if ids else None,
     )
     request.ctx.attempts.append(record)
     return record
+
+
+def _stream_outcome(request: GatewayRequest, record: AttemptRecord, stream: ResponseStream) -> None:
+    """The reason of a streamed attempt once its stream ended: its failure if it broke (or
+    answered a failure), the edge's reason if it was closed early (``cancelled`` without
+    one), else the reason it started with."""
+    if stream.failure:
+        record.reason = stream.failure
+    elif stream.closed_early:
+        record.reason = _cut(request) or CANCELLED
+
+
+def _record(
+    tel: Telemetry,
+    request: GatewayRequest,
+    series: TargetSeries,
+    span: Span,
+    record: AttemptRecord,
+    facts: Facts,
+) -> None:
+    """Record a finished attempt: its metric samples, its span (then ended), its log line."""
+    reason = record.reason
+    etype = error_type(reason, record.status)
+    _count(tel, request, series, span, record, etype, facts.usage)
+    if span.is_recording():
+        tel.guard(_annotate, span, record, etype, facts)
+    tel.guard(span.end)
+    tel.guard(_log, tel, request, span, record, facts)
 
 
 def _count(
     tel: Telemetry,
     request: GatewayRequest,
     series: TargetSeries,
-    record: AttemptRecord,
     span: Span,
+    record: AttemptRecord,
+    etype: str | None,
+    usage: tuple[int, int] | None,
 ) -> None:
-    """Count a finished attempt in the per-target metrics and log it at debug level."""
+    """Count a finished attempt in the per-target metrics: one duration, the attempt's."""
     metrics = tel.metrics
     reason = record.reason
     duration = record.duration_s
     try:
         series.attempt(metrics, status_class(record.status), reason).inc()
         series.duration.observe(duration, exemplar(span))
-        if reason == "ok":
+        if etype is None:
             series.genai_duration_ok.observe(duration)
         else:
-            genai = (request.operation.value, record.target.provider, series.labels[3], reason)
+            genai = (request.operation.value, record.target.provider, series.labels[3], etype)
             metrics.genai_duration.labels(*genai).observe(duration)
-        if reason == "timeout":
+        if reason == Reason.TIMEOUT:
             series.timeouts.inc()
+        if usage is not None:
+            series.tokens_in.inc(usage[0])
+            series.tokens_out.inc(usage[1])
+            series.genai_tokens_in.observe(usage[0])
+            series.genai_tokens_out.observe(usage[1])
     except Exception:  # telemetry never fails a request
         tel.errors += 1
-    tel.guard(
-        tel.logger.debug,
+
+
+def _annotate(span: Span, record: AttemptRecord, etype: str | None, facts: Facts) -> None:
+    """The attempt's outcome on its span: status as sent (none if nothing was answered),
+    outcome, ``error.type`` and ERROR status on failure, and what the answer said."""
+    if record.status is not None:
+        span.set_attribute(sc.HTTP_RESPONSE_STATUS_CODE, record.status)
+    span.set_attribute(sc.OUTCOME, record.reason)
+    if etype is not None:
+        if record.ttfc_s is not None and record.reason in _STREAM_FAILURES:
+            span.add_event(sc.EVENT_STREAM_ERROR, {sc.STREAM_ERROR_DETAIL: facts.detail or ""})
+            if record.reason == Reason.STREAM_IDLE:
+                span.add_event(sc.EVENT_TIMEOUT, {sc.TIMEOUT_KIND: record.reason})
+        span.set_attribute(sc.ERROR_TYPE, etype)
+        span.set_status(Status(StatusCode.ERROR))
+    if facts.model is not None:
+        span.set_attribute(sc.GEN_AI_RESPONSE_MODEL, facts.model)
+    if facts.response_id is not None:
+        span.set_attribute(sc.GEN_AI_RESPONSE_ID, facts.response_id)
+    if facts.finish_reasons:
+        span.set_attribute(sc.GEN_AI_RESPONSE_FINISH_REASONS, facts.finish_reasons)
+    usage = facts.usage
+    if usage is not None:
+        span.set_attribute(sc.GEN_AI_USAGE_INPUT_TOKENS, usage[0])
+        span.set_attribute(sc.GEN_AI_USAGE_OUTPUT_TOKENS, usage[1])
+
+
+def _log(
+    tel: Telemetry, request: GatewayRequest, span: Span, record: AttemptRecord, facts: Facts
+) -> None:
+    """The attempt's ``upstream_attempt`` debug line, joined to its own CLIENT span (not
+    even built when the logger says debug lines are filtered out)."""
+    logger = tel.logger
+    enabled = getattr(logger, "is_enabled_for", None)
+    if enabled is not None and not enabled(logging.DEBUG):
+        return
+    config = request.config
+    usage = facts.usage
+    line = joins(request.ctx.request_id, config.id if config else None, span)
+    line.update(attempt_fields(record))
+    logger.debug(
         "upstream_attempt",
-        request_id=request.ctx.request_id,
-        target=record.target.path,
-        provider=record.target.provider,
-        attempt=record.attempt,
-        status=record.status,
-        reason=reason,
-        duration_ms=round(duration * 1000, 3),
+        **line,
+        operation=request.operation.value,
+        stream=request.stream,
+        response_model=facts.model,
+        response_id=facts.response_id,
+        finish_reasons=facts.finish_reasons,
+        tokens_in=usage[0] if usage else None,
+        tokens_out=usage[1] if usage else None,
     )
-
-
-def _finish(
-    tel: Telemetry,
-    request: GatewayRequest,
-    series: TargetSeries,
-    span: Span,
-    response: GatewayResponse,
-    duration: float,
-    payload: Any,
-) -> None:
-    record = _append(request, response.status, _reason(response), duration)
-    _count(tel, request, series, record, span)
-    reason = record.reason
-    usage = usage_of(payload)
-    if usage is not None:
-        _count_tokens(tel, series, usage)
-    if span.is_recording():
-        tel.guard(_annotate, span, response.status, reason, payload, usage)
-    tel.guard(span.end)
-
-
-def _annotate(
-    span: Span, status: int, reason: str, payload: Any, usage: tuple[int, int] | None
-) -> None:
-    span.set_attribute(sc.HTTP_RESPONSE_STATUS_CODE, status)
-    span.set_attribute(sc.OUTCOME, reason)
-    if reason != "ok":
-        span.set_attribute(
-            sc.ERROR_TYPE, reason if not reason.startswith("status") else str(status)
-        )
-        span.set_status(Status(StatusCode.ERROR))
-    if isinstance(payload, dict):
-        model = payload.get("model")
-        if isinstance(model, str):
-            span.set_attribute(sc.GEN_AI_RESPONSE_MODEL, model)
-        rid = payload.get("id")
-        if isinstance(rid, str):
-            span.set_attribute(sc.GEN_AI_RESPONSE_ID, rid)
-        reasons = finish_reasons_of(payload)
-        if reasons:
-            span.set_attribute(sc.GEN_AI_RESPONSE_FINISH_REASONS, reasons)
-    if usage is not None:
-        span.set_attribute(sc.GEN_AI_USAGE_INPUT_TOKENS, usage[0])
-        span.set_attribute(sc.GEN_AI_USAGE_OUTPUT_TOKENS, usage[1])
-
-
-def _count_tokens(tel: Telemetry, series: TargetSeries, usage: tuple[int, int]) -> None:
-    tel.guard(series.tokens_in.inc, usage[0])
-    tel.guard(series.tokens_out.inc, usage[1])
-    tel.guard(series.genai_tokens_in.observe, usage[0])
-    tel.guard(series.genai_tokens_out.observe, usage[1])
-
-
-def _stream_end(
-    tel: Telemetry,
-    request: GatewayRequest,
-    series: TargetSeries,
-    span: Span,
-    record: AttemptRecord,
-    stream: ResponseStream,
-) -> None:
-    """Finish a streamed attempt's record, metrics and span once its stream has ended.
-
-    A stream that broke midway is recorded under its failure; one closed early (the client
-    went away, or the server's drain ended) under the reason the edge gave, else
-    ``cancelled``.
-    """
-    failure = stream.failure
-    if failure:
-        record.reason = failure
-    closed = stream.closed_early
-    cut = _cut(request) if closed else None
-    if cut and not failure:
-        record.reason = cut
-    _count(tel, request, series, record, span)
-    usage = stream.usage
-    if usage is not None:
-        _count_tokens(tel, series, usage)
-    if span.is_recording():
-        tel.guard(_annotate_stream, span, stream, cut)
-    tel.guard(span.end)
-
-
-def _annotate_stream(span: Span, stream: ResponseStream, cut: str | None) -> None:
-    usage = stream.usage
-    if usage is not None:
-        span.set_attribute(sc.GEN_AI_USAGE_INPUT_TOKENS, usage[0])
-        span.set_attribute(sc.GEN_AI_USAGE_OUTPUT_TOKENS, usage[1])
-    if stream.model is not None:
-        span.set_attribute(sc.GEN_AI_RESPONSE_MODEL, stream.model)
-    if stream.response_id is not None:
-        span.set_attribute(sc.GEN_AI_RESPONSE_ID, stream.response_id)
-    if stream.finish_reasons:
-        span.set_attribute(sc.GEN_AI_RESPONSE_FINISH_REASONS, stream.finish_reasons)
-    failure = stream.failure
-    closed = stream.closed_early
-    if failure:
-        span.add_event(sc.EVENT_STREAM_ERROR, {"detail": stream.detail or ""})
-        if failure == Reason.STREAM_IDLE:
-            span.add_event(sc.EVENT_TIMEOUT, {sc.TIMEOUT_KIND: failure})
-        span.set_attribute(sc.ERROR_TYPE, failure)
-        span.set_status(Status(StatusCode.ERROR))
-    elif closed:
-        span.set_attribute(sc.ERROR_TYPE, cut or "client_closed")
-    outcome = (cut or "cancelled") if closed else "ok"
-    span.set_attribute(sc.OUTCOME, failure or outcome)

@@ -31,6 +31,7 @@ from relaygate.exchange import (
     ResponseStream,
 )
 from relaygate.exporters import semconv as sc
+from relaygate.exporters.logging import attempt_fields
 from relaygate.exporters.prometheus import status_class
 from relaygate.route_story import ROUTE_SPAN_MAX_BYTES, cap_story, route_story
 from relaygate.security.keys import KeyScope
@@ -132,11 +133,9 @@ class Observation:
         "operation",
         "request",
         "response",
-        "returned",
         "span",
         "start",
         "story",
-        "upstream",
     )
 
     def __init__(
@@ -156,9 +155,7 @@ class Observation:
         self.start = start
         self.request: GatewayRequest | None = None
         self.response: GatewayResponse | None = None
-        self.returned = start
         self.story = ""
-        self.upstream = 0.0
 
     def answer(self, response: GatewayResponse, request: GatewayRequest | None) -> EdgeResponse:
         """The edge's answer for ``response``; the request is recorded once it is delivered."""
@@ -168,8 +165,6 @@ class Observation:
         if stream is None:
             self.finish(None)
             return EdgeResponse(response.status, out, response.body or b"")
-        # The stream's own time starts when its head is handed to the edge.
-        self.returned = self._tel.clock()
         stream.on_end(self.finish)
         return EdgeResponse(response.status, out, stream=stream)
 
@@ -181,11 +176,8 @@ class Observation:
     def _settle(self, response: GatewayResponse, request: GatewayRequest | None) -> None:
         self.response = response
         self.request = request
-        self.returned = self._tel.clock()
         attempts = self.ctx.attempts
         self.story = route_story(attempts) if attempts else ""
-        # Upstream time up to the answer: a stream's later time is its attempt's (see _record).
-        self.upstream = sum(a.duration_s + a.backoff_s for a in attempts)
 
     def finish(self, stream: ResponseStream | None) -> None:
         """Record the request (a streamed answer's end callback; ``None`` for a body)."""
@@ -223,13 +215,12 @@ class Observation:
         ctx = self.ctx
         response = self.response
         assert response is not None
-        end = tel.clock()
         # Until the last byte: a body is complete when answered, a stream when it ends.
-        total = end - self.start
+        total = tel.clock() - self.start
         # Overhead over the whole request: total minus upstream attempts and backoff waits.
-        # A streamed attempt lasts until its stream ends, so everything after the answer
-        # returned (end - returned) is the stream's; what is left is the gateway's own time.
-        upstream = self.upstream + (end - self.returned if stream is not None else 0.0)
+        # Attempts last as long as their spans (a stream's until it ended), so what is left
+        # of the whole request, a stream's included, is the gateway's own time.
+        upstream = sum(a.duration_s + a.backoff_s for a in ctx.attempts)
         overhead = max(total - upstream, 0.0)
         config = ctx.config
         config_id = config.id if config is not None else "none"
@@ -269,7 +260,7 @@ class Observation:
                 attrs[sc.GEN_AI_USAGE_OUTPUT_TOKENS] = usage[1]
             span.set_attributes(attrs)
             if exhausted:
-                span.add_event(sc.EVENT_EXHAUSTED, {sc.OUTCOME: ctx.attempts[-1].reason})
+                span.add_event(sc.EVENT_EXHAUSTED, {sc.EXHAUSTED_REASON: ctx.attempts[-1].reason})
             if not ok:
                 span.set_attribute(sc.ERROR_TYPE, outcome)
             if account(outcome) is Account.BAD:
@@ -290,18 +281,7 @@ class Observation:
             status=status,
             outcome=outcome,
             served_by=served_by,
-            attempts=[
-                {
-                    "target": a.target.path,
-                    "provider": a.target.provider,
-                    "attempt": a.attempt,
-                    "status": a.status,
-                    "reason": a.reason,
-                    "ms": round(a.duration_s * 1000, 3),
-                    "backoff_ms": round(a.backoff_s * 1000, 3),
-                }
-                for a in ctx.attempts
-            ],
+            attempts=[attempt_fields(a) for a in ctx.attempts],
             route=story,
             fallbacks=ctx.fallbacks,
             tokens_in=usage[0] if usage else None,

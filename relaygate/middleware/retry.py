@@ -5,7 +5,7 @@ Retry-After, bounded by the request deadline) is
 :func:`~relaygate.strategies.backoff.decide_retry`; this layer only loops, sleeps through the
 injected ``sleep`` and records. It is also where attempts are counted against the request's
 attempt budget: once spent, no retry starts and the last answer is returned. Each retry is
-a span event and a metric sample on the target.
+a span event, a metric sample on the target and a ``retry`` debug line.
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 from opentelemetry.trace import get_current_span
+from opentelemetry.util.types import AttributeValue
 
 from relaygate.exchange import GatewayRequest, GatewayResponse
 from relaygate.exporters import semconv as sc
+from relaygate.exporters.logging import joins
 from relaygate.middleware.budget import record_budget_spent
 from relaygate.pipeline import Handler
 from relaygate.strategies import Backoff, attempt_allowed, classify, decide_retry
@@ -101,7 +103,7 @@ class RetryLayer:
                             span.set_attribute(sc.ATTEMPTS, retries + 1)
                         return scope.settle(response)
                     if not attempt_allowed(ctx.attempts_started, ctx.max_attempts):
-                        record_budget_spent(tel, ctx.attempts_started, target.path)
+                        record_budget_spent(tel, ctx.attempts_started, target)
                         if span.is_recording():
                             span.set_attribute(sc.ATTEMPTS, retries + 1)
                         return scope.settle(response)
@@ -135,14 +137,22 @@ def _record_retry(
     tel.guard(metrics.retries.labels(*series.labels, reason).inc)
     current = get_current_span()
     if current.is_recording():
-        tel.guard(
-            current.add_event,
-            sc.EVENT_RETRY,
-            {
-                sc.TARGET_PATH: target.path,
-                sc.ATTEMPT: failed_attempt,
-                "reason": reason,
-                "wait_s": delay,
-                "wait_source": source,
-            },
-        )
+        attrs: dict[str, AttributeValue] = {sc.TARGET_PATH: target.path}
+        if target.name:
+            attrs[sc.TARGET_NAME] = target.name
+        attrs[sc.ATTEMPT] = failed_attempt
+        attrs[sc.RETRY_REASON] = reason
+        attrs[sc.RETRY_WAIT_S] = delay
+        attrs[sc.RETRY_WAIT_SOURCE] = source
+        tel.guard(current.add_event, sc.EVENT_RETRY, attrs)
+    tel.guard(
+        tel.logger.debug,
+        "retry",
+        **joins(request.ctx.request_id, config.id, current),
+        target=target.label,
+        target_path=target.path,
+        attempt=failed_attempt,
+        reason=reason,
+        wait_ms=round(delay * 1000, 3),
+        wait_source=source,
+    )

@@ -9,7 +9,8 @@ provider handler answers a stream only once its first chunk carrying content has
 before anything reached the client); when the overall deadline is what expired, with a 504
 ``deadline`` answer (at once, without starting the attempt, when the deadline has already
 passed). Either is an ordinary answer to the layers outside, the log layer
-included, which records it like any other. A cancellation that is not this layer's (the
+included, which records it like any other: as an attempt nothing answered (no status, the
+408 or 504 being the gateway's, for the client only). A cancellation that is not this layer's (the
 client went away) passes through untouched. The layer opens a span only for a target that
 sets ``request_timeout`` or (for a stream) ``first_token_timeout``; the expiry event and the
 span carry ``relaygate.timeout.kind``. For a stream, the bound covers everything up to the

@@ -4,7 +4,8 @@ It asks the target's adapter for the wire request, sends it through the injected
 :class:`~relaygate.providers.client.UpstreamClient`, and turns every outcome into a
 :class:`~relaygate.exchange.GatewayResponse`, never an exception: network errors, invalid
 answers and streams that break before their first chunk become synthesized 502s with a
-bounded ``failure`` reason, so retry and fallback can act on them.
+bounded ``failure`` reason, so retry and fallback can act on them; such an answer keeps the
+status line the upstream had sent (``upstream_status``), which the attempt records as sent.
 
 A stream is answered only once its first chunk has arrived, so everything before that can
 still be retried or fall back. When the target has a ``first_token_timeout``, the handler
@@ -144,7 +145,9 @@ class ProviderHandler:
             try:
                 first = await _opening(upstream, hold)
             except StopAsyncIteration:
-                return _failed(target.provider, Reason.INVALID_RESPONSE, "sent an empty stream")
+                return _failed(
+                    target.provider, Reason.INVALID_RESPONSE, "sent an empty stream", answer.status
+                )
             except StreamStalled as exc:
                 # Silent since its headers, and nothing reached the client: a timeout of
                 # this target, which fallback moves on from (it is not retried on it).
@@ -154,9 +157,12 @@ class ProviderHandler:
                     type="timeout_error",
                     code="stream_idle_timeout",
                     failure=Reason.STREAM_IDLE.value,
+                    upstream_status=answer.status,
                 )
             except StreamInterrupted as exc:
-                return _failed(target.provider, Reason.STREAM_ERROR, f"stream broke ({exc})")
+                return _failed(
+                    target.provider, Reason.STREAM_ERROR, f"stream broke ({exc})", answer.status
+                )
             except BaseException:
                 # Cut by the timeout layer, or the client went away: release the connection.
                 await upstream.aclose()
@@ -183,13 +189,16 @@ class ProviderHandler:
                 ):
                     body = orjson.dumps(payload)
             except ValueError as exc:
-                return _failed(target.provider, Reason.INVALID_RESPONSE, str(exc))
+                return _failed(target.provider, Reason.INVALID_RESPONSE, str(exc), answer.status)
             return GatewayResponse(
                 status=answer.status, headers=answer.headers, body=body, payload=payload
             )
         if not 400 <= answer.status < 600:
             return _failed(
-                target.provider, Reason.INVALID_RESPONSE, f"answered status {answer.status}"
+                target.provider,
+                Reason.INVALID_RESPONSE,
+                f"answered status {answer.status}",
+                answer.status,
             )
         return GatewayResponse(
             status=answer.status,
@@ -212,13 +221,15 @@ async def _opening(stream: UpstreamStream, hold: bool) -> bytes:
     return held
 
 
-def _failed(provider: str, reason: Reason, detail: str) -> GatewayResponse:
+def _failed(provider: str, reason: Reason, detail: str, sent: int | None = None) -> GatewayResponse:
+    """The 502 answering a failed attempt; ``sent`` is the status the upstream had sent."""
     return synthesized(
         502,
         f"upstream '{provider}' {detail}",
         type="upstream_error",
         code=f"upstream_{reason.value}",
         failure=reason.value,
+        upstream_status=sent,
     )
 
 

@@ -9,7 +9,8 @@ keeps, per (config id, target path):
   (an attempt succeeds when its reason is ``ok``);
 * the latest attempt durations (at most ``max_events`` per target), giving p50/p95 latency
   over the window; every attempt counts, failed ones included;
-* the last attempt's status, reason and age.
+* the last attempt's status (as the upstream sent it; null when nothing was answered), reason
+  and age.
 
 Per config it keeps the outcomes of its requests (a request succeeds when its outcome, as
 the observe layer decided it once the answer was delivered, is ``ok``: a stream that broke
@@ -115,7 +116,7 @@ class _TargetSeries:
         self.target = target
         self.counts = _Counts()
         self.samples: deque[tuple[float, float]] = deque(maxlen=max_events)
-        self.last_status = 0
+        self.last_status: int | None = None
         self.last_reason = ""
         self.last_at = 0.0
 

@@ -134,7 +134,8 @@ function targetRow(t) {
     el("td", "num t-success", pct(t.success_ratio), bar(t.success_ratio)),
     el("td", "num t-p50", ms(t.p50_ms)),
     el("td", "num t-p95", ms(t.p95_ms)),
-    el("td", "t-last", t.last ? el("code", "t-last-status", String(t.last.status)) : "\\u2014",
+    el("td", "t-last",
+       t.last ? el("code", "t-last-status", String(t.last.status ?? "none")) : "\\u2014",
        t.last ? " " + t.last.reason + " \\u00b7 " + ago(t.last.age_s) : null));
   row.dataset.target = t.path;
   return row;

@@ -43,3 +43,25 @@ def classify(status: int, failure: Reason | None = None) -> Reason:
     if status >= 500:
         return Reason.STATUS_5XX
     return Reason.STATUS_4XX
+
+
+STATUS_REASONS = frozenset({Reason.STATUS_429, Reason.STATUS_4XX, Reason.STATUS_5XX})
+"""The reasons of an upstream's own error status (its code says what went wrong)."""
+
+
+def error_type(reason: str, status: int | None) -> str | None:
+    """The OpenTelemetry ``error.type`` of an attempt that ended with ``reason`` after the
+    upstream sent ``status`` (``None``: nothing was answered), the one value spans, metrics
+    (``error_type``) and logs carry.
+
+    ``None`` for ``ok`` (the convention sets no ``error.type`` on success); the status code as
+    a string for an upstream's error status (``"503"``, ``"429"``: HTTP's own identifiers);
+    else the reason itself, a fixed low-cardinality name: ``timeout``, ``connect_error``,
+    ``invalid_response``, ``stream_error``, ``deadline``, ``client_disconnected``,
+    ``cancelled``, ``gateway_shutting_down``, ``internal_error``.
+    """
+    if reason == Reason.OK:
+        return None
+    if reason in STATUS_REASONS and status is not None:
+        return str(status)
+    return reason

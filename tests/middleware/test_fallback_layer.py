@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
+from structlog.testing import capture_logs
 
 from relaygate.config.model import Condition, Node
 from relaygate.errors import GatewayError
@@ -336,8 +337,10 @@ async def test_each_move_is_a_span_event_on_the_strategy_span(
     events = [e for e in span.events if e.name == sc.EVENT_FALLBACK]
     assert len(events) == 1
     assert dict(events[0].attributes or {}) == {
-        "from": T0.path,
-        "to": T1.path,
+        sc.FALLBACK_FROM_PATH: T0.path,
+        sc.FALLBACK_FROM_NAME: "primary",
+        sc.FALLBACK_TO_PATH: T1.path,
+        sc.FALLBACK_TO_NAME: "secondary",
         sc.FALLBACK_REASON: "status_5xx",
     }
 
@@ -360,3 +363,24 @@ async def test_a_success_records_no_fallback(telemetry: Telemetry) -> None:
         "reason": "status_5xx",
     }
     assert registry.get_sample_value(sc.M_FALLBACKS + "_total", labels) is None
+
+
+async def test_each_move_is_a_fallback_line_joined_to_the_span_carrying_its_event(
+    telemetry: Telemetry, spans: InMemorySpanExporter
+) -> None:
+    """Request id, trace and span of the event, the config as the request line names it, and
+    both nodes by name (the metrics' labels) and path."""
+    inner = ScriptedHandler(answer(503), answer(200))
+    with capture_logs() as logs:
+        await route(fallback(T0, T1), inner, telemetry, config_id="prod")
+    (span,) = [s for s in spans.get_finished_spans() if s.name == sc.SPAN_STRATEGY]
+    (line,) = [e for e in logs if e["event"] == "fallback"]
+    assert span.context is not None
+    assert (line["request_id"], line["config"]) == ("req-1", "prod")
+    assert (line["trace_id"], line["span_id"]) == (
+        format(span.context.trace_id, "032x"),
+        format(span.context.span_id, "016x"),
+    )
+    assert (line["from_target"], line["from_target_path"]) == ("primary", T0.path)
+    assert (line["to_target"], line["to_target_path"]) == ("secondary", T1.path)
+    assert line["reason"] == "status_5xx"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from structlog.testing import capture_logs
 
 from relaygate.config.model import Target
 from relaygate.exchange import GatewayResponse, ResponseStream
@@ -227,8 +228,29 @@ async def test_each_retry_is_a_span_event_with_its_wait(
     assert span.attributes is not None
     assert span.attributes[sc.ATTEMPTS] == 3
     events = [dict(e.attributes or {}) for e in span.events if e.name == sc.EVENT_RETRY]
-    assert [(e["reason"], e["wait_s"], e["wait_source"]) for e in events] == [
+    assert [(e[sc.RETRY_REASON], e[sc.RETRY_WAIT_S], e[sc.RETRY_WAIT_SOURCE]) for e in events] == [
         ("status_5xx", 1.0, "backoff"),
         ("status_429", 2.0, "retry_after"),
     ]
     assert [e[sc.ATTEMPT] for e in events] == [1, 2]
+
+
+async def test_each_retry_is_a_retry_line_joined_to_the_span_carrying_its_event(
+    telemetry: Telemetry, spans: InMemorySpanExporter
+) -> None:
+    tgt = target("config.targets[0]", name="primary", attempts=1)
+    with capture_logs() as logs:
+        await run(tgt, ScriptedHandler(answer(503), answer(200)), telemetry)
+    (span,) = [s for s in spans.get_finished_spans() if s.name == sc.SPAN_RETRY]
+    (event,) = [dict(e.attributes or {}) for e in span.events if e.name == sc.EVENT_RETRY]
+    (line,) = [e for e in logs if e["event"] == "retry"]
+    assert span.context is not None
+    assert (line["trace_id"], line["span_id"]) == (
+        format(span.context.trace_id, "032x"),
+        format(span.context.span_id, "016x"),
+    )
+    assert line["request_id"] == "req-1"
+    assert (line["target"], line["target_path"]) == ("primary", "config.targets[0]")
+    assert (event[sc.TARGET_NAME], event[sc.TARGET_PATH]) == ("primary", "config.targets[0]")
+    assert (line["attempt"], line["reason"]) == (event[sc.ATTEMPT], event[sc.RETRY_REASON])
+    assert line["wait_ms"] == event[sc.RETRY_WAIT_S] * 1000

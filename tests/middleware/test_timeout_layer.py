@@ -31,6 +31,7 @@ async def test_an_attempt_beyond_the_target_timeout_gets_portkeys_408(
     response = await TimeoutLayer(telemetry)(inner)(request)
     assert response.status == 408
     assert response.failure == "timeout"
+    assert response.status_as_sent is None  # the 408 is the gateway's, not the upstream's
     assert response.headers["content-type"] == "application/json"
     assert response.body is not None
     assert orjson.loads(response.body)["error"] == {

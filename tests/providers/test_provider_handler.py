@@ -90,6 +90,7 @@ async def test_a_refused_connection_is_a_502_connect_error() -> None:
 async def test_an_upstream_failure_from_any_client_is_a_502_connect_error() -> None:
     response = await attempt(FakeUpstream(connect_failure()))
     assert (response.status, response.failure) == (502, "connect_error")
+    assert response.status_as_sent is None  # nothing was answered
 
 
 async def test_an_ok_answer_that_is_not_json_is_a_502_invalid_response() -> None:
@@ -98,6 +99,7 @@ async def test_an_ok_answer_that_is_not_json_is_a_502_invalid_response() -> None
     assert response.status == 502
     assert response.failure == "invalid_response"
     assert error_of(response)["code"] == "upstream_invalid_response"
+    assert response.status_as_sent == 200  # what the upstream sent, for the attempt
 
 
 async def test_an_ok_answer_that_is_a_json_array_is_a_502_invalid_response() -> None:
@@ -114,6 +116,7 @@ async def test_an_openai_shaped_error_is_passed_through_unchanged() -> None:
     assert response.status == 429
     assert response.body == raw
     assert response.failure is None
+    assert response.status_as_sent == 429
     assert response.headers["retry-after"] == "2"
 
 
@@ -158,6 +161,7 @@ async def test_a_stream_that_breaks_before_its_first_chunk_is_a_502_stream_error
     assert response.failure == "stream_error"
     assert response.stream is None
     assert error_of(response)["code"] == "upstream_stream_error"
+    assert response.status_as_sent == 200
 
 
 async def test_an_empty_stream_is_a_502_invalid_response() -> None:
@@ -264,6 +268,7 @@ async def test_an_informational_or_redirect_status_is_a_502_invalid_response(sta
     assert response.status == 502
     assert response.failure == "invalid_response"
     assert error_of(response)["code"] == "upstream_invalid_response"
+    assert response.status_as_sent == status
 
 
 @pytest.mark.parametrize("key", ["sk-a\r\nx-injected: 1", "sk-\x00", "sk-\x7f"])

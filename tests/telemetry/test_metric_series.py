@@ -93,7 +93,7 @@ def reference(registry: CollectorRegistry) -> SimpleNamespace:
         ),
         upstream_duration=Histogram(
             sc.M_UPSTREAM_DURATION,
-            "Latency of one upstream attempt (streams: until the first chunk).",
+            "Latency of one upstream attempt, as its span (streams: until the stream ended).",
             TL,
             buckets=UPSTREAM_BUCKETS,
             registry=reg,
@@ -131,7 +131,8 @@ def reference(registry: CollectorRegistry) -> SimpleNamespace:
         ),
         genai_duration=Histogram(
             sc.M_GENAI_DURATION,
-            "GenAI semantic convention: duration of one client operation (an upstream attempt).",
+            "GenAI semantic convention: duration of one client operation (an upstream attempt, "
+            "streams until the stream ended).",
             (*GL, "error_type"),
             buckets=sc.GENAI_DURATION_BUCKETS,
             registry=reg,

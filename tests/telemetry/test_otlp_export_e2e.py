@@ -125,8 +125,10 @@ telemetry:
     ]
     assert fallback == [
         {
-            "from": "config.targets[0]",
-            "to": "config.targets[1]",
+            "relaygate.fallback.from.path": "config.targets[0]",
+            "relaygate.fallback.from.name": "primary",
+            "relaygate.fallback.to.path": "config.targets[1]",
+            "relaygate.fallback.to.name": "backup",
             "relaygate.fallback.reason": "status_5xx",
         }
     ]

@@ -15,6 +15,7 @@ from structlog.testing import capture_logs
 
 from relaygate.config.server import parse_server_config
 from relaygate.exchange import Operation
+from relaygate.exporters import semconv as sc
 from relaygate.gateway import Gateway, GatewayDeps
 from relaygate.providers.client import HttpxUpstream
 from relaygate.telemetry import Telemetry
@@ -139,7 +140,7 @@ def span_story(spans: InMemorySpanExporter) -> list[tuple[str, str]]:
 
 def log_story(logs: list[dict[str, Any]]) -> list[tuple[str, str]]:
     (line,) = [entry for entry in logs if entry["event"] == "request"]
-    return [(a["target"], a["reason"]) for a in line["attempts"]]
+    return [(a["target_path"], a["reason"]) for a in line["attempts"]]
 
 
 def metric(tel: Telemetry, name: str, **labels: str) -> float:
@@ -148,7 +149,7 @@ def metric(tel: Telemetry, name: str, **labels: str) -> float:
 
 
 def attempts(tel: Telemetry, target: str, reason: str) -> float:
-    status_class = {"ok": "2xx", "status_5xx": "5xx", "timeout": "4xx"}[reason]
+    status_class = {"ok": "2xx", "status_5xx": "5xx", "timeout": "none"}[reason]
     provider = "openai" if target == "a" else "together-ai"
     model = "mb" if target == "b" else "other"
     return metric(
@@ -226,7 +227,7 @@ async def test_retry_that_succeeds_shows_both_attempts_and_the_wait(
     retry_events = [
         e for s in spans.get_finished_spans() for e in s.events if e.name == "relaygate.retry"
     ]
-    assert len(retry_events) == 1 and retry_events[0].attributes["reason"] == "status_5xx"
+    assert len(retry_events) == 1 and retry_events[0].attributes[sc.RETRY_REASON] == "status_5xx"
     second = [s for s in spans.get_finished_spans() if s.kind is SpanKind.CLIENT][-1]
     assert second.attributes["relaygate.attempt"] == 2
     assert second.attributes["relaygate.backoff_s"] > 0
@@ -255,7 +256,9 @@ async def test_fallback_after_503_names_both_targets_and_the_reason(
     events = [
         e for s in spans.get_finished_spans() for e in s.events if e.name == "relaygate.fallback"
     ]
-    assert [(e.attributes["from"], e.attributes["to"]) for e in events] == [(A, B)]
+    assert [
+        (e.attributes[sc.FALLBACK_FROM_PATH], e.attributes[sc.FALLBACK_TO_PATH]) for e in events
+    ] == [(A, B)]
     failed = next(s for s in spans.get_finished_spans() if s.kind is SpanKind.CLIENT)
     assert failed.attributes["error.type"] == "503"
     assert failed.attributes["http.response.status_code"] == 503
