@@ -24,6 +24,7 @@ from relaygate.errors import GatewayError
 from relaygate.exchange import GatewayRequest, GatewayResponse
 from relaygate.exporters import semconv as sc
 from relaygate.middleware.budget import record_budget_spent
+from relaygate.middleware.finality import answer_final_code, record_final
 from relaygate.pipeline import Handler
 from relaygate.strategies import (
     NoRoute,
@@ -84,7 +85,14 @@ class FallbackLayer:
                     if node.mode != "fallback" or index == last:
                         return response
                     failure = _failure(response)
-                    if not should_fall_back(response.status, failure, node.on_status_codes):
+                    final = answer_final_code(response, node.on_error_codes)
+                    if not should_fall_back(
+                        response.status, failure, node.on_status_codes, final is not None
+                    ):
+                        if final is not None and should_fall_back(
+                            response.status, failure, node.on_status_codes
+                        ):
+                            record_final(tel, request, final, "fallback", child.path)
                         return response
                     nxt = children[index + 1]
                     ctx = request.ctx
