@@ -23,6 +23,7 @@ from relaygate.config.model import Node, Strategy, Target
 from relaygate.errors import GatewayError
 from relaygate.exchange import GatewayRequest, GatewayResponse
 from relaygate.exporters import semconv as sc
+from relaygate.load import LoadBoard
 from relaygate.middleware.budget import record_budget_spent
 from relaygate.middleware.finality import answer_final_code, record_final
 from relaygate.pipeline import Handler
@@ -42,7 +43,8 @@ class FallbackLayer:
     """Routes a request through its config tree (see the module docstring).
 
     ``rand`` draws the loadbalance choice; ``now`` is the event-loop clock the request
-    deadline is expressed in.
+    deadline is expressed in; ``loads`` is the gateway's :class:`~relaygate.load.LoadBoard`,
+    read by ``loadbalance`` nodes whose ``balance`` sees load (idle loads without one).
     """
 
     def __init__(
@@ -50,15 +52,27 @@ class FallbackLayer:
         telemetry: Telemetry,
         rand: Callable[[], float] = random.random,
         now: Callable[[], float] | None = None,
+        loads: LoadBoard | None = None,
     ) -> None:
         self._tel = telemetry
         self._rand = rand
         self._now = now
+        self._loads = loads
 
     def __call__(self, inner: Handler) -> Handler:
         tel = self._tel
         rand = self._rand
         clock = self._now
+        board = self._loads
+
+        def choose_children(node: Strategy, inp: RoutingInput) -> tuple[Node, ...]:
+            if node.balance == "weighted" or node.mode != "loadbalance":
+                return plan(node, inp, rand())
+            loads = None
+            if board is not None:
+                loads = board.loads(clock() if clock else asyncio.get_running_loop().time())
+            second = rand() if node.balance == "p2c_ewma" else 0.0
+            return plan(node, inp, rand(), loads=loads, rand2=second)
 
         async def visit(node: Node, request: GatewayRequest, inp: RoutingInput) -> GatewayResponse:
             if isinstance(node, Target):
@@ -66,7 +80,7 @@ class FallbackLayer:
             attrs = {sc.STRATEGY_MODE: node.mode, sc.STRATEGY_PATH: node.path}
             with tel.layer_span(sc.SPAN_STRATEGY, attrs):
                 try:
-                    children = plan(node, inp, rand())
+                    children = choose_children(node, inp)
                 except NoRoute:
                     raise GatewayError(
                         400,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from relaygate.config.model import Node, Strategy
+from relaygate.strategies.balance import IDLE, Load, choose, pick_weighted
 from relaygate.strategies.conditions import matches
+
+__all__ = ["NoRoute", "RoutingInput", "pick_weighted", "plan"]
 
 
 class NoRoute(Exception):
@@ -35,39 +37,8 @@ class RoutingInput:
         return {"metadata": self.metadata, "params": self.params}
 
 
-def _usable(weight: float) -> float:
-    """A weight as used for picking: negative, NaN and infinite weights count as zero."""
-    return weight if math.isfinite(weight) and weight > 0 else 0.0
-
-
-def pick_weighted(weights: Sequence[float], rand: float) -> int:
-    """The index picked by ``rand`` in ``[0, 1)`` over ``weights``.
-
-    Walks the cumulative weights and returns the first index whose cumulative weight exceeds
-    ``rand * total``: over a uniform ``rand`` each index is picked with probability
-    ``weight / total``. Zero (and negative or non-finite) weights are never picked; ``rand``
-    is clamped to ``[0, 1)``, and rounding at the top end picks the last positive weight.
-    Raises :class:`ValueError` when no weight is positive.
-    """
-    usable = [_usable(w) for w in weights]
-    peak = max(usable, default=0.0)
-    if peak > 0:
-        # Scaled by the largest weight: finite weights can still sum past the float range.
-        usable = [w / peak for w in usable]
-    total = math.fsum(usable)
-    if total <= 0:
-        raise ValueError("no positive weight to pick from")
-    target = min(max(rand, 0.0), 1.0) * total
-    cumulative = 0.0
-    last = -1
-    for index, weight in enumerate(usable):
-        if weight <= 0:
-            continue
-        cumulative += weight
-        last = index
-        if target < cumulative:
-            return index
-    return last
+def _idle(_: Node) -> Load:
+    return IDLE
 
 
 def _named(node: Strategy, name: str) -> Node:
@@ -77,13 +48,23 @@ def _named(node: Strategy, name: str) -> Node:
     raise NoRoute(f"{node.label}: no child named {name!r}")
 
 
-def plan(node: Strategy, inp: RoutingInput, rand: float) -> tuple[Node, ...]:
+def plan(
+    node: Strategy,
+    inp: RoutingInput,
+    rand: float,
+    *,
+    loads: Callable[[Node], Load] | None = None,
+    rand2: float = 0.0,
+) -> tuple[Node, ...]:
     """The children of ``node`` to try for this request, in order.
 
     * ``single``: the first child.
     * ``fallback``: every child, in config order.
-    * ``loadbalance``: one child picked by :func:`pick_weighted` over the children's weights
-      with ``rand`` in ``[0, 1)``.
+    * ``loadbalance``: one child picked by
+      :func:`~relaygate.strategies.balance.choose` under the node's ``balance`` rule over the
+      children's weights and loads (``loads`` reads a child's; idle when not given), with
+      draws ``rand`` and ``rand2`` in ``[0, 1)`` (``weighted``: :func:`pick_weighted` with
+      ``rand``).
     * ``conditional``: the child named by ``then`` of the first condition whose query
       :func:`~relaygate.strategies.conditions.matches` the request, else the child named
       ``default``.
@@ -97,8 +78,14 @@ def plan(node: Strategy, inp: RoutingInput, rand: float) -> tuple[Node, ...]:
     if node.mode == "fallback":
         return node.children
     if node.mode == "loadbalance":
+        children = node.children
+        weights = [child.weight for child in children]
         try:
-            index = pick_weighted([child.weight for child in node.children], rand)
+            if node.balance == "weighted":
+                index = pick_weighted(weights, rand)
+            else:
+                read = loads or _idle
+                index = choose(node.balance, weights, [read(c) for c in children], rand, rand2)
         except ValueError:
             raise NoRoute(f"{node.label}: every target has zero weight") from None
         return (node.children[index],)
