@@ -158,6 +158,14 @@ class ShutdownSettings(_Section):
     `OTEL_EXPORTER_OTLP_*TIMEOUT` variables set one); spans still unsent then are dropped."""
 
 
+class ReloadSettings(_Section):
+    """How `relaygate serve` picks up a changed config file without restarting."""
+
+    watch_interval_ms: Annotated[Int, Field(ge=0)] = 1_000
+    """How often the config file is checked for a change (its size, modification time and
+    inode, then its content); 0 turns the watch off (SIGHUP still reloads)."""
+
+
 class RetryBackoffSettings(_Section):
     """Backoff between retries of one target, shared by all targets."""
 
@@ -406,6 +414,8 @@ class ServerConfig(_Section):
     """Egress and header-forwarding rules for caller-supplied settings."""
     shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
     """Draining and telemetry flushing when the server stops."""
+    reload: ReloadSettings = Field(default_factory=ReloadSettings)
+    """Reloading the config file on SIGHUP or when it changes."""
 
     def inherited(self) -> Inherited:
         """The provider defaults, as the lowest-precedence settings of every config."""
