@@ -50,7 +50,7 @@ class Upstream:
         while more:
             more = (await receive()).get("more_body", False)
         self.calls += 1
-        while not self.hold.is_set():
+        while not self.hold.is_set():  # noqa: ASYNC110 - set from the test's thread
             await asyncio.sleep(0.01)
         if self.status >= 400:
             body = orjson.dumps({"error": self.error})
@@ -309,7 +309,7 @@ def test_an_invalid_config_is_refused_with_one_log_line_and_the_old_one_stays(
     tmp_path: Path,
     two_upstreams: tuple[Upstream, Upstream, RunningServer, RunningServer],
 ) -> None:
-    old, _, up_old, _ = two_upstreams
+    _, _, up_old, _ = two_upstreams
     path = tmp_path / "relaygate.yaml"
     write(path, server_config(target(up_old, "old"), reload={"watch_interval_ms": 0}))
     gw = stack.enter_context(relaygate_process(path))
