@@ -5,7 +5,8 @@ Pure decisions over the candidates a caller hands in (their weights and current
 skipping open circuits) does so before calling :func:`choose`. The load itself is measured
 by :class:`relaygate.load.LoadBoard`.
 
-* ``weighted``: a weighted random pick (:func:`pick_weighted`).
+* ``weighted``: a weighted random pick
+  (:func:`~relaygate.strategies.selection.pick_weighted`).
 * ``least_in_flight``: the child with the fewest requests in flight per unit of weight
   (``in_flight / weight``); ties (all idle, say) are broken by a weighted random pick
   among the tied, so idle children share traffic by weight.
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 
 from relaygate.config.model import Balance
 from relaygate.strategies.reasons import Reason
+from relaygate.strategies.selection import usable_weight, pick_weighted
 
 FAILURE_PENALTY_S = 5.0
 """The latency sample a failed attempt (5xx, 429, timeout, connect error, broken answer)
@@ -43,43 +45,8 @@ class Load:
 IDLE = Load()
 
 
-def _usable(weight: float) -> float:
-    """A weight as used for picking: negative, NaN and infinite weights count as zero."""
-    return weight if math.isfinite(weight) and weight > 0 else 0.0
-
-
-def pick_weighted(weights: Sequence[float], rand: float) -> int:
-    """The index picked by ``rand`` in ``[0, 1)`` over ``weights``.
-
-    Walks the cumulative weights and returns the first index whose cumulative weight exceeds
-    ``rand * total``: over a uniform ``rand`` each index is picked with probability
-    ``weight / total``. Zero (and negative or non-finite) weights are never picked; ``rand``
-    is clamped to ``[0, 1)``, and rounding at the top end picks the last positive weight.
-    Raises :class:`ValueError` when no weight is positive.
-    """
-    usable = [_usable(w) for w in weights]
-    peak = max(usable, default=0.0)
-    if peak > 0:
-        # Scaled by the largest weight: finite weights can still sum past the float range.
-        usable = [w / peak for w in usable]
-    total = math.fsum(usable)
-    if total <= 0:
-        raise ValueError("no positive weight to pick from")
-    target = min(max(rand, 0.0), 1.0) * total
-    cumulative = 0.0
-    last = -1
-    for index, weight in enumerate(usable):
-        if weight <= 0:
-            continue
-        cumulative += weight
-        last = index
-        if target < cumulative:
-            return index
-    return last
-
-
 def _least_in_flight(weights: Sequence[float], loads: Sequence[Load], rand: float) -> int:
-    usable = [_usable(w) for w in weights]
+    usable = [usable_weight(w) for w in weights]
     scores = [
         load.in_flight / w if w > 0 else math.inf for w, load in zip(usable, loads, strict=True)
     ]
@@ -97,7 +64,7 @@ def cost(load: Load) -> float:
 
 def _p2c(weights: Sequence[float], loads: Sequence[Load], first: float, second: float) -> int:
     a = pick_weighted(weights, first)
-    rest = [0.0 if i == a else _usable(w) for i, w in enumerate(weights)]
+    rest = [0.0 if i == a else usable_weight(w) for i, w in enumerate(weights)]
     if not any(rest):
         return a
     b = pick_weighted(rest, second)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from relaygate.config.model import Node, Strategy
-from relaygate.strategies.balance import IDLE, Load, choose, pick_weighted
 from relaygate.strategies.conditions import matches
 
-__all__ = ["NoRoute", "RoutingInput", "pick_weighted", "plan"]
+if TYPE_CHECKING:
+    from relaygate.strategies.balance import Load
 
 
 class NoRoute(Exception):
@@ -37,8 +38,53 @@ class RoutingInput:
         return {"metadata": self.metadata, "params": self.params}
 
 
-def _idle(_: Node) -> Load:
-    return IDLE
+def usable_weight(weight: float) -> float:
+    """A weight as used for picking: negative, NaN and infinite weights count as zero."""
+    return weight if math.isfinite(weight) and weight > 0 else 0.0
+
+
+def pick_weighted(weights: Sequence[float], rand: float) -> int:
+    """The index picked by ``rand`` in ``[0, 1)`` over ``weights``.
+
+    Walks the cumulative weights and returns the first index whose cumulative weight exceeds
+    ``rand * total``: over a uniform ``rand`` each index is picked with probability
+    ``weight / total``. Zero (and negative or non-finite) weights are never picked; ``rand``
+    is clamped to ``[0, 1)``, and rounding at the top end picks the last positive weight.
+    Raises :class:`ValueError` when no weight is positive.
+    """
+    usable = [usable_weight(w) for w in weights]
+    peak = max(usable, default=0.0)
+    if peak > 0:
+        # Scaled by the largest weight: finite weights can still sum past the float range.
+        usable = [w / peak for w in usable]
+    total = math.fsum(usable)
+    if total <= 0:
+        raise ValueError("no positive weight to pick from")
+    target = min(max(rand, 0.0), 1.0) * total
+    cumulative = 0.0
+    last = -1
+    for index, weight in enumerate(usable):
+        if weight <= 0:
+            continue
+        cumulative += weight
+        last = index
+        if target < cumulative:
+            return index
+    return last
+
+
+def _balanced(
+    node: Strategy,
+    weights: list[float],
+    loads: Callable[[Node], Load] | None,
+    rand: float,
+    rand2: float,
+) -> int:
+    """The index a load-aware ``balance`` rule picks (its module imports this one)."""
+    from relaygate.strategies.balance import IDLE, choose
+
+    seen = [loads(child) if loads else IDLE for child in node.children]
+    return choose(node.balance, weights, seen, rand, rand2)
 
 
 def _named(node: Strategy, name: str) -> Node:
@@ -60,11 +106,11 @@ def plan(
 
     * ``single``: the first child.
     * ``fallback``: every child, in config order.
-    * ``loadbalance``: one child picked by
-      :func:`~relaygate.strategies.balance.choose` under the node's ``balance`` rule over the
-      children's weights and loads (``loads`` reads a child's; idle when not given), with
-      draws ``rand`` and ``rand2`` in ``[0, 1)`` (``weighted``: :func:`pick_weighted` with
-      ``rand``).
+    * ``loadbalance``: one child picked under the node's ``balance`` rule: ``weighted`` by
+      :func:`pick_weighted` over the children's weights with ``rand`` in ``[0, 1)``; the
+      others by :func:`~relaygate.strategies.balance.choose` over the weights and the
+      children's loads (``loads`` reads one; idle when not given), with draws ``rand`` and
+      ``rand2``.
     * ``conditional``: the child named by ``then`` of the first condition whose query
       :func:`~relaygate.strategies.conditions.matches` the request, else the child named
       ``default``.
@@ -78,14 +124,12 @@ def plan(
     if node.mode == "fallback":
         return node.children
     if node.mode == "loadbalance":
-        children = node.children
-        weights = [child.weight for child in children]
+        weights = [child.weight for child in node.children]
         try:
             if node.balance == "weighted":
                 index = pick_weighted(weights, rand)
             else:
-                read = loads or _idle
-                index = choose(node.balance, weights, [read(c) for c in children], rand, rand2)
+                index = _balanced(node, weights, loads, rand, rand2)
         except ValueError:
             raise NoRoute(f"{node.label}: every target has zero weight") from None
         return (node.children[index],)
