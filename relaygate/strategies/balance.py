@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from relaygate.config.model import Balance
 from relaygate.strategies.reasons import Reason
-from relaygate.strategies.selection import usable_weight, pick_weighted
+from relaygate.strategies.selection import pick_weighted, usable_weight
 
 FAILURE_PENALTY_S = 5.0
 """The latency sample a failed attempt (5xx, 429, timeout, connect error, broken answer)
