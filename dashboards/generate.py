@@ -79,6 +79,19 @@ NOT_SHOWN: dict[str, str] = {
         "log calls that raised and were swallowed so the request could still be answered. "
         "Alert on any increase in Prometheus rather than watching it on a traffic dashboard."
     ),
+    sc.M_FINAL_ERRORS: (
+        "Retries and fallbacks not made on final errors (content-policy refusals, schema "
+        "errors): the attempts themselves already show in the attempts panels as status_4xx; "
+        "read the codes in Prometheus when 4xx answers rise."
+    ),
+    sc.M_CONFIG_RELOADS: (
+        "An operations event, not traffic: alert on result=refused in Prometheus; the log "
+        "line config_reload_refused says why."
+    ),
+    sc.M_CONFIG_GENERATION: (
+        "An operations fact, not traffic: compare it with the number of workers after a "
+        "reload, or read config_generation on GET /ready."
+    ),
 }
 """Exported metric families deliberately not shown in any panel, with the reason."""
 

@@ -33,6 +33,7 @@ from relaygate.exchange import CLIENT_DISCONNECTED, GATEWAY_SHUTTING_DOWN, Clien
 from relaygate.gateway import EdgeResponse, Gateway, GatewayDeps
 from relaygate.middleware.auth import bearer, presented_key
 from relaygate.openapi import openapi_document
+from relaygate.reload import GatewayRef, Reloader, file_hash
 from relaygate.security.keys import KeyScope, KeyStore
 from relaygate.status import StatusBoard, status_routes
 
@@ -53,17 +54,19 @@ class ApiEndpoint:
     error event, an unanswered request gets 503.
     """
 
-    def __init__(self, gateway: Gateway, operation: Operation, drain: Drain | None = None) -> None:
-        self._gateway = gateway
+    def __init__(
+        self, gateway: Gateway | GatewayRef, operation: Operation, drain: Drain | None = None
+    ) -> None:
+        self._ref = gateway if isinstance(gateway, GatewayRef) else GatewayRef(gateway)
         self._operation = operation
-        limits = gateway.server.limits
-        self._idle_s = limits.body_idle_timeout_ms / 1000
         if drain is None:
-            drain = Drain(gateway.server.shutdown.drain_timeout_ms / 1000)
+            drain = Drain(self._ref.current.server.shutdown.drain_timeout_ms / 1000)
         self._drain = drain
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        gateway = self._gateway
+        # Read once: the whole request is served by this gateway, even if a config reload
+        # swaps in another meanwhile.
+        gateway = self._ref.current
         operation = self._operation
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         method: str = scope["method"]
@@ -88,10 +91,11 @@ class ApiEndpoint:
         body = bytearray()
         more = True
         loop = asyncio.get_running_loop()
+        idle_s = gateway.server.limits.body_idle_timeout_ms / 1000
         try:
             async with asyncio.timeout(None) as idle:
                 while more:
-                    idle.reschedule(loop.time() + self._idle_s)
+                    idle.reschedule(loop.time() + idle_s)
                     message = await receive()
                     if message["type"] == "http.disconnect":
                         return
@@ -102,15 +106,16 @@ class ApiEndpoint:
             await send_edge(send, gateway.refuse(operation, headers, exc))
             return
         except TimeoutError:
-            stalled = _body_stalled(self._idle_s)
+            stalled = _body_stalled(idle_s)
             await send_edge(
                 send, gateway.refuse(operation, headers, stalled, extra=[("connection", "close")])
             )
             return
-        await self._answer(bytes(body), headers, principal, receive, send)
+        await self._answer(gateway, bytes(body), headers, principal, receive, send)
 
     async def _answer(
         self,
+        gateway: Gateway,
         body: bytes,
         headers: dict[str, str],
         principal: KeyScope | None,
@@ -126,7 +131,7 @@ class ApiEndpoint:
         response: EdgeResponse | None = None
         head_sent = False
         try:
-            response = await self._gateway.handle(self._operation, body, headers, link, principal)
+            response = await gateway.handle(self._operation, body, headers, link, principal)
             try:
                 await send_head(send, response)
             except BaseException:
@@ -246,10 +251,11 @@ async def send_rest(send: Send, response: EdgeResponse) -> None:
         await stream.aclose()
 
 
-def _http_error(gateway: Gateway) -> Callable[[Request, Exception], Awaitable[Response]]:
+def _http_error(ref: GatewayRef) -> Callable[[Request, Exception], Awaitable[Response]]:
     """Starlette's 404/405 (and other HTTP errors) as observed refusals in OpenAI's shape."""
 
     async def http_error(request: Request, exc: Exception) -> Response:
+        gateway = ref.current
         assert isinstance(exc, HTTPException)
         message = "unknown route" if exc.status_code == 404 else str(exc.detail)
         refusal = GatewayError(
@@ -271,6 +277,7 @@ def create_app(
     deps: GatewayDeps | None = None,
     *,
     metrics_dir: str | Path | None = None,
+    reload_from: str | Path | None = None,
 ) -> Starlette:
     """An ASGI app serving relaygate for ``config``.
 
@@ -283,9 +290,23 @@ def create_app(
     ``metrics_dir`` is the directory that the worker processes of one instance share, so
     that ``/metrics`` in any of them answers for all (:mod:`relaygate.exporters.workers`);
     ``None`` (one process) serves this process's metrics alone.
+    ``reload_from`` is the server-config file to reload on SIGHUP and when it changes
+    (:mod:`relaygate.reload`; ``relaygate serve`` passes its ``--config``); the
+    :class:`~relaygate.reload.Reloader` is ``app.state.reloader``, ``None`` without one.
     """
     server = server_config_of(config)
     gateway = Gateway(server, deps)
+    ref = GatewayRef(gateway)
+
+    def _on_swap(new: Gateway) -> None:
+        app.state.gateway = new
+
+    reloader: Reloader | None = None
+    if reload_from is not None:
+        path = Path(reload_from)
+        with contextlib.suppress(OSError):
+            ref.hash = file_hash(path.read_bytes())
+        reloader = Reloader(path, ref, gateway.deps.registry.names, on_swap=_on_swap)
     metrics_on = server.telemetry.metrics.enabled
     board = StatusBoard()
     gateway.telemetry.request_hooks.append(board.record)
@@ -294,12 +315,21 @@ def create_app(
         return JSONResponse({"status": "ok"})
 
     async def ready(_: Request) -> Response:
-        return JSONResponse(
-            {"status": "ready", "configs": sorted(c.id for c in gateway.configs.known_configs())}
-        )
+        configs = sorted(c.id for c in ref.current.configs.known_configs())
+        answer: dict[str, Any] = {"status": "ready", "configs": configs}
+        if reloader is not None:
+            answer["config_generation"] = ref.generation
+            answer["config_hash"] = ref.hash
+        return JSONResponse(answer)
 
-    async def models(_: Request) -> Response:
-        return JSONResponse({"object": "list", "data": gateway.models()})
+    async def model_list(_: Request) -> Response:
+        return JSONResponse({"object": "list", "data": ref.current.models()})
+
+    async def models(request: Request) -> Response:
+        keys = ref.current.keys  # the gateway keys of the config in force
+        return await require_key(keys, model_list, what="a gateway key", read=presented_key)(
+            request
+        )
 
     spec = orjson.dumps(openapi_document(metrics=metrics_on))
 
@@ -324,7 +354,11 @@ def create_app(
     async def lifespan(_: Starlette) -> AsyncIterator[dict[str, Any]]:
         if workers is not None:
             await workers.start()
+        if reloader is not None:
+            reloader.start(server.reload.watch_interval_ms / 1000)
         yield {EDGE_STATE_KEY: EdgeState(server.limits, drain)}
+        if reloader is not None:
+            await reloader.stop()
         drain.cut_all()
         await gateway.aclose()
         if workers is not None:
@@ -333,20 +367,16 @@ def create_app(
     admin = server.auth.admin_store()
     guarded = [
         Route(route.path, require_key(admin, route.endpoint), methods=route.methods)
-        for route in status_routes(board, gateway.configs.known_configs)
+        for route in status_routes(board, lambda: ref.current.configs.known_configs())
     ]
     api = {
-        "/v1/chat/completions": ApiEndpoint(gateway, Operation.CHAT, drain),
-        "/v1/completions": ApiEndpoint(gateway, Operation.TEXT_COMPLETION, drain),
-        "/v1/embeddings": ApiEndpoint(gateway, Operation.EMBEDDINGS, drain),
+        "/v1/chat/completions": ApiEndpoint(ref, Operation.CHAT, drain),
+        "/v1/completions": ApiEndpoint(ref, Operation.TEXT_COMPLETION, drain),
+        "/v1/embeddings": ApiEndpoint(ref, Operation.EMBEDDINGS, drain),
     }
     routes = [
         *(Route(path, endpoint) for path, endpoint in api.items()),
-        Route(
-            "/v1/models",
-            require_key(gateway.keys, models, what="a gateway key", read=presented_key),
-            methods=["GET"],
-        ),
+        Route("/v1/models", models, methods=["GET"]),
         *([Route("/metrics", require_key(admin, metrics), methods=["GET"])] if metrics_on else []),
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),
@@ -356,11 +386,12 @@ def create_app(
     app = _GatewayApp(
         api,
         routes=routes,
-        exception_handlers={HTTPException: _http_error(gateway)},
+        exception_handlers={HTTPException: _http_error(ref)},
         lifespan=lifespan,
     )
     app.state.gateway = gateway
     app.state.status = board
+    app.state.reloader = reloader
     return app
 
 

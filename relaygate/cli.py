@@ -40,14 +40,14 @@ def app_factory() -> Any:
     path = os.environ.get(CONFIG_ENV)
     server = load_server_config(path) if path else ServerConfig()
     configure_logging(server.telemetry.logs.level, server.telemetry.logs.format)
-    return create_app(server, metrics_dir=os.environ.get(METRICS_DIR_ENV) or None)
+    return create_app(
+        server, metrics_dir=os.environ.get(METRICS_DIR_ENV) or None, reload_from=path or None
+    )
 
 
 def _serve(ns: argparse.Namespace) -> int:
-    import uvicorn
-
     from relaygate.exporters.workers import METRICS_DIR_ENV, check_directory
-    from relaygate.serving import uvicorn_options
+    from relaygate.serving import run, uvicorn_options
 
     try:
         server = load_server_config(ns.config) if ns.config else ServerConfig()
@@ -82,13 +82,12 @@ def _serve(ns: argparse.Namespace) -> int:
     # SIGTERM that was drained is a clean stop (exit status 0), not a death by signal.
     signal.signal(signal.SIGTERM, _drained)
     try:
-        uvicorn.run(
+        run(
             "relaygate.cli:app_factory",
-            factory=True,
             host=host,
             port=port,
             workers=ns.workers,
-            **uvicorn_options(server),
+            options=uvicorn_options(server),
         )
     finally:
         if metrics_dir is not None:

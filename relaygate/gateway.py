@@ -29,9 +29,11 @@ from relaygate.exchange import (
     GatewayResponse,
     Operation,
 )
+from relaygate.load import LoadBoard
 from relaygate.middleware.auth import AuthLayer, authenticate
 from relaygate.middleware.config_resolve import ConfigResolveLayer, ConfigSources
 from relaygate.middleware.fallback import FallbackLayer
+from relaygate.middleware.load import LoadLayer
 from relaygate.middleware.log import LogLayer
 from relaygate.middleware.observe import Observe
 from relaygate.middleware.retry import RetryLayer
@@ -71,6 +73,9 @@ class GatewayDeps:
     rand: Callable[[], float] = random.random
     wall: Callable[[], float] = time.time
     now: Callable[[], float] | None = None
+    loads: LoadBoard | None = None
+    """Requests in flight and latency per upstream target (health-aware loadbalance); a
+    fresh board when ``None``. Shared by gateways that replace one another on a reload."""
 
 
 class Gateway:
@@ -120,6 +125,7 @@ class Gateway:
         )
         now = deps.now or _loop_time
         self._now = now
+        self.loads = deps.loads or LoadBoard()
         # Timeout innermost: it bounds one attempt, so the log layer records a cut attempt as
         # the ordinary 408/504 answer it is; retry and fallback outside act on that answer.
         layers: list[Layer] = []
@@ -127,7 +133,7 @@ class Gateway:
             layers.append(AuthLayer(self.keys, self.telemetry))
         layers += [
             self.configs,
-            FallbackLayer(self.telemetry, rand=deps.rand, now=now),
+            FallbackLayer(self.telemetry, rand=deps.rand, now=now, loads=self.loads),
             RetryLayer(
                 self.telemetry,
                 backoff,
@@ -137,6 +143,7 @@ class Gateway:
                 wall=deps.wall,
                 now=now,
             ),
+            LoadLayer(self.loads, now=now),
             LogLayer(self.telemetry),
             TimeoutLayer(self.telemetry, now=now),
         ]

@@ -256,7 +256,17 @@ _READY = {
         "configs": {
             "type": "array",
             "items": {"type": "string"},
-            "description": "Ids of the configs compiled at start-up, sorted.",
+            "description": "Ids of the configs in force, sorted.",
+        },
+        "config_generation": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "Config reloads this worker has applied (under `relaygate serve`).",
+        },
+        "config_hash": {
+            "type": "string",
+            "description": "SHA-256 prefix of the config file this worker serves "
+            "(under `relaygate serve`; empty when it could not be read).",
         },
     },
     "additionalProperties": False,

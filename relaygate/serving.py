@@ -21,12 +21,17 @@ app's shutdown drain when uvicorn begins its graceful shutdown.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+import os
+import signal
 from typing import Any
 
+import uvicorn
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
+from uvicorn.supervisors.multiprocess import Multiprocess
 
 from relaygate.config.server import LimitsSettings, ServerConfig
 from relaygate.drain import EDGE_STATE_KEY, EdgeState
@@ -58,6 +63,32 @@ def uvicorn_options(server: ServerConfig) -> dict[str, Any]:
         **UVICORN_OPTIONS,
         "timeout_graceful_shutdown": math.ceil(drain_s) + _SHUTDOWN_MARGIN_S,
     }
+
+
+class ReloadingMultiprocess(Multiprocess):
+    """uvicorn's worker supervisor, except that SIGHUP reloads the config in every worker
+    (forwarded to each; :mod:`relaygate.reload`) instead of restarting the workers, so
+    requests in flight, open streams and what workers know of their upstreams survive."""
+
+    def handle_hup(self) -> None:
+        """Forward SIGHUP to every live worker."""
+        for process in self.processes:
+            pid = process.pid
+            if pid is not None and process.exitcode is None:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGHUP)
+
+
+def run(app: str, *, host: str, port: int, workers: int, options: dict[str, Any]) -> None:
+    """Serve the app factory ``app`` under uvicorn: as ``uvicorn.run`` does, but with
+    several workers supervised by :class:`ReloadingMultiprocess`."""
+    if workers <= 1:
+        uvicorn.run(app, factory=True, host=host, port=port, workers=workers, **options)
+        return
+    config = Config(app, factory=True, host=host, port=port, workers=workers, **options)
+    sock = config.bind_socket()
+    with contextlib.suppress(KeyboardInterrupt):
+        ReloadingMultiprocess(config, sockets=[sock]).run()
 
 
 _DEFAULT_LIMITS = LimitsSettings()

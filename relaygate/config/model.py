@@ -18,6 +18,10 @@ from typing import Any, Literal
 Mode = Literal["single", "fallback", "loadbalance", "conditional"]
 """How a strategy node picks among its children (Portkey's ``strategy.mode``)."""
 
+Balance = Literal["weighted", "least_in_flight", "p2c_ewma"]
+"""How a ``loadbalance`` node picks its child (``strategy.balance``; see
+:mod:`relaygate.strategies.balance`)."""
+
 DEFAULT_RETRY_STATUS_CODES: frozenset[int] = frozenset({429, 500, 502, 503, 504})
 """Upstream statuses retried when ``retry.on_status_codes`` is absent (Portkey's default)."""
 
@@ -101,6 +105,9 @@ class Target:
     forward_headers: tuple[str, ...] = ()
     provider_options: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
     caller_fields: frozenset[str] = frozenset()
+    on_error_codes: frozenset[str] = frozenset()
+    """Error codes that are not final for this target's retries (the nearest strategy's
+    ``on_error_codes``, lower case; see :mod:`relaygate.strategies.finality`)."""
 
     @property
     def label(self) -> str:
@@ -128,6 +135,10 @@ class Strategy:
 
     ``on_status_codes`` (fallback mode) lists the upstream statuses that move on to the next
     child; ``None`` means any non-2xx answer, network error or timeout does.
+    ``on_error_codes`` (lower case, inherited from the nearest strategy that sets it) names
+    error codes that fall back although the finality policy
+    (:mod:`relaygate.strategies.finality`) would end the request on them; ``balance`` is how
+    a ``loadbalance`` node picks its child.
     """
 
     path: str
@@ -138,6 +149,8 @@ class Strategy:
     on_status_codes: frozenset[int] | None = None
     conditions: tuple[Condition, ...] = ()
     default: str | None = None
+    on_error_codes: frozenset[str] = frozenset()
+    balance: Balance = "weighted"
 
     @property
     def label(self) -> str:

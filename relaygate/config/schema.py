@@ -166,6 +166,8 @@ Number = Annotated[
 ]
 StatusCode = Annotated[Int, Field(ge=100, le=599)]
 NonEmptyStr = Annotated[str, StringConstraints(min_length=1)]
+ErrorCode = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+"""An upstream error ``code``/``type`` value as named in ``on_error_codes``."""
 LowerName = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1)]
 BaseUrl = Annotated[str, AfterValidator(check_base_url)]
 """An http(s) base URL up to and including the version path (``http://host:9001/v1``)."""
@@ -256,6 +258,17 @@ class StrategySpec(_Spec):
         "on_status_codes",
         "onStatusCodes",
         description="Fallback only on these upstream statuses; default: any failure.",
+    )
+    on_error_codes: list[ErrorCode] | None = _field(
+        "on_error_codes",
+        "onErrorCodes",
+        description="Upstream error codes that fall back although relaygate treats them as "
+        "final (content-policy refusals...); `*`: none is final. Inherited.",
+    )
+    balance: Literal["weighted", "least_in_flight", "p2c_ewma"] | None = _field(
+        "balance",
+        description="How `loadbalance` picks: `weighted` (random by weight, the default), "
+        "`least_in_flight`, or `p2c_ewma` (power of two choices over peak-EWMA latency).",
     )
     conditions: list[ConditionSpec] | None = _field(
         "conditions", description="Rules of a `conditional` strategy, first match wins."
@@ -399,6 +412,8 @@ def _strategy_issues(strategy: dict[str, Any], targets: Any, loc: Loc) -> list[t
     conditions = strategy.get("conditions")
     default = strategy.get("default")
     at = (*loc, "strategy")
+    if strategy.get("balance") is not None and mode != "loadbalance":
+        issues.append(((*at, "balance"), "only valid with mode 'loadbalance'"))
     if mode in ("single", "fallback", "loadbalance"):
         if conditions is not None:
             issues.append(((*at, "conditions"), "only valid with mode 'conditional'"))

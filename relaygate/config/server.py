@@ -172,6 +172,14 @@ class TimeoutSettings(_Section):
     `request_timeout` bounds the gaps, as without this setting."""
 
 
+class ReloadSettings(_Section):
+    """How `relaygate serve` picks up a changed config file without restarting."""
+
+    watch_interval_ms: Annotated[Int, Field(ge=0)] = 1_000
+    """How often the config file is checked for a change (its size, modification time and
+    inode, then its content); 0 turns the watch off (SIGHUP still reloads)."""
+
+
 class RetryBackoffSettings(_Section):
     """Backoff between retries of one target, shared by all targets."""
 
@@ -423,6 +431,8 @@ class ServerConfig(_Section):
     timeouts: TimeoutSettings = Field(default_factory=TimeoutSettings)
     """Server defaults of the streaming deadlines (`first_token_timeout`,
     `stream_idle_timeout`)."""
+    reload: ReloadSettings = Field(default_factory=ReloadSettings)
+    """Reloading the config file on SIGHUP or when it changes."""
 
     def inherited(self) -> Inherited:
         """The provider defaults, as the lowest-precedence settings of every config."""

@@ -35,6 +35,7 @@ from relaygate.config.schema import (
     ConfigNode,
     parse_config,
 )
+from relaygate.strategies.finality import fall_back_codes
 
 __all__ = ["Inherited", "compile_config", "load_config_json"]
 
@@ -96,6 +97,8 @@ class _Scope:
     forward_headers: tuple[str, ...]
     caller: frozenset[str] = frozenset()
     """Names of the settings above whose value a caller chose."""
+    on_error_codes: frozenset[str] = frozenset()
+    """The nearest strategy's ``on_error_codes`` (lower case)."""
 
     @classmethod
     def top(cls, inherited: Inherited) -> _Scope:
@@ -138,6 +141,11 @@ class _Scope:
                 else self.forward_headers
             ),
             caller=caller,
+            on_error_codes=(
+                fall_back_codes(node.strategy.on_error_codes)
+                if node.strategy is not None and node.strategy.on_error_codes is not None
+                else self.on_error_codes
+            ),
         )
 
 
@@ -205,6 +213,8 @@ def _compile_node(
                 for c in spec.conditions or ()
             ),
             default=spec.default,
+            on_error_codes=scope.on_error_codes,
+            balance=spec.balance or "weighted",
         )
     provider = node.provider
     if provider is None:  # excluded by parse_config; kept for type narrowing
@@ -237,6 +247,7 @@ def _compile_node(
         forward_headers=scope.forward_headers,
         provider_options=MappingProxyType(options) if options else EMPTY,
         caller_fields=frozenset(caller),
+        on_error_codes=scope.on_error_codes,
     )
 
 

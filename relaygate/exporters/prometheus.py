@@ -536,6 +536,21 @@ class GatewayMetrics:
             "the requests they belonged to were answered as usual.",
             (),
         )
+        self.final_errors = CounterFamily(
+            sc.M_FINAL_ERRORS,
+            "Retries and fallbacks not made because the upstream's error is final (a "
+            "content-policy refusal...), by error code and what was stopped.",
+            ("config", "code", "stopped"),
+        )
+        self.config_reloads = CounterFamily(
+            sc.M_CONFIG_RELOADS,
+            "Server config reloads (SIGHUP or a changed file), applied (ok) or refused.",
+            ("result",),
+        )
+        self.config_generation = GaugeFamily(
+            sc.M_CONFIG_GENERATION,
+            "Server config reloads applied since the process started (summed over workers).",
+        )
         self.labels = LabelPolicy(
             LabelBudget(max_caller_label_values, on_overflow=self._overflowed), models
         )
@@ -559,6 +574,9 @@ class GatewayMetrics:
                 self.genai_tokens,
                 self.label_overflow,
                 self.telemetry_errors,
+                self.final_errors,
+                self.config_reloads,
+                self.config_generation,
             )
         )
         """The collector exporting every family above, in this order."""

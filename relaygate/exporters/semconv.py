@@ -62,6 +62,9 @@ EVENT_STREAM_ERROR: Final = "relaygate.stream_error"
 EVENT_EXHAUSTED: Final = "relaygate.exhausted"
 EVENT_ATTEMPT_BUDGET_SPENT: Final = "relaygate.attempt_budget_spent"
 """Fallback or retry stopped because the request's `max_attempts_per_request` was spent."""
+EVENT_FINAL_ERROR: Final = "relaygate.final_error"
+"""Retry or fallback not made because the upstream's error is final (a content-policy
+refusal...); attributes: the error code and what was stopped."""
 
 # -- span event attributes --------------------------------------------------------------------
 # One scheme: an event's own facts are named `<event name>.<fact>`; the entities it is about
@@ -100,6 +103,9 @@ M_GENAI_DURATION: Final = "gen_ai_client_operation_duration_seconds"
 M_GENAI_TOKENS: Final = "gen_ai_client_token_usage"
 M_LABEL_OVERFLOW: Final = "relaygate_label_overflow"
 M_TELEMETRY_ERRORS: Final = "relaygate_telemetry_errors"
+M_FINAL_ERRORS: Final = "relaygate_final_errors"
+M_CONFIG_RELOADS: Final = "relaygate_config_reloads"
+M_CONFIG_GENERATION: Final = "relaygate_config_generation"
 
 # -- bucket boundaries ------------------------------------------------------------------------
 GENAI_DURATION_BUCKETS: Final = (

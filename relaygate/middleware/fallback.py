@@ -25,7 +25,9 @@ from relaygate.errors import GatewayError
 from relaygate.exchange import GatewayRequest, GatewayResponse
 from relaygate.exporters import semconv as sc
 from relaygate.exporters.logging import joins
+from relaygate.load import LoadBoard
 from relaygate.middleware.budget import record_budget_spent
+from relaygate.middleware.finality import answer_final_code, record_final
 from relaygate.pipeline import Handler
 from relaygate.strategies import (
     NoRoute,
@@ -43,7 +45,8 @@ class FallbackLayer:
     """Routes a request through its config tree (see the module docstring).
 
     ``rand`` draws the loadbalance choice; ``now`` is the event-loop clock the request
-    deadline is expressed in.
+    deadline is expressed in; ``loads`` is the gateway's :class:`~relaygate.load.LoadBoard`,
+    read by ``loadbalance`` nodes whose ``balance`` sees load (idle loads without one).
     """
 
     def __init__(
@@ -51,15 +54,27 @@ class FallbackLayer:
         telemetry: Telemetry,
         rand: Callable[[], float] = random.random,
         now: Callable[[], float] | None = None,
+        loads: LoadBoard | None = None,
     ) -> None:
         self._tel = telemetry
         self._rand = rand
         self._now = now
+        self._loads = loads
 
     def __call__(self, inner: Handler) -> Handler:
         tel = self._tel
         rand = self._rand
         clock = self._now
+        board = self._loads
+
+        def choose_children(node: Strategy, inp: RoutingInput) -> tuple[Node, ...]:
+            if node.balance == "weighted" or node.mode != "loadbalance":
+                return plan(node, inp, rand())
+            loads = None
+            if board is not None:
+                loads = board.loads(clock() if clock else asyncio.get_running_loop().time())
+            second = rand() if node.balance == "p2c_ewma" else 0.0
+            return plan(node, inp, rand(), loads=loads, rand2=second)
 
         async def visit(node: Node, request: GatewayRequest, inp: RoutingInput) -> GatewayResponse:
             if isinstance(node, Target):
@@ -68,7 +83,7 @@ class FallbackLayer:
             scope = tel.layer_span(sc.SPAN_STRATEGY, attrs)
             with scope:
                 try:
-                    children = plan(node, inp, rand())
+                    children = choose_children(node, inp)
                 except NoRoute:
                     raise GatewayError(
                         400,
@@ -87,7 +102,14 @@ class FallbackLayer:
                     if node.mode != "fallback" or index == last:
                         return scope.settle(response)
                     failure = _failure(response)
-                    if not should_fall_back(response.status, failure, node.on_status_codes):
+                    final = answer_final_code(response, node.on_error_codes)
+                    if not should_fall_back(
+                        response.status, failure, node.on_status_codes, final is not None
+                    ):
+                        if final is not None and should_fall_back(
+                            response.status, failure, node.on_status_codes
+                        ):
+                            record_final(tel, request, final, "fallback", child.path)
                         return scope.settle(response)
                     nxt = children[index + 1]
                     ctx = request.ctx

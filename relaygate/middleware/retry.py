@@ -19,10 +19,12 @@ from dataclasses import replace
 from opentelemetry.trace import get_current_span
 from opentelemetry.util.types import AttributeValue
 
+from relaygate.config.model import RetrySettings
 from relaygate.exchange import GatewayRequest, GatewayResponse
 from relaygate.exporters import semconv as sc
 from relaygate.exporters.logging import joins
 from relaygate.middleware.budget import record_budget_spent
+from relaygate.middleware.finality import answer_final_code, record_final
 from relaygate.pipeline import Handler
 from relaygate.strategies import Backoff, attempt_allowed, classify, decide_retry
 from relaygate.strategies.reasons import Reason
@@ -87,6 +89,7 @@ class RetryLayer:
                         now = clock() if clock else asyncio.get_running_loop().time()
                         remaining = deadline - now
                     failure = Reason(response.failure) if response.failure else None
+                    final = answer_final_code(response, target.on_error_codes)
                     decision = decide_retry(
                         status=response.status,
                         failure=failure,
@@ -97,8 +100,11 @@ class RetryLayer:
                         headers=response.headers,
                         now_epoch_s=wall(),
                         remaining_s=remaining,
+                        final=final,
                     )
                     if not decision.retry:
+                        if final is not None and _would_retry(response.status, settings, retries):
+                            record_final(tel, request, final, "retry", target.path)
                         if span.is_recording():
                             span.set_attribute(sc.ATTEMPTS, retries + 1)
                         return scope.settle(response)
@@ -117,6 +123,11 @@ class RetryLayer:
                     waited = decision.delay_s
 
         return retry
+
+
+def _would_retry(status: int, settings: RetrySettings, retries_done: int) -> bool:
+    """Whether the retry settings alone would retry an answer of ``status``."""
+    return status in settings.on_status_codes and retries_done < settings.attempts
 
 
 def _record_retry(

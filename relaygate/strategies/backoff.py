@@ -31,7 +31,9 @@ FAILURE_STATUS: Mapping[Reason, int] = {
 }
 """The status a transport failure is treated as when matched against ``on_status_codes``."""
 
-WhyNot = Literal["attempts_exhausted", "status_not_retryable", "retry_after_too_long", "deadline"]
+WhyNot = Literal[
+    "attempts_exhausted", "status_not_retryable", "retry_after_too_long", "deadline", "final_error"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +159,7 @@ def decide_retry(
     headers: Mapping[str, str],
     now_epoch_s: float,
     remaining_s: float | None,
+    final: str | None = None,
 ) -> RetryDecision:
     """Whether to retry the same target after an attempt, and after how long.
 
@@ -173,9 +176,15 @@ def decide_retry(
        ``policy.max_retry_after_s`` → ``"retry_after_too_long"``.
     4. With a request budget (``remaining_s`` not ``None``), a delay ``>= remaining_s``
        → ``"deadline"``.
+
+    An answer the finality policy found final (``final``: its error code, see
+    :func:`~relaygate.strategies.finality.final_code`) is never retried (``"final_error"``),
+    whatever the codes say.
     """
     if failure is Reason.DEADLINE:
         return RetryDecision(retry=False, why_not="deadline")
+    if final is not None:
+        return RetryDecision(retry=False, why_not="final_error")
     effective = retry_status(status, failure)
     if effective is None or effective not in settings.on_status_codes:
         return RetryDecision(retry=False, why_not="status_not_retryable")

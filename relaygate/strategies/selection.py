@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from relaygate.config.model import Node, Strategy
 from relaygate.strategies.conditions import matches
+
+if TYPE_CHECKING:
+    from relaygate.strategies.balance import Load
 
 
 class NoRoute(Exception):
@@ -35,7 +38,7 @@ class RoutingInput:
         return {"metadata": self.metadata, "params": self.params}
 
 
-def _usable(weight: float) -> float:
+def usable_weight(weight: float) -> float:
     """A weight as used for picking: negative, NaN and infinite weights count as zero."""
     return weight if math.isfinite(weight) and weight > 0 else 0.0
 
@@ -49,7 +52,7 @@ def pick_weighted(weights: Sequence[float], rand: float) -> int:
     is clamped to ``[0, 1)``, and rounding at the top end picks the last positive weight.
     Raises :class:`ValueError` when no weight is positive.
     """
-    usable = [_usable(w) for w in weights]
+    usable = [usable_weight(w) for w in weights]
     peak = max(usable, default=0.0)
     if peak > 0:
         # Scaled by the largest weight: finite weights can still sum past the float range.
@@ -70,6 +73,20 @@ def pick_weighted(weights: Sequence[float], rand: float) -> int:
     return last
 
 
+def _balanced(
+    node: Strategy,
+    weights: list[float],
+    loads: Callable[[Node], Load] | None,
+    rand: float,
+    rand2: float,
+) -> int:
+    """The index a load-aware ``balance`` rule picks (its module imports this one)."""
+    from relaygate.strategies.balance import IDLE, choose
+
+    seen = [loads(child) if loads else IDLE for child in node.children]
+    return choose(node.balance, weights, seen, rand, rand2)
+
+
 def _named(node: Strategy, name: str) -> Node:
     for child in node.children:
         if child.name == name:
@@ -77,13 +94,23 @@ def _named(node: Strategy, name: str) -> Node:
     raise NoRoute(f"{node.label}: no child named {name!r}")
 
 
-def plan(node: Strategy, inp: RoutingInput, rand: float) -> tuple[Node, ...]:
+def plan(
+    node: Strategy,
+    inp: RoutingInput,
+    rand: float,
+    *,
+    loads: Callable[[Node], Load] | None = None,
+    rand2: float = 0.0,
+) -> tuple[Node, ...]:
     """The children of ``node`` to try for this request, in order.
 
     * ``single``: the first child.
     * ``fallback``: every child, in config order.
-    * ``loadbalance``: one child picked by :func:`pick_weighted` over the children's weights
-      with ``rand`` in ``[0, 1)``.
+    * ``loadbalance``: one child picked under the node's ``balance`` rule: ``weighted`` by
+      :func:`pick_weighted` over the children's weights with ``rand`` in ``[0, 1)``; the
+      others by :func:`~relaygate.strategies.balance.choose` over the weights and the
+      children's loads (``loads`` reads one; idle when not given), with draws ``rand`` and
+      ``rand2``.
     * ``conditional``: the child named by ``then`` of the first condition whose query
       :func:`~relaygate.strategies.conditions.matches` the request, else the child named
       ``default``.
@@ -97,8 +124,12 @@ def plan(node: Strategy, inp: RoutingInput, rand: float) -> tuple[Node, ...]:
     if node.mode == "fallback":
         return node.children
     if node.mode == "loadbalance":
+        weights = [child.weight for child in node.children]
         try:
-            index = pick_weighted([child.weight for child in node.children], rand)
+            if node.balance == "weighted":
+                index = pick_weighted(weights, rand)
+            else:
+                index = _balanced(node, weights, loads, rand, rand2)
         except ValueError:
             raise NoRoute(f"{node.label}: every target has zero weight") from None
         return (node.children[index],)

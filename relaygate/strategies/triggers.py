@@ -6,7 +6,10 @@ from relaygate.strategies.reasons import Reason
 
 
 def should_fall_back(
-    status: int, failure: Reason | None, on_status_codes: frozenset[int] | None
+    status: int,
+    failure: Reason | None,
+    on_status_codes: frozenset[int] | None,
+    final: bool = False,
 ) -> bool:
     """Whether a child's final outcome makes a fallback node try its next child.
 
@@ -15,7 +18,12 @@ def should_fall_back(
     its failures with a synthetic status (timeout → 408; connect error, invalid upstream
     response and stream error before the first byte → 502), so matching is by status alone
     and ``failure`` is ignored.
+
+    A ``final`` answer (:func:`~relaygate.strategies.finality.final_code` found a code)
+    never falls back, whatever the codes say.
     """
+    if final:
+        return False
     if on_status_codes is None:
         return (failure is not None and failure is not Reason.OK) or not 200 <= status < 300
     return status in on_status_codes

@@ -157,6 +157,24 @@ def reference(registry: CollectorRegistry) -> SimpleNamespace:
             "the requests they belonged to were answered as usual.",
             registry=reg,
         ),
+        final_errors=Counter(
+            sc.M_FINAL_ERRORS,
+            "Retries and fallbacks not made because the upstream's error is final (a "
+            "content-policy refusal...), by error code and what was stopped.",
+            ("config", "code", "stopped"),
+            registry=reg,
+        ),
+        config_reloads=Counter(
+            sc.M_CONFIG_RELOADS,
+            "Server config reloads (SIGHUP or a changed file), applied (ok) or refused.",
+            ("result",),
+            registry=reg,
+        ),
+        config_generation=Gauge(
+            sc.M_CONFIG_GENERATION,
+            "Server config reloads applied since the process started (summed over workers).",
+            registry=reg,
+        ),
     )
 
 
@@ -210,6 +228,10 @@ def record(m: Any) -> None:
     m.label_overflow.labels("model").inc()
     m.telemetry_errors.inc()
     m.telemetry_errors.inc(2)
+    m.final_errors.labels("default", "content_filter", "fallback").inc()
+    m.config_reloads.labels("ok").inc()
+    m.config_reloads.labels("refused")  # created, never incremented
+    m.config_generation.set(3)
     for wrong in ((), ("default",), ("default", "chat", "2xx", "ok", "extra")):
         with pytest.raises(ValueError):
             m.requests.labels(*wrong)
