@@ -1,6 +1,7 @@
 """A real Prometheus scrapes a real ``relaygate serve`` and answers every dashboard query.
 
-Part of the normal suite (it runs in ``make test``, about 15 s). Setup, all on loopback:
+Part of the normal suite (it runs in ``make test``, about 15 s; marked ``promtool``, so
+``-m "not promtool"`` leaves it out). Setup, all on loopback:
 
 * fault simulators in threads: ``primary`` answers 503 to 30 % of requests (seeded), ``backup``
   always succeeds, ``flaky`` alternates 503 and 200, ``hang`` never answers, ``down`` always
@@ -44,6 +45,8 @@ from tests.dashboards.dashboard_files import (
     require_binary,
 )
 from tests.servers import RunningServer, free_port, relaygate_process, serve_in_thread
+
+pytestmark = pytest.mark.promtool
 
 FAILURE_RATE = 0.3
 """Share of requests the primary fault simulator answers with 503."""
