@@ -44,7 +44,13 @@ from tests.dashboards.dashboard_files import (
     recording_rules,
     require_binary,
 )
-from tests.servers import RunningServer, free_port, relaygate_process, serve_in_thread
+from tests.servers import (
+    RunningServer,
+    free_port,
+    running_gateway,
+    serve_in_thread,
+    stop_process,
+)
 
 pytestmark = pytest.mark.promtool
 
@@ -173,12 +179,7 @@ def run_prometheus(tmp: Path, gateway: RunningServer) -> Iterator[Prometheus]:
         server.wait_for("readiness", ready)
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=15)
 
 
 def _server_config(upstreams: dict[str, RunningServer]) -> dict[str, Any]:
@@ -328,9 +329,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             name: stack.enter_context(serve_in_thread(create_mock_app(settings)))
             for name, settings in mocks.items()
         }
-        config_path = tmp / "relaygate.yaml"
-        config_path.write_text(yaml.safe_dump(_server_config(upstreams)))
-        gateway = stack.enter_context(relaygate_process(config_path))
+        gateway = stack.enter_context(running_gateway(tmp, _server_config(upstreams)))
         prometheus = stack.enter_context(run_prometheus(tmp, gateway))
         traffic = Traffic()
 

@@ -13,16 +13,14 @@ import json
 import struct
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import ExitStack
-from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
-import yaml
 from openai.types.chat import ChatCompletionMessageParam
 
 from relaygate.mock import MockSettings, create_mock_app
-from tests.servers import RunningServer, relaygate_process, serve_in_thread
+from tests.servers import RunningServer, serve_in_thread
 
 MESSAGES: list[ChatCompletionMessageParam] = [
     {"role": "user", "content": "Say hello to the gateway."}
@@ -111,8 +109,12 @@ class MockUpstream:
         }
 
 
+Mocks = dict[str, MockUpstream]
+"""Running upstreams keyed by name."""
+
+
 @contextlib.contextmanager
-def running_mocks(*names: str, **settings: Any) -> Iterator[dict[str, MockUpstream]]:
+def running_mocks(*names: str, **settings: Any) -> Iterator[Mocks]:
     """Start one fault simulator per name (sharing ``settings``), keyed by name."""
     with ExitStack() as stack:
         control = stack.enter_context(httpx.Client(timeout=CLIENT_TIMEOUT_S))
@@ -140,14 +142,22 @@ def server_config(configs: Mapping[str, Any], **sections: Any) -> dict[str, Any]
     }
 
 
-@contextlib.contextmanager
-def running_gateway(directory: Path, config: Mapping[str, Any]) -> Iterator[RunningServer]:
-    """Write ``config`` as YAML into ``directory`` and run ``relaygate serve`` on it."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "relaygate.yaml"
-    path.write_text(yaml.safe_dump(dict(config), sort_keys=False))
-    with relaygate_process(path) as server:
-        yield server
+def retry_and_timeout_configs(first: MockUpstream, second: MockUpstream) -> dict[str, Any]:
+    """Named configs falling back from ``first`` to ``second``: ``retry`` (``first`` retried
+    twice, honouring ``Retry-After``) and ``timeout`` (``first`` cut after 200 ms)."""
+    return {
+        "retry": {
+            "strategy": {"mode": "fallback"},
+            "targets": [
+                first.target(retry={"attempts": 2, "use_retry_after_header": True}),
+                second.target(),
+            ],
+        },
+        "timeout": {
+            "strategy": {"mode": "fallback"},
+            "targets": [first.target(request_timeout=200), second.target()],
+        },
+    }
 
 
 def openai_client(base_url: str, api_key: str = "sk-client") -> openai.OpenAI:

@@ -25,17 +25,16 @@ from relaygate.transport import AsyncTransport
 from tests.e2e.helpers_e2e import (
     CLIENT_TIMEOUT_S,
     MESSAGES,
-    MockUpstream,
+    Mocks,
     answer_of,
     chunk_text,
     config_header,
     openai_client,
-    running_mocks,
+    retry_and_timeout_configs,
     server_config,
 )
 from tests.servers import RunningServer, serve_in_thread
 
-Mocks = dict[str, MockUpstream]
 IN_PROCESS_URL = "http://relaygate.local/v1"
 
 
@@ -47,33 +46,10 @@ def _gateway_config(mocks: Mocks) -> dict[str, Any]:
                 "strategy": {"mode": "fallback"},
                 "targets": [alpha.target(), beta.target(provider="together-ai")],
             },
-            "retry": {
-                "strategy": {"mode": "fallback"},
-                "targets": [
-                    alpha.target(retry={"attempts": 2, "use_retry_after_header": True}),
-                    beta.target(),
-                ],
-            },
-            "timeout": {
-                "strategy": {"mode": "fallback"},
-                "targets": [alpha.target(request_timeout=200), beta.target()],
-            },
+            **retry_and_timeout_configs(alpha, beta),
             "embed": alpha.target(override_params={"model": "embed-model"}),
         }
     )
-
-
-@pytest.fixture(scope="module")
-def mocks() -> Iterator[Mocks]:
-    """Two fault-simulator upstreams shared by the module: alpha and beta."""
-    with running_mocks("alpha", "beta") as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def _clean_mocks(mocks: Mocks) -> None:
-    for mock in mocks.values():
-        mock.clear()
 
 
 # --- mounted in a host app ----------------------------------------------------------------

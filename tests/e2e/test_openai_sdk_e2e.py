@@ -20,19 +20,18 @@ import pytest
 from tests.e2e.helpers_e2e import (
     CLIENT_TIMEOUT_S,
     MESSAGES,
-    MockUpstream,
+    Mocks,
     answer_of,
     chunk_text,
     config_header,
     decode_float32,
     error_of,
     openai_client,
-    running_gateway,
-    running_mocks,
+    retry_and_timeout_configs,
     sdk_error_of,
     server_config,
 )
-from tests.servers import RunningServer
+from tests.servers import RunningServer, running_gateway
 
 MAX_BODY_BYTES = 65_536
 MAX_CONFIG_HEADER_BYTES = 4_096
@@ -43,7 +42,8 @@ STALL_TIMEOUT_MS = 2_000
 """Bounds both the first chunk and each later gap: generous, so a loaded machine still
 delivers the first chunk in time."""
 
-Mocks = dict[str, MockUpstream]
+MOCK_NAMES = ("alpha", "beta", "gamma")
+"""The module's fault-simulator upstreams (the ``mocks`` fixture of ``conftest.py``)."""
 
 
 def _configs(mocks: Mocks) -> dict[str, Any]:
@@ -60,17 +60,7 @@ def _configs(mocks: Mocks) -> dict[str, Any]:
                 beta.target(provider="together-ai", override_params={"model": "model-beta"}),
             ],
         },
-        "retry": {
-            "strategy": {"mode": "fallback"},
-            "targets": [
-                alpha.target(retry={"attempts": 2, "use_retry_after_header": True}),
-                beta.target(),
-            ],
-        },
-        "timeout": {
-            "strategy": {"mode": "fallback"},
-            "targets": [alpha.target(request_timeout=200), beta.target()],
-        },
+        **retry_and_timeout_configs(alpha, beta),
         "quick-timeout": {
             "strategy": {"mode": "fallback"},
             "targets": [alpha.target(request_timeout=50), beta.target()],
@@ -96,19 +86,6 @@ def _configs(mocks: Mocks) -> dict[str, Any]:
         "solo": alpha.target(),
         "float-only": alpha.target(override_params={"encoding_format": "float"}),
     }
-
-
-@pytest.fixture(scope="module")
-def mocks() -> Iterator[Mocks]:
-    """Three fault-simulator upstreams shared by the module: alpha, beta and gamma."""
-    with running_mocks("alpha", "beta", "gamma") as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def _clean_mocks(mocks: Mocks) -> None:
-    for mock in mocks.values():
-        mock.clear()
 
 
 @pytest.fixture(scope="module")
