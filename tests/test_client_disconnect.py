@@ -16,13 +16,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from prometheus_client import generate_latest
 
-from relaygate.app import create_app
 from relaygate.exporters import semconv as sc
-from relaygate.gateway import GatewayDeps
 from relaygate.providers.base import UpstreamRequest
 from relaygate.providers.client import UpstreamResponse, UpstreamStream
 from relaygate.telemetry import Telemetry
 from tests.fakes import chunk_payload, sse_event
+from tests.inprocess import gateway_app
 
 CONFIG = {
     "default_config": {
@@ -108,7 +107,7 @@ async def test_a_stream_whose_client_left_is_closed_upstream_and_recorded(
     telemetry: Telemetry, spans: InMemorySpanExporter
 ) -> None:
     upstream = EndlessUpstream()
-    app = create_app(CONFIG, GatewayDeps(upstream=upstream, telemetry=telemetry))
+    app = gateway_app(CONFIG, telemetry, upstream)
     body = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
     sent = await leave_when(app, body, None)
     assert upstream.stream_closed.is_set()
@@ -128,7 +127,7 @@ async def test_a_plain_call_whose_client_left_is_cancelled_and_recorded(
     telemetry: Telemetry, spans: InMemorySpanExporter
 ) -> None:
     upstream = EndlessUpstream()
-    app = create_app(CONFIG, GatewayDeps(upstream=upstream, telemetry=telemetry))
+    app = gateway_app(CONFIG, telemetry, upstream)
     body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
     sent = await leave_when(app, body, upstream.called)
     assert upstream.cancelled.is_set()
@@ -164,7 +163,7 @@ async def test_a_client_that_stays_gets_its_whole_answer(
                 body=orjson.dumps(payload),
             )
 
-    app = create_app(CONFIG, GatewayDeps(upstream=Quick(), telemetry=telemetry))
+    app = gateway_app(CONFIG, telemetry, Quick())
     done = asyncio.Event()
     done.set()  # the server answers every later receive with a disconnect at once
     sent = await leave_when(app, {"model": "m", "messages": []}, done)

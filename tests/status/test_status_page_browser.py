@@ -32,12 +32,11 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from websockets.sync.client import ClientConnection, connect
 
-from relaygate.app import create_app
-from relaygate.gateway import GatewayDeps
 from relaygate.providers.client import HttpxUpstream
 from relaygate.status import StatusBoard
 from relaygate.status.page import CONTENT_SECURITY_POLICY, PAGE_TITLE
 from relaygate.telemetry import Telemetry
+from tests import inprocess
 from tests.conftest import MockFactory
 from tests.servers import RunningServer, serve_in_thread
 from tests.tools import require_tool
@@ -329,7 +328,7 @@ def gateway_app(config: dict[str, Any], telemetry: Telemetry) -> Starlette:
     nothing would close the default client's aiohttp session.
     """
     upstream = HttpxUpstream(httpx.AsyncClient(timeout=None))
-    app = create_app(config, GatewayDeps(upstream=upstream, telemetry=telemetry))
+    app = inprocess.gateway_app(config, telemetry, upstream)
     assert isinstance(app.state.status, StatusBoard)
     return app
 
