@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import openai
+import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
 from relaygate.mock import MockSettings, create_mock_app
@@ -165,6 +166,36 @@ def openai_client(base_url: str, api_key: str = "sk-client") -> openai.OpenAI:
     return openai.OpenAI(
         base_url=base_url, api_key=api_key, max_retries=0, timeout=CLIENT_TIMEOUT_S
     )
+
+
+def chat(
+    sdk: openai.OpenAI,
+    config: str,
+    *,
+    stream: bool,
+    model: str = "gpt-4o-mini",
+    headers: dict[str, str] | None = None,
+) -> tuple[Mapping[str, str], str]:
+    """One chat completion through the SDK: the response headers and the answer text.
+
+    A streamed answer is iterated chunk by chunk and its deltas joined.
+    """
+    extra = {**config_header(config), **(headers or {})}
+    if stream:
+        streamed = sdk.chat.completions.with_raw_response.create(
+            model=model, messages=MESSAGES, stream=True, extra_headers=extra
+        )
+        chunks = streamed.parse()
+        assert isinstance(chunks, openai.Stream)
+        return streamed.headers, chunk_text(chunks)
+    plain = sdk.chat.completions.with_raw_response.create(
+        model=model, messages=MESSAGES, extra_headers=extra
+    )
+    return plain.headers, plain.parse().choices[0].message.content or ""
+
+
+STREAMING = pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+"""Runs a test once with a plain answer and once with a streamed one."""
 
 
 def config_header(config: str | Mapping[str, Any]) -> dict[str, str]:

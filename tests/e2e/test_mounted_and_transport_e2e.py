@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 import httpx
@@ -25,9 +25,10 @@ from relaygate.transport import AsyncTransport
 from tests.e2e.helpers_e2e import (
     CLIENT_TIMEOUT_S,
     MESSAGES,
+    STREAMING,
     Mocks,
     answer_of,
-    chunk_text,
+    chat,
     config_header,
     openai_client,
     retry_and_timeout_configs,
@@ -91,33 +92,16 @@ def mounted_client(host: RunningServer) -> Iterator[openai.OpenAI]:
         yield sdk
 
 
+@STREAMING
 def test_mounted_gateway_falls_back_after_a_503(
-    mounted_client: openai.OpenAI, mocks: Mocks
+    mounted_client: openai.OpenAI, mocks: Mocks, stream: bool
 ) -> None:
     mocks["alpha"].script("503")
-    raw = mounted_client.chat.completions.with_raw_response.create(
-        model="gpt-4o-mini", messages=MESSAGES, extra_headers=config_header("fallback")
-    )
-    assert raw.parse().choices[0].message.content == answer_of("beta")
-    assert raw.headers["x-portkey-last-used-option-index"] == "config.targets[1]"
-    assert raw.headers["x-relaygate-route"] == "config.targets[0]:503>config.targets[1]:200"
-    assert raw.headers["x-portkey-provider"] == "together-ai"
-
-
-def test_mounted_gateway_streams_after_a_fallback(
-    mounted_client: openai.OpenAI, mocks: Mocks
-) -> None:
-    mocks["alpha"].script("503")
-    raw = mounted_client.chat.completions.with_raw_response.create(
-        model="gpt-4o-mini",
-        messages=MESSAGES,
-        stream=True,
-        extra_headers=config_header("fallback"),
-    )
-    assert raw.headers["x-relaygate-route"] == "config.targets[0]:503>config.targets[1]:200"
-    stream = raw.parse()
-    assert isinstance(stream, openai.Stream)
-    assert chunk_text(stream) == answer_of("beta")
+    headers, text = chat(mounted_client, "fallback", stream=stream)
+    assert text == answer_of("beta")
+    assert headers["x-portkey-last-used-option-index"] == "config.targets[1]"
+    assert headers["x-relaygate-route"] == "config.targets[0]:503>config.targets[1]:200"
+    assert headers["x-portkey-provider"] == "together-ai"
 
 
 def test_mounting_keeps_the_host_routes_and_serves_health_under_the_prefix(
@@ -152,59 +136,53 @@ async def in_process(mocks: Mocks) -> AsyncIterator[openai.AsyncOpenAI]:
         await transport.aclose()
 
 
+async def achat(
+    sdk: openai.AsyncOpenAI, config: str, *, stream: bool = False
+) -> tuple[Mapping[str, str], str]:
+    """One chat completion through the async SDK: the response headers and the answer text
+    (a stream's deltas joined)."""
+    raw = await sdk.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=stream, extra_headers=config_header(config)
+    )
+    answer = raw.parse()
+    if isinstance(answer, openai.AsyncStream):
+        parts: list[str] = []
+        async for chunk in answer:
+            parts.extend(choice.delta.content or "" for choice in chunk.choices)
+        return raw.headers, "".join(parts)
+    assert not stream
+    return raw.headers, answer.choices[0].message.content or ""
+
+
+@STREAMING
 async def test_in_process_transport_falls_back_after_a_503(
-    in_process: openai.AsyncOpenAI, mocks: Mocks
+    in_process: openai.AsyncOpenAI, mocks: Mocks, stream: bool
 ) -> None:
     mocks["alpha"].script("503")
-    raw = await in_process.chat.completions.with_raw_response.create(
-        model="gpt-4o-mini", messages=MESSAGES, extra_headers=config_header("fallback")
-    )
-    assert raw.parse().choices[0].message.content == answer_of("beta")
-    assert raw.headers["x-portkey-last-used-option-index"] == "config.targets[1]"
-    assert raw.headers["x-relaygate-route"] == "config.targets[0]:503>config.targets[1]:200"
+    headers, text = await achat(in_process, "fallback", stream=stream)
+    assert text == answer_of("beta")
+    assert headers["x-portkey-last-used-option-index"] == "config.targets[1]"
+    assert headers["x-relaygate-route"] == "config.targets[0]:503>config.targets[1]:200"
 
 
 async def test_in_process_transport_retries_after_retry_after(
     in_process: openai.AsyncOpenAI, mocks: Mocks
 ) -> None:
     mocks["alpha"].script("429@retry_after_ms=30,200")
-    raw = await in_process.chat.completions.with_raw_response.create(
-        model="gpt-4o-mini", messages=MESSAGES, extra_headers=config_header("retry")
-    )
-    assert raw.parse().choices[0].message.content == answer_of("alpha")
-    assert raw.headers["x-portkey-retry-attempt-count"] == "1"
-    assert raw.headers["x-relaygate-route"] == "config.targets[0]:429,200"
+    headers, text = await achat(in_process, "retry")
+    assert text == answer_of("alpha")
+    assert headers["x-portkey-retry-attempt-count"] == "1"
+    assert headers["x-relaygate-route"] == "config.targets[0]:429,200"
     assert (mocks["alpha"].hits(), mocks["beta"].hits()) == (2, 0)
-
-
-async def test_in_process_transport_streams_after_a_fallback(
-    in_process: openai.AsyncOpenAI, mocks: Mocks
-) -> None:
-    mocks["alpha"].script("503")
-    raw = await in_process.chat.completions.with_raw_response.create(
-        model="gpt-4o-mini",
-        messages=MESSAGES,
-        stream=True,
-        extra_headers=config_header("fallback"),
-    )
-    assert raw.headers["x-relaygate-route"] == "config.targets[0]:503>config.targets[1]:200"
-    stream = raw.parse()
-    assert isinstance(stream, openai.AsyncStream)
-    parts: list[str] = []
-    async for chunk in stream:
-        parts.extend(choice.delta.content or "" for choice in chunk.choices)
-    assert "".join(parts) == answer_of("beta")
 
 
 async def test_in_process_transport_falls_back_when_a_target_times_out(
     in_process: openai.AsyncOpenAI, mocks: Mocks
 ) -> None:
     mocks["alpha"].script("200@latency_ms=3000")
-    raw = await in_process.chat.completions.with_raw_response.create(
-        model="gpt-4o-mini", messages=MESSAGES, extra_headers=config_header("timeout")
-    )
-    assert raw.parse().choices[0].message.content == answer_of("beta")
-    assert raw.headers["x-relaygate-route"] == "config.targets[0]:timeout>config.targets[1]:200"
+    headers, text = await achat(in_process, "timeout")
+    assert text == answer_of("beta")
+    assert headers["x-relaygate-route"] == "config.targets[0]:timeout>config.targets[1]:200"
 
 
 async def test_in_process_transport_embeddings_decode_to_the_upstream_vectors(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -20,8 +20,10 @@ import pytest
 from tests.e2e.helpers_e2e import (
     CLIENT_TIMEOUT_S,
     MESSAGES,
+    STREAMING,
     Mocks,
     answer_of,
+    chat,
     chunk_text,
     config_header,
     decode_float32,
@@ -130,33 +132,18 @@ def client(gateway: RunningServer) -> Iterator[openai.OpenAI]:
         yield sdk
 
 
-def chat(
-    sdk: openai.OpenAI,
-    config: str,
-    *,
-    stream: bool,
-    model: str = "gpt-4o-mini",
-    headers: dict[str, str] | None = None,
-) -> tuple[Mapping[str, str], str]:
-    """One chat completion through the SDK: the response headers and the answer text.
-
-    A streamed answer is iterated chunk by chunk and its deltas joined.
-    """
-    extra = {**config_header(config), **(headers or {})}
-    if stream:
-        streamed = sdk.chat.completions.with_raw_response.create(
-            model=model, messages=MESSAGES, stream=True, extra_headers=extra
-        )
-        chunks = streamed.parse()
-        assert isinstance(chunks, openai.Stream)
-        return streamed.headers, chunk_text(chunks)
-    plain = sdk.chat.completions.with_raw_response.create(
-        model=model, messages=MESSAGES, extra_headers=extra
+def chunks_before_api_error(client: openai.OpenAI, config: str) -> list[Any]:
+    """The chunks of a streamed chat on ``config`` that arrived before the stream raised
+    ``openai.APIError`` (an answer that broke, not a connection that failed)."""
+    stream = client.chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=True, extra_headers=config_header(config)
     )
-    return plain.headers, plain.parse().choices[0].message.content or ""
-
-
-STREAMING = pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+    received = []
+    with pytest.raises(openai.APIError) as caught:
+        for chunk in stream:
+            received.append(chunk)
+    assert not isinstance(caught.value, openai.APIConnectionError)
+    return received
 
 
 # --- fallback, retry, timeout -------------------------------------------------------------
@@ -216,15 +203,7 @@ def test_a_stream_stalling_longer_than_request_timeout_mid_way_raises_api_error(
     client: openai.OpenAI, mocks: Mocks
 ) -> None:
     mocks["alpha"].script(f"200@chunk_delay_ms={STALL_TIMEOUT_MS * 5}")
-    stream = client.chat.completions.create(
-        model="gpt-4o-mini", messages=MESSAGES, stream=True, extra_headers=config_header("stall")
-    )
-    received = []
-    with pytest.raises(openai.APIError) as caught:
-        for chunk in stream:
-            received.append(chunk)
-    assert not isinstance(caught.value, openai.APIConnectionError)
-    assert received, "the chunks before the stall reach the client"
+    assert chunks_before_api_error(client, "stall"), "the chunks before the stall reach the client"
 
 
 # --- every target exhausted ---------------------------------------------------------------
@@ -279,14 +258,7 @@ def test_a_stream_cut_by_the_upstream_after_the_first_chunk_raises_api_error(
     client: openai.OpenAI, mocks: Mocks
 ) -> None:
     mocks["alpha"].script("200@cut_after_chunks=2")
-    stream = client.chat.completions.create(
-        model="gpt-4o-mini", messages=MESSAGES, stream=True, extra_headers=config_header("solo")
-    )
-    received = []
-    with pytest.raises(openai.APIError) as caught:
-        for chunk in stream:
-            received.append(chunk)
-    assert not isinstance(caught.value, openai.APIConnectionError)
+    received = chunks_before_api_error(client, "solo")
     assert received, "the chunks sent before the cut reach the client"
     assert answer_of("alpha") not in chunk_text(received)
 
