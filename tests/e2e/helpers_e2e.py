@@ -13,6 +13,7 @@ import json
 import struct
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import ExitStack
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -141,6 +142,44 @@ def server_config(configs: Mapping[str, Any], **sections: Any) -> dict[str, Any]
         "security": {"egress": {"allow_private": True}},
         **sections,
     }
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """A failure scripted on ``alpha`` that the named config ``config`` recovers from, and
+    what the client then reads: the answering upstream, the option index and the route."""
+
+    config: str
+    script: str
+    served_by: str
+    index: str
+    route: str
+
+    def check(self, headers: Mapping[str, str], text: str) -> None:
+        """Assert the answer and the headers tell this recovery."""
+        assert text == answer_of(self.served_by)
+        assert headers["x-portkey-last-used-option-index"] == self.index
+        assert headers["x-relaygate-route"] == self.route
+
+
+FALLBACK = Recovery(
+    "fallback", "503", "beta", "config.targets[1]", "config.targets[0]:503>config.targets[1]:200"
+)
+"""``alpha`` answers 503: the ``fallback`` config answers from ``beta``."""
+
+RETRY = Recovery(
+    "retry", "429@retry_after_ms=30,200", "alpha", "config.targets[0]", "config.targets[0]:429,200"
+)
+"""``alpha`` answers 429 with ``Retry-After`` once: the ``retry`` config retries it."""
+
+TIMEOUT = Recovery(
+    "timeout",
+    "200@latency_ms=3000",
+    "beta",
+    "config.targets[1]",
+    "config.targets[0]:timeout>config.targets[1]:200",
+)
+"""``alpha`` is slower than its 200 ms ``request_timeout``: ``timeout`` falls back to ``beta``."""
 
 
 def retry_and_timeout_configs(first: MockUpstream, second: MockUpstream) -> dict[str, Any]:

@@ -24,10 +24,13 @@ from relaygate.app import create_app
 from relaygate.transport import AsyncTransport
 from tests.e2e.helpers_e2e import (
     CLIENT_TIMEOUT_S,
+    FALLBACK,
     MESSAGES,
+    RETRY,
     STREAMING,
+    TIMEOUT,
     Mocks,
-    answer_of,
+    Recovery,
     chat,
     config_header,
     openai_client,
@@ -96,11 +99,9 @@ def mounted_client(host: RunningServer) -> Iterator[openai.OpenAI]:
 def test_mounted_gateway_falls_back_after_a_503(
     mounted_client: openai.OpenAI, mocks: Mocks, stream: bool
 ) -> None:
-    mocks["alpha"].script("503")
-    headers, text = chat(mounted_client, "fallback", stream=stream)
-    assert text == answer_of("beta")
-    assert headers["x-portkey-last-used-option-index"] == "config.targets[1]"
-    assert headers["x-relaygate-route"] == "config.targets[0]:503>config.targets[1]:200"
+    mocks["alpha"].script(FALLBACK.script)
+    headers, text = chat(mounted_client, FALLBACK.config, stream=stream)
+    FALLBACK.check(headers, text)
     assert headers["x-portkey-provider"] == "together-ai"
 
 
@@ -155,34 +156,16 @@ async def achat(
 
 
 @STREAMING
-async def test_in_process_transport_falls_back_after_a_503(
-    in_process: openai.AsyncOpenAI, mocks: Mocks, stream: bool
+@pytest.mark.parametrize("recovery", [FALLBACK, RETRY, TIMEOUT], ids=lambda r: r.config)
+async def test_in_process_transport_recovers_like_the_served_gateway(
+    in_process: openai.AsyncOpenAI, mocks: Mocks, recovery: Recovery, stream: bool
 ) -> None:
-    mocks["alpha"].script("503")
-    headers, text = await achat(in_process, "fallback", stream=stream)
-    assert text == answer_of("beta")
-    assert headers["x-portkey-last-used-option-index"] == "config.targets[1]"
-    assert headers["x-relaygate-route"] == "config.targets[0]:503>config.targets[1]:200"
-
-
-async def test_in_process_transport_retries_after_retry_after(
-    in_process: openai.AsyncOpenAI, mocks: Mocks
-) -> None:
-    mocks["alpha"].script("429@retry_after_ms=30,200")
-    headers, text = await achat(in_process, "retry")
-    assert text == answer_of("alpha")
-    assert headers["x-portkey-retry-attempt-count"] == "1"
-    assert headers["x-relaygate-route"] == "config.targets[0]:429,200"
-    assert (mocks["alpha"].hits(), mocks["beta"].hits()) == (2, 0)
-
-
-async def test_in_process_transport_falls_back_when_a_target_times_out(
-    in_process: openai.AsyncOpenAI, mocks: Mocks
-) -> None:
-    mocks["alpha"].script("200@latency_ms=3000")
-    headers, text = await achat(in_process, "timeout")
-    assert text == answer_of("beta")
-    assert headers["x-relaygate-route"] == "config.targets[0]:timeout>config.targets[1]:200"
+    mocks["alpha"].script(recovery.script)
+    headers, text = await achat(in_process, recovery.config, stream=stream)
+    recovery.check(headers, text)
+    if recovery is RETRY:
+        assert headers["x-portkey-retry-attempt-count"] == "1"
+        assert (mocks["alpha"].hits(), mocks["beta"].hits()) == (2, 0)
 
 
 async def test_in_process_transport_embeddings_decode_to_the_upstream_vectors(

@@ -19,8 +19,11 @@ import pytest
 
 from tests.e2e.helpers_e2e import (
     CLIENT_TIMEOUT_S,
+    FALLBACK,
     MESSAGES,
+    RETRY,
     STREAMING,
+    TIMEOUT,
     Mocks,
     answer_of,
     chat,
@@ -153,11 +156,9 @@ def chunks_before_api_error(client: openai.OpenAI, config: str) -> list[Any]:
 def test_fallback_answers_from_the_second_target_when_the_first_answers_503(
     client: openai.OpenAI, mocks: Mocks, stream: bool
 ) -> None:
-    mocks["alpha"].script("503")
-    headers, text = chat(client, "fallback", stream=stream)
-    assert text == answer_of("beta")
-    assert headers["x-portkey-last-used-option-index"] == "config.targets[1]"
-    assert headers["x-relaygate-route"] == "config.targets[0]:503>config.targets[1]:200"
+    mocks["alpha"].script(FALLBACK.script)
+    headers, text = chat(client, FALLBACK.config, stream=stream)
+    FALLBACK.check(headers, text)
     assert headers["x-portkey-provider"] == "together-ai"
     assert headers["x-portkey-trace-id"]
     assert headers["x-request-id"]
@@ -169,12 +170,10 @@ def test_fallback_answers_from_the_second_target_when_the_first_answers_503(
 def test_retry_waits_for_retry_after_then_succeeds_on_the_same_target(
     client: openai.OpenAI, mocks: Mocks, stream: bool
 ) -> None:
-    mocks["alpha"].script("429@retry_after_ms=30,200")
-    headers, text = chat(client, "retry", stream=stream)
-    assert text == answer_of("alpha")
+    mocks["alpha"].script(RETRY.script)
+    headers, text = chat(client, RETRY.config, stream=stream)
+    RETRY.check(headers, text)
     assert headers["x-portkey-retry-attempt-count"] == "1"
-    assert headers["x-portkey-last-used-option-index"] == "config.targets[0]"
-    assert headers["x-relaygate-route"] == "config.targets[0]:429,200"
     assert (mocks["alpha"].hits(), mocks["beta"].hits()) == (2, 0)
 
 
@@ -182,11 +181,9 @@ def test_retry_waits_for_retry_after_then_succeeds_on_the_same_target(
 def test_a_target_slower_than_its_request_timeout_falls_back_to_the_next(
     client: openai.OpenAI, mocks: Mocks, stream: bool
 ) -> None:
-    mocks["alpha"].script("200@latency_ms=3000")
-    headers, text = chat(client, "timeout", stream=stream)
-    assert text == answer_of("beta")
-    assert headers["x-portkey-last-used-option-index"] == "config.targets[1]"
-    assert headers["x-relaygate-route"] == "config.targets[0]:timeout>config.targets[1]:200"
+    mocks["alpha"].script(TIMEOUT.script)
+    headers, text = chat(client, TIMEOUT.config, stream=stream)
+    TIMEOUT.check(headers, text)
 
 
 def test_every_attempt_cut_by_its_request_timeout_is_reported_as_a_timeout(
