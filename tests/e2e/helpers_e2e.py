@@ -161,6 +161,14 @@ class Recovery:
         assert headers["x-portkey-last-used-option-index"] == self.index
         assert headers["x-relaygate-route"] == self.route
 
+    def through(self, sdk: openai.OpenAI, mocks: Mocks, *, stream: bool) -> Mapping[str, str]:
+        """Script the failure, send one chat on ``config`` through ``sdk`` and
+        :meth:`check` the answer; its headers."""
+        mocks["alpha"].script(self.script)
+        headers, text = chat(sdk, self.config, stream=stream)
+        self.check(headers, text)
+        return headers
+
 
 FALLBACK = Recovery(
     "fallback", "503", "beta", "config.targets[1]", "config.targets[0]:503>config.targets[1]:200"

@@ -31,7 +31,6 @@ from tests.e2e.helpers_e2e import (
     TIMEOUT,
     Mocks,
     Recovery,
-    chat,
     config_header,
     openai_client,
     retry_and_timeout_configs,
@@ -99,9 +98,7 @@ def mounted_client(host: RunningServer) -> Iterator[openai.OpenAI]:
 def test_mounted_gateway_falls_back_after_a_503(
     mounted_client: openai.OpenAI, mocks: Mocks, stream: bool
 ) -> None:
-    mocks["alpha"].script(FALLBACK.script)
-    headers, text = chat(mounted_client, FALLBACK.config, stream=stream)
-    FALLBACK.check(headers, text)
+    headers = FALLBACK.through(mounted_client, mocks, stream=stream)
     assert headers["x-portkey-provider"] == "together-ai"
 
 

@@ -156,9 +156,7 @@ def chunks_before_api_error(client: openai.OpenAI, config: str) -> list[Any]:
 def test_fallback_answers_from_the_second_target_when_the_first_answers_503(
     client: openai.OpenAI, mocks: Mocks, stream: bool
 ) -> None:
-    mocks["alpha"].script(FALLBACK.script)
-    headers, text = chat(client, FALLBACK.config, stream=stream)
-    FALLBACK.check(headers, text)
+    headers = FALLBACK.through(client, mocks, stream=stream)
     assert headers["x-portkey-provider"] == "together-ai"
     assert headers["x-portkey-trace-id"]
     assert headers["x-request-id"]
@@ -170,9 +168,7 @@ def test_fallback_answers_from_the_second_target_when_the_first_answers_503(
 def test_retry_waits_for_retry_after_then_succeeds_on_the_same_target(
     client: openai.OpenAI, mocks: Mocks, stream: bool
 ) -> None:
-    mocks["alpha"].script(RETRY.script)
-    headers, text = chat(client, RETRY.config, stream=stream)
-    RETRY.check(headers, text)
+    headers = RETRY.through(client, mocks, stream=stream)
     assert headers["x-portkey-retry-attempt-count"] == "1"
     assert (mocks["alpha"].hits(), mocks["beta"].hits()) == (2, 0)
 
@@ -181,9 +177,7 @@ def test_retry_waits_for_retry_after_then_succeeds_on_the_same_target(
 def test_a_target_slower_than_its_request_timeout_falls_back_to_the_next(
     client: openai.OpenAI, mocks: Mocks, stream: bool
 ) -> None:
-    mocks["alpha"].script(TIMEOUT.script)
-    headers, text = chat(client, TIMEOUT.config, stream=stream)
-    TIMEOUT.check(headers, text)
+    TIMEOUT.through(client, mocks, stream=stream)
 
 
 def test_every_attempt_cut_by_its_request_timeout_is_reported_as_a_timeout(
@@ -283,36 +277,22 @@ def test_weighted_loadbalance_splits_traffic_by_weight(client: openai.OpenAI, mo
 
 
 @STREAMING
-def test_conditional_routing_sends_paid_tier_metadata_to_the_premium_target(
-    client: openai.OpenAI, stream: bool
+@pytest.mark.parametrize(
+    ("model", "tier", "served_by", "index"),
+    [
+        ("gpt-4o-mini", "paid", "alpha", "config.targets[0]"),
+        ("cheap-model", None, "beta", "config.targets[1]"),
+        ("gpt-4o-mini", "free", "gamma", "config.targets[2]"),
+    ],
+    ids=["paid-tier-metadata-to-premium", "requested-model-to-budget", "no-match-to-default"],
+)
+def test_conditional_routing_picks_the_target_the_conditions_name(
+    client: openai.OpenAI, model: str, tier: str | None, served_by: str, index: str, stream: bool
 ) -> None:
-    headers, text = chat(
-        client,
-        "conditional",
-        stream=stream,
-        headers={"x-portkey-metadata": json.dumps({"tier": "paid"})},
-    )
-    assert text == answer_of("alpha")
-    assert headers["x-portkey-last-used-option-index"] == "config.targets[0]"
-
-
-def test_conditional_routing_matches_on_the_requested_model(client: openai.OpenAI) -> None:
-    headers, text = chat(client, "conditional", stream=False, model="cheap-model")
-    assert text == answer_of("beta")
-    assert headers["x-portkey-last-used-option-index"] == "config.targets[1]"
-
-
-def test_conditional_routing_uses_the_default_target_when_nothing_matches(
-    client: openai.OpenAI,
-) -> None:
-    headers, text = chat(
-        client,
-        "conditional",
-        stream=False,
-        headers={"x-portkey-metadata": json.dumps({"tier": "free"})},
-    )
-    assert text == answer_of("gamma")
-    assert headers["x-portkey-last-used-option-index"] == "config.targets[2]"
+    metadata = {} if tier is None else {"x-portkey-metadata": json.dumps({"tier": tier})}
+    headers, text = chat(client, "conditional", stream=stream, model=model, headers=metadata)
+    assert text == answer_of(served_by)
+    assert headers["x-portkey-last-used-option-index"] == index
 
 
 def test_conditional_routing_without_match_or_default_is_a_bad_request(
