@@ -200,46 +200,36 @@ def test_a_stream_stalling_longer_than_request_timeout_mid_way_raises_api_error(
 # --- every target exhausted ---------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("first", "last", "stream", "error_class"),
+    [
+        ("503", "503", False, openai.InternalServerError),
+        ("503", "502", True, openai.InternalServerError),
+        ("503", "429", False, openai.RateLimitError),
+    ],
+    ids=["503-503", "503-502-stream-before-any-chunk", "503-429"],
+)
 def test_exhausted_targets_raise_the_last_targets_error_class_with_the_route(
-    client: openai.OpenAI, mocks: Mocks
+    client: openai.OpenAI,
+    mocks: Mocks,
+    first: str,
+    last: str,
+    stream: bool,
+    error_class: type[openai.APIStatusError],
 ) -> None:
-    mocks["alpha"].script("503")
-    mocks["beta"].script("503")
-    with pytest.raises(openai.InternalServerError) as caught:
-        chat(client, "fallback", stream=False)
+    mocks["alpha"].script(first)
+    mocks["beta"].script(last)
+    with pytest.raises(error_class) as caught:
+        chat(client, "fallback", stream=stream)
     error = caught.value
-    assert error.status_code == 503
+    assert error.status_code == int(last)
     assert error.response.headers["x-relaygate-route"] == (
-        "config.targets[0]:503>config.targets[1]:503"
+        f"config.targets[0]:{first}>config.targets[1]:{last}"
     )
     assert error.response.headers["x-portkey-last-used-option-index"] == "config.targets[1]"
     assert error.response.headers["x-portkey-trace-id"]
     assert "Traceback" not in error.response.text
     sdk_error_of(error)
-
-
-def test_exhausted_targets_on_a_stream_raise_before_any_chunk(
-    client: openai.OpenAI, mocks: Mocks
-) -> None:
-    mocks["alpha"].script("503")
-    mocks["beta"].script("502")
-    with pytest.raises(openai.InternalServerError) as caught:
-        chat(client, "fallback", stream=True)
-    assert caught.value.status_code == 502
-    assert caught.value.response.headers["x-relaygate-route"] == (
-        "config.targets[0]:503>config.targets[1]:502"
-    )
-    assert caught.value.response.headers["x-portkey-trace-id"]
-
-
-def test_an_exhausted_429_raises_rate_limit_error(client: openai.OpenAI, mocks: Mocks) -> None:
-    mocks["alpha"].script("503")
-    mocks["beta"].script("429")
-    with pytest.raises(openai.RateLimitError) as caught:
-        chat(client, "fallback", stream=False)
-    assert caught.value.response.headers["x-relaygate-route"] == (
-        "config.targets[0]:503>config.targets[1]:429"
-    )
 
 
 # --- streams broken by the upstream -------------------------------------------------------
