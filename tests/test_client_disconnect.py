@@ -103,6 +103,19 @@ def spans_by_kind(spans: InMemorySpanExporter) -> dict[SpanKind, Any]:
     return {span.kind: span for span in spans.get_finished_spans()}
 
 
+def recorded_as_client_left(telemetry: Telemetry, spans: InMemorySpanExporter) -> tuple[Any, Any]:
+    """Assert the request and its attempt are recorded as ended by a client that left, and
+    nothing stays in flight; the SERVER and CLIENT spans."""
+    by_kind = spans_by_kind(spans)
+    server, client = by_kind[SpanKind.SERVER], by_kind[SpanKind.CLIENT]
+    assert server.attributes[sc.OUTCOME] == "client_disconnected"
+    assert client.attributes[sc.ERROR_TYPE] == "client_disconnected"
+    text = generate_latest(telemetry.metrics.registry).decode()
+    assert 'reason="client_disconnected"' in text
+    assert telemetry.metrics.registry.get_sample_value(sc.M_IN_FLIGHT) == 0.0
+    return server, client
+
+
 async def test_a_stream_whose_client_left_is_closed_upstream_and_recorded(
     telemetry: Telemetry, spans: InMemorySpanExporter
 ) -> None:
@@ -112,15 +125,9 @@ async def test_a_stream_whose_client_left_is_closed_upstream_and_recorded(
     sent = await leave_when(app, body, None)
     assert upstream.stream_closed.is_set()
     assert sent[0]["status"] == 200
-    by_kind = spans_by_kind(spans)
-    server, client = by_kind[SpanKind.SERVER], by_kind[SpanKind.CLIENT]
+    server, client = recorded_as_client_left(telemetry, spans)
     assert server.attributes[sc.ERROR_TYPE] == "client_disconnected"
-    assert server.attributes[sc.OUTCOME] == "client_disconnected"
-    assert client.attributes[sc.ERROR_TYPE] == "client_disconnected"
     assert client.attributes[sc.OUTCOME] == "client_disconnected"
-    text = generate_latest(telemetry.metrics.registry).decode()
-    assert 'reason="client_disconnected"' in text
-    assert telemetry.metrics.registry.get_sample_value(sc.M_IN_FLIGHT) == 0.0
 
 
 async def test_a_plain_call_whose_client_left_is_cancelled_and_recorded(
@@ -132,14 +139,8 @@ async def test_a_plain_call_whose_client_left_is_cancelled_and_recorded(
     sent = await leave_when(app, body, upstream.called)
     assert upstream.cancelled.is_set()
     assert sent == [], "nothing is written to a client that is gone"
-    by_kind = spans_by_kind(spans)
-    server, client = by_kind[SpanKind.SERVER], by_kind[SpanKind.CLIENT]
+    server, _ = recorded_as_client_left(telemetry, spans)
     assert server.attributes[sc.HTTP_RESPONSE_STATUS_CODE] == 499
-    assert server.attributes[sc.OUTCOME] == "client_disconnected"
-    assert client.attributes[sc.ERROR_TYPE] == "client_disconnected"
-    text = generate_latest(telemetry.metrics.registry).decode()
-    assert 'reason="client_disconnected"' in text
-    assert telemetry.metrics.registry.get_sample_value(sc.M_IN_FLIGHT) == 0.0
 
 
 async def test_a_client_that_stays_gets_its_whole_answer(

@@ -16,7 +16,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -329,21 +329,34 @@ def _health_ok(server: RunningServer) -> bool:
         return False
 
 
-def test_a_client_leaving_mid_stream_closes_the_upstream_stream_at_once(
-    gateway: RunningServer, upstream: tuple[SlowUpstream, RunningServer]
-) -> None:
-    slow = upstream[0]
+def leave_early(
+    gateway: RunningServer,
+    slow: SlowUpstream,
+    body: bytes,
+    until: Callable[[socket.socket], None],
+) -> dict[str, Any]:
+    """Send ``body`` and close the connection once ``until`` returns; asserts the upstream
+    call went away and the request is logged as a client that left; its log line."""
     slow.reset()
     seen = len(request_logs(gateway))
     with connect(gateway) as sock:
-        sock.sendall(request_head(STREAM_CHAT) + STREAM_CHAT)
-        first = sock.recv(65536)
-        assert b"200" in first.split(b"\r\n")[0]
-    assert slow.gone.wait(WAIT_S), "the upstream stream was still being read"
-    logs = wait_for(lambda: request_logs(gateway)[seen:])
-    assert logs[-1]["outcome"] == "client_disconnected"
-    assert logs[-1]["stream"] is True
-    assert logs[-1]["attempts"][-1]["reason"] == "client_disconnected"
+        sock.sendall(request_head(body) + body)
+        until(sock)
+    assert slow.gone.wait(WAIT_S), "the upstream call went on"
+    line: dict[str, Any] = wait_for(lambda: request_logs(gateway)[seen:])[-1]
+    assert line["outcome"] == "client_disconnected"
+    assert line["attempts"][-1]["reason"] == "client_disconnected"
+    return line
+
+
+def test_a_client_leaving_mid_stream_closes_the_upstream_stream_at_once(
+    gateway: RunningServer, upstream: tuple[SlowUpstream, RunningServer]
+) -> None:
+    def first_chunk(sock: socket.socket) -> None:
+        assert b"200" in sock.recv(65536).split(b"\r\n")[0]
+
+    line = leave_early(gateway, upstream[0], STREAM_CHAT, first_chunk)
+    assert line["stream"] is True
     metrics = httpx.get(f"{gateway.url}/metrics", timeout=WAIT_S).text
     assert 'reason="client_disconnected"' in metrics
 
@@ -351,17 +364,11 @@ def test_a_client_leaving_mid_stream_closes_the_upstream_stream_at_once(
 def test_a_client_leaving_before_the_answer_cancels_the_upstream_call(
     gateway: RunningServer, upstream: tuple[SlowUpstream, RunningServer]
 ) -> None:
-    slow = upstream[0]
-    slow.reset()
-    seen = len(request_logs(gateway))
-    with connect(gateway) as sock:
-        sock.sendall(request_head(CHAT) + CHAT)
-        assert slow.arrived.wait(WAIT_S)
-    assert slow.gone.wait(WAIT_S), "the upstream call went on"
-    logs = wait_for(lambda: request_logs(gateway)[seen:])
-    assert logs[-1]["outcome"] == "client_disconnected"
-    assert logs[-1]["status"] == 499
-    assert logs[-1]["attempts"][-1]["reason"] == "client_disconnected"
+    def arrived(_: socket.socket) -> None:
+        assert upstream[0].arrived.wait(WAIT_S)
+
+    line = leave_early(gateway, upstream[0], CHAT, arrived)
+    assert line["status"] == 499
 
 
 def test_sigterm_ends_an_open_stream_with_an_error_event_and_exits_0(
