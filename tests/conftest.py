@@ -20,6 +20,7 @@ from relaygate.exporters.spans import LeanTracer
 from relaygate.mock import MockSettings, create_mock_app, parse_faults
 from relaygate.telemetry import Telemetry
 from tests.servers import RunningServer, serve_in_thread
+from tests.tools import track
 
 MockFactory = Callable[..., RunningServer]
 
@@ -33,6 +34,12 @@ _PROPERTY_SETTINGS = {
 settings.register_profile("ci", max_examples=200, derandomize=True, **_PROPERTY_SETTINGS)
 settings.register_profile("explore", max_examples=1000, **_PROPERTY_SETTINGS)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Note the test being run, so ``tests.tools.require_tool`` can check its markers."""
+    track(item)
 
 
 @pytest.fixture

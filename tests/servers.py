@@ -13,13 +13,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import httpx
 import uvicorn
+import yaml
 
 
 def free_port() -> int:
@@ -36,6 +37,8 @@ class RunningServer:
     port: int
     log: IO[bytes] | None = None
     """The server process's combined stdout and stderr, when it is a process."""
+    process: subprocess.Popen[bytes] | None = None
+    """The server process, when it is one."""
 
     def output(self) -> str:
         """What the server process has written so far (empty when it is not a process)."""
@@ -110,14 +113,33 @@ def relaygate_process(
             if time.monotonic() > deadline:
                 raise RuntimeError("relaygate did not become healthy")
             time.sleep(0.05)
-        server = RunningServer(port, log)
-        server.process = proc  # type: ignore[attr-defined]
-        yield server
+        yield RunningServer(port, log, proc)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=10)
         log.close()
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """Terminate ``proc`` and wait for it; kill it if it is still running after ``timeout``."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@contextlib.contextmanager
+def running_gateway(
+    directory: Path,
+    config: Mapping[str, Any],
+    env: dict[str, str] | None = None,
+    workers: int = 1,
+) -> Iterator[RunningServer]:
+    """Write ``config`` as YAML into ``directory`` and run ``relaygate serve`` on it (with
+    ``env`` added to the environment) until the block ends."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "relaygate.yaml"
+    path.write_text(yaml.safe_dump(dict(config), sort_keys=False))
+    with relaygate_process(path, env, workers) as server:
+        yield server

@@ -9,10 +9,9 @@ import httpx
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from relaygate.app import create_app
-from relaygate.gateway import GatewayDeps
 from relaygate.telemetry import Telemetry
 from tests.fakes import RecordingTransport, chat_payload
+from tests.inprocess import asgi_client, gateway_app
 
 CONFIG = {
     "default_config": {
@@ -40,12 +39,10 @@ class Stamp:
 
 async def test_added_middleware_wraps_the_api_routes_and_the_others(telemetry: Telemetry) -> None:
     upstream = RecordingTransport(httpx.Response(200, json=chat_payload()))
-    app = create_app(CONFIG, GatewayDeps(upstream=upstream.client(), telemetry=telemetry))
+    app = gateway_app(CONFIG, telemetry, upstream)
     app.add_middleware(Stamp)
     body = orjson.dumps({"model": "gpt-4o-mini", "messages": []})
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://relaygate"
-    ) as client:
+    async with asgi_client(app) as client:
         chat = await client.post("/v1/chat/completions", content=body)
         refused = await client.get("/v1/chat/completions")
         health = await client.get("/health")
@@ -59,11 +56,9 @@ async def test_without_added_middleware_the_api_routes_answer_as_usual(
     telemetry: Telemetry,
 ) -> None:
     upstream = RecordingTransport(httpx.Response(200, json=chat_payload()))
-    app = create_app(CONFIG, GatewayDeps(upstream=upstream.client(), telemetry=telemetry))
+    app = gateway_app(CONFIG, telemetry, upstream)
     body = orjson.dumps({"model": "gpt-4o-mini", "messages": []})
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://relaygate"
-    ) as client:
+    async with asgi_client(app) as client:
         chat = await client.post("/v1/chat/completions", content=body)
     assert chat.status_code == 200
     assert "x-stamped" not in chat.headers

@@ -16,13 +16,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from prometheus_client import generate_latest
 
-from relaygate.app import create_app
 from relaygate.exporters import semconv as sc
-from relaygate.gateway import GatewayDeps
 from relaygate.providers.base import UpstreamRequest
 from relaygate.providers.client import UpstreamResponse, UpstreamStream
 from relaygate.telemetry import Telemetry
 from tests.fakes import chunk_payload, sse_event
+from tests.inprocess import gateway_app
 
 CONFIG = {
     "default_config": {
@@ -104,43 +103,44 @@ def spans_by_kind(spans: InMemorySpanExporter) -> dict[SpanKind, Any]:
     return {span.kind: span for span in spans.get_finished_spans()}
 
 
+def recorded_as_client_left(telemetry: Telemetry, spans: InMemorySpanExporter) -> tuple[Any, Any]:
+    """Assert the request and its attempt are recorded as ended by a client that left, and
+    nothing stays in flight; the SERVER and CLIENT spans."""
+    by_kind = spans_by_kind(spans)
+    server, client = by_kind[SpanKind.SERVER], by_kind[SpanKind.CLIENT]
+    assert server.attributes[sc.OUTCOME] == "client_disconnected"
+    assert client.attributes[sc.ERROR_TYPE] == "client_disconnected"
+    text = generate_latest(telemetry.metrics.registry).decode()
+    assert 'reason="client_disconnected"' in text
+    assert telemetry.metrics.registry.get_sample_value(sc.M_IN_FLIGHT) == 0.0
+    return server, client
+
+
 async def test_a_stream_whose_client_left_is_closed_upstream_and_recorded(
     telemetry: Telemetry, spans: InMemorySpanExporter
 ) -> None:
     upstream = EndlessUpstream()
-    app = create_app(CONFIG, GatewayDeps(upstream=upstream, telemetry=telemetry))
+    app = gateway_app(CONFIG, telemetry, upstream)
     body = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
     sent = await leave_when(app, body, None)
     assert upstream.stream_closed.is_set()
     assert sent[0]["status"] == 200
-    by_kind = spans_by_kind(spans)
-    server, client = by_kind[SpanKind.SERVER], by_kind[SpanKind.CLIENT]
+    server, client = recorded_as_client_left(telemetry, spans)
     assert server.attributes[sc.ERROR_TYPE] == "client_disconnected"
-    assert server.attributes[sc.OUTCOME] == "client_disconnected"
-    assert client.attributes[sc.ERROR_TYPE] == "client_disconnected"
     assert client.attributes[sc.OUTCOME] == "client_disconnected"
-    text = generate_latest(telemetry.metrics.registry).decode()
-    assert 'reason="client_disconnected"' in text
-    assert telemetry.metrics.registry.get_sample_value(sc.M_IN_FLIGHT) == 0.0
 
 
 async def test_a_plain_call_whose_client_left_is_cancelled_and_recorded(
     telemetry: Telemetry, spans: InMemorySpanExporter
 ) -> None:
     upstream = EndlessUpstream()
-    app = create_app(CONFIG, GatewayDeps(upstream=upstream, telemetry=telemetry))
+    app = gateway_app(CONFIG, telemetry, upstream)
     body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
     sent = await leave_when(app, body, upstream.called)
     assert upstream.cancelled.is_set()
     assert sent == [], "nothing is written to a client that is gone"
-    by_kind = spans_by_kind(spans)
-    server, client = by_kind[SpanKind.SERVER], by_kind[SpanKind.CLIENT]
+    server, _ = recorded_as_client_left(telemetry, spans)
     assert server.attributes[sc.HTTP_RESPONSE_STATUS_CODE] == 499
-    assert server.attributes[sc.OUTCOME] == "client_disconnected"
-    assert client.attributes[sc.ERROR_TYPE] == "client_disconnected"
-    text = generate_latest(telemetry.metrics.registry).decode()
-    assert 'reason="client_disconnected"' in text
-    assert telemetry.metrics.registry.get_sample_value(sc.M_IN_FLIGHT) == 0.0
 
 
 async def test_a_client_that_stays_gets_its_whole_answer(
@@ -164,7 +164,7 @@ async def test_a_client_that_stays_gets_its_whole_answer(
                 body=orjson.dumps(payload),
             )
 
-    app = create_app(CONFIG, GatewayDeps(upstream=Quick(), telemetry=telemetry))
+    app = gateway_app(CONFIG, telemetry, Quick())
     done = asyncio.Event()
     done.set()  # the server answers every later receive with a disconnect at once
     sent = await leave_when(app, {"model": "m", "messages": []}, done)

@@ -11,12 +11,12 @@ import orjson
 import pytest
 from structlog.testing import capture_logs
 
-from relaygate.app import create_app
 from relaygate.exporters import semconv as sc
 from relaygate.gateway import GatewayDeps
 from relaygate.telemetry import Telemetry
 from relaygate.transport import AsyncTransport
 from tests.fakes import RecordingTransport, chat_payload
+from tests.inprocess import asgi_client, gateway_app
 
 LIMIT = 1024
 TRACE = "trace-from-the-caller"
@@ -80,12 +80,10 @@ async def test_an_edge_refusal_of_the_asgi_app_is_logged_counted_and_traced(
 ) -> None:
     method, path, headers, body, status = CASES[case]
     upstream = RecordingTransport(httpx.Response(200, json=chat_payload()))
-    app = create_app(CONFIG, GatewayDeps(upstream=upstream.client(), telemetry=telemetry))
+    app = gateway_app(CONFIG, telemetry, upstream)
     content = body() if callable(body) else body
     with capture_logs() as logs:
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://relaygate"
-        ) as client:
+        async with asgi_client(app) as client:
             response = await client.request(method, path, headers=headers, content=content)
     assert_observed(response, status, logs, telemetry)
     assert upstream.requests == []

@@ -16,15 +16,14 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import yaml
 
-from tests.servers import RunningServer, relaygate_process, serve_in_thread
+from tests.servers import RunningServer, running_gateway, serve_in_thread
 
 WAIT_S = 10.0
 """Generous upper bound of every wait (a loaded machine is slow, never this slow)."""
@@ -95,9 +94,9 @@ class SlowUpstream:
             gone.cancel()
 
 
-def write_config(path: Path, upstream: RunningServer, **sections: Any) -> Path:
+def edge_config(upstream: RunningServer, **sections: Any) -> dict[str, Any]:
     """A server config whose default target is ``upstream``, plus ``sections``."""
-    config: dict[str, Any] = {
+    return {
         "default_config": {
             "provider": "openai",
             "api_key": "sk-test",
@@ -106,9 +105,10 @@ def write_config(path: Path, upstream: RunningServer, **sections: Any) -> Path:
         "telemetry": {"logs": {"level": "info", "format": "json"}},
         **sections,
     }
-    path.write_text(yaml.safe_dump(config))
-    return path
 
+
+DRAIN = {"drain_timeout_ms": 500, "telemetry_flush_timeout_ms": 500}
+"""Shutdown settings of the gateways that a test stops itself."""
 
 EDGE_LIMITS = {
     "header_timeout_ms": 500,
@@ -129,11 +129,21 @@ def upstream() -> Iterator[tuple[SlowUpstream, RunningServer]]:
 def gateway(
     upstream: tuple[SlowUpstream, RunningServer], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
-    path = write_config(
-        tmp_path_factory.mktemp("edge") / "gw.yaml", upstream[1], limits=EDGE_LIMITS
-    )
-    with relaygate_process(path) as gw:
+    config = edge_config(upstream[1], limits=EDGE_LIMITS)
+    with running_gateway(tmp_path_factory.mktemp("edge"), config) as gw:
         yield gw
+
+
+@pytest.fixture
+def draining_gateway(
+    upstream: tuple[SlowUpstream, RunningServer], tmp_path: Path
+) -> Iterator[tuple[RunningServer, subprocess.Popen[bytes]]]:
+    """A gateway process of the test's own (to stop with a signal) over the slow upstream,
+    whose earlier requests are forgotten; it drains for at most 500 ms."""
+    upstream[0].reset()
+    with running_gateway(tmp_path, edge_config(upstream[1], shutdown=DRAIN)) as gw:
+        assert gw.process is not None
+        yield gw, gw.process
 
 
 def connect(server: RunningServer) -> socket.socket:
@@ -251,7 +261,8 @@ def test_an_idle_connection_that_sends_nothing_is_closed(gateway: RunningServer)
 def test_a_header_block_over_the_cap_gets_431_without_growing_the_process(
     gateway: RunningServer,
 ) -> None:
-    pid = gateway.process.pid  # type: ignore[attr-defined]
+    assert gateway.process is not None
+    pid = gateway.process.pid
     before = rss_kib(pid)
     with connect(gateway) as sock:
         sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nx-big: ")
@@ -318,21 +329,34 @@ def _health_ok(server: RunningServer) -> bool:
         return False
 
 
-def test_a_client_leaving_mid_stream_closes_the_upstream_stream_at_once(
-    gateway: RunningServer, upstream: tuple[SlowUpstream, RunningServer]
-) -> None:
-    slow = upstream[0]
+def leave_early(
+    gateway: RunningServer,
+    slow: SlowUpstream,
+    body: bytes,
+    until: Callable[[socket.socket], None],
+) -> dict[str, Any]:
+    """Send ``body`` and close the connection once ``until`` returns; asserts the upstream
+    call went away and the request is logged as a client that left; its log line."""
     slow.reset()
     seen = len(request_logs(gateway))
     with connect(gateway) as sock:
-        sock.sendall(request_head(STREAM_CHAT) + STREAM_CHAT)
-        first = sock.recv(65536)
-        assert b"200" in first.split(b"\r\n")[0]
-    assert slow.gone.wait(WAIT_S), "the upstream stream was still being read"
-    logs = wait_for(lambda: request_logs(gateway)[seen:])
-    assert logs[-1]["outcome"] == "client_disconnected"
-    assert logs[-1]["stream"] is True
-    assert logs[-1]["attempts"][-1]["reason"] == "client_disconnected"
+        sock.sendall(request_head(body) + body)
+        until(sock)
+    assert slow.gone.wait(WAIT_S), "the upstream call went on"
+    line: dict[str, Any] = wait_for(lambda: request_logs(gateway)[seen:])[-1]
+    assert line["outcome"] == "client_disconnected"
+    assert line["attempts"][-1]["reason"] == "client_disconnected"
+    return line
+
+
+def test_a_client_leaving_mid_stream_closes_the_upstream_stream_at_once(
+    gateway: RunningServer, upstream: tuple[SlowUpstream, RunningServer]
+) -> None:
+    def first_chunk(sock: socket.socket) -> None:
+        assert b"200" in sock.recv(65536).split(b"\r\n")[0]
+
+    line = leave_early(gateway, upstream[0], STREAM_CHAT, first_chunk)
+    assert line["stream"] is True
     metrics = httpx.get(f"{gateway.url}/metrics", timeout=WAIT_S).text
     assert 'reason="client_disconnected"' in metrics
 
@@ -340,37 +364,25 @@ def test_a_client_leaving_mid_stream_closes_the_upstream_stream_at_once(
 def test_a_client_leaving_before_the_answer_cancels_the_upstream_call(
     gateway: RunningServer, upstream: tuple[SlowUpstream, RunningServer]
 ) -> None:
-    slow = upstream[0]
-    slow.reset()
-    seen = len(request_logs(gateway))
-    with connect(gateway) as sock:
-        sock.sendall(request_head(CHAT) + CHAT)
-        assert slow.arrived.wait(WAIT_S)
-    assert slow.gone.wait(WAIT_S), "the upstream call went on"
-    logs = wait_for(lambda: request_logs(gateway)[seen:])
-    assert logs[-1]["outcome"] == "client_disconnected"
-    assert logs[-1]["status"] == 499
-    assert logs[-1]["attempts"][-1]["reason"] == "client_disconnected"
+    def arrived(_: socket.socket) -> None:
+        assert upstream[0].arrived.wait(WAIT_S)
+
+    line = leave_early(gateway, upstream[0], CHAT, arrived)
+    assert line["status"] == 499
 
 
 def test_sigterm_ends_an_open_stream_with_an_error_event_and_exits_0(
-    upstream: tuple[SlowUpstream, RunningServer], tmp_path: Path
+    upstream: tuple[SlowUpstream, RunningServer],
+    draining_gateway: tuple[RunningServer, subprocess.Popen[bytes]],
 ) -> None:
-    path = write_config(
-        tmp_path / "gw.yaml",
-        upstream[1],
-        shutdown={"drain_timeout_ms": 500, "telemetry_flush_timeout_ms": 500},
-    )
-    upstream[0].reset()
-    with relaygate_process(path) as gw:
-        proc: subprocess.Popen[bytes] = gw.process  # type: ignore[attr-defined]
-        with connect(gw) as sock:
-            sock.sendall(request_head(STREAM_CHAT) + STREAM_CHAT)
-            received = sock.recv(65536)
-            proc.send_signal(signal.SIGTERM)
-            received += read_until_closed(sock)
-        assert proc.wait(timeout=WAIT_S) == 0
-        logs = request_logs(gw)
+    gw, proc = draining_gateway
+    with connect(gw) as sock:
+        sock.sendall(request_head(STREAM_CHAT) + STREAM_CHAT)
+        received = sock.recv(65536)
+        proc.send_signal(signal.SIGTERM)
+        received += read_until_closed(sock)
+    assert proc.wait(timeout=WAIT_S) == 0
+    logs = request_logs(gw)
     assert b"tick" in received
     tail = received.rstrip().rsplit(b"data: ", 1)[-1].split(b"\r\n")[0]
     assert json.loads(tail)["error"]["code"] == "gateway_shutting_down"
@@ -410,8 +422,7 @@ def test_sigterm_with_a_blackholed_otlp_endpoint_exits_well_within_the_grace_per
     upstream: tuple[SlowUpstream, RunningServer], tmp_path: Path
 ) -> None:
     with blackhole() as port:
-        path = write_config(
-            tmp_path / "gw.yaml",
+        config = edge_config(
             upstream[1],
             shutdown={"drain_timeout_ms": 500, "telemetry_flush_timeout_ms": 1000},
             telemetry={
@@ -420,8 +431,9 @@ def test_sigterm_with_a_blackholed_otlp_endpoint_exits_well_within_the_grace_per
             },
         )
         # Exports start 100 ms after a span ends: one is hanging by the time of the SIGTERM.
-        with relaygate_process(path, env={"OTEL_BSP_SCHEDULE_DELAY": "100"}) as gw:
-            proc: subprocess.Popen[bytes] = gw.process  # type: ignore[attr-defined]
+        with running_gateway(tmp_path, config, env={"OTEL_BSP_SCHEDULE_DELAY": "100"}) as gw:
+            proc = gw.process
+            assert proc is not None
             for _ in range(2):
                 for _ in range(3):
                     bad = httpx.post(f"{gw.url}/v1/chat/completions", content=b"{", timeout=WAIT_S)
@@ -434,22 +446,16 @@ def test_sigterm_with_a_blackholed_otlp_endpoint_exits_well_within_the_grace_per
 
 
 def test_sigterm_answers_a_request_still_unanswered_at_the_drain_deadline_with_503(
-    upstream: tuple[SlowUpstream, RunningServer], tmp_path: Path
+    upstream: tuple[SlowUpstream, RunningServer],
+    draining_gateway: tuple[RunningServer, subprocess.Popen[bytes]],
 ) -> None:
-    path = write_config(
-        tmp_path / "gw.yaml",
-        upstream[1],
-        shutdown={"drain_timeout_ms": 500, "telemetry_flush_timeout_ms": 500},
-    )
-    upstream[0].reset()
-    with relaygate_process(path) as gw:
-        proc: subprocess.Popen[bytes] = gw.process  # type: ignore[attr-defined]
-        with connect(gw) as sock:
-            sock.sendall(request_head(CHAT) + CHAT)
-            assert upstream[0].arrived.wait(WAIT_S)
-            proc.send_signal(signal.SIGTERM)
-            status, body = status_and_json(read_until_closed(sock))
-        assert proc.wait(timeout=WAIT_S) == 0
+    gw, proc = draining_gateway
+    with connect(gw) as sock:
+        sock.sendall(request_head(CHAT) + CHAT)
+        assert upstream[0].arrived.wait(WAIT_S)
+        proc.send_signal(signal.SIGTERM)
+        status, body = status_and_json(read_until_closed(sock))
+    assert proc.wait(timeout=WAIT_S) == 0
     assert status == 503
     assert body["error"]["code"] == "gateway_shutting_down"
     assert upstream[0].gone.wait(WAIT_S)

@@ -17,7 +17,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 from starlette.applications import Starlette
 
-from relaygate.app import create_app
 from relaygate.config import parse_server_config
 from relaygate.exchange import Operation
 from relaygate.exporters import semconv as sc
@@ -31,6 +30,7 @@ from tests.fakes import (
     sse_event,
     sse_response,
 )
+from tests.inprocess import asgi_client, gateway_app
 
 UPSTREAM_A = "http://upstream-a.invalid/v1"
 UPSTREAM_B = "http://upstream-b.invalid/v1"
@@ -65,16 +65,14 @@ def server_config(**extra: Any) -> dict[str, Any]:
 
 def make_app(telemetry: Telemetry, transport: RecordingTransport, **extra: Any) -> Starlette:
     """The ASGI app for :func:`server_config` whose upstream calls go to ``transport``."""
-    deps = GatewayDeps(upstream=transport.client(), telemetry=telemetry)
-    return create_app(server_config(**extra), deps)
+    return gateway_app(server_config(**extra), telemetry, transport)
 
 
 async def call(
     app: Starlette, method: str = "POST", path: str = CHAT, **kwargs: Any
 ) -> httpx.Response:
     """One HTTP request to ``app`` through ``httpx.ASGITransport``."""
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://relaygate") as client:
+    async with asgi_client(app) as client:
         return await client.request(method, path, **kwargs)
 
 

@@ -17,11 +17,10 @@ from opentelemetry.trace import SpanKind
 from starlette.applications import Starlette
 from structlog.testing import capture_logs
 
-from relaygate.app import create_app
 from relaygate.exporters import semconv as sc
-from relaygate.gateway import GatewayDeps
 from relaygate.telemetry import Telemetry
 from tests.fakes import RecordingTransport
+from tests.inprocess import asgi_client, gateway_app
 
 CHAT = "/v1/chat/completions"
 BODY: dict[str, Any] = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
@@ -55,8 +54,7 @@ def server_config(**limits: Any) -> dict[str, Any]:
 
 def make_app(telemetry: Telemetry, upstream: RecordingTransport, **limits: Any) -> Starlette:
     """The gateway app over ``upstream``, with ``limits``."""
-    deps = GatewayDeps(upstream=upstream.client(), telemetry=telemetry, sleep=no_sleep)
-    return create_app(server_config(**limits), deps)
+    return gateway_app(server_config(**limits), telemetry, upstream, sleep=no_sleep)
 
 
 Call = Callable[..., Awaitable[httpx.Response]]
@@ -77,8 +75,7 @@ def post(telemetry: Telemetry, upstream: RecordingTransport) -> Call:
 
 async def send(app: Starlette, **kwargs: Any) -> httpx.Response:
     """One POST to the chat route through ``httpx.ASGITransport``."""
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://relaygate") as client:
+    async with asgi_client(app) as client:
         return await client.post(CHAT, **kwargs)
 
 
@@ -378,8 +375,7 @@ async def test_the_target_bound_is_the_servers_for_header_and_named_configs_alik
     wide = {"strategy": {"mode": "fallback"}, "targets": [{"provider": "openai"}] * 55}
     config = server_config(max_targets_per_config=60)
     config["configs"]["wide"] = wide
-    deps = GatewayDeps(upstream=upstream.client(), telemetry=telemetry, sleep=no_sleep)
-    app = create_app(config, deps)
+    app = gateway_app(config, telemetry, upstream, sleep=no_sleep)
     assert (await send(app, json=BODY, headers={"x-portkey-config": "wide"})).status_code == 200
     header = json.dumps({**wide, "targets": [{"provider": "openai"}] * 60})
     assert (await send(app, json=BODY, headers={"x-portkey-config": header})).status_code == 200

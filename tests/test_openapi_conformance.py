@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,7 +33,7 @@ from schemathesis.specs.openapi.checks import (
 
 from relaygate.mock import MockSettings, create_mock_app
 from relaygate.providers.registry import default_registry
-from tests.servers import RunningServer, relaygate_process, serve_in_thread
+from tests.servers import RunningServer, running_gateway, serve_in_thread
 
 pytestmark = pytest.mark.gateway_process
 
@@ -106,9 +105,7 @@ def upstream() -> Iterator[RunningServer]:
 @pytest.fixture(scope="module")
 def gateway(upstream: RunningServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The base URL of a ``relaygate serve`` process routing to ``upstream``."""
-    path: Path = tmp_path_factory.mktemp("openapi") / "relaygate.json"
-    path.write_text(json.dumps(server_config(upstream)))
-    with relaygate_process(path) as server:
+    with running_gateway(tmp_path_factory.mktemp("openapi"), server_config(upstream)) as server:
         yield server.url
 
 

@@ -13,13 +13,13 @@ from starlette.routing import Route
 
 from relaygate.app import create_app
 from relaygate.openapi import OPENAPI_VERSION, openapi_document
+from tests.inprocess import asgi_client
 
 API_ROUTES = {"/v1/chat/completions", "/v1/completions", "/v1/embeddings"}
 
 
 async def fetch(app: Starlette) -> httpx.Response:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://relaygate") as client:
+    async with asgi_client(app) as client:
         return await client.get("/openapi.json")
 
 

@@ -17,8 +17,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import pytest
 import yaml
+
+from tests.tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 """The repository root."""
@@ -35,11 +36,9 @@ INSTALL_HINT = "run scripts/ensure-prometheus.sh"
 
 
 def require_binary(name: str) -> str:
-    """The path of a Prometheus binary; fails the test (never skips) when it is missing."""
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} not installed: {INSTALL_HINT}")
-    return path
+    """The path of a Prometheus binary; fails the test (never skips) when it is missing or
+    the test lacks the ``promtool`` marker."""
+    return require_tool("promtool", shutil.which(name), f"{name} not installed: {INSTALL_HINT}")
 
 
 def load_generator() -> ModuleType:

@@ -1,6 +1,7 @@
 """A real Prometheus scrapes a real ``relaygate serve`` and answers every dashboard query.
 
-Part of the normal suite (it runs in ``make test``, about 15 s). Setup, all on loopback:
+Part of the normal suite (it runs in ``make test``, about 15 s; marked ``promtool``, so
+``-m "not promtool"`` leaves it out). Setup, all on loopback:
 
 * fault simulators in threads: ``primary`` answers 503 to 30 % of requests (seeded), ``backup``
   always succeeds, ``flaky`` alternates 503 and 200, ``hang`` never answers, ``down`` always
@@ -43,7 +44,15 @@ from tests.dashboards.dashboard_files import (
     recording_rules,
     require_binary,
 )
-from tests.servers import RunningServer, free_port, relaygate_process, serve_in_thread
+from tests.servers import (
+    RunningServer,
+    free_port,
+    running_gateway,
+    serve_in_thread,
+    stop_process,
+)
+
+pytestmark = pytest.mark.promtool
 
 FAILURE_RATE = 0.3
 """Share of requests the primary fault simulator answers with 503."""
@@ -170,12 +179,7 @@ def run_prometheus(tmp: Path, gateway: RunningServer) -> Iterator[Prometheus]:
         server.wait_for("readiness", ready)
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=15)
 
 
 def _server_config(upstreams: dict[str, RunningServer]) -> dict[str, Any]:
@@ -325,9 +329,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             name: stack.enter_context(serve_in_thread(create_mock_app(settings)))
             for name, settings in mocks.items()
         }
-        config_path = tmp / "relaygate.yaml"
-        config_path.write_text(yaml.safe_dump(_server_config(upstreams)))
-        gateway = stack.enter_context(relaygate_process(config_path))
+        gateway = stack.enter_context(running_gateway(tmp, _server_config(upstreams)))
         prometheus = stack.enter_context(run_prometheus(tmp, gateway))
         traffic = Traffic()
 

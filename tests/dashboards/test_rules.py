@@ -1,7 +1,8 @@
 """The Prometheus rules are valid, unit-tested alert by alert, and documented.
 
-``promtool`` must be installed (``scripts/ensure-prometheus.sh``): a missing binary fails
-these tests instead of skipping them, so a machine without it cannot pass silently.
+The tests that run ``promtool`` carry the ``promtool`` marker. It must be installed
+(``scripts/ensure-prometheus.sh``): a missing binary fails these tests instead of skipping
+them, so a machine without it cannot pass silently.
 """
 
 from __future__ import annotations
@@ -38,12 +39,14 @@ def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.promtool
 def test_promtool_accepts_the_recording_and_alerting_rules() -> None:
     """``promtool check rules`` passes on both rule files (syntax, PromQL, templates)."""
     result = _promtool("check", "rules", *(str(p) for p in RULE_FILES))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.promtool
 def test_promtool_accepts_the_compose_prometheus_config_and_its_rule_files() -> None:
     """``dashboards/prometheus.yml`` (used by compose) is valid and its rule files resolve."""
     result = _promtool("check", "config", str(DASHBOARDS / "prometheus.yml"))
@@ -56,6 +59,7 @@ def test_there_are_rule_unit_tests() -> None:
     assert len(RULE_TESTS) >= len(ALERT_NAMES)
 
 
+@pytest.mark.promtool
 @pytest.mark.parametrize("path", RULE_TESTS, ids=[p.name for p in RULE_TESTS])
 def test_promtool_rule_unit_tests_pass(path: Path) -> None:
     """Every alert fires on its synthetic series and stays quiet on the others."""

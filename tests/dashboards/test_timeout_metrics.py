@@ -11,13 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import uvloop
 
-from relaygate.app import create_app
-from relaygate.gateway import GatewayDeps
 from relaygate.telemetry import Telemetry
 from tests.conftest import MockFactory
+from tests.inprocess import asgi_client, gateway_app
 
 REQUESTS = 12
 """Requests sent; each makes one attempt per target, every one cut by its timeout."""
@@ -29,8 +27,7 @@ a millisecond timer fires a hair early depends on the sub-millisecond arithmetic
 
 async def _send_all(app: Any) -> list[int]:
     statuses: list[int] = []
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+    async with asgi_client(app, "http://gateway") as client:
         for _ in range(REQUESTS):
             response = await client.post(
                 "/v1/chat/completions",
@@ -57,7 +54,7 @@ def test_every_attempt_cut_by_request_timeout_is_counted_as_a_timeout_on_uvloop(
         for ms in TIMEOUTS_MS
     ]
     config = {"default_config": {"strategy": {"mode": "fallback"}, "targets": targets}}
-    app = create_app(config, GatewayDeps(telemetry=telemetry))
+    app = gateway_app(config, telemetry)
     statuses = uvloop.run(_send_all(app))
     assert statuses == [408] * REQUESTS
     registry = telemetry.metrics.registry

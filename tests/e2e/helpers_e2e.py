@@ -13,16 +13,16 @@ import json
 import struct
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import ExitStack
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import openai
-import yaml
+import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
 from relaygate.mock import MockSettings, create_mock_app
-from tests.servers import RunningServer, relaygate_process, serve_in_thread
+from tests.servers import RunningServer, serve_in_thread
 
 MESSAGES: list[ChatCompletionMessageParam] = [
     {"role": "user", "content": "Say hello to the gateway."}
@@ -111,8 +111,12 @@ class MockUpstream:
         }
 
 
+Mocks = dict[str, MockUpstream]
+"""Running upstreams keyed by name."""
+
+
 @contextlib.contextmanager
-def running_mocks(*names: str, **settings: Any) -> Iterator[dict[str, MockUpstream]]:
+def running_mocks(*names: str, **settings: Any) -> Iterator[Mocks]:
     """Start one fault simulator per name (sharing ``settings``), keyed by name."""
     with ExitStack() as stack:
         control = stack.enter_context(httpx.Client(timeout=CLIENT_TIMEOUT_S))
@@ -140,14 +144,68 @@ def server_config(configs: Mapping[str, Any], **sections: Any) -> dict[str, Any]
     }
 
 
-@contextlib.contextmanager
-def running_gateway(directory: Path, config: Mapping[str, Any]) -> Iterator[RunningServer]:
-    """Write ``config`` as YAML into ``directory`` and run ``relaygate serve`` on it."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "relaygate.yaml"
-    path.write_text(yaml.safe_dump(dict(config), sort_keys=False))
-    with relaygate_process(path) as server:
-        yield server
+@dataclass(frozen=True)
+class Recovery:
+    """A failure scripted on ``alpha`` that the named config ``config`` recovers from, and
+    what the client then reads: the answering upstream, the option index and the route."""
+
+    config: str
+    script: str
+    served_by: str
+    index: str
+    route: str
+
+    def check(self, headers: Mapping[str, str], text: str) -> None:
+        """Assert the answer and the headers tell this recovery."""
+        assert text == answer_of(self.served_by)
+        assert headers["x-portkey-last-used-option-index"] == self.index
+        assert headers["x-relaygate-route"] == self.route
+
+    def through(self, sdk: openai.OpenAI, mocks: Mocks, *, stream: bool) -> Mapping[str, str]:
+        """Script the failure, send one chat on ``config`` through ``sdk`` and
+        :meth:`check` the answer; its headers."""
+        mocks["alpha"].script(self.script)
+        headers, text = chat(sdk, self.config, stream=stream)
+        self.check(headers, text)
+        return headers
+
+
+FALLBACK = Recovery(
+    "fallback", "503", "beta", "config.targets[1]", "config.targets[0]:503>config.targets[1]:200"
+)
+"""``alpha`` answers 503: the ``fallback`` config answers from ``beta``."""
+
+RETRY = Recovery(
+    "retry", "429@retry_after_ms=30,200", "alpha", "config.targets[0]", "config.targets[0]:429,200"
+)
+"""``alpha`` answers 429 with ``Retry-After`` once: the ``retry`` config retries it."""
+
+TIMEOUT = Recovery(
+    "timeout",
+    "200@latency_ms=3000",
+    "beta",
+    "config.targets[1]",
+    "config.targets[0]:timeout>config.targets[1]:200",
+)
+"""``alpha`` is slower than its 200 ms ``request_timeout``: ``timeout`` falls back to ``beta``."""
+
+
+def retry_and_timeout_configs(first: MockUpstream, second: MockUpstream) -> dict[str, Any]:
+    """Named configs falling back from ``first`` to ``second``: ``retry`` (``first`` retried
+    twice, honouring ``Retry-After``) and ``timeout`` (``first`` cut after 200 ms)."""
+    return {
+        "retry": {
+            "strategy": {"mode": "fallback"},
+            "targets": [
+                first.target(retry={"attempts": 2, "use_retry_after_header": True}),
+                second.target(),
+            ],
+        },
+        "timeout": {
+            "strategy": {"mode": "fallback"},
+            "targets": [first.target(request_timeout=200), second.target()],
+        },
+    }
 
 
 def openai_client(base_url: str, api_key: str = "sk-client") -> openai.OpenAI:
@@ -155,6 +213,36 @@ def openai_client(base_url: str, api_key: str = "sk-client") -> openai.OpenAI:
     return openai.OpenAI(
         base_url=base_url, api_key=api_key, max_retries=0, timeout=CLIENT_TIMEOUT_S
     )
+
+
+def chat(
+    sdk: openai.OpenAI,
+    config: str,
+    *,
+    stream: bool,
+    model: str = "gpt-4o-mini",
+    headers: dict[str, str] | None = None,
+) -> tuple[Mapping[str, str], str]:
+    """One chat completion through the SDK: the response headers and the answer text.
+
+    A streamed answer is iterated chunk by chunk and its deltas joined.
+    """
+    extra = {**config_header(config), **(headers or {})}
+    if stream:
+        streamed = sdk.chat.completions.with_raw_response.create(
+            model=model, messages=MESSAGES, stream=True, extra_headers=extra
+        )
+        chunks = streamed.parse()
+        assert isinstance(chunks, openai.Stream)
+        return streamed.headers, chunk_text(chunks)
+    plain = sdk.chat.completions.with_raw_response.create(
+        model=model, messages=MESSAGES, extra_headers=extra
+    )
+    return plain.headers, plain.parse().choices[0].message.content or ""
+
+
+STREAMING = pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+"""Runs a test once with a plain answer and once with a streamed one."""
 
 
 def config_header(config: str | Mapping[str, Any]) -> dict[str, str]:

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 import httpx
@@ -24,18 +24,20 @@ from relaygate.app import create_app
 from relaygate.transport import AsyncTransport
 from tests.e2e.helpers_e2e import (
     CLIENT_TIMEOUT_S,
+    FALLBACK,
     MESSAGES,
-    MockUpstream,
-    answer_of,
-    chunk_text,
+    RETRY,
+    STREAMING,
+    TIMEOUT,
+    Mocks,
+    Recovery,
     config_header,
     openai_client,
-    running_mocks,
+    retry_and_timeout_configs,
     server_config,
 )
 from tests.servers import RunningServer, serve_in_thread
 
-Mocks = dict[str, MockUpstream]
 IN_PROCESS_URL = "http://relaygate.local/v1"
 
 
@@ -47,33 +49,10 @@ def _gateway_config(mocks: Mocks) -> dict[str, Any]:
                 "strategy": {"mode": "fallback"},
                 "targets": [alpha.target(), beta.target(provider="together-ai")],
             },
-            "retry": {
-                "strategy": {"mode": "fallback"},
-                "targets": [
-                    alpha.target(retry={"attempts": 2, "use_retry_after_header": True}),
-                    beta.target(),
-                ],
-            },
-            "timeout": {
-                "strategy": {"mode": "fallback"},
-                "targets": [alpha.target(request_timeout=200), beta.target()],
-            },
+            **retry_and_timeout_configs(alpha, beta),
             "embed": alpha.target(override_params={"model": "embed-model"}),
         }
     )
-
-
-@pytest.fixture(scope="module")
-def mocks() -> Iterator[Mocks]:
-    """Two fault-simulator upstreams shared by the module: alpha and beta."""
-    with running_mocks("alpha", "beta") as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def _clean_mocks(mocks: Mocks) -> None:
-    for mock in mocks.values():
-        mock.clear()
 
 
 # --- mounted in a host app ----------------------------------------------------------------
@@ -115,33 +94,12 @@ def mounted_client(host: RunningServer) -> Iterator[openai.OpenAI]:
         yield sdk
 
 
+@STREAMING
 def test_mounted_gateway_falls_back_after_a_503(
-    mounted_client: openai.OpenAI, mocks: Mocks
+    mounted_client: openai.OpenAI, mocks: Mocks, stream: bool
 ) -> None:
-    mocks["alpha"].script("503")
-    raw = mounted_client.chat.completions.with_raw_response.create(
-        model="gpt-4o-mini", messages=MESSAGES, extra_headers=config_header("fallback")
-    )
-    assert raw.parse().choices[0].message.content == answer_of("beta")
-    assert raw.headers["x-portkey-last-used-option-index"] == "config.targets[1]"
-    assert raw.headers["x-relaygate-route"] == "config.targets[0]:503>config.targets[1]:200"
-    assert raw.headers["x-portkey-provider"] == "together-ai"
-
-
-def test_mounted_gateway_streams_after_a_fallback(
-    mounted_client: openai.OpenAI, mocks: Mocks
-) -> None:
-    mocks["alpha"].script("503")
-    raw = mounted_client.chat.completions.with_raw_response.create(
-        model="gpt-4o-mini",
-        messages=MESSAGES,
-        stream=True,
-        extra_headers=config_header("fallback"),
-    )
-    assert raw.headers["x-relaygate-route"] == "config.targets[0]:503>config.targets[1]:200"
-    stream = raw.parse()
-    assert isinstance(stream, openai.Stream)
-    assert chunk_text(stream) == answer_of("beta")
+    headers = FALLBACK.through(mounted_client, mocks, stream=stream)
+    assert headers["x-portkey-provider"] == "together-ai"
 
 
 def test_mounting_keeps_the_host_routes_and_serves_health_under_the_prefix(
@@ -176,59 +134,35 @@ async def in_process(mocks: Mocks) -> AsyncIterator[openai.AsyncOpenAI]:
         await transport.aclose()
 
 
-async def test_in_process_transport_falls_back_after_a_503(
-    in_process: openai.AsyncOpenAI, mocks: Mocks
-) -> None:
-    mocks["alpha"].script("503")
-    raw = await in_process.chat.completions.with_raw_response.create(
-        model="gpt-4o-mini", messages=MESSAGES, extra_headers=config_header("fallback")
+async def achat(
+    sdk: openai.AsyncOpenAI, config: str, *, stream: bool = False
+) -> tuple[Mapping[str, str], str]:
+    """One chat completion through the async SDK: the response headers and the answer text
+    (a stream's deltas joined)."""
+    raw = await sdk.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=stream, extra_headers=config_header(config)
     )
-    assert raw.parse().choices[0].message.content == answer_of("beta")
-    assert raw.headers["x-portkey-last-used-option-index"] == "config.targets[1]"
-    assert raw.headers["x-relaygate-route"] == "config.targets[0]:503>config.targets[1]:200"
+    answer = raw.parse()
+    if isinstance(answer, openai.AsyncStream):
+        parts: list[str] = []
+        async for chunk in answer:
+            parts.extend(choice.delta.content or "" for choice in chunk.choices)
+        return raw.headers, "".join(parts)
+    assert not stream
+    return raw.headers, answer.choices[0].message.content or ""
 
 
-async def test_in_process_transport_retries_after_retry_after(
-    in_process: openai.AsyncOpenAI, mocks: Mocks
+@STREAMING
+@pytest.mark.parametrize("recovery", [FALLBACK, RETRY, TIMEOUT], ids=lambda r: r.config)
+async def test_in_process_transport_recovers_like_the_served_gateway(
+    in_process: openai.AsyncOpenAI, mocks: Mocks, recovery: Recovery, stream: bool
 ) -> None:
-    mocks["alpha"].script("429@retry_after_ms=30,200")
-    raw = await in_process.chat.completions.with_raw_response.create(
-        model="gpt-4o-mini", messages=MESSAGES, extra_headers=config_header("retry")
-    )
-    assert raw.parse().choices[0].message.content == answer_of("alpha")
-    assert raw.headers["x-portkey-retry-attempt-count"] == "1"
-    assert raw.headers["x-relaygate-route"] == "config.targets[0]:429,200"
-    assert (mocks["alpha"].hits(), mocks["beta"].hits()) == (2, 0)
-
-
-async def test_in_process_transport_streams_after_a_fallback(
-    in_process: openai.AsyncOpenAI, mocks: Mocks
-) -> None:
-    mocks["alpha"].script("503")
-    raw = await in_process.chat.completions.with_raw_response.create(
-        model="gpt-4o-mini",
-        messages=MESSAGES,
-        stream=True,
-        extra_headers=config_header("fallback"),
-    )
-    assert raw.headers["x-relaygate-route"] == "config.targets[0]:503>config.targets[1]:200"
-    stream = raw.parse()
-    assert isinstance(stream, openai.AsyncStream)
-    parts: list[str] = []
-    async for chunk in stream:
-        parts.extend(choice.delta.content or "" for choice in chunk.choices)
-    assert "".join(parts) == answer_of("beta")
-
-
-async def test_in_process_transport_falls_back_when_a_target_times_out(
-    in_process: openai.AsyncOpenAI, mocks: Mocks
-) -> None:
-    mocks["alpha"].script("200@latency_ms=3000")
-    raw = await in_process.chat.completions.with_raw_response.create(
-        model="gpt-4o-mini", messages=MESSAGES, extra_headers=config_header("timeout")
-    )
-    assert raw.parse().choices[0].message.content == answer_of("beta")
-    assert raw.headers["x-relaygate-route"] == "config.targets[0]:timeout>config.targets[1]:200"
+    mocks["alpha"].script(recovery.script)
+    headers, text = await achat(in_process, recovery.config, stream=stream)
+    recovery.check(headers, text)
+    if recovery is RETRY:
+        assert headers["x-portkey-retry-attempt-count"] == "1"
+        assert (mocks["alpha"].hits(), mocks["beta"].hits()) == (2, 0)
 
 
 async def test_in_process_transport_embeddings_decode_to_the_upstream_vectors(

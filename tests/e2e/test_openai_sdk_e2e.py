@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -19,20 +19,24 @@ import pytest
 
 from tests.e2e.helpers_e2e import (
     CLIENT_TIMEOUT_S,
+    FALLBACK,
     MESSAGES,
-    MockUpstream,
+    RETRY,
+    STREAMING,
+    TIMEOUT,
+    Mocks,
     answer_of,
+    chat,
     chunk_text,
     config_header,
     decode_float32,
     error_of,
     openai_client,
-    running_gateway,
-    running_mocks,
+    retry_and_timeout_configs,
     sdk_error_of,
     server_config,
 )
-from tests.servers import RunningServer
+from tests.servers import RunningServer, running_gateway
 
 MAX_BODY_BYTES = 65_536
 MAX_CONFIG_HEADER_BYTES = 4_096
@@ -43,7 +47,8 @@ STALL_TIMEOUT_MS = 2_000
 """Bounds both the first chunk and each later gap: generous, so a loaded machine still
 delivers the first chunk in time."""
 
-Mocks = dict[str, MockUpstream]
+MOCK_NAMES = ("alpha", "beta", "gamma")
+"""The module's fault-simulator upstreams (the ``mocks`` fixture of ``conftest.py``)."""
 
 
 def _configs(mocks: Mocks) -> dict[str, Any]:
@@ -60,17 +65,7 @@ def _configs(mocks: Mocks) -> dict[str, Any]:
                 beta.target(provider="together-ai", override_params={"model": "model-beta"}),
             ],
         },
-        "retry": {
-            "strategy": {"mode": "fallback"},
-            "targets": [
-                alpha.target(retry={"attempts": 2, "use_retry_after_header": True}),
-                beta.target(),
-            ],
-        },
-        "timeout": {
-            "strategy": {"mode": "fallback"},
-            "targets": [alpha.target(request_timeout=200), beta.target()],
-        },
+        **retry_and_timeout_configs(alpha, beta),
         "quick-timeout": {
             "strategy": {"mode": "fallback"},
             "targets": [alpha.target(request_timeout=50), beta.target()],
@@ -96,19 +91,6 @@ def _configs(mocks: Mocks) -> dict[str, Any]:
         "solo": alpha.target(),
         "float-only": alpha.target(override_params={"encoding_format": "float"}),
     }
-
-
-@pytest.fixture(scope="module")
-def mocks() -> Iterator[Mocks]:
-    """Three fault-simulator upstreams shared by the module: alpha, beta and gamma."""
-    with running_mocks("alpha", "beta", "gamma") as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def _clean_mocks(mocks: Mocks) -> None:
-    for mock in mocks.values():
-        mock.clear()
 
 
 @pytest.fixture(scope="module")
@@ -153,33 +135,18 @@ def client(gateway: RunningServer) -> Iterator[openai.OpenAI]:
         yield sdk
 
 
-def chat(
-    sdk: openai.OpenAI,
-    config: str,
-    *,
-    stream: bool,
-    model: str = "gpt-4o-mini",
-    headers: dict[str, str] | None = None,
-) -> tuple[Mapping[str, str], str]:
-    """One chat completion through the SDK: the response headers and the answer text.
-
-    A streamed answer is iterated chunk by chunk and its deltas joined.
-    """
-    extra = {**config_header(config), **(headers or {})}
-    if stream:
-        streamed = sdk.chat.completions.with_raw_response.create(
-            model=model, messages=MESSAGES, stream=True, extra_headers=extra
-        )
-        chunks = streamed.parse()
-        assert isinstance(chunks, openai.Stream)
-        return streamed.headers, chunk_text(chunks)
-    plain = sdk.chat.completions.with_raw_response.create(
-        model=model, messages=MESSAGES, extra_headers=extra
+def chunks_before_api_error(client: openai.OpenAI, config: str) -> list[Any]:
+    """The chunks of a streamed chat on ``config`` that arrived before the stream raised
+    ``openai.APIError`` (an answer that broke, not a connection that failed)."""
+    stream = client.chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=True, extra_headers=config_header(config)
     )
-    return plain.headers, plain.parse().choices[0].message.content or ""
-
-
-STREAMING = pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+    received = []
+    with pytest.raises(openai.APIError) as caught:
+        for chunk in stream:
+            received.append(chunk)
+    assert not isinstance(caught.value, openai.APIConnectionError)
+    return received
 
 
 # --- fallback, retry, timeout -------------------------------------------------------------
@@ -189,11 +156,7 @@ STREAMING = pytest.mark.parametrize("stream", [False, True], ids=["plain", "stre
 def test_fallback_answers_from_the_second_target_when_the_first_answers_503(
     client: openai.OpenAI, mocks: Mocks, stream: bool
 ) -> None:
-    mocks["alpha"].script("503")
-    headers, text = chat(client, "fallback", stream=stream)
-    assert text == answer_of("beta")
-    assert headers["x-portkey-last-used-option-index"] == "config.targets[1]"
-    assert headers["x-relaygate-route"] == "config.targets[0]:503>config.targets[1]:200"
+    headers = FALLBACK.through(client, mocks, stream=stream)
     assert headers["x-portkey-provider"] == "together-ai"
     assert headers["x-portkey-trace-id"]
     assert headers["x-request-id"]
@@ -205,12 +168,8 @@ def test_fallback_answers_from_the_second_target_when_the_first_answers_503(
 def test_retry_waits_for_retry_after_then_succeeds_on_the_same_target(
     client: openai.OpenAI, mocks: Mocks, stream: bool
 ) -> None:
-    mocks["alpha"].script("429@retry_after_ms=30,200")
-    headers, text = chat(client, "retry", stream=stream)
-    assert text == answer_of("alpha")
+    headers = RETRY.through(client, mocks, stream=stream)
     assert headers["x-portkey-retry-attempt-count"] == "1"
-    assert headers["x-portkey-last-used-option-index"] == "config.targets[0]"
-    assert headers["x-relaygate-route"] == "config.targets[0]:429,200"
     assert (mocks["alpha"].hits(), mocks["beta"].hits()) == (2, 0)
 
 
@@ -218,11 +177,7 @@ def test_retry_waits_for_retry_after_then_succeeds_on_the_same_target(
 def test_a_target_slower_than_its_request_timeout_falls_back_to_the_next(
     client: openai.OpenAI, mocks: Mocks, stream: bool
 ) -> None:
-    mocks["alpha"].script("200@latency_ms=3000")
-    headers, text = chat(client, "timeout", stream=stream)
-    assert text == answer_of("beta")
-    assert headers["x-portkey-last-used-option-index"] == "config.targets[1]"
-    assert headers["x-relaygate-route"] == "config.targets[0]:timeout>config.targets[1]:200"
+    TIMEOUT.through(client, mocks, stream=stream)
 
 
 def test_every_attempt_cut_by_its_request_timeout_is_reported_as_a_timeout(
@@ -239,60 +194,42 @@ def test_a_stream_stalling_longer_than_request_timeout_mid_way_raises_api_error(
     client: openai.OpenAI, mocks: Mocks
 ) -> None:
     mocks["alpha"].script(f"200@chunk_delay_ms={STALL_TIMEOUT_MS * 5}")
-    stream = client.chat.completions.create(
-        model="gpt-4o-mini", messages=MESSAGES, stream=True, extra_headers=config_header("stall")
-    )
-    received = []
-    with pytest.raises(openai.APIError) as caught:
-        for chunk in stream:
-            received.append(chunk)
-    assert not isinstance(caught.value, openai.APIConnectionError)
-    assert received, "the chunks before the stall reach the client"
+    assert chunks_before_api_error(client, "stall"), "the chunks before the stall reach the client"
 
 
 # --- every target exhausted ---------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("first", "last", "stream", "error_class"),
+    [
+        ("503", "503", False, openai.InternalServerError),
+        ("503", "502", True, openai.InternalServerError),
+        ("503", "429", False, openai.RateLimitError),
+    ],
+    ids=["503-503", "503-502-stream-before-any-chunk", "503-429"],
+)
 def test_exhausted_targets_raise_the_last_targets_error_class_with_the_route(
-    client: openai.OpenAI, mocks: Mocks
+    client: openai.OpenAI,
+    mocks: Mocks,
+    first: str,
+    last: str,
+    stream: bool,
+    error_class: type[openai.APIStatusError],
 ) -> None:
-    mocks["alpha"].script("503")
-    mocks["beta"].script("503")
-    with pytest.raises(openai.InternalServerError) as caught:
-        chat(client, "fallback", stream=False)
+    mocks["alpha"].script(first)
+    mocks["beta"].script(last)
+    with pytest.raises(error_class) as caught:
+        chat(client, "fallback", stream=stream)
     error = caught.value
-    assert error.status_code == 503
+    assert error.status_code == int(last)
     assert error.response.headers["x-relaygate-route"] == (
-        "config.targets[0]:503>config.targets[1]:503"
+        f"config.targets[0]:{first}>config.targets[1]:{last}"
     )
     assert error.response.headers["x-portkey-last-used-option-index"] == "config.targets[1]"
     assert error.response.headers["x-portkey-trace-id"]
     assert "Traceback" not in error.response.text
     sdk_error_of(error)
-
-
-def test_exhausted_targets_on_a_stream_raise_before_any_chunk(
-    client: openai.OpenAI, mocks: Mocks
-) -> None:
-    mocks["alpha"].script("503")
-    mocks["beta"].script("502")
-    with pytest.raises(openai.InternalServerError) as caught:
-        chat(client, "fallback", stream=True)
-    assert caught.value.status_code == 502
-    assert caught.value.response.headers["x-relaygate-route"] == (
-        "config.targets[0]:503>config.targets[1]:502"
-    )
-    assert caught.value.response.headers["x-portkey-trace-id"]
-
-
-def test_an_exhausted_429_raises_rate_limit_error(client: openai.OpenAI, mocks: Mocks) -> None:
-    mocks["alpha"].script("503")
-    mocks["beta"].script("429")
-    with pytest.raises(openai.RateLimitError) as caught:
-        chat(client, "fallback", stream=False)
-    assert caught.value.response.headers["x-relaygate-route"] == (
-        "config.targets[0]:503>config.targets[1]:429"
-    )
 
 
 # --- streams broken by the upstream -------------------------------------------------------
@@ -302,14 +239,7 @@ def test_a_stream_cut_by_the_upstream_after_the_first_chunk_raises_api_error(
     client: openai.OpenAI, mocks: Mocks
 ) -> None:
     mocks["alpha"].script("200@cut_after_chunks=2")
-    stream = client.chat.completions.create(
-        model="gpt-4o-mini", messages=MESSAGES, stream=True, extra_headers=config_header("solo")
-    )
-    received = []
-    with pytest.raises(openai.APIError) as caught:
-        for chunk in stream:
-            received.append(chunk)
-    assert not isinstance(caught.value, openai.APIConnectionError)
+    received = chunks_before_api_error(client, "solo")
     assert received, "the chunks sent before the cut reach the client"
     assert answer_of("alpha") not in chunk_text(received)
 
@@ -337,36 +267,22 @@ def test_weighted_loadbalance_splits_traffic_by_weight(client: openai.OpenAI, mo
 
 
 @STREAMING
-def test_conditional_routing_sends_paid_tier_metadata_to_the_premium_target(
-    client: openai.OpenAI, stream: bool
+@pytest.mark.parametrize(
+    ("model", "tier", "served_by", "index"),
+    [
+        ("gpt-4o-mini", "paid", "alpha", "config.targets[0]"),
+        ("cheap-model", None, "beta", "config.targets[1]"),
+        ("gpt-4o-mini", "free", "gamma", "config.targets[2]"),
+    ],
+    ids=["paid-tier-metadata-to-premium", "requested-model-to-budget", "no-match-to-default"],
+)
+def test_conditional_routing_picks_the_target_the_conditions_name(
+    client: openai.OpenAI, model: str, tier: str | None, served_by: str, index: str, stream: bool
 ) -> None:
-    headers, text = chat(
-        client,
-        "conditional",
-        stream=stream,
-        headers={"x-portkey-metadata": json.dumps({"tier": "paid"})},
-    )
-    assert text == answer_of("alpha")
-    assert headers["x-portkey-last-used-option-index"] == "config.targets[0]"
-
-
-def test_conditional_routing_matches_on_the_requested_model(client: openai.OpenAI) -> None:
-    headers, text = chat(client, "conditional", stream=False, model="cheap-model")
-    assert text == answer_of("beta")
-    assert headers["x-portkey-last-used-option-index"] == "config.targets[1]"
-
-
-def test_conditional_routing_uses_the_default_target_when_nothing_matches(
-    client: openai.OpenAI,
-) -> None:
-    headers, text = chat(
-        client,
-        "conditional",
-        stream=False,
-        headers={"x-portkey-metadata": json.dumps({"tier": "free"})},
-    )
-    assert text == answer_of("gamma")
-    assert headers["x-portkey-last-used-option-index"] == "config.targets[2]"
+    metadata = {} if tier is None else {"x-portkey-metadata": json.dumps({"tier": tier})}
+    headers, text = chat(client, "conditional", stream=stream, model=model, headers=metadata)
+    assert text == answer_of(served_by)
+    assert headers["x-portkey-last-used-option-index"] == index
 
 
 def test_conditional_routing_without_match_or_default_is_a_bad_request(

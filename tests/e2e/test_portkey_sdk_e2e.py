@@ -17,19 +17,15 @@ from portkey_ai._vendor import openai as portkey_openai
 
 from tests.e2e.helpers_e2e import (
     MESSAGES,
-    MockUpstream,
+    Mocks,
     answer_of,
     chunk_text,
-    running_gateway,
-    running_mocks,
     server_config,
 )
-from tests.servers import RunningServer
+from tests.servers import RunningServer, running_gateway
 
 PLACEHOLDER_KEY = "OPENAI_API_KEY"
 PORTKEY_KEY = "pk-test"
-
-Mocks = dict[str, MockUpstream]
 
 
 def _fallback(mocks: Mocks, **first: Any) -> dict[str, Any]:
@@ -38,19 +34,6 @@ def _fallback(mocks: Mocks, **first: Any) -> dict[str, Any]:
         "strategy": {"mode": "fallback"},
         "targets": [mocks["alpha"].target(**first), mocks["beta"].target()],
     }
-
-
-@pytest.fixture(scope="module")
-def mocks() -> Iterator[Mocks]:
-    """Two fault-simulator upstreams shared by the module: alpha and beta."""
-    with running_mocks("alpha", "beta") as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def _clean_mocks(mocks: Mocks) -> None:
-    for mock in mocks.values():
-        mock.clear()
 
 
 @pytest.fixture(scope="module")

@@ -26,11 +26,10 @@ from tests.e2e.helpers_e2e import (
     chunk_text,
     config_header,
     openai_client,
-    running_gateway,
     running_mocks,
     server_config,
 )
-from tests.servers import RunningServer
+from tests.servers import RunningServer, running_gateway
 
 FIRST_TOKEN_MS = 500
 """The first-token timeout of the targets made to miss it (their first token comes a

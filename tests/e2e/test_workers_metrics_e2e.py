@@ -22,12 +22,11 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from relaygate.exporters import semconv as sc
 from relaygate.exporters.workers import read_snapshots
-from tests.servers import RunningServer, relaygate_process, serve_in_thread
+from tests.servers import RunningServer, running_gateway, serve_in_thread
 
 pytestmark = pytest.mark.gateway_process
 
@@ -78,9 +77,7 @@ def gateway(tmp_path: Path, short_tmp: Path) -> Iterator[RunningServer]:
             },
             "telemetry": {"logs": {"level": "warning", "format": "json"}},
         }
-        path = tmp_path / "relaygate.yaml"
-        path.write_text(yaml.safe_dump(config))
-        with relaygate_process(path, env={"TMPDIR": str(short_tmp)}, workers=2) as gw:
+        with running_gateway(tmp_path, config, {"TMPDIR": str(short_tmp)}, workers=2) as gw:
             yield gw
 
 
@@ -199,9 +196,8 @@ def test_every_scrape_of_a_two_worker_gateway_counts_every_request_exactly(
 def test_the_shared_metrics_directory_is_removed_when_the_gateway_stops(
     tmp_path: Path, short_tmp: Path
 ) -> None:
-    path = tmp_path / "relaygate.yaml"
-    path.write_text(yaml.safe_dump({"telemetry": {"logs": {"level": "warning"}}}))
-    with relaygate_process(path, env={"TMPDIR": str(short_tmp)}, workers=2) as gw:
+    config = {"telemetry": {"logs": {"level": "warning"}}}
+    with running_gateway(tmp_path, config, {"TMPDIR": str(short_tmp)}, workers=2) as gw:
         [directory] = short_tmp.glob("relaygate-metrics-*")
         assert requests_total(scrape(gw)) == 0
         wait_for_workers(directory, 2)

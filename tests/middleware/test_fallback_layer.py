@@ -175,30 +175,36 @@ async def test_loadbalance_does_not_fall_back_when_its_pick_fails(telemetry: Tel
     assert len(inner.requests) == 1
 
 
-async def test_nested_loadbalance_inside_fallback_falls_back_to_the_next_sibling(
+@pytest.mark.parametrize(
+    ("mode", "statuses", "draw", "tried"),
+    [
+        ("loadbalance", (503, 200), 0.9, ("b", "c")),
+        ("fallback", (503, 503, 200), None, ("a", "b", "c")),
+    ],
+    ids=[
+        "a-loadbalance-inside-falls-back-to-the-next-sibling",
+        "a-fallback-inside-exhausts-its-children-before-the-outer-one-moves-on",
+    ],
+)
+async def test_a_nested_strategy_inside_fallback(
     telemetry: Telemetry,
+    mode: str,
+    statuses: tuple[int, ...],
+    draw: float | None,
+    tried: tuple[str, ...],
 ) -> None:
-    a = target("config.targets[0].targets[0]")
-    b = target("config.targets[0].targets[1]")
-    c = target("config.targets[1]")
-    tree = fallback(strategy("config.targets[0]", "loadbalance", a, b), c)
-    inner = ScriptedHandler(answer(503), answer(200))
-    response = await route(tree, inner, telemetry, rand=ScriptedRand(0.9))
+    children = {
+        "a": target("config.targets[0].targets[0]"),
+        "b": target("config.targets[0].targets[1]"),
+        "c": target("config.targets[1]"),
+    }
+    a, b, c = children.values()
+    tree = fallback(strategy("config.targets[0]", mode, a, b), c)
+    inner = ScriptedHandler(*(answer(status) for status in statuses))
+    rand = None if draw is None else ScriptedRand(draw)
+    response = await route(tree, inner, telemetry, rand=rand)
     assert response.status == 200
-    assert inner.paths == [b.path, c.path]
-
-
-async def test_nested_fallback_exhausts_its_children_before_the_outer_fallback_moves_on(
-    telemetry: Telemetry,
-) -> None:
-    a = target("config.targets[0].targets[0]")
-    b = target("config.targets[0].targets[1]")
-    c = target("config.targets[1]")
-    tree = fallback(strategy("config.targets[0]", "fallback", a, b), c)
-    inner = ScriptedHandler(answer(503), answer(503), answer(200))
-    response = await route(tree, inner, telemetry)
-    assert response.status == 200
-    assert inner.paths == [a.path, b.path, c.path]
+    assert inner.paths == [children[name].path for name in tried]
 
 
 async def test_inner_status_codes_do_not_leak_to_the_outer_fallback(

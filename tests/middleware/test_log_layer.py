@@ -34,24 +34,24 @@ from tests.fakes import (
 USAGE = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
 
 
+def summed(telemetry: Telemetry, name: str, label: str, value: str) -> float:
+    """The samples called ``name`` whose ``label`` is ``value``, summed over every series."""
+    return sum(
+        sample.value
+        for family in telemetry.metrics.registry.collect()
+        for sample in family.samples
+        if sample.name == name and sample.labels.get(label) == value
+    )
+
+
 def tokens(telemetry: Telemetry, kind: str) -> float:
     """The ``relaygate_upstream_tokens_total`` value of ``kind`` summed over every series."""
-    total = 0.0
-    for family in telemetry.metrics.registry.collect():
-        for sample in family.samples:
-            if sample.name == sc.M_TOKENS + "_total" and sample.labels.get("type") == kind:
-                total += sample.value
-    return total
+    return summed(telemetry, sc.M_TOKENS + "_total", "type", kind)
 
 
 def attempts(telemetry: Telemetry, reason: str) -> float:
     """How many attempts ended with ``reason``, over every target series."""
-    total = 0.0
-    for family in telemetry.metrics.registry.collect():
-        for sample in family.samples:
-            if sample.name == sc.M_ATTEMPTS + "_total" and sample.labels.get("reason") == reason:
-                total += sample.value
-    return total
+    return summed(telemetry, sc.M_ATTEMPTS + "_total", "reason", reason)
 
 
 def sample(telemetry: Telemetry, name: str, **labels: str) -> float | None:

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.e2e.helpers_e2e import QUIET_LOGS, error_of, running_gateway
+from tests.e2e.helpers_e2e import QUIET_LOGS, error_of
 from tests.security.listener import Listener, listening
-from tests.servers import RunningServer
+from tests.servers import RunningServer, running_gateway
 
 OPERATOR_KEY = "sk-CANARY-operator-5e1d"
 GATEWAY_KEY = "gw-e2e-key"
@@ -104,7 +103,7 @@ def test_without_gateway_auth_the_rule_is_the_same(
 ) -> None:
     config = _server(listener, allow_private=True)
     config["auth"] = {}
-    with running_gateway(Path(tmp_path_factory.mktemp("noauth")), config) as server:
+    with running_gateway(tmp_path_factory.mktemp("noauth"), config) as server:
         for headers in attacks(listener.base_url).values():
             answer = httpx.post(
                 f"{server.url}/v1/chat/completions", json=BODY, headers=headers, timeout=10

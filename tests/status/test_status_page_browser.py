@@ -3,7 +3,8 @@
 The gateway is the real ASGI app (``create_app``) with the status routes added and the board
 registered as a request hook, served by uvicorn on loopback; its upstreams are fault
 simulators. Chromium is driven over the Chrome DevTools Protocol (a WebSocket; the
-``websockets`` package). Without Chromium these tests fail with the install hint.
+``websockets`` package). The tests that open a page carry the ``chromium`` marker; without
+Chromium they fail with the install hint.
 
 ``RELAYGATE_SCREENSHOT=1`` saves a screenshot of the page after a fallback to
 ``docs/status-page.png``.
@@ -31,14 +32,14 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from websockets.sync.client import ClientConnection, connect
 
-from relaygate.app import create_app
-from relaygate.gateway import GatewayDeps
 from relaygate.providers.client import HttpxUpstream
 from relaygate.status import StatusBoard
 from relaygate.status.page import CONTENT_SECURITY_POLICY, PAGE_TITLE
 from relaygate.telemetry import Telemetry
+from tests import inprocess
 from tests.conftest import MockFactory
 from tests.servers import RunningServer, serve_in_thread
+from tests.tools import require_tool
 
 INSTALL_HINT = (
     "headless Chromium is needed for the status page tests and was not found: "
@@ -242,8 +243,8 @@ class Chromium:
         binary = os.environ.get("RELAYGATE_CHROMIUM") or next(
             (found for name in CHROMIUM_NAMES if (found := shutil.which(name))), None
         )
-        if not binary or not os.access(binary, os.X_OK):
-            pytest.fail(INSTALL_HINT, pytrace=False)
+        usable = binary if binary and os.access(binary, os.X_OK) else None
+        binary = require_tool("chromium", usable, INSTALL_HINT)
         self._profile = tempfile.TemporaryDirectory(prefix="relaygate-chromium-")
         profile = Path(self._profile.name)
         log = (profile / "chromium.log").open("wb")
@@ -327,7 +328,7 @@ def gateway_app(config: dict[str, Any], telemetry: Telemetry) -> Starlette:
     nothing would close the default client's aiohttp session.
     """
     upstream = HttpxUpstream(httpx.AsyncClient(timeout=None))
-    app = create_app(config, GatewayDeps(upstream=upstream, telemetry=telemetry))
+    app = inprocess.gateway_app(config, telemetry, upstream)
     assert isinstance(app.state.status, StatusBoard)
     return app
 
@@ -386,6 +387,7 @@ def attempts_shown(state: dict[str, Any], config_id: str) -> dict[str, int]:
 # -- the page in the browser ----------------------------------------------------------------
 
 
+@pytest.mark.chromium
 def test_page_shows_its_title_and_every_target_of_each_known_config(
     gateway: RunningServer, tab: Tab
 ) -> None:
@@ -404,6 +406,7 @@ def test_page_shows_its_title_and_every_target_of_each_known_config(
     assert state["last_fallback"] is None
 
 
+@pytest.mark.chromium
 def test_page_runs_under_its_content_security_policy_without_script_errors(
     gateway: RunningServer, tab: Tab
 ) -> None:
@@ -414,6 +417,7 @@ def test_page_runs_under_its_content_security_policy_without_script_errors(
     assert tab.problems == []
 
 
+@pytest.mark.chromium
 def test_page_counts_go_up_as_requests_finish_without_a_reload(
     gateway: RunningServer, tab: Tab
 ) -> None:
@@ -430,6 +434,7 @@ def test_page_counts_go_up_as_requests_finish_without_a_reload(
     assert tab.evaluate("window.loadedOnce") is True
 
 
+@pytest.mark.chromium
 def test_page_shows_a_fallback_that_just_happened_with_its_reason(
     gateway: RunningServer, tab: Tab
 ) -> None:
@@ -468,6 +473,7 @@ def test_page_shows_a_fallback_that_just_happened_with_its_reason(
         assert SCREENSHOT.read_bytes().startswith(b"\x89PNG")
 
 
+@pytest.mark.chromium
 def test_page_shows_target_names_and_config_ids_as_text_never_as_markup(
     mock_upstream: MockFactory, telemetry: Telemetry, tab: Tab
 ) -> None:
@@ -486,6 +492,7 @@ def test_page_shows_target_names_and_config_ids_as_text_never_as_markup(
     assert tab.evaluate("document.querySelectorAll('main b, main i').length") == 0
 
 
+@pytest.mark.chromium
 def test_page_under_a_mount_prefix_polls_the_json_beside_it(
     mock_upstream: MockFactory, telemetry: Telemetry, tab: Tab
 ) -> None:
@@ -501,6 +508,7 @@ def test_page_under_a_mount_prefix_polls_the_json_beside_it(
     assert state["connection"] == "conn live"
 
 
+@pytest.mark.chromium
 def test_page_says_it_is_stale_when_the_gateway_stops_answering(
     mock_upstream: MockFactory, telemetry: Telemetry, tab: Tab
 ) -> None:

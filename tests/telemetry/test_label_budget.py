@@ -16,15 +16,14 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from relaygate.app import create_app
 from relaygate.config import parse_server_config
 from relaygate.config.model import RoutingConfig, Target
 from relaygate.exporters import semconv as sc
 from relaygate.exporters.labels import OTHER, LabelBudget, LabelPolicy
 from relaygate.exporters.prometheus import GatewayMetrics
-from relaygate.gateway import GatewayDeps
 from relaygate.telemetry import Telemetry, build_telemetry
 from tests.fakes import RecordingTransport
+from tests.inprocess import asgi_client, gateway_app
 
 CHAT = "/v1/chat/completions"
 BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
@@ -59,9 +58,7 @@ def client(
     telemetry: Telemetry, transport: RecordingTransport, config: dict[str, Any] | None = None
 ) -> httpx.AsyncClient:
     """An HTTP client of the app for ``config`` (default :data:`SERVER`)."""
-    deps = GatewayDeps(upstream=transport.client(), telemetry=telemetry)
-    app = create_app(config or SERVER, deps)
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://relaygate")
+    return asgi_client(gateway_app(config or SERVER, telemetry, transport))
 
 
 def fresh(**kwargs: Any) -> Telemetry:

@@ -466,40 +466,108 @@ def test_a_scrape_in_the_middle_of_an_observation_is_consistent() -> None:
     )
 
 
+class ScrapeRendezvous:
+    """Lets a recording thread stop at chosen points until one whole scrape has run there.
+
+    The scraping thread wraps each scrape in :meth:`scrape`; the recorder calls :meth:`pause`,
+    which returns once a scrape that began after the call has ended, so that scrape saw the
+    recorder's state at that point exactly. Between pauses both threads run freely.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._begun = 0
+        self._ended = 0
+        self._stopped = False
+
+    def scrape(self, scrape: Callable[[], None]) -> None:
+        """Run one scrape, counted."""
+        with self._cond:
+            self._begun += 1
+        try:
+            scrape()
+        finally:
+            with self._cond:
+                self._ended += 1
+                self._cond.notify_all()
+
+    def pause(self) -> None:
+        """Wait until a scrape that began after this call has ended (or :meth:`stop`)."""
+        with self._cond:
+            target = self._begun + 1
+            self._cond.wait_for(lambda: self._ended >= target or self._stopped)
+
+    def stop(self) -> None:
+        """Release the recorder for good: no more scrapes will come."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+
+
 def test_scrapes_from_another_thread_while_recording_are_consistent() -> None:
+    """Scrapes running concurrently with observations and new series are each consistent.
+
+    The threads interleave freely (a tiny switch interval), and the recorder also stops every
+    1,000 observations until a whole scrape has run, so scrapes in the middle of the
+    recording happen however the machine schedules the threads.
+    """
     metrics = GatewayMetrics()
     name = sc.M_UPSTREAM_DURATION
     children: list[HistogramChild] = [metrics.upstream_duration.labels(*A)]
     n = 20_000
+    every = 1000
     values = [(i % 97) * 0.013 for i in range(n)]
     done = threading.Event()
+    rendezvous = ScrapeRendezvous()
+    failures: list[BaseException] = []
+    seen: set[tuple[float, frozenset[str]]] = set()  # (series A's count, other models) a scrape saw
 
     def recorder() -> None:
-        for i, value in enumerate(values):
-            children[0].observe(value, TRACE_1 if i % 3 else None)
-            if i % 1000 == 0:  # new series appear while the other thread scrapes
-                children.append(metrics.upstream_duration.labels(*B[:3], f"m{i}"))
-                children[-1].observe(value)
-        done.set()
+        try:
+            for i, value in enumerate(values):
+                children[0].observe(value, TRACE_1 if i % 3 else None)
+                if i % every == 0:
+                    rendezvous.pause()
+                    # New series appear while the other thread scrapes.
+                    children.append(metrics.upstream_duration.labels(*B[:3], f"m{i}"))
+                    children[-1].observe(value)
+        except BaseException as exc:  # reported by the test thread
+            failures.append(exc)
+        finally:
+            done.set()
+
+    last = 0.0
+
+    def scrape() -> None:
+        nonlocal last
+        count: float = 0.0
+        models: set[str] = set()
+        for samples in histogram_samples(metrics.registry, name):
+            series = check_consistent(samples, name)
+            if samples[0].labels["model"] == A[3]:
+                assert series >= last, "a series' count never goes back"
+                last = count = series
+            else:
+                models.add(samples[0].labels["model"])
+        seen.add((count, frozenset(models)))
 
     interval = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
+    thread = threading.Thread(target=recorder)
     try:
-        thread = threading.Thread(target=recorder)
         thread.start()
-        scrapes = 0
-        last = 0.0
-        while not done.is_set() or scrapes == 0:
-            for samples in histogram_samples(metrics.registry, name):
-                count = check_consistent(samples, name)
-                if samples[0].labels["model"] == A[3]:
-                    assert count >= last, "a series' count never goes back"
-                    last = count
-            scrapes += 1
-        thread.join()
+        while not done.is_set():
+            rendezvous.scrape(scrape)
+        scrape()
     finally:
+        rendezvous.stop()
+        thread.join()
         sys.setswitchinterval(interval)
-    assert scrapes > 1
+    assert not failures, failures
+    for i in range(0, n, every):
+        # The scrape during the pause at i: i + 1 observations, the series made before i.
+        models = frozenset(f"m{j}" for j in range(0, i, every))
+        assert (float(i + 1), models) in seen, f"no scrape saw the pause at {i}"
     get = metrics.registry.get_sample_value
     assert get(name + "_count", dict(zip(TL, A, strict=True))) == float(n)
     assert get(name + "_sum", dict(zip(TL, A, strict=True))) == pytest.approx(sum(values))

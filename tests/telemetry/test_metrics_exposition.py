@@ -6,11 +6,10 @@ import httpx
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from relaygate.app import create_app
 from relaygate.exporters.prometheus import GatewayMetrics
-from relaygate.gateway import GatewayDeps
-from relaygate.providers.client import HttpxUpstream
 from relaygate.telemetry import Telemetry
+from tests.fakes import RecordingTransport
+from tests.inprocess import asgi_client, gateway_app
 
 
 def upstream(request: httpx.Request) -> httpx.Response:
@@ -22,7 +21,7 @@ def upstream(request: httpx.Request) -> httpx.Response:
 def app(telemetry: Telemetry, models: list[str] | None = None) -> httpx.AsyncClient:
     if models:
         telemetry.metrics = GatewayMetrics(CollectorRegistry(), models=models)
-    gw = create_app(
+    gw = gateway_app(
         {
             "default_config": {
                 "strategy": {"mode": "fallback"},
@@ -32,12 +31,10 @@ def app(telemetry: Telemetry, models: list[str] | None = None) -> httpx.AsyncCli
                 ],
             }
         },
-        GatewayDeps(
-            upstream=HttpxUpstream(httpx.AsyncClient(transport=httpx.MockTransport(upstream))),
-            telemetry=telemetry,
-        ),
+        telemetry,
+        RecordingTransport(upstream),
     )
-    return httpx.AsyncClient(transport=httpx.ASGITransport(gw), base_url="http://gw")
+    return asgi_client(gw, "http://gw")
 
 
 async def chat(client: httpx.AsyncClient, model: str) -> None:

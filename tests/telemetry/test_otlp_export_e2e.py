@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tests.conftest import MockFactory
-from tests.servers import relaygate_process, serve_in_thread
+from tests.servers import running_gateway, serve_in_thread
 
 
 def receiver(store: list[dict[str, Any]]) -> Starlette:
@@ -77,22 +77,29 @@ def test_fallback_request_exports_one_trace_naming_both_targets(
     down = mock_upstream(name="down", error_rate=1.0, error_status=503)
     healthy = mock_upstream(name="healthy")
     store: list[dict[str, Any]] = []
-    config = tmp_path / "gw.yaml"
-    config.write_text(
-        f"""
-default_config:
-  strategy: {{mode: fallback}}
-  targets:
-    - {{name: primary, provider: openai, api_key: sk-a, custom_host: "{down.url}/v1"}}
-    - {{name: backup, provider: groq, api_key: sk-b, custom_host: "{healthy.url}/v1"}}
-telemetry:
-  service_name: relaygate-e2e
-  traces: {{detail: full}}
-"""
-    )
+    config = {
+        "default_config": {
+            "strategy": {"mode": "fallback"},
+            "targets": [
+                {
+                    "name": "primary",
+                    "provider": "openai",
+                    "api_key": "sk-a",
+                    "custom_host": f"{down.url}/v1",
+                },
+                {
+                    "name": "backup",
+                    "provider": "groq",
+                    "api_key": "sk-b",
+                    "custom_host": f"{healthy.url}/v1",
+                },
+            ],
+        },
+        "telemetry": {"service_name": "relaygate-e2e", "traces": {"detail": "full"}},
+    }
     with serve_in_thread(receiver(store)) as collector:
         env = otlp_env(collector.url)
-        with relaygate_process(config, env=env) as gw:
+        with running_gateway(tmp_path, config, env) as gw:
             response = httpx.post(
                 f"{gw.url}/v1/chat/completions",
                 json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},

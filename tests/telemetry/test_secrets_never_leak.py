@@ -14,11 +14,10 @@ import structlog
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import generate_latest
 
-from relaygate.app import create_app
 from relaygate.exporters.logging import processors
-from relaygate.gateway import GatewayDeps
-from relaygate.providers.client import HttpxUpstream
 from relaygate.telemetry import Telemetry
+from tests.fakes import RecordingTransport
+from tests.inprocess import asgi_client, gateway_app
 
 PROVIDER_KEY = "sk-LEAKCANARY-provider-7f3a"
 GATEWAY_KEY = "gw-LEAKCANARY-gateway-91c2"
@@ -109,7 +108,7 @@ CASES: dict[str, tuple[int, dict[str, str]]] = {
 async def test_credentials_appear_nowhere_in_telemetry_errors_or_headers(
     case: str, telemetry: Telemetry, spans: InMemorySpanExporter
 ) -> None:
-    app = create_app(
+    app = gateway_app(
         {
             "auth": {"api_keys": [GATEWAY_KEY]},
             "default_config": {
@@ -142,18 +141,14 @@ async def test_credentials_appear_nowhere_in_telemetry_errors_or_headers(
             },
             "retry": {"initial_backoff_ms": 1, "max_backoff_ms": 1},
         },
-        GatewayDeps(
-            upstream=HttpxUpstream(httpx.AsyncClient(transport=httpx.MockTransport(upstream))),
-            telemetry=telemetry,
-        ),
+        telemetry,
+        RecordingTransport(upstream),
     )
     expected_status, case_headers = CASES[case]
     headers = {"x-portkey-api-key": GATEWAY_KEY, **case_headers}
     rendered = io.StringIO()
     with structlog.testing.capture_logs() as logs:
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app), base_url="http://gw"
-        ) as client:
+        async with asgi_client(app, "http://gw") as client:
             response = await client.post("/v1/chat/completions", json=CHAT, headers=headers)
             metrics_text = (await client.get("/metrics")).text
     # Render every captured line through the real JSON processor chain as well.

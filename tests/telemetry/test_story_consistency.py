@@ -148,20 +148,30 @@ def metric(tel: Telemetry, name: str, **labels: str) -> float:
     return value or 0.0
 
 
-def attempts(tel: Telemetry, target: str, reason: str) -> float:
-    status_class = {"ok": "2xx", "status_5xx": "5xx", "timeout": "none"}[reason]
+def target_metric(tel: Telemetry, name: str, target: str, **labels: str) -> float:
+    """A sample of a per-target family for target ``a`` (openai) or ``b`` (together-ai)."""
     provider = "openai" if target == "a" else "together-ai"
     model = "mb" if target == "b" else "other"
+    labels = {"target": target, "provider": provider, "model": model, **labels}
+    return metric(tel, name, config="default", **labels)
+
+
+def fallbacks_a_to_b(tel: Telemetry, reason: str) -> float:
+    """``relaygate_fallbacks_total`` from target ``a`` to ``b`` for ``reason``."""
     return metric(
         tel,
-        "relaygate_upstream_attempts_total",
+        "relaygate_fallbacks_total",
         config="default",
-        target=target,
-        provider=provider,
-        model=model,
-        status_class=status_class,
+        from_target="a",
+        to_target="b",
         reason=reason,
     )
+
+
+def attempts(tel: Telemetry, target: str, reason: str) -> float:
+    status_class = {"ok": "2xx", "status_5xx": "5xx", "timeout": "none"}[reason]
+    name = "relaygate_upstream_attempts_total"
+    return target_metric(tel, name, target, status_class=status_class, reason=reason)
 
 
 A, B = "config.targets[0]", "config.targets[1]"
@@ -186,18 +196,7 @@ async def test_clean_success_is_one_attempt_in_every_signal(
     assert client.attributes["gen_ai.response.finish_reasons"] == ("stop",)
     assert client.attributes["server.address"] == "a.test"
     assert client.parent is not None and client.context.trace_id == server[0].context.trace_id
-    assert (
-        metric(
-            telemetry,
-            "relaygate_upstream_tokens_total",
-            config="default",
-            target="a",
-            provider="openai",
-            model="other",
-            type="input",
-        )
-        == 7
-    )
+    assert target_metric(telemetry, "relaygate_upstream_tokens_total", "a", type="input") == 7
     line = next(e for e in logs if e["event"] == "request")
     assert (line["tokens_in"], line["tokens_out"], line["served_by"]) == (7, 3, A)
 
@@ -212,18 +211,7 @@ async def test_retry_that_succeeds_shows_both_attempts_and_the_wait(
     assert headers["x-portkey-retry-attempt-count"] == "1"
     assert span_story(spans) == log_story(logs) == [(A, "status_5xx"), (A, "ok")]
     assert attempts(telemetry, "a", "status_5xx") == 1 and attempts(telemetry, "a", "ok") == 1
-    assert (
-        metric(
-            telemetry,
-            "relaygate_retries_total",
-            config="default",
-            target="a",
-            provider="openai",
-            model="other",
-            reason="status_5xx",
-        )
-        == 1
-    )
+    assert target_metric(telemetry, "relaygate_retries_total", "a", reason="status_5xx") == 1
     retry_events = [
         e for s in spans.get_finished_spans() for e in s.events if e.name == "relaygate.retry"
     ]
@@ -242,17 +230,7 @@ async def test_fallback_after_503_names_both_targets_and_the_reason(
     assert code == 200
     assert headers["x-portkey-last-used-option-index"] == B
     assert span_story(spans) == log_story(logs) == [(A, "status_5xx"), (B, "ok")]
-    assert (
-        metric(
-            telemetry,
-            "relaygate_fallbacks_total",
-            config="default",
-            from_target="a",
-            to_target="b",
-            reason="status_5xx",
-        )
-        == 1
-    )
+    assert fallbacks_a_to_b(telemetry, "status_5xx") == 1
     events = [
         e for s in spans.get_finished_spans() for e in s.events if e.name == "relaygate.fallback"
     ]
@@ -275,28 +253,8 @@ async def test_fallback_after_timeout_is_recorded_as_a_timeout(
     assert code == 200
     assert headers["x-relaygate-route"] == f"{A}:timeout>{B}:200"
     assert span_story(spans) == log_story(logs) == [(A, "timeout"), (B, "ok")]
-    assert (
-        metric(
-            telemetry,
-            "relaygate_timeouts_total",
-            config="default",
-            target="a",
-            provider="openai",
-            model="other",
-        )
-        == 1
-    )
-    assert (
-        metric(
-            telemetry,
-            "relaygate_fallbacks_total",
-            config="default",
-            from_target="a",
-            to_target="b",
-            reason="timeout",
-        )
-        == 1
-    )
+    assert target_metric(telemetry, "relaygate_timeouts_total", "a") == 1
+    assert fallbacks_a_to_b(telemetry, "timeout") == 1
     failed = next(s for s in spans.get_finished_spans() if s.kind is SpanKind.CLIENT)
     assert failed.attributes["error.type"] == "timeout"
     assert any(e.name == "relaygate.timeout" for s in spans.get_finished_spans() for e in s.events)
@@ -341,28 +299,9 @@ async def test_streamed_request_records_first_chunk_and_usage(
     assert streamed.attributes["gen_ai.usage.input_tokens"] == 5
     assert streamed.attributes["gen_ai.usage.output_tokens"] == 2
     assert (
-        metric(
-            telemetry,
-            "relaygate_upstream_time_to_first_chunk_seconds_count",
-            config="default",
-            target="b",
-            provider="together-ai",
-            model="mb",
-        )
-        == 1
+        target_metric(telemetry, "relaygate_upstream_time_to_first_chunk_seconds_count", "b") == 1
     )
-    assert (
-        metric(
-            telemetry,
-            "relaygate_upstream_tokens_total",
-            config="default",
-            target="b",
-            provider="together-ai",
-            model="mb",
-            type="output",
-        )
-        == 2
-    )
+    assert target_metric(telemetry, "relaygate_upstream_tokens_total", "b", type="output") == 2
     line = next(e for e in logs if e["event"] == "request")
     assert line["stream"] is True and line["tokens_out"] == 2
     assert metric(telemetry, "relaygate_requests_in_flight") == 0

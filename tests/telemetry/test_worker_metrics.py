@@ -210,11 +210,9 @@ async def test_the_in_flight_gauge_is_the_sum_over_live_workers(
 
 
 async def test_an_ended_worker_keeps_its_counters_loses_its_gauge_and_its_files(
-    shared: Path,
+    shared: Path, pair: tuple[WorkerMetrics, WorkerMetrics]
 ) -> None:
-    a, b = worker(shared), worker(shared)
-    await a.start()
-    await b.start()
+    a, b = pair
     served(a, 2)
     served(b, 7)
     metrics_of(b).in_flight.inc(4)
@@ -242,10 +240,10 @@ async def test_an_ended_worker_keeps_its_counters_loses_its_gauge_and_its_files(
     await c.aclose()
 
 
-async def test_a_worker_that_shuts_down_hands_its_final_values_over(shared: Path) -> None:
-    a, b = worker(shared), worker(shared)
-    await a.start()
-    await b.start()
+async def test_a_worker_that_shuts_down_hands_its_final_values_over(
+    shared: Path, pair: tuple[WorkerMetrics, WorkerMetrics]
+) -> None:
+    a, b = pair
     served(a, 1)
     served(b, 2)
     metrics_of(b).in_flight.inc(1)
