@@ -21,7 +21,9 @@ app's shutdown drain when uvicorn begins its graceful shutdown.
 from __future__ import annotations
 
 import asyncio
+import errno
 import math
+import socket
 from typing import Any
 
 from uvicorn.config import Config
@@ -223,3 +225,55 @@ class EdgeProtocol(HttpToolsProtocol):
             transport.close()
             return
         self.loop.call_later(_LINGER_S, transport.close)
+
+
+class PortInUse(OSError):
+    """The address to listen on is taken (or cannot be bound); ``str()`` is one line for
+    the person running the command."""
+
+
+def bind_listener(
+    host: str, port: int, *, hint: str = "pick another with --port N"
+) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (``SO_REUSEADDR``, as uvicorn binds), handed to
+    uvicorn so that nothing is announced before the address is really held.
+
+    Raises :class:`PortInUse` naming the port, followed by ``hint`` (how to change it) when
+    the port is in use.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse(
+                f"port {port} on {host} is already in use; {hint}"
+            ) from None
+        raise PortInUse(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def run_on_socket(app: Any, sock: socket.socket, *, workers: int = 1, **options: Any) -> bool:
+    """Run uvicorn for ``app`` (an import string with ``factory=True`` for several workers)
+    on the already bound ``sock`` until it stops; ``options`` are :class:`uvicorn.Config`'s.
+
+    Returns whether the server started (``False``: the app failed to load or start).
+    """
+    from uvicorn.server import Server
+    from uvicorn.supervisors import Multiprocess
+
+    host, port = sock.getsockname()[:2]
+    config = Config(app, host=host, port=port, workers=workers, **options)
+    if workers > 1:
+        Multiprocess(config, sockets=[sock]).run()
+        return True
+    server = Server(config)
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    return server.started

@@ -214,22 +214,30 @@ class ConfigFile:
     config_id: str | None = None
 
 
-def read_config_file(path: str | Path, env: Mapping[str, str] | None = None) -> ConfigFile:
-    """Read a server config or a single Portkey config (JSON or YAML) from ``path``.
+def read_config_file(
+    path: str | Path, env: Mapping[str, str] | None = None, *, text: str | None = None
+) -> ConfigFile:
+    """Read a server config or a single Portkey config (JSON or YAML) from ``path``, or
+    parse ``text`` already read from it (so a pipe such as ``/dev/stdin`` is read once).
 
     A Portkey config is named after the file (its stem). Raises :class:`ConfigError`.
     """
     from relaygate.config.schema import parse_config
-    from relaygate.config.server import ServerConfig, load_server_config, read_document
+    from relaygate.config.server import (
+        ServerConfig,
+        parse_document,
+        read_document,
+        server_config_from_document,
+    )
 
     file = Path(path)
-    document = read_document(file)
+    document = read_document(file) if text is None else parse_document(text, file)
     if is_portkey_config(document):
         config_id = file.stem or "config"
         node = parse_config(document)
         server = ServerConfig(configs={config_id: node}, default_config=config_id)
         return ConfigFile(server, portkey=True, config_id=config_id)
-    return ConfigFile(load_server_config(file, env=env))
+    return ConfigFile(server_config_from_document(document, env))
 
 
 def compile_file(file: ConfigFile, providers: Collection[str] | None) -> CompiledServer:
