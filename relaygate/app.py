@@ -295,7 +295,7 @@ def create_app(
 
     async def ready(_: Request) -> Response:
         return JSONResponse(
-            {"status": "ready", "configs": sorted(c.id for c in gateway.configs.known_configs())}
+            {"status": "ready", "configs": gateway.configs.config_ids()}
         )
 
     async def models(_: Request) -> Response:

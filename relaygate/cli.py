@@ -225,8 +225,7 @@ def _keys_create(ns: argparse.Namespace) -> int:
 def _mock(ns: argparse.Namespace) -> int:
     from relaygate.mock import serve_mock, settings_from_args
 
-    serve_mock(ns.host, ns.port, settings_from_args(ns))
-    return 0
+    return serve_mock(ns.host, ns.port, settings_from_args(ns), ns.script)
 
 
 def _demo(ns: argparse.Namespace) -> int:

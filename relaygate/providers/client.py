@@ -68,6 +68,10 @@ class UpstreamClient(Protocol):
         ...
 
 
+STREAM_BROKE = "upstream stream broke: the connection closed mid-stream"
+"""The message of a stream whose connection broke, independent of the wire client."""
+
+
 class UpstreamStream:
     """Raw bytes of a streamed answer, as they arrive, from any wire client.
 
@@ -112,7 +116,8 @@ class UpstreamStream:
             raise StreamInterrupted(f"no data from upstream for {self.idle_timeout_s:g}s") from exc
         except self._errors as exc:
             await self._close()
-            raise StreamInterrupted(f"upstream stream broke: {type(exc).__name__}") from exc
+            # Named the same whichever wire client read it (aiohttp, httpx...).
+            raise StreamInterrupted(STREAM_BROKE) from exc
 
     async def aclose(self) -> None:
         """Release the connection without reading the rest."""
