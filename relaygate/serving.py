@@ -227,6 +227,10 @@ class EdgeProtocol(HttpToolsProtocol):
         self.loop.call_later(_LINGER_S, transport.close)
 
 
+_BACKLOG = 2048
+"""Pending connections a bound listener queues (uvicorn's default backlog)."""
+
+
 class PortInUse(OSError):
     """The address to listen on is taken (or cannot be bound); ``str()`` is one line for
     the person running the command."""
@@ -253,6 +257,8 @@ def bind_listener(
                 f"port {port} on {host} is already in use; {hint}"
             ) from None
         raise PortInUse(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    # Listening at once: a client that connects before uvicorn accepts waits in the backlog.
+    sock.listen(_BACKLOG)
     sock.set_inheritable(True)
     return sock
 

@@ -43,13 +43,14 @@ def key_variable(provider: str) -> str:
 
 
 def variables(providers: Sequence[str]) -> list[str]:
-    """The environment variables a starter for ``providers`` refers to, in order."""
+    """The environment variables a starter for ``providers`` needs set (those with a
+    ``:-default`` aside), in order."""
     names = [key_variable(p) for p in providers if p not in KEYLESS]
     for provider in providers:
         names += [
-            value[2:-1].split(":-")[0]
+            value[2:-1]
             for value in PROVIDER_EXTRAS.get(provider, {}).values()
-            if value.startswith("${")
+            if value.startswith("${") and ":-" not in value
         ]
     return [*dict.fromkeys(names), "RELAYGATE_API_KEY"]
 
@@ -57,13 +58,10 @@ def variables(providers: Sequence[str]) -> list[str]:
 def _target(index: int, provider: str) -> list[str]:
     name = "primary" if index == 0 else f"backup{index if index > 1 else ''}"
     lines = [f"      - name: {name}", f"        provider: {provider}"]
-    lines += [f"        {key}: {_quoted(value)}" for key, value in PROVIDER_EXTRAS.get(provider, {}).items()]
+    extras = PROVIDER_EXTRAS.get(provider, {})
+    lines += [f'        {key}: "{value}"' for key, value in extras.items()]
     lines.append("        # override_params: {model: ...}   # the model this target serves")
     return lines
-
-
-def _quoted(value: str) -> str:
-    return f'"{value}"' if value.startswith("$") else value
 
 
 def starter_text(providers: Sequence[str]) -> str:
