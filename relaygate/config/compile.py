@@ -36,10 +36,17 @@ def is_portkey_config(document: Any) -> bool:
 def provider_issue(target: Target, providers: Collection[str]) -> str | None:
     """Why ``target`` cannot be routed, or ``None``: its provider is not one of ``providers``.
 
-    The message names the known providers; a caller's provider name is cut to 64 characters.
+    The message names the known providers (or, for a Portkey ``@slug``, what to write
+    instead); a caller's provider name is cut to 64 characters.
     """
     if target.provider in providers:
         return None
+    if target.provider.startswith("@"):
+        return (
+            f"'{target.provider[:64]}' is a Portkey provider slug (a key kept in Portkey's "
+            "vault); relaygate has no vault: name the provider (openai, ...) and give its "
+            "api_key, e.g. \"${OPENAI_API_KEY}\" in a server config"
+        )
     return f"unknown provider '{target.provider[:64]}'; known: {', '.join(sorted(providers))}"
 
 
