@@ -32,6 +32,7 @@ pointed at). Nothing reaches beyond loopback.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import subprocess
@@ -40,10 +41,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from unittest import mock
 
 import httpx
 import pytest
 
+from relaygate.cli import main
+from relaygate.rehearse.scenario import ScenarioError, load_scenario
 from tests.conftest import MockFactory
 from tests.servers import free_port
 
@@ -192,23 +196,23 @@ class Runner:
         suffix = ".json" if block.lang == "json" else ".yaml"
         path = self.workdir / block.attrs.get("file", f"block-{block.line}{suffix}")
         path.write_text(block.text, encoding="utf-8")
-        if "scenario" in block.words:
-            argv = [
-                sys.executable,
-                "-c",
-                "import sys; from relaygate.rehearse.scenario import load_scenario; "
-                "load_scenario(sys.argv[1])",
-                str(path),
-            ]
-        else:
-            argv = [sys.executable, "-m", "relaygate.cli", "validate", str(path)]
-        done = self._call(argv)
+        # In this process (a fresh interpreter per config would cost a second each), with
+        # the blocks' environment.
+        out = io.StringIO()
+        with mock.patch.dict(os.environ, self.env, clear=True), contextlib.redirect_stdout(out):
+            if "scenario" in block.words:
+                try:
+                    load_scenario(str(path))
+                except ScenarioError as exc:
+                    return f"not a valid scenario: {exc}"
+                return None
+            status = main(["validate", str(path)])
         if "invalid" in block.words:
-            if done.returncode != 1:
-                return f"meant to be invalid, got exit status {done.returncode}: {done.stdout}"
+            if status != 1:
+                return f"meant to be invalid, got exit status {status}: {out.getvalue()}"
             return None
-        if done.returncode != 0:
-            return f"not valid:\n{done.stdout}{done.stderr}"
+        if status != 0:
+            return f"not valid:\n{out.getvalue()}"
         return None
 
     def _output(self, block: Block) -> str | None:
