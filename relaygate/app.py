@@ -294,9 +294,7 @@ def create_app(
         return JSONResponse({"status": "ok"})
 
     async def ready(_: Request) -> Response:
-        return JSONResponse(
-            {"status": "ready", "configs": gateway.configs.config_ids()}
-        )
+        return JSONResponse({"status": "ready", "configs": gateway.configs.config_ids()})
 
     async def models(_: Request) -> Response:
         return JSONResponse({"object": "list", "data": gateway.models()})

@@ -21,6 +21,7 @@ app's shutdown drain when uvicorn begins its graceful shutdown.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import math
 import socket
@@ -253,9 +254,7 @@ def bind_listener(
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise PortInUse(
-                f"port {port} on {host} is already in use; {hint}"
-            ) from None
+            raise PortInUse(f"port {port} on {host} is already in use; {hint}") from None
         raise PortInUse(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     # Listening at once: a client that connects before uvicorn accepts waits in the backlog.
     sock.listen(_BACKLOG)
@@ -278,8 +277,6 @@ def run_on_socket(app: Any, sock: socket.socket, *, workers: int = 1, **options:
         Multiprocess(config, sockets=[sock]).run()
         return True
     server = Server(config)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.run(sockets=[sock])
-    except KeyboardInterrupt:
-        pass
     return server.started

@@ -70,7 +70,7 @@ def starter_text(providers: Sequence[str]) -> str:
     lines = [
         "# relaygate server config, written by `relaygate init`.",
         "# Check it with `relaygate validate FILE`; serve it with `relaygate serve --config FILE`.",
-        "# Every setting is documented in README.md (\"The server config\").",
+        '# Every setting is documented in README.md ("The server config").',
         "listen: {host: 127.0.0.1, port: 8787}",
         "",
         "# Routing configs, picked per request with the header x-portkey-config: <id>;",
@@ -98,7 +98,7 @@ def starter_text(providers: Sequence[str]) -> str:
         "",
         "telemetry:",
         "  service_name: relaygate",
-        "  # traces: {exporter: otlp, endpoint: \"http://127.0.0.1:4318\"}   # OpenTelemetry",
+        '  # traces: {exporter: otlp, endpoint: "http://127.0.0.1:4318"}   # OpenTelemetry',
         "  logs: {level: info, format: auto}   # json | console | auto (console on a terminal)",
         "",
     ]
@@ -116,9 +116,7 @@ def checked_starter(providers: Sequence[str], known: Collection[str]) -> str:
         raise ValueError("name at least one provider")
     unknown = [p for p in providers if p not in known]
     if unknown:
-        raise ValueError(
-            f"unknown provider {unknown[0]!r}; known: {', '.join(sorted(known))}"
-        )
+        raise ValueError(f"unknown provider {unknown[0]!r}; known: {', '.join(sorted(known))}")
     text = starter_text(providers)
     env = {name: PLACEHOLDERS.get(name, "x") for name in variables(providers)}
     compile_file(read_config_file(Path("starter.yaml"), env=env, text=text), known)

@@ -29,7 +29,9 @@ PORTKEY_CONFIG = {
 }
 
 
-def relaygate(*args: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def relaygate(
+    *args: str, stdin: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """Run the ``relaygate`` command of this checkout."""
     return subprocess.run(
         [sys.executable, "-m", "relaygate.cli", *args],
@@ -159,8 +161,16 @@ def test_the_listening_banner_comes_once_the_port_accepts_connections(tmp_path: 
 def test_mock_upstream_announces_its_url_and_script_once_bound() -> None:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "relaygate.cli", "mock-upstream", "--port", str(port),
-         "--script", "503,429@retry_after=1,200"],
+        [
+            sys.executable,
+            "-m",
+            "relaygate.cli",
+            "mock-upstream",
+            "--port",
+            str(port),
+            "--script",
+            "503,429@retry_after=1,200",
+        ],
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,
@@ -194,8 +204,16 @@ def test_serve_portkey_config_serves_it_as_the_default_config(
     path.write_text(json.dumps(config))
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "relaygate.cli", "serve", "--portkey-config", str(path),
-         "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "relaygate.cli",
+            "serve",
+            "--portkey-config",
+            str(path),
+            "--port",
+            str(port),
+        ],
         stderr=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},

@@ -57,8 +57,8 @@ async def test_the_documented_config_spreads_requests_over_its_keys_unchanged(
                 model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
             )
             assert reply.choices[0].message.content == "Hello from openai"
-    await transport.aclose()
-    seen = httpx.get(f"{upstream.url}/_mock/requests").json()
+    async with httpx.AsyncClient() as plain:
+        seen = (await plain.get(f"{upstream.url}/_mock/requests")).json()
     keys = Counter(r["headers"]["authorization"] for r in _recorded(seen))
     assert keys == {"Bearer sk-1": 2, "Bearer sk-2": 2, "Bearer sk-3": 2}
 

@@ -45,7 +45,7 @@ def provider_issue(target: Target, providers: Collection[str]) -> str | None:
         return (
             f"'{target.provider[:64]}' is a Portkey provider slug (a key kept in Portkey's "
             "vault); relaygate has no vault: name the provider (openai, ...) and give its "
-            "api_key, e.g. \"${OPENAI_API_KEY}\" in a server config"
+            'api_key, e.g. "${OPENAI_API_KEY}" in a server config'
         )
     return f"unknown provider '{target.provider[:64]}'; known: {', '.join(sorted(providers))}"
 

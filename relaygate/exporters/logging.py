@@ -85,7 +85,9 @@ def processors(fmt: str) -> list[Any]:
         structlog.processors.format_exc_info,
     ]
     if fmt == "console":
-        chain.append(structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback))
+        chain.append(
+            structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
+        )
     else:
         chain.append(structlog.processors.JSONRenderer(serializer=_orjson_bytes))
     return chain
@@ -95,9 +97,7 @@ LEVEL_ENV = "RELAYGATE_LOG_LEVEL"
 FORMAT_ENV = "RELAYGATE_LOG_FORMAT"
 
 
-def resolve_settings(
-    level: str, fmt: str, env: Mapping[str, str] | None = None
-) -> tuple[int, str]:
+def resolve_settings(level: str, fmt: str, env: Mapping[str, str] | None = None) -> tuple[int, str]:
     """The numeric level and the concrete format (``json`` or ``console``) for ``level`` and
     ``fmt`` after ``RELAYGATE_LOG_LEVEL``/``RELAYGATE_LOG_FORMAT`` in ``env`` (default: the
     process environment); ``auto`` is ``console`` on a terminal, else ``json``.
@@ -151,9 +151,11 @@ class RelaygateLogger:
       to standard output. structlog's global configuration is left untouched.
     """
 
-    __slots__ = ("_level", "_own", "_host")
+    __slots__ = ("_host", "_level", "_own")
 
-    def __init__(self, level: str = "info", fmt: str = "auto", env: Mapping[str, str] | None = None):
+    def __init__(
+        self, level: str = "info", fmt: str = "auto", env: Mapping[str, str] | None = None
+    ):
         self._level, concrete = resolve_settings(level, fmt, env)
         self._own: Any = structlog.wrap_logger(
             _Stdout(),

@@ -141,7 +141,11 @@ def serve_mock(host: str, port: int, settings: MockSettings, script: str | None 
     except PortInUse as exc:
         print(f"relaygate mock-upstream: {exc}", file=sys.stderr)
         return 2
-    faults = f"script {script!r}" + (", looped" if settings.loop_script else "") if script else "no script"
+    faults = (
+        f"script {script!r}" + (", looped" if settings.loop_script else "")
+        if script
+        else "no script"
+    )
     print(
         f"relaygate mock-upstream '{settings.name}' on http://{host}:{port}/v1 ({faults}; "
         f"error rate {settings.error_rate:g})  Stop: Ctrl-C",

@@ -205,29 +205,20 @@ def _summary_lines(report: Report, style: _Style) -> list[str]:
     lines.append(
         f"  retries: {total_retries}"
         + (
-            "  ("
-            + "; ".join(f"{p} after {why}: {n}" for (p, why), n in retries.items())
-            + ")"
+            "  (" + "; ".join(f"{p} after {why}: {n}" for (p, why), n in retries.items()) + ")"
             if retries
             else ""
         )
     )
     lines.append(
         f"  timeouts: {sum(timeouts.values())}"
-        + (
-            "  (" + "; ".join(f"{p}: {n}" for (p,), n in timeouts.items()) + ")"
-            if timeouts
-            else ""
-        )
+        + ("  (" + "; ".join(f"{p}: {n}" for (p,), n in timeouts.items()) + ")" if timeouts else "")
     )
     lines.append(
         f"  fallbacks: {sum(fallbacks.values())}"
         + (
             "  ("
-            + "; ".join(
-                f"{a} -> {b} on {why}: {n}"
-                for (a, b, why), n in fallbacks.items()
-            )
+            + "; ".join(f"{a} -> {b} on {why}: {n}" for (a, b, why), n in fallbacks.items())
             + ")"
             if fallbacks
             else ""
