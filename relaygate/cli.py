@@ -231,7 +231,16 @@ def _mock(ns: argparse.Namespace) -> int:
 def _demo(ns: argparse.Namespace) -> int:
     from relaygate.demo import run_demo
 
-    return run_demo(ns.port)
+    return run_demo(ns.port, ns.upstream_ports)
+
+
+def _port_pair(text: str) -> tuple[int, int]:
+    """``A,B`` as two ports (argparse type)."""
+    try:
+        first, second = (int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two ports as A,B, got {text!r}") from None
+    return first, second
 
 
 def parser() -> argparse.ArgumentParser:
@@ -300,7 +309,14 @@ def parser() -> argparse.ArgumentParser:
     create.set_defaults(run=_keys_create)
 
     demo = sub.add_parser("demo", help="run the gateway on the bundled fallback demo")
-    demo.add_argument("--port", type=int, default=8787)
+    demo.add_argument("--port", type=int, default=8787, help="the gateway's port (8787)")
+    demo.add_argument(
+        "--upstream-ports",
+        type=_port_pair,
+        default=(9101, 9102),
+        metavar="A,B",
+        help="ports of the two simulated upstreams (9101,9102)",
+    )
     demo.set_defaults(run=_demo)
 
     from relaygate.rehearse import add_rehearse_arguments, run_rehearse

@@ -116,12 +116,11 @@ def test_a_server_config_given_as_portkey_config_gets_one_line(tmp_path: Path) -
     ids=["serve", "mock-upstream", "demo"],
 )
 def test_a_busy_port_is_one_line_naming_it_and_the_flag(held_port: int, command: list[str]) -> None:
-    done = relaygate(*command, "--port", str(held_port))
+    extra = ["--upstream-ports", f"{free_port()},{free_port()}"] if command == ["demo"] else []
+    done = relaygate(*command, "--port", str(held_port), *extra)
     output = done.stdout + done.stderr
     assert done.returncode == 2
     lines = [line for line in output.splitlines() if line.strip()]
-    if command == ["demo"] and "9101" in output:
-        pytest.skip("the demo's fixed upstream ports are held by another run")
     assert lines == [
         f"relaygate{'' if command == ['serve'] else ' ' + command[0]}: port {held_port} on "
         f"127.0.0.1 is already in use; pick another with --port N"
@@ -184,6 +183,18 @@ def test_mock_upstream_announces_its_url_and_script_once_bound() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_busy_demo_upstream_port_names_the_option_that_moves_it(held_port: int) -> None:
+    done = relaygate(
+        "demo", "--port", str(free_port()), "--upstream-ports", f"{held_port},{free_port()}"
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"relaygate demo: port {held_port} on 127.0.0.1 is already in use; is another "
+        "relaygate demo running? --upstream-ports A,B moves the demo's simulated upstreams"
+    )
+    assert "Try it" not in done.stdout
 
 
 # --- serve --portkey-config ---------------------------------------------------------------------

@@ -25,8 +25,9 @@ of the meanings above or marked ``not-run``.
 What the blocks find: a fresh working directory per document; a healthy fault simulator
 at ``$OPENAI_BASE_URL`` and ``$GROQ_BASE_URL``; ``OPENAI_API_KEY``, ``GROQ_API_KEY``,
 ``RELAYGATE_API_KEY`` and ``RELAYGATE_ADMIN_KEY`` set to test values; and, for a block
-that talks to ``127.0.0.1:8787``, a running ``relaygate demo`` (on a free port the block is
-pointed at). Nothing reaches beyond loopback.
+that talks to ``127.0.0.1:8787``, a running ``relaygate demo`` (on free ports, the block
+pointed at the gateway's), so a demo already running does not get in the way. Nothing
+reaches beyond loopback.
 """
 
 from __future__ import annotations
@@ -253,8 +254,13 @@ class DemoStarter:
     def address(self) -> str:
         if self.proc is None:
             self.port = free_port()
+            upstreams = f"{free_port()},{free_port()}"
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "relaygate.cli", "demo", "--port", str(self.port)],
+                [
+                    sys.executable,
+                    *("-m", "relaygate.cli", "demo"),
+                    *("--port", str(self.port), "--upstream-ports", upstreams),
+                ],
                 env=self.env,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,

@@ -17,10 +17,14 @@ from typing import Any
 import uvicorn
 
 from relaygate.app import create_app
-from relaygate.config.server import load_server_config
+from relaygate.config.server import ServerConfig, parse_document, server_config_from_document
 from relaygate.exporters.logging import configure_logging
 from relaygate.mock import MockSettings, create_mock_app
 from relaygate.serving import PortInUse, bind_listener, run_on_socket, uvicorn_options
+
+UPSTREAM_PORTS = (9101, 9102)
+"""The demo's simulated upstreams' default ports: always 503, and healthy (``demo.yaml``
+points at them)."""
 
 DEMO_CONFIG = Path(str(resources.files("relaygate.demo").joinpath("demo.yaml")))
 """The bundled demo server config."""
@@ -49,20 +53,27 @@ def _background(app: Any, sock: socket.socket) -> None:
     threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
 
 
-UPSTREAM_PORTS = (9101, 9102)
-"""The demo's simulated upstreams: always 503, and healthy (``demo.yaml`` points at them)."""
+def demo_config(upstream_ports: tuple[int, int] = UPSTREAM_PORTS) -> ServerConfig:
+    """The bundled demo config, its two targets pointed at ``upstream_ports``."""
+    text = DEMO_CONFIG.read_text(encoding="utf-8")
+    for default, chosen in zip(UPSTREAM_PORTS, upstream_ports, strict=True):
+        text = text.replace(f"127.0.0.1:{default}/", f"127.0.0.1:{chosen}/")
+    return server_config_from_document(parse_document(text, DEMO_CONFIG))
 
 
-def run_demo(port: int = 8787) -> int:
+def run_demo(port: int = 8787, upstream_ports: tuple[int, int] = UPSTREAM_PORTS) -> int:
     """Run the demo until interrupted; returns the exit status.
 
     Every port is bound before anything is announced: a port in use is one line on
-    stderr naming it (and ``--port`` for the gateway's) and exit status 2.
+    stderr naming it and the option that moves it, and exit status 2.
     """
     socks: list[socket.socket] = []
     try:
-        for upstream_port in UPSTREAM_PORTS:
-            hint = "the demo's simulated upstreams need ports 9101 and 9102: stop what holds it"
+        for upstream_port in upstream_ports:
+            hint = (
+                "is another relaygate demo running? --upstream-ports A,B moves the demo's "
+                "simulated upstreams"
+            )
             socks.append(bind_listener("127.0.0.1", upstream_port, hint=hint))
         socks.append(bind_listener("127.0.0.1", port))
     except PortInUse as exc:
@@ -73,7 +84,7 @@ def run_demo(port: int = 8787) -> int:
     flaky, healthy, gateway = socks
     _background(create_mock_app(MockSettings(name="flaky-primary", error_rate=1.0)), flaky)
     _background(create_mock_app(MockSettings(name="healthy-backup")), healthy)
-    server = load_server_config(DEMO_CONFIG)
+    server = demo_config(upstream_ports)
     configure_logging(server.telemetry.logs.level, server.telemetry.logs.format)
     print(f"relaygate demo on http://127.0.0.1:{port}\n\n{curl_text(port)}", flush=True)
     started = run_on_socket(create_app(server), gateway, **uvicorn_options(server))
