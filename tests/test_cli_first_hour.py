@@ -287,3 +287,29 @@ def test_every_provider_gets_a_starter_that_compiles(provider: str) -> None:
     text = checked_starter([provider], default_registry().names)
     assert f"provider: {provider}" in text
     assert variables([provider])[-1] == "RELAYGATE_API_KEY"
+
+
+def test_a_server_setting_in_a_portkey_config_gets_a_hint_saying_where_it_goes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "mixed.yaml"
+    path.write_text(yaml.safe_dump({"listen": {"port": 8788}, **PORTKEY_CONFIG}))
+    assert main(["validate", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "listen: unknown field" in out
+    assert "did you mean 'listen'" not in out
+    assert "put that config under `default_config:` in a server config" in out
+
+
+def test_a_portkey_config_read_as_a_server_config_says_where_it_belongs(tmp_path: Path) -> None:
+    from relaygate.config import ConfigError
+    from relaygate.config.explain import explain
+    from relaygate.config.server import load_server_config
+
+    path = tmp_path / "portkey.yaml"
+    path.write_text(yaml.safe_dump(PORTKEY_CONFIG))
+    with pytest.raises(ConfigError) as caught:
+        load_server_config(path)
+    text = explain(caught.value)
+    assert "did you mean 'strategy'" not in text
+    assert "'strategy' belongs to a Portkey config" in text and "--portkey-config" in text
