@@ -10,6 +10,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml | $(BIN)/python
+	@echo "make: installing relaygate and its dev dependencies into $(VENV) with pip (nothing outside it)"
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
@@ -32,7 +33,9 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -n 2 --dist loadscope -q -p no:cacheprovider
 
-# Tools the suite drives for real (promtool/prometheus, headless Chromium), installed when missing.
+# Tools the suite drives for real (promtool/prometheus, headless Chromium): each script says
+# what is missing and what apt will install before installing it (root or sudo -n), or names
+# the packages and stops.
 test-tools:
 	bash scripts/ensure-chromium.sh
 	bash scripts/ensure-prometheus.sh

@@ -8,10 +8,11 @@
 #   bash benchmarks/run.sh --profile 20     also a 20 s py-spy profile (see profile.sh)
 #   bash benchmarks/run.sh --help           every flag
 #
-# Installs what it needs, idempotently: nginx and wrk from Debian's packages (as root;
-# `apt-get update` only if the first install attempt fails), py-spy into the venv when
-# profiling. Writes benchmarks/results/latest.{md,json} and the results in
-# benchmarks/README.md. Every process it starts is stopped when it exits.
+# Installs what it needs, idempotently, saying what first: nginx, wrk and util-linux from
+# Debian's packages (as root, or with `sudo -n`; otherwise it names them and stops), py-spy
+# into the venv when profiling. `--help` installs nothing. Writes
+# benchmarks/results/latest.{md,json} and the results in benchmarks/README.md. Every process
+# it starts is stopped when it exits.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -20,42 +21,15 @@ PYTHON="${PYTHON:-$REPO/.venv/bin/python}"
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 
-need_root() {
-  if [ "$(id -u)" -ne 0 ]; then
-    log "$1 is missing and installing it needs root: apt-get install $2"
-    exit 1
-  fi
-}
-
-apt_install() {
-  # $@: Debian packages. No service is started by the install (policy-rc.d), and the dpkg
-  # lock is waited for, since other work may be installing packages at the same time.
-  local created_policy=""
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-    chmod +x /usr/sbin/policy-rc.d
-    created_policy=1
-  fi
-  local apt=(apt-get -o DPkg::Lock::Timeout=600 -y -q --no-install-recommends)
-  if ! DEBIAN_FRONTEND=noninteractive "${apt[@]}" install "$@" >/dev/null; then
-    log "refreshing the package lists (apt-get update)"
-    apt-get -o DPkg::Lock::Timeout=600 -q update >/dev/null
-    DEBIAN_FRONTEND=noninteractive "${apt[@]}" install "$@" >/dev/null
-  fi
-  if [ -n "$created_policy" ]; then
-    rm -f /usr/sbin/policy-rc.d
-  fi
-}
-
 ensure_tools() {
   local missing=()
   command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
   command -v wrk >/dev/null 2>&1 || missing+=(wrk)
   command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
   if [ "${#missing[@]}" -gt 0 ]; then
-    need_root "${missing[*]}" "${missing[*]}"
-    log "installing ${missing[*]} from Debian's packages"
-    apt_install "${missing[@]}"
+    # shellcheck source=scripts/apt-install.sh
+    . "$REPO/scripts/apt-install.sh"
+    apt_install bench "the benchmark (floor proxy, load generator, CPU pinning)" "${missing[@]}"
   fi
   if [ ! -x "$PYTHON" ]; then
     log "no virtualenv at $REPO/.venv: run 'make install' first"
@@ -72,6 +46,15 @@ ensure_py_spy() {
 
 for arg in "$@"; do
   case "$arg" in
+    -h|--help)
+      # Help installs nothing: this header, then the harness's flags when it can run.
+      awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
+      if [ -x "$PYTHON" ]; then
+        echo
+        cd "$REPO" && PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m benchmarks.harness --help
+      fi
+      exit 0
+      ;;
     --profile|--profile=*|--profile-only) PROFILE=1 ;;
   esac
 done

@@ -315,7 +315,7 @@ def create_app(
         return JSONResponse({"status": "ok"})
 
     async def ready(_: Request) -> Response:
-        configs = sorted(c.id for c in ref.current.configs.known_configs())
+        configs = ref.current.configs.config_ids()
         answer: dict[str, Any] = {"status": "ready", "configs": configs}
         if reloader is not None:
             answer["config_generation"] = ref.generation

@@ -37,6 +37,10 @@ ROUTES: Mapping[Operation, str] = {
 
 PASSTHROUGH_PREFIXES = ("x-ratelimit-", "retry-after", "openai-")
 """Upstream answer headers passed on to the client besides ``content-type``."""
+GATEWAY_ANSWER_HEADERS = frozenset({"www-authenticate"})
+"""Headers of the gateway's own answers (no upstream involved) that reach the client:
+``www-authenticate: Bearer`` on a 401 for a missing or unknown gateway key (RFC 6750). An
+upstream's own ``www-authenticate`` is about its key, not the client's, and is not passed."""
 
 _DECODER_DEPTH_ERROR = "depth limit exceeded"
 """How orjson says a document nests past its own (1,024-level) limit."""
@@ -152,8 +156,13 @@ class EdgeCodec:
         target tried, on failures too) and ``x-relaygate-served-by`` (the target that served
         a 2xx answer)."""
         out: list[tuple[str, str]] = []
+        own = response.target is None
         for name, value in response.headers.items():
-            if name == "content-type" or name.startswith(PASSTHROUGH_PREFIXES):
+            if (
+                name == "content-type"
+                or name.startswith(PASSTHROUGH_PREFIXES)
+                or (own and name in GATEWAY_ANSWER_HEADERS)
+            ):
                 out.append((name, value))
         if not any(name == "content-type" for name, _ in out):
             out.append(("content-type", "application/json"))

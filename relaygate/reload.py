@@ -39,8 +39,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from relaygate.config import ConfigError
-from relaygate.config.compile import compile_server
-from relaygate.config.server import ServerConfig, load_server_config
+from relaygate.config.compile import compile_server, read_config_file
+from relaygate.config.server import ServerConfig
 from relaygate.errors import GatewayError
 from relaygate.gateway import Gateway
 
@@ -146,7 +146,9 @@ class Reloader:
         current = self._ref.current
         try:
             data = self._path.read_bytes()
-            server = load_server_config(self._path)
+            # Either kind of file serve accepts (a Portkey config under --portkey-config),
+            # parsed from the bytes just read, so the hash names what was compiled.
+            server = read_config_file(self._path, text=data.decode("utf-8", "replace")).server
             compile_server(server, self._providers)
             deps = replace(
                 current.deps,
@@ -184,7 +186,7 @@ class Reloader:
             path=str(self._path),
             generation=ref.generation,
             hash=digest,
-            configs=sorted(c.id for c in gateway.configs.known_configs()),
+            configs=gateway.configs.config_ids(),
             restart_needed=later,
         )
         return Outcome(True, detail)

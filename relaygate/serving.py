@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import math
 import os
 import signal
+import socket
 from typing import Any
 
-import uvicorn
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
@@ -77,18 +78,6 @@ class ReloadingMultiprocess(Multiprocess):
             if pid is not None and process.exitcode is None:
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGHUP)
-
-
-def run(app: str, *, host: str, port: int, workers: int, options: dict[str, Any]) -> None:
-    """Serve the app factory ``app`` under uvicorn: as ``uvicorn.run`` does, but with
-    several workers supervised by :class:`ReloadingMultiprocess`."""
-    if workers <= 1:
-        uvicorn.run(app, factory=True, host=host, port=port, workers=workers, **options)
-        return
-    config = Config(app, factory=True, host=host, port=port, workers=workers, **options)
-    sock = config.bind_socket()
-    with contextlib.suppress(KeyboardInterrupt):
-        ReloadingMultiprocess(config, sockets=[sock]).run()
 
 
 _DEFAULT_LIMITS = LimitsSettings()
@@ -254,3 +243,57 @@ class EdgeProtocol(HttpToolsProtocol):
             transport.close()
             return
         self.loop.call_later(_LINGER_S, transport.close)
+
+
+_BACKLOG = 2048
+"""Pending connections a bound listener queues (uvicorn's default backlog)."""
+
+
+class PortInUse(OSError):
+    """The address to listen on is taken (or cannot be bound); ``str()`` is one line for
+    the person running the command."""
+
+
+def bind_listener(
+    host: str, port: int, *, hint: str = "pick another with --port N"
+) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (``SO_REUSEADDR``, as uvicorn binds), handed to
+    uvicorn so that nothing is announced before the address is really held.
+
+    Raises :class:`PortInUse` naming the port, followed by ``hint`` (how to change it) when
+    the port is in use.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse(f"port {port} on {host} is already in use; {hint}") from None
+        raise PortInUse(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    # Listening at once: a client that connects before uvicorn accepts waits in the backlog.
+    sock.listen(_BACKLOG)
+    sock.set_inheritable(True)
+    return sock
+
+
+def run_on_socket(app: Any, sock: socket.socket, *, workers: int = 1, **options: Any) -> bool:
+    """Run uvicorn for ``app`` (an import string with ``factory=True`` for several workers)
+    on the already bound ``sock`` until it stops; ``options`` are :class:`uvicorn.Config`'s.
+
+    Returns whether the server started (``False``: the app failed to load or start).
+    """
+    from uvicorn.server import Server
+
+    host, port = sock.getsockname()[:2]
+    config = Config(app, host=host, port=port, workers=workers, **options)
+    if workers > 1:
+        with contextlib.suppress(KeyboardInterrupt):
+            ReloadingMultiprocess(config, sockets=[sock]).run()
+        return True
+    server = Server(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run(sockets=[sock])
+    return server.started

@@ -187,7 +187,10 @@ def build_telemetry(
     Tracing follows :func:`relaygate.exporters.otel.setup_tracing`; a tracing detail of
     ``off`` or no exporter makes spans free. ``registry`` defaults to a fresh one.
     ``flush_timeout_s`` bounds the final span export of ``shutdown`` (and each OTLP export).
+    The logger honours ``settings.logs`` (:class:`~relaygate.exporters.logging.RelaygateLogger`)
+    and never changes the host application's logging configuration.
     """
+    from relaygate.exporters.logging import RelaygateLogger
     from relaygate.exporters.otel import setup_tracing
 
     traces = settings.traces
@@ -207,6 +210,7 @@ def build_telemetry(
             models=settings.metrics.models,
             max_caller_label_values=settings.metrics.max_caller_label_values,
         ),
+        logger=RelaygateLogger(settings.logs.level, settings.logs.format, env),
         detail=detail,
         shutdown=tracing.shutdown,
     )

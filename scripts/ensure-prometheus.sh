@@ -2,11 +2,27 @@
 # Make sure the `prometheus` and `promtool` binaries are on PATH (the dashboard rule tests and
 # the live Prometheus integration test need them). Idempotent: does nothing when both exist.
 #
-# On Debian/Ubuntu it installs the distribution's `prometheus` package (which ships both
-# binaries) without recommended packages, and makes sure no Prometheus daemon is left running
-# from the install: the tests start their own server on a free loopback port, and a packaged
-# daemon would hold port 9090 and scrape in the background.
+# On Debian/Ubuntu it says what is missing and everything apt would install with it, then
+# installs the distribution's `prometheus` package (which ships both binaries) without
+# recommended packages, as root or with `sudo -n` (without either: names the package, exit 1),
+# and makes sure no Prometheus daemon is left running from the install: the tests start their
+# own server on a free loopback port, and a packaged daemon would hold port 9090.
+#
+#   bash scripts/ensure-prometheus.sh          check, and install what is missing
+#   bash scripts/ensure-prometheus.sh --help   this text (installs nothing)
 set -euo pipefail
+
+case "${1:-}" in
+    -h|--help)
+        awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
+        exit 0
+        ;;
+    "") ;;
+    *)
+        echo "ensure-prometheus: unknown argument '$1' (see --help)" >&2
+        exit 2
+        ;;
+esac
 
 say() { printf 'ensure-prometheus: %s\n' "$*"; }
 
@@ -15,48 +31,14 @@ if command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1;
     exit 0
 fi
 
-if ! command -v apt-get >/dev/null 2>&1; then
-    say "prometheus/promtool missing and apt-get not available:" >&2
-    say "install Prometheus 2.x so that 'prometheus' and 'promtool' are on PATH" >&2
-    exit 1
-fi
+# shellcheck source=scripts/apt-install.sh
+. "$(dirname "${BASH_SOURCE[0]}")/apt-install.sh"
+apt_install ensure-prometheus "the dashboard rule tests and the live Prometheus test" prometheus
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
-    if command -v sudo >/dev/null 2>&1; then
-        SUDO="sudo"
-    else
-        say "installing needs root (or sudo)" >&2
-        exit 1
-    fi
+    SUDO="sudo -n"
 fi
-
-# Keep the package's maintainer scripts from starting a daemon: invoke-rc.d asks
-# /usr/sbin/policy-rc.d, and exit status 101 means "action forbidden". An existing policy
-# file is left as it is; a temporary one is removed again afterwards.
-POLICY=/usr/sbin/policy-rc.d
-ADDED_POLICY=0
-if [ ! -e "$POLICY" ]; then
-    say "adding a temporary $POLICY so the package does not start a prometheus service"
-    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$POLICY" >/dev/null
-    $SUDO chmod 755 "$POLICY"
-    ADDED_POLICY=1
-fi
-cleanup() {
-    if [ "$ADDED_POLICY" -eq 1 ]; then
-        say "removing the temporary $POLICY"
-        $SUDO rm -f "$POLICY"
-    fi
-}
-trap cleanup EXIT
-
-# Another apt/dpkg run may hold the lock (a parallel setup step): wait for it.
-APT_LOCK_WAIT=(-o DPkg::Lock::Timeout=600)
-say "apt-get update"
-$SUDO apt-get "${APT_LOCK_WAIT[@]}" update -qq
-say "apt-get install prometheus (no recommended packages)"
-$SUDO env DEBIAN_FRONTEND=noninteractive apt-get "${APT_LOCK_WAIT[@]}" install -y -qq --no-install-recommends \
-    prometheus
 
 # Belt and braces: stop and disable a daemon that started anyway (systemd or sysvinit).
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then

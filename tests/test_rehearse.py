@@ -588,3 +588,43 @@ def test_the_first_request_of_a_fresh_gateway_is_not_charged_for_loading_the_wir
     )
     route = [line for line in done.stdout.splitlines() if line.startswith("route: ")]
     assert route == ["route: config:200"], done.stdout[-2000:]
+
+
+# --- the summary and the metrics agree -----------------------------------------------------------
+
+
+def _metric_total(out: str, family: str) -> int:
+    return sum(int(value.lstrip("+")) for value in metric_rows(out, family).values())
+
+
+def test_a_deadline_spent_on_the_primary_is_no_fallback_in_the_summary_or_the_metrics(
+    config_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scenario = write(
+        tmp_path,
+        "hangs.yaml",
+        """\
+        requests: 1
+        targets:
+          primary: {script: "timeout", loop: true}
+        """,
+    )
+    argv = [str(config_file), "--scenario", str(scenario), "--deadline-ms", "300"]
+    assert run_rehearse(parse(argv)) == 0
+    out = capsys.readouterr().out
+    assert routes(out) == ["config.targets[0]:deadline"]
+    assert summary(out, "fallbacks") == "0"
+    assert metric_rows(out, "relaygate_fallbacks_total") == {}
+
+
+@pytest.mark.parametrize("name", ["primary-down", "rate-limited-primary"])
+def test_the_summary_counts_what_the_metrics_count(
+    builtin: Callable[[str], str], name: str
+) -> None:
+    out = builtin(name)
+    for key, family in (
+        ("fallbacks", "relaygate_fallbacks_total"),
+        ("retries", "relaygate_retries_total"),
+        ("timeouts", "relaygate_timeouts_total"),
+    ):
+        assert int(summary(out, key).split()[0]) == _metric_total(out, family), key

@@ -36,10 +36,17 @@ def is_portkey_config(document: Any) -> bool:
 def provider_issue(target: Target, providers: Collection[str]) -> str | None:
     """Why ``target`` cannot be routed, or ``None``: its provider is not one of ``providers``.
 
-    The message names the known providers; a caller's provider name is cut to 64 characters.
+    The message names the known providers (or, for a Portkey ``@slug``, what to write
+    instead); a caller's provider name is cut to 64 characters.
     """
     if target.provider in providers:
         return None
+    if target.provider.startswith("@"):
+        return (
+            f"'{target.provider[:64]}' is a Portkey provider slug (a key kept in Portkey's "
+            "vault); relaygate has no vault: name the provider (openai, ...) and give its "
+            'api_key, e.g. "${OPENAI_API_KEY}" in a server config'
+        )
     return f"unknown provider '{target.provider[:64]}'; known: {', '.join(sorted(providers))}"
 
 
@@ -214,22 +221,30 @@ class ConfigFile:
     config_id: str | None = None
 
 
-def read_config_file(path: str | Path, env: Mapping[str, str] | None = None) -> ConfigFile:
-    """Read a server config or a single Portkey config (JSON or YAML) from ``path``.
+def read_config_file(
+    path: str | Path, env: Mapping[str, str] | None = None, *, text: str | None = None
+) -> ConfigFile:
+    """Read a server config or a single Portkey config (JSON or YAML) from ``path``, or
+    parse ``text`` already read from it (so a pipe such as ``/dev/stdin`` is read once).
 
     A Portkey config is named after the file (its stem). Raises :class:`ConfigError`.
     """
     from relaygate.config.schema import parse_config
-    from relaygate.config.server import ServerConfig, load_server_config, read_document
+    from relaygate.config.server import (
+        ServerConfig,
+        parse_document,
+        read_document,
+        server_config_from_document,
+    )
 
     file = Path(path)
-    document = read_document(file)
+    document = read_document(file) if text is None else parse_document(text, file)
     if is_portkey_config(document):
         config_id = file.stem or "config"
         node = parse_config(document)
         server = ServerConfig(configs={config_id: node}, default_config=config_id)
         return ConfigFile(server, portkey=True, config_id=config_id)
-    return ConfigFile(load_server_config(file, env=env))
+    return ConfigFile(server_config_from_document(document, env))
 
 
 def compile_file(file: ConfigFile, providers: Collection[str] | None) -> CompiledServer:

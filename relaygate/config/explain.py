@@ -10,6 +10,7 @@ from typing import Any, get_args
 
 from pydantic import AliasChoices, BaseModel
 
+from relaygate.config.compile import PORTKEY_KEYS
 from relaygate.config.errors import NOT_SUPPORTED, UNKNOWN_FIELD, ConfigError
 from relaygate.config.schema import ConfigNode
 from relaygate.config.server import ServerConfig
@@ -56,7 +57,21 @@ def _hint(path: str, message: str) -> str | None:
             return _UNSUPPORTED_HINTS["hooks"]
         return _UNSUPPORTED_HINTS["virtual_key"]
     if message == UNKNOWN_FIELD:
-        close = difflib.get_close_matches(key, sorted(_known_field_names()), n=1, cutoff=0.75)
+        at_top = path == key
+        if at_top and key in ServerConfig.model_fields:
+            return (
+                f"'{key}' is a server-config setting, but a document with "
+                f"{'/'.join(PORTKEY_KEYS)} at the top is one Portkey config: put that config "
+                "under `default_config:` in a server config"
+            )
+        if at_top and key in PORTKEY_KEYS:
+            return (
+                f"'{key}' belongs to a Portkey config: in a server config, put the config "
+                "under `default_config:` or `configs.<id>:` (or serve it alone with "
+                "`relaygate serve --portkey-config FILE`)"
+            )
+        names = sorted(_known_field_names() - {key})
+        close = difflib.get_close_matches(key, names, n=1, cutoff=0.75)
         return f"did you mean '{close[0]}'?" if close else None
     if message.startswith("environment variable "):
         name = message.split()[2]

@@ -631,6 +631,12 @@ def read_document(path: Path) -> Any:
         raise ConfigError([(ROOT, f"cannot read {path}: {exc.strerror or exc}")]) from None
     except UnicodeDecodeError:
         raise ConfigError([(ROOT, f"cannot read {path}: not valid UTF-8")]) from None
+    return parse_document(text, path)
+
+
+def parse_document(text: str, path: Path) -> Any:
+    """Parse ``text``, read from ``path``, as JSON or YAML (by ``path``'s suffix; otherwise
+    JSON, then YAML). Raises :class:`ConfigError` with the reason at ``(root)``."""
     suffix = path.suffix.lower()
     if suffix == ".json":
         return _parse_json(text)
@@ -672,7 +678,12 @@ def load_server_config(path: str | Path, env: Mapping[str, str] | None = None) -
     ``env`` defaults to ``os.environ``. Raises :class:`ConfigError` listing every problem,
     including those inside the embedded Portkey configs.
     """
-    data = read_document(Path(path))
+    return server_config_from_document(read_document(Path(path)), env)
+
+
+def server_config_from_document(data: Any, env: Mapping[str, str] | None = None) -> ServerConfig:
+    """Env-expand and validate a decoded server config document (see
+    :func:`load_server_config`)."""
     env_issues: list[tuple[str, str]] = []
     expanded = expand_env_collect(data, os.environ if env is None else env, "", env_issues)
     return parse_server_config(expanded, list(dict.fromkeys(env_issues)))

@@ -112,7 +112,11 @@ class IsoUtcTimestamp:
 
 
 def processors(fmt: str) -> list[Any]:
-    """The processor chain for ``fmt`` (``json`` or ``console``)."""
+    """The processor chain for ``fmt`` (``json`` or ``console``).
+
+    Exceptions are rendered as plain tracebacks, never with local variables (which could
+    hold request content or credentials) and without rich's cost.
+    """
     chain: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -122,7 +126,9 @@ def processors(fmt: str) -> list[Any]:
         structlog.processors.format_exc_info,
     ]
     if fmt == "console":
-        chain.append(structlog.dev.ConsoleRenderer())
+        chain.append(
+            structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
+        )
     else:
         chain.append(structlog.processors.JSONRenderer(serializer=_orjson_bytes))
     return chain
@@ -130,6 +136,103 @@ def processors(fmt: str) -> list[Any]:
 
 LEVEL_ENV = "RELAYGATE_LOG_LEVEL"
 FORMAT_ENV = "RELAYGATE_LOG_FORMAT"
+
+
+def resolve_settings(level: str, fmt: str, env: Mapping[str, str] | None = None) -> tuple[int, str]:
+    """The numeric level and the concrete format (``json`` or ``console``) for ``level`` and
+    ``fmt`` after ``RELAYGATE_LOG_LEVEL``/``RELAYGATE_LOG_FORMAT`` in ``env`` (default: the
+    process environment); ``auto`` is ``console`` on a terminal, else ``json``.
+    Raises ``ValueError`` for an unknown level or format."""
+    env = os.environ if env is None else env
+    level = env.get(LEVEL_ENV, level).strip().lower()
+    fmt = env.get(FORMAT_ENV, fmt).strip().lower()
+    levels = logging.getLevelNamesMapping()
+    if level.upper() not in levels:
+        raise ValueError(f"unknown log level {level!r}")
+    if fmt not in ("json", "console", "auto"):
+        raise ValueError(f"unknown log format {fmt!r}; use json, console or auto")
+    if fmt == "auto":
+        fmt = "console" if sys.stderr.isatty() else "json"
+    return levels[level.upper()], fmt
+
+
+class _Stdout:
+    """The output of relaygate's own logger: each rendered line to the *current*
+    ``sys.stdout`` (bytes to its buffer), flushed."""
+
+    __slots__ = ()
+
+    def msg(self, message: str | bytes) -> None:
+        out = sys.stdout
+        if isinstance(message, bytes):
+            buffer = getattr(out, "buffer", None)
+            if buffer is not None:
+                out.flush()
+                buffer.write(message + b"\n")
+                buffer.flush()
+                return
+            message = message.decode()
+        out.write(message + "\n")
+        out.flush()
+
+    debug = info = warning = warn = error = critical = exception = fatal = msg
+
+
+class RelaygateLogger:
+    """The logger relaygate's own events go to, honouring ``telemetry.logs`` without ever
+    changing the host application's logging.
+
+    Events below ``level`` are dropped. The rest go, at each call:
+
+    * through the host's structlog configuration, when structlog has been configured
+      (``structlog.configure``: by the host application, by ``relaygate serve`` through
+      :func:`configure_logging`, or by ``structlog.testing.capture_logs``): the host's
+      processors, renderer and output apply, under the logger name ``relaygate``;
+    * otherwise through relaygate's own processors in ``fmt`` (:func:`processors`), written
+      to standard output. structlog's global configuration is left untouched.
+    """
+
+    __slots__ = ("_host", "_level", "_own")
+
+    def __init__(
+        self, level: str = "info", fmt: str = "auto", env: Mapping[str, str] | None = None
+    ):
+        self._level, concrete = resolve_settings(level, fmt, env)
+        self._own: Any = structlog.wrap_logger(
+            _Stdout(),
+            processors=processors(concrete),
+            wrapper_class=structlog.make_filtering_bound_logger(self._level),
+            cache_logger_on_first_use=True,
+        )
+        self._host: Any = structlog.get_logger("relaygate")
+
+    def _sink(self) -> Any:
+        return self._host if structlog.is_configured() else self._own
+
+    def debug(self, event: str, **fields: Any) -> None:
+        """Log ``event`` at debug level."""
+        if self._level <= logging.DEBUG:
+            self._sink().debug(event, **fields)
+
+    def info(self, event: str, **fields: Any) -> None:
+        """Log ``event`` at info level."""
+        if self._level <= logging.INFO:
+            self._sink().info(event, **fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        """Log ``event`` at warning level."""
+        if self._level <= logging.WARNING:
+            self._sink().warning(event, **fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        """Log ``event`` at error level."""
+        if self._level <= logging.ERROR:
+            self._sink().error(event, **fields)
+
+    def exception(self, event: str, **fields: Any) -> None:
+        """Log ``event`` at error level with the exception being handled."""
+        if self._level <= logging.ERROR:
+            self._sink().exception(event, **fields)
 
 
 def configure_logging(
@@ -141,15 +244,7 @@ def configure_logging(
     environment) override the arguments. ``fmt`` ``auto`` picks ``console`` on a terminal and
     ``json`` otherwise. Library users who configure structlog themselves need not call this.
     """
-    env = os.environ if env is None else env
-    level = env.get(LEVEL_ENV, level).strip().lower()
-    fmt = env.get(FORMAT_ENV, fmt).strip().lower()
-    if level.upper() not in logging.getLevelNamesMapping():
-        raise ValueError(f"unknown log level {level!r}")
-    if fmt not in ("json", "console", "auto"):
-        raise ValueError(f"unknown log format {fmt!r}; use json, console or auto")
-    if fmt == "auto":
-        fmt = "console" if sys.stderr.isatty() else "json"
+    levelno, fmt = resolve_settings(level, fmt, env)
     # JSON lines are rendered to bytes and written to stdout's buffer, skipping a decode and
     # print() per line; both loggers flush every line.
     factory: Any = (
@@ -159,9 +254,34 @@ def configure_logging(
     )
     structlog.configure(
         processors=processors(fmt),
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping()[level.upper()]
-        ),
+        wrapper_class=structlog.make_filtering_bound_logger(levelno),
         logger_factory=factory,
         cache_logger_on_first_use=True,
     )
+    for name in STDLIB_LOGGERS:
+        stdlib = logging.getLogger(name)
+        for handler in [h for h in stdlib.handlers if isinstance(h, StructlogHandler)]:
+            stdlib.removeHandler(handler)
+        stdlib.addHandler(StructlogHandler())
+        stdlib.setLevel(levelno)
+        stdlib.propagate = False
+
+
+STDLIB_LOGGERS = ("relaygate", "opentelemetry")
+"""Standard-library loggers whose records :func:`configure_logging` routes into the
+structured log (the OTLP exporters' warnings, for instance), instead of plain text."""
+
+
+class StructlogHandler(logging.Handler):
+    """A ``logging`` handler that writes each record as a structured line: the message as
+    ``event``, the stdlib logger's name as ``logger``, an exception as ``exception``."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Forward ``record`` to the ``relaygate`` structlog logger at its level."""
+        try:
+            fields: dict[str, Any] = {"logger": record.name}
+            if record.exc_info:
+                fields["exc_info"] = record.exc_info
+            structlog.get_logger("relaygate").log(record.levelno, record.getMessage(), **fields)
+        except Exception:
+            self.handleError(record)

@@ -46,6 +46,8 @@ def authenticate(store: KeyStore, headers: Mapping[str, str]) -> KeyScope:
             "or Authorization: Bearer",
             type="authentication_error",
             code="invalid_api_key",
+            # RFC 6750: a 401 names the scheme the client should authenticate with.
+            headers={"www-authenticate": "Bearer"},
         )
     return scope
 

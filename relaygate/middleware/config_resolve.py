@@ -115,6 +115,12 @@ class ConfigResolveLayer:
         """The compiled named and default configs (as compiled at start-up)."""
         return list(self._startup)
 
+    def config_ids(self) -> list[str]:
+        """The ids ``x-portkey-config`` accepts, sorted: each named config's, and
+        ``default`` for an inline ``default_config``. ``/ready``, ``/status`` and the
+        unknown-id refusal name exactly these."""
+        return sorted({config.id for config in self._startup})
+
     def resolve(
         self,
         headers: Mapping[str, str],
@@ -155,10 +161,14 @@ class ConfigResolveLayer:
                 )
             if text in sources.named:
                 return self._cached(text, text, headers, lambda: sources.named[text])
+            inline_default = sources.default
+            if inline_default is not None and text == sources.default_id:
+                # The inline default_config, by the id /ready, /status and metrics show.
+                return self._cached(text, "", headers, lambda: inline_default)
             raise GatewayError(
                 400,
                 f"unknown config id in x-portkey-config; known ids: "
-                f"{', '.join(sorted(sources.named)) or '(none)'}",
+                f"{', '.join(self.config_ids()) or '(none)'}",
                 code="unknown_config",
                 param="x-portkey-config",
             )

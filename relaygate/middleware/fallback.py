@@ -93,11 +93,6 @@ class FallbackLayer:
                 last = len(children) - 1
                 response: GatewayResponse | None = None
                 for index, child in enumerate(children):
-                    if response is not None:
-                        deadline = request.ctx.deadline
-                        now = clock() if clock else asyncio.get_running_loop().time()
-                        if deadline is not None and now >= deadline:
-                            return scope.settle(response)
                     response = await visit(child, request, inp)
                     if node.mode != "fallback" or index == last:
                         return scope.settle(response)
@@ -113,6 +108,12 @@ class FallbackLayer:
                         return scope.settle(response)
                     nxt = children[index + 1]
                     ctx = request.ctx
+                    # A move is recorded only when the next child will be tried: once the
+                    # deadline has passed, the answer so far is the request's.
+                    deadline = ctx.deadline
+                    now = clock() if clock else asyncio.get_running_loop().time()
+                    if deadline is not None and now >= deadline:
+                        return scope.settle(response)
                     if not attempt_allowed(ctx.attempts_started, ctx.max_attempts):
                         record_budget_spent(tel, ctx.attempts_started, nxt)
                         return scope.settle(response)

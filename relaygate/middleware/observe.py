@@ -118,7 +118,8 @@ class Observe:
         status, body and headers, the usual ids, plus ``extra`` headers (``allow``, ...)."""
         observation = self.start(operation, headers, method=method)
         answer = observation.answer(error.to_response(), None)
-        answer.headers.extend(error.headers.items())
+        present = {name for name, _ in answer.headers}
+        answer.headers.extend((k, v) for k, v in error.headers.items() if k not in present)
         answer.headers.extend(extra)
         return answer
 

@@ -19,11 +19,13 @@ from relaygate.mock.faults import (
 )
 
 
-def _script_arg(text: str) -> tuple[Fault, ...]:
+def _script_arg(text: str) -> str:
+    """A fault script as written, once it parses (so it can be shown as written)."""
     try:
-        return parse_faults(text)
+        parse_faults(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _non_negative_float_arg(text: str) -> float:
@@ -140,13 +142,37 @@ def settings_from_args(ns: argparse.Namespace) -> MockSettings:
     )
 
 
-def serve_mock(host: str, port: int, settings: MockSettings) -> None:
-    """Run the mock upstream with uvicorn on ``host:port`` until interrupted (blocking)."""
-    import uvicorn
+def serve_mock(host: str, port: int, settings: MockSettings, script: str | None = None) -> int:
+    """Run the mock upstream with uvicorn on ``host:port`` until interrupted (blocking).
 
-    uvicorn.run(
-        create_mock_app(settings), host=host, port=port, log_level="warning", lifespan="off"
+    Once the port is bound it prints its base URL and ``script`` (the fault script as
+    written) to stderr; a port in use is one line and exit status 2.
+    """
+    import sys
+
+    from relaygate.serving import PortInUse, bind_listener, run_on_socket
+
+    try:
+        sock = bind_listener(host, port)
+    except PortInUse as exc:
+        print(f"relaygate mock-upstream: {exc}", file=sys.stderr)
+        return 2
+    faults = (
+        f"script {script!r}" + (", looped" if settings.loop_script else "")
+        if script
+        else "no script"
     )
+    print(
+        f"relaygate mock-upstream '{settings.name}' on http://{host}:{port}/v1 ({faults}; "
+        f"error rate {settings.error_rate:g})  Stop: Ctrl-C",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        run_on_socket(create_mock_app(settings), sock, log_level="warning", lifespan="off")
+    finally:
+        sock.close()
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -154,4 +180,4 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="relaygate mock upstream LLM provider")
     add_mock_arguments(parser)
     ns = parser.parse_args(argv)
-    serve_mock(ns.host, ns.port, settings_from_args(ns))
+    raise SystemExit(serve_mock(ns.host, ns.port, settings_from_args(ns), ns.script))

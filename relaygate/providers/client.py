@@ -73,6 +73,10 @@ class UpstreamClient(Protocol):
         ...
 
 
+STREAM_BROKE = "upstream stream broke: the connection closed mid-stream"
+"""The message of a stream whose connection broke, independent of the wire client."""
+
+
 class UpstreamStream:
     """Raw bytes of a streamed answer, as they arrive, from any wire client.
 
@@ -161,7 +165,8 @@ class UpstreamStream:
         except self._errors as exc:
             self._disarm()
             await self._close()
-            raise StreamInterrupted(f"upstream stream broke: {type(exc).__name__}") from exc
+            # Named the same whichever wire client read it (aiohttp, httpx...).
+            raise StreamInterrupted(STREAM_BROKE) from exc
 
     def _watch(self) -> None:
         """The watchdog's timer: cancel a read that has waited too long, else look again."""

@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 
 from relaygate.config.model import Target
+from relaygate.exporters import semconv as sc
 from relaygate.rehearse.driver import SHORT_WAIT_S
 from relaygate.rehearse.results import MetricDelta, Report, _duration
 
@@ -155,27 +156,30 @@ def _request_lines(report: Report, style: _Style) -> list[str]:
     return lines
 
 
+def _counted(report: Report, family: str, keys: Sequence[str]) -> Counter[tuple[str, ...]]:
+    """How much the counter ``family`` rose during the rehearsal, by the values of the
+    labels ``keys`` (in the metrics' own label values: a target's name, else its path)."""
+    counts: Counter[tuple[str, ...]] = Counter()
+    for delta in report.metrics:
+        if delta.family == family and delta.kind == "counter" and delta.sample.endswith("_total"):
+            labels = dict(delta.labels)
+            counts[tuple(labels.get(key, "") for key in keys)] += int(delta.delta)
+    return counts
+
+
 def _summary_lines(report: Report, style: _Style) -> list[str]:
     targets = report.config.targets
     labels = {t.path: t.label for t in targets}
     results = report.requests
     per_target: dict[str, Counter[str]] = {t.path: Counter() for t in targets}
-    retries: Counter[tuple[str, str]] = Counter()
-    fallbacks: Counter[tuple[str, str, str]] = Counter()
-    timeouts: Counter[str] = Counter()
     for result in results:
-        attempts = result.attempts
-        for i, attempt in enumerate(attempts):
-            path = attempt.target.path
-            per_target.setdefault(path, Counter())[attempt.reason] += 1
-            if attempt.reason == "timeout":
-                timeouts[path] += 1
-            if i + 1 < len(attempts):
-                nxt = attempts[i + 1].target.path
-                if nxt == path:
-                    retries[(path, attempt.reason)] += 1
-                else:
-                    fallbacks[(path, nxt, attempt.reason)] += 1
+        for attempt in result.attempts:
+            per_target.setdefault(attempt.target.path, Counter())[attempt.reason] += 1
+    # Retries, timeouts and fallbacks are read from the same records as the metrics
+    # section below (the gateway's own counters), so the two cannot disagree.
+    retries = _counted(report, sc.M_RETRIES, ("target", "reason"))
+    timeouts = _counted(report, sc.M_TIMEOUTS, ("target",))
+    fallbacks = _counted(report, sc.M_FALLBACKS, ("from_target", "to_target", "reason"))
     ok = sum(1 for r in results if r.ok)
     failed = sum(1 for r in results if not 200 <= r.status < 300)
     stream_errors = sum(1 for r in results if 200 <= r.status < 300 and r.stream_error)
@@ -207,29 +211,20 @@ def _summary_lines(report: Report, style: _Style) -> list[str]:
     lines.append(
         f"  retries: {total_retries}"
         + (
-            "  ("
-            + "; ".join(f"{labels.get(p, p)} after {why}: {n}" for (p, why), n in retries.items())
-            + ")"
+            "  (" + "; ".join(f"{p} after {why}: {n}" for (p, why), n in retries.items()) + ")"
             if retries
             else ""
         )
     )
     lines.append(
         f"  timeouts: {sum(timeouts.values())}"
-        + (
-            "  (" + "; ".join(f"{labels.get(p, p)}: {n}" for p, n in timeouts.items()) + ")"
-            if timeouts
-            else ""
-        )
+        + ("  (" + "; ".join(f"{p}: {n}" for (p,), n in timeouts.items()) + ")" if timeouts else "")
     )
     lines.append(
         f"  fallbacks: {sum(fallbacks.values())}"
         + (
             "  ("
-            + "; ".join(
-                f"{labels.get(a, a)} -> {labels.get(b, b)} on {why}: {n}"
-                for (a, b, why), n in fallbacks.items()
-            )
+            + "; ".join(f"{a} -> {b} on {why}: {n}" for (a, b, why), n in fallbacks.items())
             + ")"
             if fallbacks
             else ""

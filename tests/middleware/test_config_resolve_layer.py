@@ -234,7 +234,15 @@ def test_an_oversized_config_header_is_refused_with_431(telemetry: Telemetry) ->
 def test_an_unknown_config_id_is_refused_listing_known_ids(telemetry: Telemetry) -> None:
     error = refusal(resolver(telemetry), {"x-portkey-config": "staging"})
     assert (error.status, error.code) == (400, "unknown_config")
-    assert "known ids: prod" in error.message
+    # The inline default config is known by its id, "default", as /ready lists it.
+    assert "known ids: default, prod" in error.message
+
+
+def test_the_inline_default_is_reachable_by_the_id_ready_lists(telemetry: Telemetry) -> None:
+    layer = resolver(telemetry)
+    assert layer.config_ids() == ["default", "prod"]
+    by_id = layer.resolve({"x-portkey-config": "default"})
+    assert by_id is layer.resolve({})
 
 
 def test_without_any_config_source_the_request_is_refused(telemetry: Telemetry) -> None:

@@ -121,7 +121,7 @@ async def test_a_stream_cut_midway_raises_stream_interrupted() -> None:
     answer = await RecordingTransport(sse_response(body)).client().send(wire(stream=True))
     assert answer.stream is not None
     assert await answer.stream.__anext__() == b"data: a\n\n"
-    with pytest.raises(StreamInterrupted, match="ReadError"):
+    with pytest.raises(StreamInterrupted, match="the connection closed mid-stream"):
         await answer.stream.__anext__()
     assert body.closed
 
