@@ -8,7 +8,7 @@ the innermost handler answers with a :class:`GatewayResponse`. Nothing here know
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -45,6 +45,9 @@ class AttemptRecord:
     reason: str
     duration_s: float
     backoff_s: float = 0.0
+    note: str = ""
+    """What became of a streamed attempt beyond its outcome: ``recovered@N chars`` for one
+    that took over a broken stream, ``diverged@N chars`` for one that could not."""
 
 
 class ClientLink:
@@ -165,6 +168,9 @@ class GatewayResponse:
     failure: str | None = None
     target: Target | None = None
     payload: Any = None
+    resume: Resume | None = None
+    """For a streamed 2xx answer: the rest of the plan (remaining retries, then remaining
+    fallback targets), run if the stream breaks midway (see :mod:`relaygate.recovery`)."""
 
     @property
     def ok(self) -> bool:
@@ -177,6 +183,11 @@ class GatewayResponse:
         if stream is not None:
             self.stream = None
             await stream.aclose()
+
+
+Resume = Callable[[Reason, str], Awaitable["GatewayResponse"]]
+"""``resume(reason, detail)``: what the rest of a request's plan answers after its streamed
+answer broke midway for ``reason``; a streamed 2xx answer may carry its own ``resume``."""
 
 
 class ByteSource(Protocol):
@@ -196,6 +207,10 @@ MAX_FINISH_REASONS = 16
 
 StreamEnd = Callable[["ResponseStream"], None]
 """A callback run once, with the stream, when a :class:`ResponseStream` ends."""
+
+Recover = Callable[["ResponseStream"], Awaitable[bytes]]
+"""Called by a stream that failed midway, instead of yielding its break event: answers the
+chunk the client gets next (or raises ``StopAsyncIteration``)."""
 
 
 class ResponseStream:
@@ -223,7 +238,9 @@ class ResponseStream:
 
     When the source raises one of ``breaks``, ``break_event(detail)`` (if given) is yielded
     as a last chunk (so the client sees an error event, not a clean-looking end) and the
-    stream then ends. Callbacks added with :meth:`on_end` run once, in the order added,
+    stream then ends. A stream made recoverable (:meth:`recoverable`) keeps every chunk it
+    yields in a list and, when it fails midway, ends at once and hands over to its
+    ``recover`` callback instead of yielding the break event. Callbacks added with :meth:`on_end` run once, in the order added,
     when the stream ends, breaks, or is closed; a callback added after the end runs at once.
     """
 
@@ -233,7 +250,9 @@ class ResponseStream:
         "_ends",
         "_first",
         "_head",
+        "_kept",
         "_pending",
+        "_recover",
         "_skip",
         "_source",
         "_stopped",
@@ -266,6 +285,8 @@ class ResponseStream:
         self._skip = False
         self._head = True
         self._pending = True
+        self._kept: list[bytes] | None = None
+        self._recover: Recover | None = None
         self.failure: str | None = None
         self.detail: str | None = None
         self.usage: tuple[int, int] | None = None
@@ -282,6 +303,12 @@ class ResponseStream:
         else:
             self._ends.append(callback)
 
+    def recoverable(self, kept: list[bytes], recover: Recover) -> None:
+        """Keep every chunk yielded from now on in ``kept``, and call ``recover`` (once)
+        when the stream fails midway, in place of yielding the break event."""
+        self._kept = kept
+        self._recover = recover
+
     def __aiter__(self) -> ResponseStream:
         return self
 
@@ -297,7 +324,8 @@ class ResponseStream:
                 self._end()
                 raise
             except self._breaks as exc:
-                return self._broke(exc)
+                self._broke(exc)
+                return await self._failed_midway()
             except Exception:
                 self._end()
                 raise
@@ -306,13 +334,24 @@ class ResponseStream:
         # The fast path, most chunks: whole lines (nothing to carry over) and nothing to read.
         if self._pending or chunk[-1:] != b"\n" or USAGE_MARK in chunk:
             self._feed(chunk)
+        if self._kept is not None:
+            self._kept.append(chunk)
         return chunk
 
-    def _broke(self, exc: Exception) -> bytes:
-        """The source broke midway: note why and end, after the break event if there is one."""
+    def _broke(self, exc: Exception) -> None:
+        """The source broke midway: note why."""
         self._stopped = True
         self.failure = Reason.STREAM_ERROR.value
         self.detail = str(exc)
+
+    async def _failed_midway(self) -> bytes:
+        """The one exit of a stream that failed midway (``failure`` and ``detail`` set): hand
+        over to the recover callback, else end after the break event if there is one."""
+        recover = self._recover
+        if recover is not None:
+            self._recover = None
+            self._end()
+            return await recover(self)
         if self._break_event is None:
             self._end()
             raise StopAsyncIteration from None

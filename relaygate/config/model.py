@@ -96,6 +96,10 @@ class Target:
     forward_headers: tuple[str, ...] = ()
     provider_options: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
     caller_fields: frozenset[str] = frozenset()
+    recover_streams: bool = False
+    """Whether a stream of this target that breaks midway is retried on it (when its
+    ``retry`` allows) to recover the answer; from the nearest strategy's
+    ``recover_streams``."""
 
     @property
     def label(self) -> str:
@@ -133,6 +137,10 @@ class Strategy:
     on_status_codes: frozenset[int] | None = None
     conditions: tuple[Condition, ...] = ()
     default: str | None = None
+    recover_streams: bool = False
+    """Whether a stream that breaks midway after reaching the client is recovered with this
+    strategy's remaining children (``strategy.recover_streams``; default: on for
+    ``fallback``)."""
 
     @property
     def label(self) -> str:

@@ -262,6 +262,12 @@ class StrategySpec(_Spec):
     default: str | None = _field(
         "default", description="Child used by a `conditional` strategy when no rule matches."
     )
+    recover_streams: bool | None = _field(
+        "recover_streams",
+        "recoverStreams",
+        description="When a stream breaks after reaching the client, continue it with the "
+        "remaining retries and targets (default: on for `fallback`; inherited).",
+    )
 
 
 class ConfigNode(_Spec):

@@ -84,6 +84,10 @@ class _Scope:
     forward_headers: tuple[str, ...]
     caller: frozenset[str] = frozenset()
     """Names of the settings above whose value a caller chose."""
+    recover_streams: bool | None = None
+    """The nearest ``strategy.recover_streams`` set above, if any."""
+    in_fallback: bool = False
+    """Whether the parent node is a ``fallback`` strategy."""
 
     @classmethod
     def top(cls, inherited: Inherited) -> _Scope:
@@ -122,6 +126,8 @@ class _Scope:
                 else self.forward_headers
             ),
             caller=caller,
+            recover_streams=self.recover_streams,
+            in_fallback=self.in_fallback,
         )
 
 
@@ -161,6 +167,10 @@ def _compile_node(
     weight = node.weight if node.weight is not None else 1.0
     if node.strategy is not None:
         spec = node.strategy
+        recover = spec.recover_streams
+        if recover is None:
+            recover = scope.recover_streams
+        scope = replace(scope, recover_streams=recover, in_fallback=spec.mode == "fallback")
         children = tuple(
             _compile_node(
                 child,
@@ -187,6 +197,7 @@ def _compile_node(
                 for c in spec.conditions or ()
             ),
             default=spec.default,
+            recover_streams=recover if recover is not None else spec.mode == "fallback",
         )
     provider = node.provider
     if provider is None:  # excluded by parse_config; kept for type narrowing
@@ -217,6 +228,9 @@ def _compile_node(
         forward_headers=scope.forward_headers,
         provider_options=MappingProxyType(options) if options else EMPTY,
         caller_fields=frozenset(caller),
+        recover_streams=(
+            scope.recover_streams if scope.recover_streams is not None else scope.in_fallback
+        ),
     )
 
 

@@ -59,6 +59,12 @@ EVENT_STREAM_ERROR: Final = "relaygate.stream_error"
 EVENT_EXHAUSTED: Final = "relaygate.exhausted"
 EVENT_ATTEMPT_BUDGET_SPENT: Final = "relaygate.attempt_budget_spent"
 """Fallback or retry stopped because the request's `max_attempts_per_request` was spent."""
+EVENT_STREAM_RECOVERED: Final = "relaygate.stream_recovered"
+"""A broken stream was taken over by a later attempt that repeated the delivered text."""
+EVENT_RECOVERY_DIVERGED: Final = "relaygate.recovery_diverged"
+"""A later attempt could not take over a broken stream: its text differed."""
+RECOVERED_CHARS: Final = "relaygate.recovery.delivered_chars"
+"""Characters of text the client had received when its stream broke."""
 
 # -- Prometheus metric names (without the _total/_bucket suffixes the client adds) -----------
 M_REQUESTS: Final = "relaygate_requests"

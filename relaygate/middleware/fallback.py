@@ -9,6 +9,11 @@ the request's deadline has not passed and its attempt budget is not spent
 binds its target to the request and calls the inner handler (retry → log → timeout →
 provider). Each strategy node gets a span, so the trace mirrors the config tree; each move
 to a next child is a span event and a metric.
+
+A streamed 2xx answer leaves with the rest of the walk as its ``resume`` when its fallback
+strategy recovers streams (``recover_streams``): the target's remaining retries, then the
+strategy's remaining children, then those of the strategies above. The route handler makes
+such an answer's stream recoverable (:mod:`relaygate.recovery`).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from relaygate.exchange import GatewayRequest, GatewayResponse
 from relaygate.exporters import semconv as sc
 from relaygate.middleware.budget import record_budget_spent
 from relaygate.pipeline import Handler
+from relaygate.recovery.stream import broken_answer, make_recoverable
 from relaygate.strategies import (
     NoRoute,
     RoutingInput,
@@ -72,36 +78,78 @@ class FallbackLayer:
                         f"no conditional route matched at {node.path} and no default is set",
                         code="no_route",
                     ) from None
-                last = len(children) - 1
-                response: GatewayResponse | None = None
-                for index, child in enumerate(children):
-                    if response is not None:
-                        deadline = request.ctx.deadline
-                        now = clock() if clock else asyncio.get_running_loop().time()
-                        if deadline is not None and now >= deadline:
-                            return response
-                    response = await visit(child, request, inp)
-                    if node.mode != "fallback" or index == last:
-                        return response
-                    failure = _failure(response)
-                    if not should_fall_back(response.status, failure, node.on_status_codes):
-                        return response
-                    nxt = children[index + 1]
-                    ctx = request.ctx
-                    if not attempt_allowed(ctx.attempts_started, ctx.max_attempts):
-                        record_budget_spent(tel, ctx.attempts_started, nxt.path)
-                        return response
-                    reason = classify(response.status, failure).value
-                    _record_fallback(tel, request, node, child, nxt, reason)
-                    await response.aclose()
-                assert response is not None
+                response = await visit(children[0], request, inp)
+                return await walk(node, children, 0, response, request, inp)
+
+        async def walk(
+            node: Strategy,
+            children: list[Node],
+            index: int,
+            response: GatewayResponse,
+            request: GatewayRequest,
+            inp: RoutingInput,
+        ) -> GatewayResponse:
+            """Go on from ``response``, the answer of ``children[index]``: fall back to the
+            next child while the strategy says so, and return the answer that stands."""
+            last = len(children) - 1
+            while True:
+                if node.mode != "fallback" or index == last:
+                    return _resumable(node, children, index, response, request, inp)
+                failure = _failure(response)
+                if not should_fall_back(response.status, failure, node.on_status_codes):
+                    return _resumable(node, children, index, response, request, inp)
+                child = children[index]
+                nxt = children[index + 1]
+                ctx = request.ctx
+                if not attempt_allowed(ctx.attempts_started, ctx.max_attempts):
+                    record_budget_spent(tel, ctx.attempts_started, nxt.path)
+                    return response
+                reason = classify(response.status, failure).value
+                _record_fallback(tel, request, node, child, nxt, reason)
+                await response.aclose()
+                deadline = ctx.deadline
+                now = clock() if clock else asyncio.get_running_loop().time()
+                if deadline is not None and now >= deadline:
+                    return response
+                index += 1
+                response = await visit(nxt, request, inp)
+
+        def _resumable(
+            node: Strategy,
+            children: list[Node],
+            index: int,
+            response: GatewayResponse,
+            request: GatewayRequest,
+            inp: RoutingInput,
+        ) -> GatewayResponse:
+            """``response``, given the rest of this fallback as its ``resume`` when it is a
+            streamed 2xx answer and the strategy recovers streams."""
+            if (
+                node.mode != "fallback"
+                or not node.recover_streams
+                or index == len(children) - 1
+                or response.stream is None
+                or not response.ok
+            ):
                 return response
+            within = response.resume
+
+            async def resume(reason: Reason, detail: str) -> GatewayResponse:
+                answer = await within(reason, detail) if within else broken_answer(reason, detail)
+                if within is not None and answer.ok and answer.stream is not None:
+                    return _resumable(node, children, index, answer, request, inp)
+                return await walk(node, children, index, answer, request, inp)
+
+            response.resume = resume
+            return response
 
         async def route(request: GatewayRequest) -> GatewayResponse:
             config = request.config
             assert config is not None, "config resolve runs before fallback"
             inp = RoutingInput(params=request.body, metadata=request.ctx.metadata)
-            return await visit(config.root, request, inp)
+            response = await visit(config.root, request, inp)
+            make_recoverable(response, request.ctx, tel)
+            return response
 
         return route
 

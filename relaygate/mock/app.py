@@ -107,7 +107,7 @@ class _MockApp:
         self.settings = settings
         self.state = _MockState(settings)
         self.name_header = {"x-mock-name": settings.name}
-        self.answer = f"Hello from {settings.name}"
+        self.answer = settings.answer or f"Hello from {settings.name}"
         self.answer_tokens = len(self.answer.split())
 
     # -- shared request pipeline -------------------------------------------------

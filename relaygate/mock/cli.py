@@ -44,7 +44,7 @@ def add_mock_arguments(parser: argparse.ArgumentParser) -> None:
     ``--error-rate`` [error_rate], ``--error-status`` [error_status], ``--seed``
     [seed], ``--script`` [script, a :func:`parse_faults` spec, parsed at argument
     parsing time], ``--loop`` [loop], ``--stream-chunks`` [stream_chunks],
-    ``--api-key`` [api_key].  Defaults match :class:`MockSettings`.
+    ``--api-key`` [api_key], ``--answer`` [answer].  Defaults match :class:`MockSettings`.
     """
     defaults = _DEFAULT_SETTINGS
     parser.add_argument(
@@ -93,6 +93,12 @@ def add_mock_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--api-key", default=None, help="require this API key (Bearer or api-key header)"
     )
+    parser.add_argument(
+        "--answer",
+        default=None,
+        help="completion text (default: 'Hello from NAME'); mocks given the same text "
+        "answer alike, word for word",
+    )
 
 
 def settings_from_args(ns: argparse.Namespace) -> MockSettings:
@@ -121,6 +127,7 @@ def settings_from_args(ns: argparse.Namespace) -> MockSettings:
         loop_script=bool(getattr(ns, "loop", defaults.loop_script)),
         stream_chunks=getattr(ns, "stream_chunks", defaults.stream_chunks),
         api_key=getattr(ns, "api_key", defaults.api_key),
+        answer=getattr(ns, "answer", defaults.answer),
     )
 
 

@@ -98,6 +98,9 @@ class MockSettings:
     * ``stream_chunks``: number of content chunks in a streamed answer (>= 1).
     * ``api_key``: if set, requests need ``Authorization: Bearer <api_key>`` or
       ``api-key: <api_key>``, otherwise they get 401.
+    * ``answer``: the completion text, when set (instead of ``Hello from {name}``): mocks
+      with the same ``answer`` answer the same request with the same text, word for word,
+      however each cuts it into chunks.
     """
 
     name: str = "mock"
@@ -109,6 +112,7 @@ class MockSettings:
     loop_script: bool = False
     stream_chunks: int = 5
     api_key: str | None = None
+    answer: str | None = None
 
     def __post_init__(self) -> None:
         """Reject out-of-range values with ``ValueError``."""
