@@ -249,12 +249,13 @@ class PrefixMatcher:
         if isinstance(function, dict):
             for name in ("name", "arguments"):
                 value = function.get(name)
-                if isinstance(value, str) and value:
-                    new = self._take((choice, name, tool), value)
-                    if new:
-                        function[name] = new
-                    else:
-                        del function[name]
+                if not isinstance(value, str):
+                    continue
+                new = self._take((choice, name, tool), value) if value else ""
+                if new:
+                    function[name] = new
+                elif seen or value:
+                    del function[name]
             if not function:
                 del call["function"]
         if seen and set(call) <= {"index"}:
