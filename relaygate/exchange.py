@@ -240,8 +240,9 @@ class ResponseStream:
     as a last chunk (so the client sees an error event, not a clean-looking end) and the
     stream then ends. A stream made recoverable (:meth:`recoverable`) keeps every chunk it
     yields in a list and, when it fails midway, ends at once and hands over to its
-    ``recover`` callback instead of yielding the break event. Callbacks added with :meth:`on_end` run once, in the order added,
-    when the stream ends, breaks, or is closed; a callback added after the end runs at once.
+    ``recover`` callback instead of yielding the break event. Callbacks added with
+    :meth:`on_end` run once, in the order added, when the stream ends, breaks, or is closed;
+    a callback added after the end runs at once.
     """
 
     __slots__ = (
@@ -355,7 +356,7 @@ class ResponseStream:
         if self._break_event is None:
             self._end()
             raise StopAsyncIteration from None
-        return self._break_event(self.detail)
+        return self._break_event(self.detail or "")
 
     def _feed(self, chunk: bytes) -> None:
         """The SSE line buffer: scan the complete lines of the carried-over part plus

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import orjson
@@ -38,7 +39,7 @@ def sse(payloads: list[dict[str, Any]]) -> list[bytes]:
 
 def split(text: str, cuts: list[int]) -> list[str]:
     bounds = [0, *cuts, len(text)]
-    return [text[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+    return [text[a:b] for a, b in itertools.pairwise(bounds) if b > a]
 
 
 def stream_of(text: str, cuts: list[int], index: int = 0) -> list[dict[str, Any]]:

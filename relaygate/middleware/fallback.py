@@ -83,7 +83,7 @@ class FallbackLayer:
 
         async def walk(
             node: Strategy,
-            children: list[Node],
+            children: tuple[Node, ...],
             index: int,
             response: GatewayResponse,
             request: GatewayRequest,
@@ -116,7 +116,7 @@ class FallbackLayer:
 
         def _resumable(
             node: Strategy,
-            children: list[Node],
+            children: tuple[Node, ...],
             index: int,
             response: GatewayResponse,
             request: GatewayRequest,

@@ -36,8 +36,8 @@ from relaygate.errors import synthesized
 from relaygate.exchange import (
     GatewayResponse,
     RequestContext,
-    Resume,
     ResponseStream,
+    Resume,
 )
 from relaygate.exporters import semconv as sc
 from relaygate.providers.handler import stream_error_event
@@ -112,7 +112,7 @@ class RecoveringStream(ResponseStream):
         first.recoverable(kept, recovery.take_over)
         first.on_end(self._attempt_ended)
 
-    def __anext__(self) -> Coroutine[Any, Any, bytes]:  # type: ignore[override]
+    def __anext__(self) -> Coroutine[Any, Any, bytes]:
         # No coroutine of its own: the current source's is handed out as it is.
         current: Coroutine[Any, Any, bytes] = self._current.__anext__()
         return current
@@ -387,9 +387,7 @@ class _Recovery:
         span = trace.get_current_span(self._context)
         if span.is_recording():
             self._tel.guard(span.add_event, name, attrs)
-        self._tel.guard(
-            self._tel.logger.debug, name, request_id=self._ctx.request_id, **attrs
-        )
+        self._tel.guard(self._tel.logger.debug, name, request_id=self._ctx.request_id, **attrs)
 
     async def aclose(self) -> None:
         """Release the recovering stream, if one is being read."""

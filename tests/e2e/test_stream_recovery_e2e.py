@@ -59,8 +59,14 @@ def _clean(mocks: Mocks) -> None:
 def gateway(mocks: Mocks, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     primary, backup, other = mocks["primary"], mocks["backup"], mocks["other"]
     configs = {
-        "recover": {"strategy": {"mode": "fallback"}, "targets": [primary.target(), backup.target()]},
-        "diverge": {"strategy": {"mode": "fallback"}, "targets": [primary.target(), other.target()]},
+        "recover": {
+            "strategy": {"mode": "fallback"},
+            "targets": [primary.target(), backup.target()],
+        },
+        "diverge": {
+            "strategy": {"mode": "fallback"},
+            "targets": [primary.target(), other.target()],
+        },
         "off": {
             "strategy": {"mode": "fallback", "recover_streams": False},
             "targets": [primary.target(), backup.target()],

@@ -57,7 +57,12 @@ def gateway(telemetry: Telemetry, answers: dict[str, httpx.Response]) -> Gateway
                 "custom_host": f"http://{name}.test/v1"}  # fmt: skip
 
     server = parse_server_config(
-        {"default_config": {"strategy": {"mode": "fallback"}, "targets": [target("a"), target("b")]}}
+        {
+            "default_config": {
+                "strategy": {"mode": "fallback"},
+                "targets": [target("a"), target("b")],
+            }
+        }
     )
     client = httpx.AsyncClient(transport=httpx.MockTransport(reply))
     return Gateway(server, GatewayDeps(upstream=HttpxUpstream(client), telemetry=telemetry))
@@ -159,3 +164,29 @@ async def test_with_no_target_left_the_break_ends_the_stream_as_before(
     line = next(e for e in logs if e["event"] == "request")
     assert line["route"] == f"{A}:stream_error>{B}:503"
     assert line["outcome"] == "stream_error"
+
+
+def completion(text: str, *, cid: str, finish: str | None = None) -> bytes:
+    choice = {"text": text, "index": 0, "finish_reason": finish}
+    return sse_event(
+        {"id": cid, "object": "text_completion", "created": 1, "model": "m", "choices": [choice]}
+    )
+
+
+async def test_a_text_completion_stream_is_recovered_on_its_text(telemetry: Telemetry) -> None:
+    first = [completion(TEXT[:7], cid="a"), completion(TEXT[7:15], cid="a")]
+    rest = [completion(TEXT[:10], cid="b"), completion(TEXT[10:], cid="b")]
+    answers = {
+        "a.test": sse_response(ChunkStream(first, error=httpx.ReadError("reset"))),
+        "b.test": sse_response(
+            ChunkStream([*rest, completion("", cid="b", finish="stop"), sse_event("[DONE]")])
+        ),
+    }
+    gw = gateway(telemetry, answers)
+    body = {"model": "m", "prompt": "Once", "stream": True}
+    edge = await gw.handle(Operation.TEXT_COMPLETION, orjson.dumps(body), {})
+    assert edge.stream is not None
+    events = events_of(b"".join([piece async for piece in edge.stream]))
+    assert "".join(e["choices"][0]["text"] for e in events if isinstance(e, dict)) == TEXT
+    assert {e["id"] for e in events if isinstance(e, dict)} == {"a"}
+    assert events[-1] == "[DONE]"
