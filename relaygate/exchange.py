@@ -117,6 +117,9 @@ class GatewayRequest:
     target: Target | None = None
     attempt: int = 0
     backoff_s: float = 0.0
+    prefill: str | None = None
+    """While a broken stream is recovered: the text its client already received. A target
+    with ``supports_prefill`` is asked to continue it (:mod:`relaygate.recovery.prefill`)."""
 
     def derive(self, **changes: Any) -> GatewayRequest:
         """A copy with ``changes`` applied; the shared :class:`RequestContext` is kept.
@@ -171,6 +174,9 @@ class GatewayResponse:
     resume: Resume | None = None
     """For a streamed 2xx answer: the rest of the plan (remaining retries, then remaining
     fallback targets), run if the stream breaks midway (see :mod:`relaygate.recovery`)."""
+    continues: bool = False
+    """The answer continues a recovered stream's delivered text (it was asked with an
+    assistant prefill) instead of saying it again."""
 
     @property
     def ok(self) -> bool:
@@ -185,9 +191,11 @@ class GatewayResponse:
             await stream.aclose()
 
 
-Resume = Callable[[Reason, str], Awaitable["GatewayResponse"]]
-"""``resume(reason, detail)``: what the rest of a request's plan answers after its streamed
-answer broke midway for ``reason``; a streamed 2xx answer may carry its own ``resume``."""
+Resume = Callable[[Reason, str, str | None], Awaitable["GatewayResponse"]]
+"""``resume(reason, detail, prefill)``: what the rest of a request's plan answers after its
+streamed answer broke midway for ``reason``; ``prefill`` is the delivered text, offered to
+targets that accept an assistant prefill (``None``: none is offered). A streamed 2xx answer
+may carry its own ``resume``."""
 
 
 class ByteSource(Protocol):

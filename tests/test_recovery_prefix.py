@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
+from relaygate.recovery.prefill import prefill_text
 from relaygate.recovery.prefix import (
     Diverged,
     PrefixMatcher,
@@ -21,8 +22,13 @@ TEXT = "The quick brown fox jumps over the lazy dog."
 
 def chunk(*choices: dict[str, Any], cid: str = "a", model: str = "m") -> dict[str, Any]:
     """A chat.completion.chunk object with ``choices``."""
-    return {"id": cid, "object": "chat.completion.chunk", "created": 1, "model": model,
-            "choices": list(choices)}  # fmt: skip
+    return {
+        "id": cid,
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": model,
+        "choices": list(choices),
+    }
 
 
 def content(text: str, index: int = 0, finish: str | None = None) -> dict[str, Any]:
@@ -181,8 +187,13 @@ def test_a_second_choice_diverging_stops_the_recovery() -> None:
 
 def test_text_completions_are_matched_on_their_text() -> None:
     def piece(text: str, finish: str | None = None) -> dict[str, Any]:
-        return {"id": "t", "object": "text_completion", "created": 1, "model": "m",
-                "choices": [{"text": text, "index": 0, "finish_reason": finish}]}  # fmt: skip
+        return {
+            "id": "t",
+            "object": "text_completion",
+            "created": 1,
+            "model": "m",
+            "choices": [{"text": text, "index": 0, "finish_reason": finish}],
+        }
 
     out = run([piece("Once upon a ti")], [piece("Once up"), piece("on a time."), piece("", "stop")])
     assert [c["choices"][0]["text"] for c in out] == ["me.", ""]
@@ -190,8 +201,14 @@ def test_text_completions_are_matched_on_their_text() -> None:
 
 def test_the_usage_event_passes_and_events_carry_the_original_identity() -> None:
     delivered = [chunk(role(), cid="first", model="gpt-a"), chunk(content("Hi", 0), cid="first")]
-    usage = {"id": "second", "object": "chat.completion.chunk", "created": 9, "model": "gpt-b",
-             "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2}}  # fmt: skip
+    usage = {
+        "id": "second",
+        "object": "chat.completion.chunk",
+        "created": 9,
+        "model": "gpt-b",
+        "choices": [],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 2},
+    }
     out = run(delivered, [chunk(content("Hi!"), cid="second", model="gpt-b"), usage])
     seen = delivered_of(sse(delivered))
     assert seen is not None
@@ -208,3 +225,35 @@ def test_nothing_delivered_but_the_role_is_in_sync_at_once() -> None:
 def test_bytes_ending_inside_an_event_cannot_be_continued() -> None:
     assert delivered_of([b'data: {"id":"a","choices":[{"index":0,"del']) is None
     assert delivered_of([b"data: [DONE]\n"]) is not None
+
+
+@pytest.mark.parametrize(
+    ("delivered", "expected"),
+    [
+        ([chunk(role()), chunk(content("Hello"))], "Hello"),
+        ([chunk(role())], None),
+        ([chunk(role(0), role(1)), chunk(content("a", 0)), chunk(content("b", 1))], None),
+        ([chunk({"index": 0, "delta": {"reasoning_content": "hm"}, "finish_reason": None})], None),
+        (
+            [
+                chunk(
+                    {
+                        "index": 0,
+                        "delta": {
+                            "tool_calls": [{"index": 0, "id": "c", "function": {"name": "f"}}]
+                        },
+                        "finish_reason": None,
+                    }
+                )
+            ],
+            None,
+        ),
+    ],
+    ids=["content", "nothing", "two-choices", "reasoning", "tool-call"],
+)
+def test_a_prefill_is_offered_only_for_plain_content_of_one_choice(
+    delivered: list[dict[str, Any]], expected: str | None
+) -> None:
+    seen = delivered_of(sse(delivered))
+    assert seen is not None
+    assert prefill_text(seen) == expected

@@ -96,6 +96,9 @@ class Target:
     forward_headers: tuple[str, ...] = ()
     provider_options: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
     caller_fields: frozenset[str] = frozenset()
+    supports_prefill: bool = False
+    """Whether this target continues a partial assistant message (``supports_prefill``):
+    a broken stream is then recovered here by continuing its text, not repeating it."""
     recover_streams: bool = False
     """Whether a stream of this target that breaks midway is retried on it (when its
     ``retry`` allows) to recover the answer; from the nearest strategy's

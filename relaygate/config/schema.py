@@ -328,6 +328,12 @@ class ConfigNode(_Spec):
     azure_model_name: str | None = _field(
         "azure_model_name", "azureModelName", description="Model name behind an Azure deployment."
     )
+    supports_prefill: bool | None = _field(
+        "supports_prefill",
+        "supportsPrefill",
+        description="The targets below continue a partial assistant message: a broken stream "
+        "is recovered there by asking to continue its text (inherited).",
+    )
     cache: Any = _field("cache", description="Accepted for compatibility and ignored.")
     metadata: Any = _field("metadata", description="Accepted for compatibility and ignored.")
 

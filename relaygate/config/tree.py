@@ -88,6 +88,8 @@ class _Scope:
     """The nearest ``strategy.recover_streams`` set above, if any."""
     in_fallback: bool = False
     """Whether the parent node is a ``fallback`` strategy."""
+    supports_prefill: bool = False
+    """The nearest ``supports_prefill`` set at or above this node."""
 
     @classmethod
     def top(cls, inherited: Inherited) -> _Scope:
@@ -128,6 +130,11 @@ class _Scope:
             caller=caller,
             recover_streams=self.recover_streams,
             in_fallback=self.in_fallback,
+            supports_prefill=(
+                node.supports_prefill
+                if node.supports_prefill is not None
+                else self.supports_prefill
+            ),
         )
 
 
@@ -231,6 +238,7 @@ def _compile_node(
         recover_streams=(
             scope.recover_streams if scope.recover_streams is not None else scope.in_fallback
         ),
+        supports_prefill=scope.supports_prefill,
     )
 
 

@@ -134,11 +134,15 @@ class FallbackLayer:
                 return response
             within = response.resume
 
-            async def resume(reason: Reason, detail: str) -> GatewayResponse:
-                answer = await within(reason, detail) if within else broken_answer(reason, detail)
-                if within is not None and answer.ok and answer.stream is not None:
-                    return _resumable(node, children, index, answer, request, inp)
-                return await walk(node, children, index, answer, request, inp)
+            async def resume(reason: Reason, detail: str, prefill: str | None) -> GatewayResponse:
+                if within is not None:
+                    answer = await within(reason, detail, prefill)
+                    if answer.ok and answer.stream is not None:
+                        return _resumable(node, children, index, answer, request, inp)
+                else:
+                    answer = broken_answer(reason, detail)
+                again = request.derive(prefill=prefill)
+                return await walk(node, children, index, answer, again, inp)
 
             response.resume = resume
             return response

@@ -27,6 +27,7 @@ from relaygate.exchange import GatewayRequest, GatewayResponse, Resume
 from relaygate.exporters import semconv as sc
 from relaygate.middleware.budget import record_budget_spent
 from relaygate.pipeline import Handler
+from relaygate.recovery.prefill import attempt
 from relaygate.recovery.stream import broken_answer
 from relaygate.strategies import Backoff, attempt_allowed, classify, decide_retry
 from relaygate.strategies.reasons import Reason
@@ -115,7 +116,9 @@ class RetryLayer:
                     retries += 1
                     waited = decision.delay_s
                 ctx.attempts_started += 1
-                response = await inner(request.derive(attempt=retries + 1, backoff_s=waited))
+                response = await attempt(
+                    inner, request.derive(attempt=retries + 1, backoff_s=waited)
+                )
                 if response.ok or settings.attempts == 0:
                     if span.is_recording():
                         span.set_attribute(sc.ATTEMPTS, retries + 1)
@@ -125,9 +128,10 @@ class RetryLayer:
                 failed = response
 
         def resumer(request: GatewayRequest, settings: RetrySettings, retries: int) -> Resume:
-            async def resume(reason: Reason, detail: str) -> GatewayResponse:
+            async def resume(reason: Reason, detail: str, prefill: str | None) -> GatewayResponse:
+                again = request.derive(prefill=prefill)
                 return await attempts(
-                    request, settings, _NOOP, retries, broken_answer(reason, detail)
+                    again, settings, _NOOP, retries, broken_answer(reason, detail)
                 )
 
             return resume
@@ -140,7 +144,7 @@ class RetryLayer:
                 settings = replace(settings, attempts=cap)
             if settings.attempts == 0:
                 request.ctx.attempts_started += 1
-                return await inner(request.derive(attempt=1))
+                return await attempt(inner, request.derive(attempt=1))
             attrs = {sc.TARGET_PATH: target.path, sc.GEN_AI_PROVIDER_NAME: target.provider}
             with tel.layer_span(sc.SPAN_RETRY, attrs) as span:
                 return await attempts(request, settings, span, 0, None)

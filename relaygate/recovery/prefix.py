@@ -126,6 +126,14 @@ class Delivered:
             self.text[key] += piece
 
 
+def continued(delivered: Delivered) -> Delivered:
+    """What a stream continuing ``delivered`` (after an assistant prefill) must repeat:
+    no text, the same choices, tool calls and identity."""
+    return Delivered(
+        tools=set(delivered.tools), choices=set(delivered.choices), identity=delivered.identity
+    )
+
+
 def delivered_of(chunks: Iterable[bytes]) -> Delivered | None:
     """What the client got from these raw SSE bytes, or ``None`` when they end in the
     middle of a line (no later event could be appended to what the client holds)."""

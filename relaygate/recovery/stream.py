@@ -41,10 +41,12 @@ from relaygate.exchange import (
 )
 from relaygate.exporters import semconv as sc
 from relaygate.providers.handler import stream_error_event
+from relaygate.recovery.prefill import prefill_text
 from relaygate.recovery.prefix import (
     Delivered,
     Diverged,
     PrefixMatcher,
+    continued,
     data_lines,
     delivered_of,
     rewrite,
@@ -186,6 +188,7 @@ class _Recovery:
         self._record: Any = None
         self._tail = b""
         self._saw_done = False
+        self._continued = False
         self._done = False
         self._reason = Reason.STREAM_ERROR
         self._detail = ""
@@ -239,7 +242,7 @@ class _Recovery:
             return
         token = otel_context.attach(self._context)
         try:
-            response = await resume(self._reason, self._detail)
+            response = await resume(self._reason, self._detail, prefill_text(delivered))
         finally:
             otel_context.detach(token)
         stream = response.stream
@@ -251,7 +254,9 @@ class _Recovery:
         self._target = response.target
         self._source = stream
         self._delivered = delivered
-        self._matcher = PrefixMatcher(delivered)
+        self._continued = response.continues
+        # A continuation says only what follows: nothing to repeat, the same stream still.
+        self._matcher = PrefixMatcher(continued(delivered) if response.continues else delivered)
         self._held = []
         self._tail = b""
         self._saw_done = False
@@ -324,7 +329,7 @@ class _Recovery:
         delivered = self._delivered
         assert delivered is not None
         chars = delivered.chars
-        self._note(f"recovered@{chars} chars")
+        self._note(f"recovered@{chars} chars" + (", prefill" if self._continued else ""))
         if self._answer is not None and self._target is not None:
             self._answer.target = self._target  # the target serving the answer from now on
         self._event(sc.EVENT_STREAM_RECOVERED, {sc.RECOVERED_CHARS: chars})

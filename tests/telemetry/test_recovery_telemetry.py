@@ -25,8 +25,13 @@ A, B = "config.targets[0]", "config.targets[1]"
 
 def chunk(content: str | None, *, cid: str, finish: str | None = None) -> dict[str, Any]:
     delta = {} if content is None else {"content": content}
-    return {"id": cid, "object": "chat.completion.chunk", "created": 1, "model": f"model-{cid}",
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}  # fmt: skip
+    return {
+        "id": cid,
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": f"model-{cid}",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
 
 
 def broken(sent: str) -> httpx.Response:
@@ -40,8 +45,14 @@ def whole(text: str) -> httpx.Response:
     """B's stream: ``text`` in three chunks, the finish, usage and ``[DONE]``."""
     third = len(text) // 3
     pieces = [text[:third], text[third : 2 * third], text[2 * third :]]
-    usage = {"id": "b", "object": "chat.completion.chunk", "created": 2, "model": "model-b",
-             "choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": 9}}  # fmt: skip
+    usage = {
+        "id": "b",
+        "object": "chat.completion.chunk",
+        "created": 2,
+        "model": "model-b",
+        "choices": [],
+        "usage": {"prompt_tokens": 11, "completion_tokens": 9},
+    }
     events = [sse_event(chunk(p, cid="b")) for p in pieces]
     events += [sse_event(chunk(None, cid="b", finish="stop")), sse_event(usage)]
     events.append(sse_event("[DONE]"))
@@ -53,8 +64,12 @@ def gateway(telemetry: Telemetry, answers: dict[str, httpx.Response]) -> Gateway
         return answers[request.url.host]
 
     def target(name: str) -> dict[str, Any]:
-        return {"name": name, "provider": "openai", "api_key": f"sk-{name}",
-                "custom_host": f"http://{name}.test/v1"}  # fmt: skip
+        return {
+            "name": name,
+            "provider": "openai",
+            "api_key": f"sk-{name}",
+            "custom_host": f"http://{name}.test/v1",
+        }
 
     server = parse_server_config(
         {
@@ -127,8 +142,9 @@ async def test_a_recovered_stream_reads_as_one_answer_and_tells_the_recovery(
     assert server.attributes["relaygate.route"] == line["route"]
     clients = [s for s in finished if s.kind is SpanKind.CLIENT]
     assert [s.attributes["relaygate.outcome"] for s in clients] == ["stream_error", "ok"]
-    assert all(s.parent is not None and s.parent.trace_id == server.context.trace_id
-               for s in clients)  # fmt: skip
+    assert all(
+        s.parent is not None and s.parent.trace_id == server.context.trace_id for s in clients
+    )
     assert (tokens(telemetry, "a"), tokens(telemetry, "b")) == (0, 9)
     assert metric(telemetry, "relaygate_requests_in_flight") == 0
 
@@ -190,3 +206,65 @@ async def test_a_text_completion_stream_is_recovered_on_its_text(telemetry: Tele
     assert "".join(e["choices"][0]["text"] for e in events if isinstance(e, dict)) == TEXT
     assert {e["id"] for e in events if isinstance(e, dict)} == {"a"}
     assert events[-1] == "[DONE]"
+
+
+def prefill_gateway(telemetry: Telemetry, b_reply: Any) -> tuple[Gateway, list[Any]]:
+    """A fallback from a broken ``a`` to ``b`` declared ``supports_prefill``; ``b_reply``
+    answers b's requests (their bodies are recorded)."""
+    bodies: list[Any] = []
+
+    async def reply(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "a.test":
+            return broken(TEXT[:20])
+        bodies.append(orjson.loads(request.content))
+        answer: httpx.Response = b_reply(bodies[-1])
+        return answer
+
+    targets = [
+        {"provider": "openai", "api_key": "sk-a", "custom_host": "http://a.test/v1"},
+        {
+            "provider": "openai",
+            "api_key": "sk-b",
+            "custom_host": "http://b.test/v1",
+            "supports_prefill": True,
+        },
+    ]
+    server = parse_server_config(
+        {"default_config": {"strategy": {"mode": "fallback"}, "targets": targets}}
+    )
+    client = httpx.AsyncClient(transport=httpx.MockTransport(reply))
+    gw = Gateway(server, GatewayDeps(upstream=HttpxUpstream(client), telemetry=telemetry))
+    return gw, bodies
+
+
+async def test_a_target_that_supports_prefill_continues_the_delivered_text(
+    telemetry: Telemetry,
+) -> None:
+    def continuation(body: Any) -> httpx.Response:
+        last = body["messages"][-1]
+        assert last == {"role": "assistant", "content": TEXT[:20]}
+        return whole(TEXT[20:])
+
+    gw, bodies = prefill_gateway(telemetry, continuation)
+    with capture_logs() as logs:
+        events = events_of(await run(gw))
+    assert text_of(events) == TEXT
+    assert len(bodies) == 1 and bodies[0]["messages"][0] == {"role": "user", "content": "hi"}
+    line = next(e for e in logs if e["event"] == "request")
+    assert line["route"] == f"{A}:stream_error>{B}:200(recovered@20 chars, prefill)"
+
+
+async def test_a_target_refusing_the_prefill_gets_a_clean_restart(telemetry: Telemetry) -> None:
+    def refuse_prefill(body: Any) -> httpx.Response:
+        if body["messages"][-1]["role"] == "assistant":
+            return httpx.Response(400, json={"error": {"message": "no prefill", "type": "x"}})
+        return whole(TEXT)
+
+    gw, bodies = prefill_gateway(telemetry, refuse_prefill)
+    with capture_logs() as logs:
+        events = events_of(await run(gw))
+    assert text_of(events) == TEXT
+    assert [b["messages"][-1]["role"] for b in bodies] == ["assistant", "user"]
+    line = next(e for e in logs if e["event"] == "request")
+    assert line["route"] == f"{A}:stream_error>{B}:400,200(recovered@20 chars)"
+    assert line["outcome"] == "ok"
