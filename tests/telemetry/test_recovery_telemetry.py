@@ -268,3 +268,31 @@ async def test_a_target_refusing_the_prefill_gets_a_clean_restart(telemetry: Tel
     line = next(e for e in logs if e["event"] == "request")
     assert line["route"] == f"{A}:stream_error>{B}:400,200(recovered@20 chars)"
     assert line["outcome"] == "ok"
+
+
+async def test_a_recovering_stream_that_breaks_too_is_recovered_by_the_next_target(
+    telemetry: Telemetry,
+) -> None:
+    # b breaks after 30 characters: 20 repeated, 10 new ones reached the client; c must
+    # then repeat all 30.
+    answers = {"a.test": broken(TEXT[:20]), "b.test": broken(TEXT[:30]), "c.test": whole(TEXT)}
+
+    async def reply(request: httpx.Request) -> httpx.Response:
+        return answers[request.url.host]
+
+    targets = [
+        {"provider": "openai", "api_key": "k", "custom_host": f"http://{n}.test/v1"} for n in "abc"
+    ]
+    server = parse_server_config(
+        {"default_config": {"strategy": {"mode": "fallback"}, "targets": targets}}
+    )
+    client = httpx.AsyncClient(transport=httpx.MockTransport(reply))
+    gw = Gateway(server, GatewayDeps(upstream=HttpxUpstream(client), telemetry=telemetry))
+    with capture_logs() as logs:
+        events = events_of(await run(gw))
+    assert text_of(events) == TEXT
+    assert events[-1] == "[DONE]"
+    line = next(e for e in logs if e["event"] == "request")
+    c = "config.targets[2]"
+    expected = f"{A}:stream_error>{B}:stream_error(recovered@20 chars)>{c}:200(recovered@30 chars)"
+    assert line["route"] == expected
