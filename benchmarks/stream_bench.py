@@ -8,9 +8,11 @@ streaming ``SHORT_CHUNKS``, over the difference in chunks, so what a request cos
 (routing, the pipeline, telemetry) cancels out. Each configuration runs in a fresh
 interpreter, telemetry off; the figure is the best of ``--repeat`` runs.
 
-Configurations: ``plain`` (no idle bound: chunks pass straight through) and ``idle`` (the
-target's ``request_timeout`` set, which bounds the gaps between chunks, so every chunk
-passes the idle watchdog).
+Configurations: ``plain`` (one target, no idle bound: chunks pass straight through),
+``idle`` (the target's ``request_timeout`` set, which bounds the gaps between chunks, so
+every chunk passes the idle watchdog), and a two-target fallback whose first target answers,
+with ``recover_streams`` on (``recover``, the default for fallback: the answer is a
+recoverable stream, which keeps what it forwarded) or off (``norecover``).
 
 Run: ``python -m benchmarks.stream_bench [--chunks 2000] [--requests 200] [--repeat 3]``.
 """
@@ -28,6 +30,9 @@ import orjson
 
 from benchmarks.inprocess_bench import chat_scope
 from benchmarks.systems import chat_body
+
+KINDS = ("plain", "idle", "recover", "norecover")
+"""The configurations measured (see the module docstring)."""
 
 SHORT_CHUNKS = 10
 """Chunks of the short stream whose cost is subtracted."""
@@ -49,7 +54,7 @@ CHUNK = (
 
 
 def server_config(kind: str) -> dict[str, Any]:
-    """One default config, its target's ``request_timeout`` set for ``idle``."""
+    """The server config of configuration ``kind`` (see the module docstring)."""
     target: dict[str, Any] = {
         "provider": "openai",
         "api_key": "bench-key",
@@ -57,8 +62,14 @@ def server_config(kind: str) -> dict[str, Any]:
     }
     if kind == "idle":
         target["request_timeout"] = 600_000
+    config: dict[str, Any] = target
+    if kind in ("recover", "norecover"):
+        config = {
+            "strategy": {"mode": "fallback", "recover_streams": kind == "recover"},
+            "targets": [target, {**target, "provider": "groq"}],
+        }
     return {
-        "default_config": target,
+        "default_config": config,
         "telemetry": {
             "service_name": "relaygate-bench",
             "traces": {"exporter": "none", "detail": "off"},
@@ -148,13 +159,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{ns.requests} requests per run, {ns.chunks} vs {SHORT_CHUNKS} chunks each, "
         f"best of {ns.repeat} runs, CPU µs per chunk"
     )
-    for kind in ("plain", "idle"):
+    for kind in KINDS:
         figures = []
         for _ in range(ns.repeat):
             long = _child(kind, ns.chunks, ns.requests)
             short = _child(kind, SHORT_CHUNKS, ns.requests)
             figures.append((long - short) / (ns.requests * (ns.chunks - SHORT_CHUNKS)) * 1e6)
-        print(f"{kind:6} {min(figures):6.3f}")
+        print(f"{kind:9} {min(figures):6.3f}")
     return 0
 
 

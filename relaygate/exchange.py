@@ -8,7 +8,7 @@ the innermost handler answers with a :class:`GatewayResponse`. Nothing here know
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -56,6 +56,9 @@ class AttemptRecord:
     backoff_s: float = 0.0
     ttfc_s: float | None = None
     span_id: str | None = None
+    note: str = ""
+    """What became of a streamed attempt beyond its outcome: ``recovered@N chars`` for one
+    that took over a broken stream, ``diverged@N chars`` for one that could not."""
 
 
 class ClientLink:
@@ -128,6 +131,9 @@ class GatewayRequest:
     target: Target | None = None
     attempt: int = 0
     backoff_s: float = 0.0
+    prefill: str | None = None
+    """While a broken stream is recovered: the text its client already received. A target
+    with ``supports_prefill`` is asked to continue it (:mod:`relaygate.recovery.prefill`)."""
 
     def derive(self, **changes: Any) -> GatewayRequest:
         """A copy with ``changes`` applied; the shared :class:`RequestContext` is kept.
@@ -183,6 +189,12 @@ class GatewayResponse:
     target: Target | None = None
     payload: Any = None
     upstream_status: int | None = None
+    resume: Resume | None = None
+    """For a streamed 2xx answer: the rest of the plan (remaining retries, then remaining
+    fallback targets), run if the stream breaks midway (see :mod:`relaygate.recovery`)."""
+    continues: bool = False
+    """The answer continues a recovered stream's delivered text (it was asked with an
+    assistant prefill) instead of saying it again."""
 
     @property
     def ok(self) -> bool:
@@ -201,6 +213,13 @@ class GatewayResponse:
         if stream is not None:
             self.stream = None
             await stream.aclose()
+
+
+Resume = Callable[[Reason, str, str | None], Awaitable["GatewayResponse"]]
+"""``resume(reason, detail, prefill)``: what the rest of a request's plan answers after its
+streamed answer broke midway for ``reason``; ``prefill`` is the delivered text, offered to
+targets that accept an assistant prefill (``None``: none is offered). A streamed 2xx answer
+may carry its own ``resume``."""
 
 
 class ByteSource(Protocol):
@@ -223,6 +242,10 @@ _NULL_START = ord("n")
 
 StreamEnd = Callable[["ResponseStream"], None]
 """A callback run once, with the stream, when a :class:`ResponseStream` ends."""
+
+Recover = Callable[["ResponseStream"], Awaitable[bytes]]
+"""Called by a stream that failed midway, instead of yielding its break event: answers the
+chunk the client gets next (or raises ``StopAsyncIteration``)."""
 
 
 class ResponseStream:
@@ -257,8 +280,11 @@ class ResponseStream:
     When the source raises one of ``breaks`` (a stall included), ``break_event(detail)`` (if
     given) is yielded
     as a last chunk (so the client sees an error event, not a clean-looking end) and the
-    stream then ends. Callbacks added with :meth:`on_end` run once, in the order added,
-    when the stream ends, breaks, or is closed; a callback added after the end runs at once.
+    stream then ends. A stream made recoverable (:meth:`recoverable`) keeps every chunk it
+    yields in a list and, when it fails midway, ends at once and hands over to its
+    ``recover`` callback instead of yielding the break event. Callbacks added with
+    :meth:`on_end` run once, in the order added, when the stream ends, breaks, or is closed;
+    a callback added after the end runs at once.
     """
 
     __slots__ = (
@@ -268,7 +294,9 @@ class ResponseStream:
         "_ends",
         "_first",
         "_head",
+        "_kept",
         "_pending",
+        "_recover",
         "_skip",
         "_source",
         "_stalls",
@@ -305,6 +333,8 @@ class ResponseStream:
         self._head = True
         self._pending = True
         self._choices: dict[int, str] = {}
+        self._kept: list[bytes] | None = None
+        self._recover: Recover | None = None
         self.failure: str | None = None
         self.detail: str | None = None
         self.usage: tuple[int, int] | None = None
@@ -321,6 +351,12 @@ class ResponseStream:
         else:
             self._ends.append(callback)
 
+    def recoverable(self, kept: list[bytes], recover: Recover) -> None:
+        """Keep every chunk yielded from now on in ``kept``, and call ``recover`` (once)
+        when the stream fails midway, in place of yielding the break event."""
+        self._kept = kept
+        self._recover = recover
+
     def __aiter__(self) -> ResponseStream:
         return self
 
@@ -336,7 +372,8 @@ class ResponseStream:
                 self._end()
                 raise
             except self._breaks as exc:
-                return self._broke(exc)
+                self._broke(exc)
+                return await self._failed_midway()
             except Exception:
                 self._end()
                 raise
@@ -354,18 +391,29 @@ class ResponseStream:
                 if at >= 0 and chunk[at + len(key)] != _NULL_START:
                     self._feed(chunk)
                     break
+        if self._kept is not None:
+            self._kept.append(chunk)
         return chunk
 
-    def _broke(self, exc: Exception) -> bytes:
-        """The source broke midway: note why and end, after the break event if there is one."""
+    def _broke(self, exc: Exception) -> None:
+        """The source broke midway: note why."""
         self._stopped = True
         stalled = isinstance(exc, self._stalls)
         self.failure = (Reason.STREAM_IDLE if stalled else Reason.STREAM_ERROR).value
         self.detail = str(exc)
+
+    async def _failed_midway(self) -> bytes:
+        """The one exit of a stream that failed midway (``failure`` and ``detail`` set): hand
+        over to the recover callback, else end after the break event if there is one."""
+        recover = self._recover
+        if recover is not None:
+            self._recover = None
+            self._end()
+            return await recover(self)
         if self._break_event is None:
             self._end()
             raise StopAsyncIteration from None
-        return self._break_event(self.detail)
+        return self._break_event(self.detail or "")
 
     def _feed(self, chunk: bytes) -> None:
         """The SSE line buffer: scan the complete lines of the carried-over part plus

@@ -5,6 +5,10 @@ one target are grouped; groups are joined by ``>`` in the order tried. Each atte
 status code, or its failure reason when the gateway synthesized the answer::
 
     config.targets[0]:503,503,503>config.targets[1]:timeout>config.targets[2]:200
+
+A stream that broke after reaching the client and was taken over by a later attempt shows
+both: ``config.targets[0]:stream_error>config.targets[1]:200(recovered@412 chars)``
+(``diverged@N chars`` when the later attempt's text differed).
 """
 
 from __future__ import annotations
@@ -17,10 +21,10 @@ _STATUS_REASONS = frozenset({"ok", "status_429", "status_4xx", "status_5xx"})
 
 
 def attempt_token(record: AttemptRecord) -> str:
-    """One attempt: its status, or the failure reason (``timeout``, ``connect_error``...)."""
-    if record.reason in _STATUS_REASONS:
-        return str(record.status)
-    return record.reason
+    """One attempt: its status, or the failure reason (``timeout``, ``connect_error``...),
+    followed by its note in parentheses when it has one (``200(recovered@412 chars)``)."""
+    token = str(record.status) if record.reason in _STATUS_REASONS else record.reason
+    return f"{token}({record.note})" if record.note else token
 
 
 def route_story(attempts: Sequence[AttemptRecord]) -> str:

@@ -108,6 +108,13 @@ class Target:
     on_error_codes: frozenset[str] = frozenset()
     """Error codes that are not final for this target's retries (the nearest strategy's
     ``on_error_codes``, lower case; see :mod:`relaygate.strategies.finality`)."""
+    supports_prefill: bool = False
+    """Whether this target continues a partial assistant message (``supports_prefill``):
+    a broken stream is then recovered here by continuing its text, not repeating it."""
+    recover_streams: bool = False
+    """Whether a stream of this target that breaks midway is retried on it (when its
+    ``retry`` allows) to recover the answer; from the nearest strategy's
+    ``recover_streams``."""
 
     @property
     def label(self) -> str:
@@ -151,6 +158,10 @@ class Strategy:
     default: str | None = None
     on_error_codes: frozenset[str] = frozenset()
     balance: Balance = "weighted"
+    recover_streams: bool = False
+    """Whether a stream that breaks midway after reaching the client is recovered with this
+    strategy's remaining children (``strategy.recover_streams``; default: on for
+    ``fallback``)."""
 
     @property
     def label(self) -> str:

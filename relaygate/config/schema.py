@@ -276,6 +276,12 @@ class StrategySpec(_Spec):
     default: str | None = _field(
         "default", description="Child used by a `conditional` strategy when no rule matches."
     )
+    recover_streams: bool | None = _field(
+        "recover_streams",
+        "recoverStreams",
+        description="When a stream breaks after reaching the client, continue it with the "
+        "remaining retries and targets (default: on for `fallback`; inherited).",
+    )
 
 
 class ConfigNode(_Spec):
@@ -347,6 +353,12 @@ class ConfigNode(_Spec):
     )
     azure_model_name: str | None = _field(
         "azure_model_name", "azureModelName", description="Model name behind an Azure deployment."
+    )
+    supports_prefill: bool | None = _field(
+        "supports_prefill",
+        "supportsPrefill",
+        description="The targets below continue a partial assistant message: a broken stream "
+        "is recovered there by asking to continue its text (inherited).",
     )
     cache: Any = _field("cache", description="Accepted for compatibility and ignored.")
     metadata: Any = _field("metadata", description="Accepted for compatibility and ignored.")

@@ -99,6 +99,12 @@ class _Scope:
     """Names of the settings above whose value a caller chose."""
     on_error_codes: frozenset[str] = frozenset()
     """The nearest strategy's ``on_error_codes`` (lower case)."""
+    recover_streams: bool | None = None
+    """The nearest ``strategy.recover_streams`` set above, if any."""
+    in_fallback: bool = False
+    """Whether the parent node is a ``fallback`` strategy."""
+    supports_prefill: bool = False
+    """The nearest ``supports_prefill`` set at or above this node."""
 
     @classmethod
     def top(cls, inherited: Inherited) -> _Scope:
@@ -146,6 +152,13 @@ class _Scope:
                 if node.strategy is not None and node.strategy.on_error_codes is not None
                 else self.on_error_codes
             ),
+            recover_streams=self.recover_streams,
+            in_fallback=self.in_fallback,
+            supports_prefill=(
+                node.supports_prefill
+                if node.supports_prefill is not None
+                else self.supports_prefill
+            ),
         )
 
 
@@ -187,6 +200,10 @@ def _compile_node(
     weight = node.weight if node.weight is not None else 1.0
     if node.strategy is not None:
         spec = node.strategy
+        recover = spec.recover_streams
+        if recover is None:
+            recover = scope.recover_streams
+        scope = replace(scope, recover_streams=recover, in_fallback=spec.mode == "fallback")
         children = tuple(
             _compile_node(
                 child,
@@ -215,6 +232,7 @@ def _compile_node(
             default=spec.default,
             on_error_codes=scope.on_error_codes,
             balance=spec.balance or "weighted",
+            recover_streams=recover if recover is not None else spec.mode == "fallback",
         )
     provider = node.provider
     if provider is None:  # excluded by parse_config; kept for type narrowing
@@ -248,6 +266,10 @@ def _compile_node(
         provider_options=MappingProxyType(options) if options else EMPTY,
         caller_fields=frozenset(caller),
         on_error_codes=scope.on_error_codes,
+        recover_streams=(
+            scope.recover_streams if scope.recover_streams is not None else scope.in_fallback
+        ),
+        supports_prefill=scope.supports_prefill,
     )
 
 

@@ -84,6 +84,12 @@ STREAM_ERROR_DETAIL: Final = "relaygate.stream_error.detail"
 EXHAUSTED_REASON: Final = "relaygate.exhausted.reason"
 ATTEMPT_BUDGET_SKIPPED_PATH: Final = "relaygate.attempt_budget_spent.skipped.path"
 ATTEMPT_BUDGET_SKIPPED_NAME: Final = "relaygate.attempt_budget_spent.skipped.name"
+EVENT_STREAM_RECOVERED: Final = "relaygate.stream_recovered"
+"""A broken stream was taken over by a later attempt that repeated the delivered text."""
+EVENT_RECOVERY_DIVERGED: Final = "relaygate.recovery_diverged"
+"""A later attempt could not take over a broken stream: its text differed."""
+RECOVERED_CHARS: Final = "relaygate.recovery.delivered_chars"
+"""Characters of text the client had received when its stream broke."""
 
 # -- Prometheus metric names (without the _total/_bucket suffixes the client adds) -----------
 M_REQUESTS: Final = "relaygate_requests"

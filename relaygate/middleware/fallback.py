@@ -10,6 +10,11 @@ binds its target to the request and calls the inner handler (retry → log → t
 provider). Each strategy node gets a span, so the trace mirrors the config tree; each move
 to a next child is a span event, a metric and a ``fallback`` debug line naming both nodes
 by name (``from_target``, ``to_target``: the metrics' labels) and path.
+
+A streamed 2xx answer leaves with the rest of the walk as its ``resume`` when its fallback
+strategy recovers streams (``recover_streams``): the target's remaining retries, then the
+strategy's remaining children, then those of the strategies above. The route handler makes
+such an answer's stream recoverable (:mod:`relaygate.recovery`).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from relaygate.load import LoadBoard
 from relaygate.middleware.budget import record_budget_spent
 from relaygate.middleware.finality import answer_final_code, record_final
 from relaygate.pipeline import Handler
+from relaygate.recovery.stream import broken_answer, make_recoverable
 from relaygate.strategies import (
     NoRoute,
     RoutingInput,
@@ -90,44 +96,91 @@ class FallbackLayer:
                         f"no conditional route matched at {node.path} and no default is set",
                         code="no_route",
                     ) from None
-                last = len(children) - 1
-                response: GatewayResponse | None = None
-                for index, child in enumerate(children):
-                    response = await visit(child, request, inp)
-                    if node.mode != "fallback" or index == last:
-                        return scope.settle(response)
-                    failure = _failure(response)
-                    final = answer_final_code(response, node.on_error_codes)
-                    if not should_fall_back(
-                        response.status, failure, node.on_status_codes, final is not None
+                response = await visit(children[0], request, inp)
+                return scope.settle(await walk(node, children, 0, response, request, inp))
+
+        async def walk(
+            node: Strategy,
+            children: tuple[Node, ...],
+            index: int,
+            response: GatewayResponse,
+            request: GatewayRequest,
+            inp: RoutingInput,
+        ) -> GatewayResponse:
+            """Go on from ``response``, the answer of ``children[index]``: fall back to the
+            next child while the strategy says so, and return the answer that stands."""
+            last = len(children) - 1
+            while True:
+                if node.mode != "fallback" or index == last:
+                    return _resumable(node, children, index, response, request, inp)
+                failure = _failure(response)
+                child = children[index]
+                final = answer_final_code(response, node.on_error_codes)
+                if not should_fall_back(
+                    response.status, failure, node.on_status_codes, final is not None
+                ):
+                    if final is not None and should_fall_back(
+                        response.status, failure, node.on_status_codes
                     ):
-                        if final is not None and should_fall_back(
-                            response.status, failure, node.on_status_codes
-                        ):
-                            record_final(tel, request, final, "fallback", child.path)
-                        return scope.settle(response)
-                    nxt = children[index + 1]
-                    ctx = request.ctx
-                    # A move is recorded only when the next child will be tried: once the
-                    # deadline has passed, the answer so far is the request's.
-                    deadline = ctx.deadline
-                    now = clock() if clock else asyncio.get_running_loop().time()
-                    if deadline is not None and now >= deadline:
-                        return scope.settle(response)
-                    if not attempt_allowed(ctx.attempts_started, ctx.max_attempts):
-                        record_budget_spent(tel, ctx.attempts_started, nxt)
-                        return scope.settle(response)
-                    reason = classify(response.status, failure).value
-                    _record_fallback(tel, request, node, child, nxt, reason)
-                    await response.aclose()
-                assert response is not None
-                return scope.settle(response)
+                        record_final(tel, request, final, "fallback", child.path)
+                    return _resumable(node, children, index, response, request, inp)
+                nxt = children[index + 1]
+                ctx = request.ctx
+                # A move is recorded only when the next child will be tried: once the
+                # deadline has passed, the answer so far is the request's.
+                deadline = ctx.deadline
+                now = clock() if clock else asyncio.get_running_loop().time()
+                if deadline is not None and now >= deadline:
+                    return response
+                if not attempt_allowed(ctx.attempts_started, ctx.max_attempts):
+                    record_budget_spent(tel, ctx.attempts_started, nxt)
+                    return response
+                reason = classify(response.status, failure).value
+                _record_fallback(tel, request, node, child, nxt, reason)
+                await response.aclose()
+                index += 1
+                response = await visit(nxt, request, inp)
+
+        def _resumable(
+            node: Strategy,
+            children: tuple[Node, ...],
+            index: int,
+            response: GatewayResponse,
+            request: GatewayRequest,
+            inp: RoutingInput,
+        ) -> GatewayResponse:
+            """``response``, given the rest of this fallback as its ``resume`` when it is a
+            streamed 2xx answer and the strategy recovers streams."""
+            if (
+                node.mode != "fallback"
+                or not node.recover_streams
+                or index == len(children) - 1
+                or response.stream is None
+                or not response.ok
+            ):
+                return response
+            within = response.resume
+
+            async def resume(reason: Reason, detail: str, prefill: str | None) -> GatewayResponse:
+                if within is not None:
+                    answer = await within(reason, detail, prefill)
+                    if answer.ok and answer.stream is not None:
+                        return _resumable(node, children, index, answer, request, inp)
+                else:
+                    answer = broken_answer(reason, detail)
+                again = request.derive(prefill=prefill)
+                return await walk(node, children, index, answer, again, inp)
+
+            response.resume = resume
+            return response
 
         async def route(request: GatewayRequest) -> GatewayResponse:
             config = request.config
             assert config is not None, "config resolve runs before fallback"
             inp = RoutingInput(params=request.body, metadata=request.ctx.metadata)
-            return await visit(config.root, request, inp)
+            response = await visit(config.root, request, inp)
+            make_recoverable(response, request.ctx, tel)
+            return response
 
         return route
 

@@ -5,7 +5,10 @@ Retry-After, bounded by the request deadline) is
 :func:`~relaygate.strategies.backoff.decide_retry`; this layer only loops, sleeps through the
 injected ``sleep`` and records. It is also where attempts are counted against the request's
 attempt budget: once spent, no retry starts and the last answer is returned. Each retry is
-a span event, a metric sample on the target and a ``retry`` debug line.
+a span event, a metric sample on the target and a ``retry`` debug line. A streamed 2xx
+answer of a target with ``recover_streams`` carries the remaining retries as its ``resume``
+(see :mod:`relaygate.recovery`): a stream that breaks midway is judged like a 502 (a 408
+when it stalled) and retried on the same settings.
 """
 
 from __future__ import annotations
@@ -16,19 +19,24 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
-from opentelemetry.trace import get_current_span
+from opentelemetry import trace
+from opentelemetry.trace import Span, get_current_span
 from opentelemetry.util.types import AttributeValue
 
 from relaygate.config.model import RetrySettings
-from relaygate.exchange import GatewayRequest, GatewayResponse
+from relaygate.exchange import GatewayRequest, GatewayResponse, Resume
 from relaygate.exporters import semconv as sc
 from relaygate.exporters.logging import joins
 from relaygate.middleware.budget import record_budget_spent
 from relaygate.middleware.finality import answer_final_code, record_final
 from relaygate.pipeline import Handler
+from relaygate.recovery.prefill import attempt
+from relaygate.recovery.stream import broken_answer
 from relaygate.strategies import Backoff, attempt_allowed, classify, decide_retry
 from relaygate.strategies.reasons import Reason
 from relaygate.telemetry import Telemetry
+
+_NOOP: Span = trace.NonRecordingSpan(trace.INVALID_SPAN_CONTEXT)
 
 
 class RetryLayer:
@@ -61,66 +69,93 @@ class RetryLayer:
         wall = self._wall
         clock = self._now
 
-        async def retry(request: GatewayRequest) -> GatewayResponse:
+        async def attempts(
+            request: GatewayRequest,
+            settings: RetrySettings,
+            span: Span,
+            retries: int,
+            failed: GatewayResponse | None,
+        ) -> GatewayResponse:
+            """Attempts on the target from retry number ``retries`` on; ``failed`` is the
+            previous attempt's answer, judged first (a broken stream's stand-in, on resume)."""
+            ctx = request.ctx
             target = request.target
             assert target is not None
-            settings = target.retry
-            if settings.attempts > cap:
-                settings = replace(settings, attempts=cap)
-            ctx = request.ctx
-            if settings.attempts == 0:
-                ctx.attempts_started += 1
-                return await inner(request.derive(attempt=1))
-            attrs = {sc.TARGET_PATH: target.path, sc.GEN_AI_PROVIDER_NAME: target.provider}
-            scope = tel.layer_span(sc.SPAN_RETRY, attrs)
-            with scope as span:
-                retries = 0
-                waited = 0.0
-                while True:
-                    ctx.attempts_started += 1
-                    response = await inner(request.derive(attempt=retries + 1, backoff_s=waited))
-                    if response.ok or settings.attempts == 0:
-                        if span.is_recording():
-                            span.set_attribute(sc.ATTEMPTS, retries + 1)
-                        return scope.settle(response)
-                    deadline = request.ctx.deadline
+            waited = 0.0
+            while True:
+                if failed is not None:
+                    deadline = ctx.deadline
                     remaining = None
                     if deadline is not None:
                         now = clock() if clock else asyncio.get_running_loop().time()
                         remaining = deadline - now
-                    failure = Reason(response.failure) if response.failure else None
-                    final = answer_final_code(response, target.on_error_codes)
+                    failure = Reason(failed.failure) if failed.failure else None
+                    final = answer_final_code(failed, target.on_error_codes)
                     decision = decide_retry(
-                        status=response.status,
+                        status=failed.status,
                         failure=failure,
                         settings=settings,
                         retries_done=retries,
                         policy=backoff,
                         rand=rand(),
-                        headers=response.headers,
+                        headers=failed.headers,
                         now_epoch_s=wall(),
                         remaining_s=remaining,
                         final=final,
                     )
                     if not decision.retry:
-                        if final is not None and _would_retry(response.status, settings, retries):
+                        if final is not None and _would_retry(failed.status, settings, retries):
                             record_final(tel, request, final, "retry", target.path)
                         if span.is_recording():
                             span.set_attribute(sc.ATTEMPTS, retries + 1)
-                        return scope.settle(response)
+                        return failed
                     if not attempt_allowed(ctx.attempts_started, ctx.max_attempts):
                         record_budget_spent(tel, ctx.attempts_started, target)
                         if span.is_recording():
                             span.set_attribute(sc.ATTEMPTS, retries + 1)
-                        return scope.settle(response)
-                    await response.aclose()
-                    reason = classify(response.status, failure).value
+                        return failed
+                    await failed.aclose()
+                    reason = classify(failed.status, failure).value
                     _record_retry(
                         tel, request, retries + 1, reason, decision.delay_s, decision.source
                     )
                     await sleep(decision.delay_s)
                     retries += 1
                     waited = decision.delay_s
+                ctx.attempts_started += 1
+                response = await attempt(
+                    inner, request.derive(attempt=retries + 1, backoff_s=waited)
+                )
+                if response.ok or settings.attempts == 0:
+                    if span.is_recording():
+                        span.set_attribute(sc.ATTEMPTS, retries + 1)
+                    if target.recover_streams and response.stream is not None and response.ok:
+                        response.resume = resumer(request, settings, retries)
+                    return response
+                failed = response
+
+        def resumer(request: GatewayRequest, settings: RetrySettings, retries: int) -> Resume:
+            async def resume(reason: Reason, detail: str, prefill: str | None) -> GatewayResponse:
+                again = request.derive(prefill=prefill)
+                return await attempts(
+                    again, settings, _NOOP, retries, broken_answer(reason, detail)
+                )
+
+            return resume
+
+        async def retry(request: GatewayRequest) -> GatewayResponse:
+            target = request.target
+            assert target is not None
+            settings = target.retry
+            if settings.attempts > cap:
+                settings = replace(settings, attempts=cap)
+            if settings.attempts == 0:
+                request.ctx.attempts_started += 1
+                return await attempt(inner, request.derive(attempt=1))
+            attrs = {sc.TARGET_PATH: target.path, sc.GEN_AI_PROVIDER_NAME: target.provider}
+            scope = tel.layer_span(sc.SPAN_RETRY, attrs)
+            with scope as span:
+                return scope.settle(await attempts(request, settings, span, 0, None))
 
         return retry
 

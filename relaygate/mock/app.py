@@ -105,7 +105,7 @@ class _MockApp:
         self.settings = settings
         self.state = _MockState(settings)
         self.name_header = {"x-mock-name": settings.name}
-        self.greeting = f"Hello from {settings.name}"
+        self.greeting = settings.answer or f"Hello from {settings.name}"
 
     # -- shared request pipeline -------------------------------------------------
 

@@ -53,8 +53,8 @@ def add_mock_arguments(parser: argparse.ArgumentParser) -> None:
     ``--error-rate`` [error_rate], ``--error-status`` [error_status], ``--seed``
     [seed], ``--script`` [script, a :func:`parse_faults` spec, parsed at argument
     parsing time], ``--loop`` [loop], ``--stream-chunks`` [stream_chunks],
-    ``--api-key`` [api_key], ``--text`` [text: ``greeting`` or ``request``].  Defaults
-    match :class:`MockSettings`.
+    ``--api-key`` [api_key], ``--text`` [text: ``greeting`` or ``request``], ``--answer``
+    [answer].  Defaults match :class:`MockSettings`.
     """
     defaults = _DEFAULT_SETTINGS
     parser.add_argument(
@@ -110,6 +110,12 @@ def add_mock_arguments(parser: argparse.ArgumentParser) -> None:
         help="answer text: 'greeting' (Hello from NAME) or 'request' (a deterministic "
         "function of the prompt, the same from every simulator; default: %(default)s)",
     )
+    parser.add_argument(
+        "--answer",
+        default=None,
+        help="completion text (default: 'Hello from NAME'); mocks given the same text "
+        "answer alike, word for word",
+    )
 
 
 def settings_from_args(ns: argparse.Namespace) -> MockSettings:
@@ -139,6 +145,7 @@ def settings_from_args(ns: argparse.Namespace) -> MockSettings:
         stream_chunks=getattr(ns, "stream_chunks", defaults.stream_chunks),
         api_key=getattr(ns, "api_key", defaults.api_key),
         text=getattr(ns, "text", defaults.text),
+        answer=getattr(ns, "answer", defaults.answer),
     )
 
 

@@ -129,13 +129,17 @@ class MockSettings:
     * ``stream_chunks``: number of content chunks in a streamed answer (>= 1).
     * ``api_key``: if set, requests need ``Authorization: Bearer <api_key>`` or
       ``api-key: <api_key>``, otherwise they get 401.
-    * ``text``: what the answers say.  ``"greeting"``: ``f"Hello from {name}"``.
+    * ``text``: what the answers say (unless ``answer`` is set).  ``"greeting"``:
+      ``f"Hello from {name}"``.
       ``"request"``: :data:`REQUEST_TEXT_WORDS` words that are a deterministic function of
       the request's prompt alone (its ``messages`` or ``prompt``; not the model, not the
       mock's name), so every simulator answers one request with the same text, word for
       word, and a stream recovered on another upstream can be compared with the whole
       answer.
     * ``hang_s``: the longest a ``hang`` or a stall (``stall_after_chunks``) lasts.
+    * ``answer``: the completion text, when set (instead of ``Hello from {name}``): mocks
+      with the same ``answer`` answer the same request with the same text, word for word,
+      however each cuts it into chunks.
     """
 
     name: str = "mock"
@@ -149,6 +153,7 @@ class MockSettings:
     api_key: str | None = None
     text: Literal["greeting", "request"] = "greeting"
     hang_s: float = 3600.0
+    answer: str | None = None
 
     def __post_init__(self) -> None:
         """Reject out-of-range values with ``ValueError``."""

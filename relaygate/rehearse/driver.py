@@ -36,6 +36,7 @@ from relaygate.rehearse.results import (
 )
 from relaygate.rehearse.scenario import Scenario, TargetFaults
 from relaygate.rehearse.target import RehearsalConfig, _resolve_faults, _with_hosts
+from relaygate.route_story import route_story
 from relaygate.strategies.attempt_bound import stream_idle_s
 from relaygate.telemetry import Telemetry
 from relaygate.transport import AsyncTransport
@@ -219,7 +220,10 @@ class _Drive:
             number=number,
             status=response.status_code,
             latency_s=latency,
-            route=response.headers.get("x-relaygate-route", ""),
+            # The whole story: a stream's can grow after its headers left (a recovery).
+            route=route_story(attempts)
+            if attempts
+            else response.headers.get("x-relaygate-route", ""),
             served_by=response.headers.get("x-portkey-last-used-option-index"),
             attempts=attempts,
             waited_s=sum(a.backoff_s for a in attempts),

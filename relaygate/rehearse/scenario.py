@@ -274,7 +274,7 @@ _BUILTIN_DOCUMENTS: tuple[dict[str, Any], ...] = (
         "name": "stream-cut",
         "description": "Streamed requests. The first target cuts its stream after two chunks "
         "(the client already has bytes), then right after the headers (before any byte "
-        "reached the client), then recovers.",
+        "reached the client), then recovers: its retries continue the first answer.",
         "requests": 3,
         "stream": True,
         "targets": {0: "200@cut_after_chunks=2,200@cut_after_chunks=0"},
