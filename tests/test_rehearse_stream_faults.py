@@ -17,10 +17,10 @@ DEADLINE_MS = 500
 """The primary's first-token and stream-idle timeouts where the config sets them."""
 
 
-def fallback_config(**primary: Any) -> dict[str, Any]:
+def fallback_config(recover_streams: bool = True, **primary: Any) -> dict[str, Any]:
     """A primary (with ``primary`` settings) falling back to a backup."""
     return {
-        "strategy": {"mode": "fallback"},
+        "strategy": {"mode": "fallback", "recover_streams": recover_streams},
         "targets": [
             {"name": "primary", "provider": "openai", "api_key": "sk-p", **primary},
             {"name": "backup", "provider": "openai", "api_key": "sk-b"},
@@ -35,11 +35,13 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., str]:
     directory = tmp_path_factory.mktemp("rehearse-streams")
     cache: dict[str, str] = {}
 
-    def report(scenario: str, *, requests: int | None = None, **primary: Any) -> str:
-        key = json.dumps([scenario, requests, primary], sort_keys=True)
+    def report(
+        scenario: str, *, requests: int | None = None, recover_streams: bool = True, **primary: Any
+    ) -> str:
+        key = json.dumps([scenario, requests, recover_streams, primary], sort_keys=True)
         if key not in cache:
             path = directory / f"config-{len(cache)}.json"
-            path.write_text(json.dumps(fallback_config(**primary)))
+            path.write_text(json.dumps(fallback_config(recover_streams, **primary)))
             run = rehearse(
                 load_rehearsal_config(path),
                 BUILTIN_SCENARIOS[scenario],
@@ -69,15 +71,26 @@ def test_without_first_token_timeout_the_report_says_the_late_token_is_waited_fo
     assert "primary has no first_token_timeout: a late first token is waited for" in report
 
 
-def test_a_stall_midway_ends_each_stream_with_an_error_counted_as_stream_idle(
+def test_a_stall_midway_is_counted_as_stream_idle_and_recovered_by_the_backup(
     run: Callable[..., str],
 ) -> None:
     report = run("stall-midway", stream_idle_timeout=DEADLINE_MS)
+    assert summary(report, "requests") == "2: 2 ok, 0 failed, 0 with a stream error"
+    assert [row[2] for row in request_rows(report)] == ["backup"] * 2
+    story = "config.targets[0]:stream_idle>config.targets[1]:200(recovered@"
+    assert sum(story in line for line in section(report, "Requests")) == 2
+    assert "stream_idle 2" in "\n".join(section(report, "Summary"))
+    assert "reason=stream_idle  +2" in report
+
+
+def test_a_stall_midway_without_recovery_ends_each_stream_with_an_error(
+    run: Callable[..., str],
+) -> None:
+    report = run("stall-midway", stream_idle_timeout=DEADLINE_MS, recover_streams=False)
     assert summary(report, "requests") == "2: 0 ok, 0 failed, 2 with a stream error"
     lines = section(report, "Requests")
     assert sum("3 chunks, then stream error" in line for line in lines) == 2
     assert "no data from upstream for 0.5s" in "\n".join(lines)
-    assert "stream_idle 2" in "\n".join(section(report, "Summary"))
     assert "reason=stream_idle  +2" in report
 
 

@@ -224,7 +224,11 @@ class _Drive:
             route=route_story(attempts)
             if attempts
             else response.headers.get("x-relaygate-route", ""),
-            served_by=response.headers.get("x-portkey-last-used-option-index"),
+            # The last target tried, as the header says; a recovered stream's is the one
+            # that finished it, known only once the stream has ended.
+            served_by=attempts[-1].target.path
+            if attempts
+            else response.headers.get("x-portkey-last-used-option-index"),
             attempts=attempts,
             waited_s=sum(a.backoff_s for a in attempts),
             error=error,

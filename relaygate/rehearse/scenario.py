@@ -292,7 +292,9 @@ _BUILTIN_DOCUMENTS: tuple[dict[str, Any], ...] = (
         "name": "stall-midway",
         "description": "Streamed requests. The first target sends three chunks (the client "
         "already has bytes), then nothing, keeping the connection open: stream_idle_timeout "
-        "(else request_timeout) ends the stream with an error event (reason stream_idle).",
+        "(else request_timeout) ends its stream (reason stream_idle). With recover_streams (on "
+        "by default for fallback) the next target takes over once it has repeated the "
+        "delivered text; without, the client gets an error event.",
         "requests": 2,
         "stream": True,
         "targets": {0: {"script": "200@stall_after_chunks=3", "loop": True}},

@@ -52,7 +52,9 @@ def stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
         config = server_config(
             {
                 CONFIG: {
-                    "strategy": {"mode": "fallback"},
+                    # A cut stream must reach the client as cut here (recovery has its own
+                    # truth tests in tests/telemetry/test_recovery_telemetry.py).
+                    "strategy": {"mode": "fallback", "recover_streams": False},
                     "targets": [
                         mocks["primary"].target(name="primary"),
                         mocks["backup"].target(name="backup"),

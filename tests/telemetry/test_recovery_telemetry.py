@@ -130,7 +130,7 @@ async def test_a_recovered_stream_reads_as_one_answer_and_tells_the_recovery(
     assert line["route"] == f"{A}:stream_error>{B}:200(recovered@20 chars)"
     assert line["outcome"] == "ok" and line["served_by"] == B
     assert (line["tokens_in"], line["tokens_out"]) == (11, 9)
-    assert [(a["target"], a["reason"]) for a in line["attempts"]] == [
+    assert [(a["target_path"], a["reason"]) for a in line["attempts"]] == [
         (A, "stream_error"),
         (B, "ok"),
     ]
@@ -160,7 +160,8 @@ async def test_a_diverging_recovery_ends_with_the_error_event_and_says_so(
     assert error["code"] == "upstream_stream_interrupted"
     assert "recovery diverged" in error["message"]
     line = next(e for e in logs if e["event"] == "request")
-    assert line["route"] == f"{A}:stream_error>{B}:200(diverged@20 chars)"
+    # The diverging attempt's stream was closed by the gateway, not finished: cancelled.
+    assert line["route"] == f"{A}:stream_error>{B}:cancelled(diverged@20 chars)"
     assert line["outcome"] == "stream_error"
     (server,) = [s for s in spans.get_finished_spans() if s.kind is SpanKind.SERVER]
     assert [e.name for e in server.events if "recover" in e.name] == ["relaygate.recovery_diverged"]
