@@ -20,6 +20,7 @@ such an answer's stream recoverable (:mod:`relaygate.recovery`).
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Callable
 
@@ -29,7 +30,7 @@ from relaygate.config.model import Node, Strategy, Target
 from relaygate.errors import GatewayError
 from relaygate.exchange import GatewayRequest, GatewayResponse
 from relaygate.exporters import semconv as sc
-from relaygate.exporters.logging import joins
+from relaygate.exporters.logging import joins, logs_at
 from relaygate.load import LoadBoard
 from relaygate.middleware.budget import record_budget_spent
 from relaygate.middleware.finality import answer_final_code, record_final
@@ -215,6 +216,8 @@ def _record_fallback(
             attrs[sc.FALLBACK_TO_NAME] = nxt.name
         attrs[sc.FALLBACK_REASON] = reason
         tel.guard(current.add_event, sc.EVENT_FALLBACK, attrs)
+    if not logs_at(tel.logger, logging.DEBUG):
+        return
     tel.guard(
         tel.logger.debug,
         "fallback",

@@ -14,6 +14,7 @@ when it stalled) and retried on the same settings.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -26,7 +27,7 @@ from opentelemetry.util.types import AttributeValue
 from relaygate.config.model import RetrySettings
 from relaygate.exchange import GatewayRequest, GatewayResponse, Resume
 from relaygate.exporters import semconv as sc
-from relaygate.exporters.logging import joins
+from relaygate.exporters.logging import joins, logs_at
 from relaygate.middleware.budget import record_budget_spent
 from relaygate.middleware.finality import answer_final_code, record_final
 from relaygate.pipeline import Handler
@@ -191,6 +192,8 @@ def _record_retry(
         attrs[sc.RETRY_WAIT_S] = delay
         attrs[sc.RETRY_WAIT_SOURCE] = source
         tel.guard(current.add_event, sc.EVENT_RETRY, attrs)
+    if not logs_at(tel.logger, logging.DEBUG):
+        return
     tel.guard(
         tel.logger.debug,
         "retry",
