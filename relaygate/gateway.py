@@ -19,6 +19,7 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
+from relaygate.circuits import CircuitRegistry
 from relaygate.config.server import ServerConfig
 from relaygate.edge import PASSTHROUGH_PREFIXES, ROUTES, EdgeCodec, EdgeResponse
 from relaygate.errors import JSON_HEADERS, GatewayError, error_body, synthesized
@@ -30,6 +31,7 @@ from relaygate.exchange import (
     Operation,
 )
 from relaygate.middleware.auth import AuthLayer, authenticate
+from relaygate.middleware.breaker import CircuitGate, CircuitLayer, circuit_telemetry
 from relaygate.middleware.config_resolve import ConfigResolveLayer, ConfigSources
 from relaygate.middleware.fallback import FallbackLayer
 from relaygate.middleware.log import LogLayer
@@ -61,7 +63,9 @@ class GatewayDeps:
     event loop); ``sleep``, ``rand``, ``wall`` are the retry layer's waits, jitter and wall
     clock (Retry-After dates); ``now`` is the loop clock (seconds, monotonic) the request's
     deadline is set and read against by the gateway and the fallback, retry and timeout
-    layers, the running event loop's ``time()`` when ``None``.
+    layers, the running event loop's ``time()`` when ``None``. ``circuits`` holds the
+    circuit breakers' state; pass one registry to several gateways (or keep it across a
+    config reload) to share it; a new one is made when ``None``.
     """
 
     upstream: UpstreamClient | None = None
@@ -71,6 +75,7 @@ class GatewayDeps:
     rand: Callable[[], float] = random.random
     wall: Callable[[], float] = time.time
     now: Callable[[], float] | None = None
+    circuits: CircuitRegistry | None = None
 
 
 class Gateway:
@@ -120,6 +125,9 @@ class Gateway:
         )
         now = deps.now or _loop_time
         self._now = now
+        self.circuits = deps.circuits if deps.circuits is not None else CircuitRegistry()
+        self.circuits.listen(circuit_telemetry(self.telemetry))
+        gate = CircuitGate(self.circuits, server.breaker.settings(), self.telemetry)
         # Timeout innermost: it bounds one attempt, so the log layer records a cut attempt as
         # the ordinary 408/504 answer it is; retry and fallback outside act on that answer.
         layers: list[Layer] = []
@@ -127,7 +135,7 @@ class Gateway:
             layers.append(AuthLayer(self.keys, self.telemetry))
         layers += [
             self.configs,
-            FallbackLayer(self.telemetry, rand=deps.rand, now=now),
+            FallbackLayer(self.telemetry, rand=deps.rand, now=now, circuits=gate),
             RetryLayer(
                 self.telemetry,
                 backoff,
@@ -136,7 +144,9 @@ class Gateway:
                 rand=deps.rand,
                 wall=deps.wall,
                 now=now,
+                may_retry=gate.may_retry,
             ),
+            CircuitLayer(gate, self.telemetry),
             LogLayer(self.telemetry),
             TimeoutLayer(self.telemetry, now=now),
         ]

@@ -2,9 +2,11 @@
 
 Sent as the ``x-relaygate-route`` response header and logged with each request. Attempts on
 one target are grouped; groups are joined by ``>`` in the order tried. Each attempt is its
-status code, or its failure reason when the gateway synthesized the answer::
+status code, or its failure reason when the gateway synthesized the answer; a target skipped because its circuit was open is
+``open``::
 
     config.targets[0]:503,503,503>config.targets[1]:timeout>config.targets[2]:200
+    config.targets[0]:open>config.targets[1]:200
 """
 
 from __future__ import annotations
@@ -14,13 +16,16 @@ from collections.abc import Sequence
 from relaygate.exchange import AttemptRecord
 
 _STATUS_REASONS = frozenset({"ok", "status_429", "status_4xx", "status_5xx"})
+_TOKENS = {"circuit_open": "open"}
 
 
 def attempt_token(record: AttemptRecord) -> str:
-    """One attempt: its status, or the failure reason (``timeout``, ``connect_error``...)."""
-    if record.reason in _STATUS_REASONS:
+    """One attempt: its status, or the failure reason (``timeout``, ``connect_error``...;
+    ``open`` for a target skipped by its circuit breaker)."""
+    reason = record.reason
+    if reason in _STATUS_REASONS:
         return str(record.status)
-    return record.reason
+    return _TOKENS.get(reason, reason)
 
 
 def route_story(attempts: Sequence[AttemptRecord]) -> str:

@@ -2,7 +2,7 @@
 
 :func:`compile_config` walks a :class:`~relaygate.config.schema.ConfigNode` and applies
 inheritance: ``override_params`` (merged key by key), ``retry``, ``request_timeout``,
-``custom_host`` and ``forward_headers`` flow down to the targets below a node, under the
+``custom_host``, ``forward_headers`` and ``cb_config`` flow down to the targets below a node, under the
 server's provider defaults (:class:`Inherited`). Each compiled target records which of its
 settings a caller chose (``Target.caller_fields``).
 """
@@ -19,6 +19,7 @@ from typing import Any
 from relaygate.config.errors import ROOT, ConfigError, Loc, format_loc
 from relaygate.config.model import (
     EMPTY,
+    BreakerSettings,
     ROOT_PATH,
     Condition,
     Node,
@@ -82,6 +83,7 @@ class _Scope:
     request_timeout_ms: int | None
     custom_host: str | None
     forward_headers: tuple[str, ...]
+    breaker: BreakerSettings | None = None
     caller: frozenset[str] = frozenset()
     """Names of the settings above whose value a caller chose."""
 
@@ -121,6 +123,11 @@ class _Scope:
                 if node.forward_headers is not None
                 else self.forward_headers
             ),
+            breaker=(
+                node.cb_spec.settings(caller=by_caller)
+                if node.cb_spec is not None
+                else self.breaker
+            ),
             caller=caller,
         )
 
@@ -132,6 +139,7 @@ _INHERITABLE: Mapping[str, str] = MappingProxyType(
         "request_timeout_ms": "request_timeout",
         "custom_host": "custom_host",
         "forward_headers": "forward_headers",
+        "breaker": "cb_spec",
     }
 )
 """Inherited settings: the name in the compiled scope -> the config field that sets it."""
@@ -187,6 +195,7 @@ def _compile_node(
                 for c in spec.conditions or ()
             ),
             default=spec.default,
+            breaker=scope.breaker,
         )
     provider = node.provider
     if provider is None:  # excluded by parse_config; kept for type narrowing
@@ -217,6 +226,7 @@ def _compile_node(
         forward_headers=scope.forward_headers,
         provider_options=MappingProxyType(options) if options else EMPTY,
         caller_fields=frozenset(caller),
+        breaker=scope.breaker,
     )
 
 

@@ -58,6 +58,11 @@ EVENT_FIRST_CHUNK: Final = "relaygate.first_chunk"
 EVENT_STREAM_ERROR: Final = "relaygate.stream_error"
 EVENT_EXHAUSTED: Final = "relaygate.exhausted"
 EVENT_ATTEMPT_BUDGET_SPENT: Final = "relaygate.attempt_budget_spent"
+EVENT_CIRCUIT_OPEN: Final = "relaygate.circuit_open"
+"""A target skipped because its circuit was open (attributes: target path, state)."""
+EVENT_CIRCUIT_TRANSITION: Final = "relaygate.circuit_transition"
+"""A circuit changed state during this attempt (attributes: from, to)."""
+CIRCUIT_STATE: Final = "relaygate.circuit.state"
 """Fallback or retry stopped because the request's `max_attempts_per_request` was spent."""
 
 # -- Prometheus metric names (without the _total/_bucket suffixes the client adds) -----------
@@ -78,6 +83,8 @@ M_GENAI_DURATION: Final = "gen_ai_client_operation_duration_seconds"
 M_GENAI_TOKENS: Final = "gen_ai_client_token_usage"
 M_LABEL_OVERFLOW: Final = "relaygate_label_overflow"
 M_TELEMETRY_ERRORS: Final = "relaygate_telemetry_errors"
+M_CIRCUIT_STATE: Final = "relaygate_circuit_state"
+M_CIRCUIT_TRANSITIONS: Final = "relaygate_circuit_transitions"
 
 # -- bucket boundaries ------------------------------------------------------------------------
 GENAI_DURATION_BUCKETS: Final = (

@@ -9,20 +9,30 @@ the request's deadline has not passed and its attempt budget is not spent
 binds its target to the request and calls the inner handler (retry → log → timeout →
 provider). Each strategy node gets a span, so the trace mirrors the config tree; each move
 to a next child is a span event and a metric.
+
+Circuit breakers (:class:`~relaygate.middleware.breaker.CircuitGate`): while some circuit is
+not closed, a ``fallback`` or ``loadbalance`` node looks at which children are open (a
+target whose circuit refuses attempts, a strategy whose every target does). ``loadbalance``
+picks among the others; ``fallback`` keeps its order and the circuit layer skips the open
+ones (route story ``open``). When every child is open, the node answers a fast
+``circuit_open`` 503 if a strategy above has another child to use, or if its breaker says
+``on_all_open: reject``; otherwise it tries them anyway, as Portkey does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from collections.abc import Callable
 
 from opentelemetry.trace import get_current_span
 
-from relaygate.config.model import Node, Strategy, Target
+from relaygate.config.model import Node, Strategy, Target, iter_targets
 from relaygate.errors import GatewayError
 from relaygate.exchange import GatewayRequest, GatewayResponse
 from relaygate.exporters import semconv as sc
+from relaygate.middleware.breaker import CircuitGate
 from relaygate.middleware.budget import record_budget_spent
 from relaygate.pipeline import Handler
 from relaygate.strategies import (
@@ -41,7 +51,7 @@ class FallbackLayer:
     """Routes a request through its config tree (see the module docstring).
 
     ``rand`` draws the loadbalance choice; ``now`` is the event-loop clock the request
-    deadline is expressed in.
+    deadline is expressed in; ``circuits`` the gateway's circuit breakers (``None``: none).
     """
 
     def __init__(
@@ -49,23 +59,47 @@ class FallbackLayer:
         telemetry: Telemetry,
         rand: Callable[[], float] = random.random,
         now: Callable[[], float] | None = None,
+        circuits: CircuitGate | None = None,
     ) -> None:
         self._tel = telemetry
         self._rand = rand
         self._now = now
+        self._circuits = circuits
 
     def __call__(self, inner: Handler) -> Handler:
         tel = self._tel
         rand = self._rand
         clock = self._now
+        gate = self._circuits
 
         async def visit(node: Node, request: GatewayRequest, inp: RoutingInput) -> GatewayResponse:
             if isinstance(node, Target):
                 return await inner(request.derive(target=node))
             attrs = {sc.STRATEGY_MODE: node.mode, sc.STRATEGY_PATH: node.path}
             with tel.layer_span(sc.SPAN_STRATEGY, attrs):
+                spread = node.mode in _SPREAD and len(node.children) > 1
+                route = node
+                if spread and gate is not None and not gate.quiet():
+                    healthy = tuple(c for c in node.children if not gate.is_open(c, request))
+                    if not healthy:
+                        settings = gate.settings(node)
+                        rejects = settings is not None and settings.on_all_open == "reject"
+                        if request.circuit_alternatives or rejects:
+                            return gate.reject(request, iter_targets(node))
+                        # Every child open: try them anyway, their circuits do not refuse.
+                        spread = False
+                        request = request.derive(circuit_alternatives=False)
+                    elif node.mode == "loadbalance" and len(healthy) < len(node.children):
+                        route = dataclasses.replace(node, children=healthy)
+                if spread and not request.circuit_alternatives:
+                    request = request.derive(circuit_alternatives=True)
                 try:
-                    children = plan(node, inp, rand())
+                    try:
+                        children = plan(route, inp, rand())
+                    except NoRoute:
+                        if route is node:
+                            raise
+                        children = plan(node, inp, rand())  # the healthy ones weigh nothing
                 except NoRoute:
                     raise GatewayError(
                         400,
@@ -104,6 +138,10 @@ class FallbackLayer:
             return await visit(config.root, request, inp)
 
         return route
+
+
+_SPREAD = frozenset({"fallback", "loadbalance"})
+"""Modes whose children stand in for each other: an open child can be skipped."""
 
 
 def _failure(response: GatewayResponse) -> Reason | None:

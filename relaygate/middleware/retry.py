@@ -1,5 +1,8 @@
 """Retries of one target: call, ask the policy, wait, call again.
 
+A retry is not scheduled when ``may_retry`` (the gateway's circuit breakers) says the
+target's circuit no longer admits attempts: the fallback moves on at once instead.
+
 The decision (which statuses, how many, how long: backoff with jitter or the upstream's
 Retry-After, bounded by the request deadline) is
 :func:`~relaygate.strategies.backoff.decide_retry`; this layer only loops, sleeps through the
@@ -39,6 +42,7 @@ class RetryLayer:
         rand: Callable[[], float] = random.random,
         wall: Callable[[], float] = time.time,
         now: Callable[[], float] | None = None,
+        may_retry: Callable[[GatewayRequest], bool] | None = None,
     ) -> None:
         self._tel = telemetry
         self._backoff = backoff or Backoff()
@@ -47,6 +51,7 @@ class RetryLayer:
         self._rand = rand
         self._wall = wall
         self._now = now
+        self._may_retry = may_retry
 
     def __call__(self, inner: Handler) -> Handler:
         tel = self._tel
@@ -56,6 +61,7 @@ class RetryLayer:
         rand = self._rand
         wall = self._wall
         clock = self._now
+        may_retry = self._may_retry
 
         async def retry(request: GatewayRequest) -> GatewayResponse:
             target = request.target
@@ -95,7 +101,7 @@ class RetryLayer:
                         now_epoch_s=wall(),
                         remaining_s=remaining,
                     )
-                    if not decision.retry:
+                    if not decision.retry or (may_retry is not None and not may_retry(request)):
                         if span.is_recording():
                             span.set_attribute(sc.ATTEMPTS, retries + 1)
                         return response

@@ -22,6 +22,8 @@ class Reason(StrEnum):
     STREAM_ERROR = "stream_error"
     DEADLINE = "deadline"
     NO_ROUTE = "no_route"
+    CIRCUIT_OPEN = "circuit_open"
+    """The target's circuit breaker was open: no upstream attempt was made."""
 
 
 def classify(status: int, failure: Reason | None = None) -> Reason:

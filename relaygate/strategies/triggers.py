@@ -14,8 +14,11 @@ def should_fall_back(
     ``failure`` moves on. With a set, only a ``status`` in it does: the transport reports
     its failures with a synthetic status (timeout → 408; connect error, invalid upstream
     response and stream error before the first byte → 502), so matching is by status alone
-    and ``failure`` is ignored.
+    and ``failure`` is ignored. A child skipped because its circuit is open
+    (``circuit_open``) always moves on: nothing was tried.
     """
+    if failure is Reason.CIRCUIT_OPEN:
+        return True
     if on_status_codes is None:
         return (failure is not None and failure is not Reason.OK) or not 200 <= status < 300
     return status in on_status_codes

@@ -68,6 +68,7 @@ def test_reason_values_are_stable_label_strings() -> None:
         "stream_error",
         "deadline",
         "no_route",
+        "circuit_open",
     }
 
 
