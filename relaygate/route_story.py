@@ -2,8 +2,8 @@
 
 Sent as the ``x-relaygate-route`` response header and logged with each request. Attempts on
 one target are grouped; groups are joined by ``>`` in the order tried. Each attempt is its
-status code, or its failure reason when the gateway synthesized the answer; a target skipped because its circuit was open is
-``open``::
+status code, or its failure reason when the gateway synthesized the answer; a target
+skipped because its circuit was open is ``open``::
 
     config.targets[0]:503,503,503>config.targets[1]:timeout>config.targets[2]:200
     config.targets[0]:open>config.targets[1]:200

@@ -2,9 +2,9 @@
 
 :func:`compile_config` walks a :class:`~relaygate.config.schema.ConfigNode` and applies
 inheritance: ``override_params`` (merged key by key), ``retry``, ``request_timeout``,
-``custom_host``, ``forward_headers`` and ``cb_config`` flow down to the targets below a node, under the
-server's provider defaults (:class:`Inherited`). Each compiled target records which of its
-settings a caller chose (``Target.caller_fields``).
+``custom_host``, ``forward_headers`` and ``cb_config`` flow down to the targets below a
+node, under the server's provider defaults (:class:`Inherited`). Each compiled target
+records which of its settings a caller chose (``Target.caller_fields``).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Any
 from relaygate.config.errors import ROOT, ConfigError, Loc, format_loc
 from relaygate.config.model import (
     EMPTY,
-    BreakerSettings,
     ROOT_PATH,
+    BreakerSettings,
     Condition,
     Node,
     RetrySettings,
