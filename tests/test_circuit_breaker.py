@@ -237,7 +237,7 @@ async def test_a_different_key_is_a_different_circuit(telemetry: Telemetry) -> N
     await ask(gw)
     other = fallback()
     other["targets"][0]["api_key"] = "sk-someone-else"
-    status, headers, _ = await ask(gw, {"x-portkey-config": json.dumps(other)})
+    _, headers, _ = await ask(gw, {"x-portkey-config": json.dumps(other)})
     assert headers["x-relaygate-route"].startswith("config.targets[0]:503")
 
 
