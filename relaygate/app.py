@@ -287,7 +287,7 @@ def create_app(
     server = server_config_of(config)
     gateway = Gateway(server, deps)
     metrics_on = server.telemetry.metrics.enabled
-    board = StatusBoard()
+    board = StatusBoard(circuit=gateway.circuit_state)
     gateway.telemetry.request_hooks.append(board.record)
 
     async def health(_: Request) -> Response:

@@ -126,6 +126,20 @@ class CircuitRegistry:
         effect)."""
         return self._entries.get(circuit_key(target, requested_model))
 
+    def last_for(self, target: Target) -> CircuitEntry | None:
+        """The most recently used circuit of ``target``'s endpoint, whatever the model."""
+        key = circuit_key(target, None)
+        for entry in reversed(self._entries.values()):
+            other = entry.key
+            if (other.provider, other.base_url, other.endpoint, other.credential) == (
+                key.provider,
+                key.base_url,
+                key.endpoint,
+                key.credential,
+            ):
+                return entry
+        return None
+
     def _evict(self) -> None:
         for key, entry in self._entries.items():
             if entry.circuit.state is CircuitState.CLOSED:

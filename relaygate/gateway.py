@@ -1,10 +1,11 @@
 """The gateway core shared by every edge: the ASGI app and the in-process httpx transport.
 
 :class:`Gateway` assembles: it builds the pipeline once (auth → config resolve → fallback
-→ retry → log → timeout → provider) from a :class:`~relaygate.config.server.ServerConfig`
-and injected side effects, and hands each request off: the observe layer
-(:mod:`relaygate.middleware.observe`) opens and records it, the edge codec
-(:mod:`relaygate.edge`) parses its input and renders its headers, the pipeline answers it.
+→ retry → circuit → log → timeout → provider) from a
+:class:`~relaygate.config.server.ServerConfig` and injected side effects, and hands each
+request off: the observe layer (:mod:`relaygate.middleware.observe`) opens and records it,
+the edge codec (:mod:`relaygate.edge`) parses its input and renders its headers, the
+pipeline answers it.
 """
 
 from __future__ import annotations
@@ -128,6 +129,7 @@ class Gateway:
         self.circuits = deps.circuits if deps.circuits is not None else CircuitRegistry()
         self.circuits.listen(circuit_telemetry(self.telemetry))
         gate = CircuitGate(self.circuits, server.breaker.settings(), self.telemetry)
+        self.circuit_state = gate.state
         # Timeout innermost: it bounds one attempt, so the log layer records a cut attempt as
         # the ordinary 408/504 answer it is; retry and fallback outside act on that answer.
         layers: list[Layer] = []

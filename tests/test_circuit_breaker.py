@@ -15,6 +15,7 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from structlog.testing import capture_logs
 
+from relaygate.app import create_app
 from relaygate.circuits import CircuitRegistry
 from relaygate.config.server import parse_server_config
 from relaygate.config.tree import compile_config
@@ -334,3 +335,28 @@ def test_a_callers_cb_config_cannot_count_client_errors(
     assert caller.targets[0].breaker is not None and operator.targets[0].breaker is not None
     assert caller.targets[0].breaker.failure_status_codes == kept
     assert operator.targets[0].breaker.failure_status_codes == frozenset(codes)
+
+
+async def test_the_status_page_shows_each_targets_circuit(telemetry: Telemetry) -> None:
+    clock, hosts = Clock(), Hosts("primary.test")
+    server = parse_server_config({"default_config": fallback()})
+    client = httpx.AsyncClient(transport=httpx.MockTransport(hosts))
+    deps = GatewayDeps(
+        upstream=HttpxUpstream(client),
+        telemetry=telemetry,
+        sleep=RecordingSleep(),
+        circuits=CircuitRegistry(now=clock),
+    )
+    app = create_app(server, deps)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://gw"
+    ) as http:
+        await http.post("/v1/chat/completions", json=CHAT)
+        snapshot = (await http.get("/status.json")).json()
+        (config,) = [c for c in snapshot["configs"] if c["id"] == "default"]
+        circuits = {t["label"]: t["circuit"] for t in config["targets"]}
+        assert circuits == {"primary": "open", "backup": "closed"}
+        clock.t = 25
+        snapshot = (await http.get("/status.json")).json()
+        (config,) = [c for c in snapshot["configs"] if c["id"] == "default"]
+        assert config["targets"][0]["circuit"] == "half_open"

@@ -80,6 +80,16 @@ class CircuitGate:
                 return False
         return True
 
+    def state(self, target: Target) -> str | None:
+        """The state of ``target``'s circuit (for a target pinning no model, the circuit of
+        the model it was last reached for), ``None`` when its breaker is off or it was never
+        called."""
+        settings = self.settings(target)
+        if settings is None:
+            return None
+        entry = self.registry.find(target, None) or self.registry.last_for(target)
+        return entry.state(self.registry.now()).value if entry is not None else None
+
     def may_retry(self, request: GatewayRequest) -> bool:
         """Whether the request's target may take another attempt now (its circuit admits)."""
         target = request.target

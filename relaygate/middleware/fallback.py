@@ -6,7 +6,7 @@ in ``fallback`` mode the next child is tried while
 :func:`~relaygate.strategies.triggers.should_fall_back` says the last outcome warrants it and
 the request's deadline has not passed and its attempt budget is not spent
 (:func:`~relaygate.strategies.budget.attempt_allowed`; a span event says so). A leaf
-binds its target to the request and calls the inner handler (retry → log → timeout →
+binds its target to the request and calls the inner handler (retry → circuit → log → timeout →
 provider). Each strategy node gets a span, so the trace mirrors the config tree; each move
 to a next child is a span event and a metric.
 
