@@ -205,7 +205,18 @@ def test_primary_down_summary_counts_attempts_retries_and_fallbacks(
     report = builtin("primary-down")
     attempts = section(report, "  attempts by target and outcome")
     assert [line.split() for line in attempts[:2]] == [
-        ["primary", "config.targets[0]", "6", "attempts", "status_5xx", "5,", "circuit_open", "1"],
+        [
+            "primary",
+            "config.targets[0]",
+            "5",
+            "attempts",
+            "status_5xx",
+            "5;",
+            "skipped",
+            "(circuit",
+            "open)",
+            "1",
+        ],
         ["backup", "config.targets[1]", "3", "attempts", "ok", "3"],
     ]
     assert summary(report, "retries") == "3  (primary after status_5xx: 3)"
