@@ -36,8 +36,8 @@ from relaygate.rehearse.results import (
     metric_values,
 )
 from relaygate.rehearse.scenario import Scenario, TargetFaults
-from relaygate.strategies.breaker import CircuitState
 from relaygate.rehearse.target import RehearsalConfig, _resolve_faults, _with_hosts
+from relaygate.strategies.breaker import CircuitState
 from relaygate.telemetry import Telemetry
 from relaygate.transport import AsyncTransport
 
