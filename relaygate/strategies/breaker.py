@@ -21,8 +21,8 @@ attempt results are failures.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 from relaygate.config.model import BreakerSettings, Target
 from relaygate.strategies.reasons import Reason
@@ -105,8 +105,7 @@ def outcome_of(settings: BreakerSettings, status: int, reason: str) -> Outcome:
     return Outcome.FAILURE if failed else Outcome.SUCCESS
 
 
-@dataclass(frozen=True, slots=True)
-class CircuitKey:
+class CircuitKey(NamedTuple):
     """What a circuit stands for: one endpoint as called with one credential.
 
     ``base_url`` is the target's ``custom_host`` (empty: the provider's own endpoint) and
@@ -132,16 +131,20 @@ def circuit_key(target: Target, requested_model: str | None) -> CircuitKey:
     """The :class:`CircuitKey` of calling ``target`` for a request asking ``requested_model``
     (used when the target pins no model)."""
     options = target.provider_options
-    endpoint = "/".join(
-        str(options[name]) for name in ("resource_name", "deployment_id") if name in options
+    endpoint = (
+        "/".join(
+            str(options[name]) for name in ("resource_name", "deployment_id") if name in options
+        )
+        if options
+        else ""
     )
     key = target.api_key
     return CircuitKey(
-        provider=target.provider,
-        base_url=target.custom_host or "",
-        endpoint=endpoint,
-        model=target.model or requested_model or "",
-        credential=hash(key) if key else 0,
+        target.provider,
+        target.custom_host or "",
+        endpoint,
+        target.model or requested_model or "",
+        hash(key) if key else 0,
     )
 
 
