@@ -360,3 +360,78 @@ async def test_the_status_page_shows_each_targets_circuit(telemetry: Telemetry) 
         snapshot = (await http.get("/status.json")).json()
         (config,) = [c for c in snapshot["configs"] if c["id"] == "default"]
         assert config["targets"][0]["circuit"] == "half_open"
+
+
+async def test_a_nested_strategy_whose_targets_are_all_open_is_skipped_whole(
+    telemetry: Telemetry,
+) -> None:
+    clock, hosts = Clock(), Hosts("a.test", "b.test")
+    cb = {"failure_threshold": 1, "cooldown_interval": 60_000}
+    config = {
+        "strategy": {"mode": "fallback", "cb_config": cb},
+        "targets": [
+            {"strategy": {"mode": "fallback"}, "targets": [node("a"), node("b")]},
+            node("c"),
+        ],
+    }
+    gw = build(hosts, config, telemetry, clock)
+    await ask(gw)  # a and b fail once each: both open
+    status, headers, _ = await ask(gw)
+    assert status == 200
+    assert headers["x-relaygate-route"] == (
+        "config.targets[0].targets[0]:open>config.targets[0].targets[1]:open>config.targets[1]:200"
+    )
+    assert hosts.count("a.test") == hosts.count("b.test") == 1
+
+
+def sse(host: str, broken: bool) -> httpx.Response:
+    async def body() -> Any:
+        chunk = {
+            "object": "chat.completion.chunk",
+            "model": "m",
+            "choices": [{"index": 0, "delta": {"content": host}}],
+        }
+        yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+        if broken:
+            raise httpx.ReadError("connection reset")
+        yield b"data: [DONE]\n\n"
+
+    return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body())
+
+
+async def test_a_stream_that_breaks_midway_counts_as_a_failure(telemetry: Telemetry) -> None:
+    clock = Clock()
+    broken = {"value": True}
+
+    def reply(request: httpx.Request) -> httpx.Response:
+        return sse(request.url.host, broken["value"] and request.url.host == "primary.test")
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(reply))
+    server = parse_server_config(
+        {"default_config": fallback({"failure_threshold": 2, "cooldown_interval": 10_000}, 0)}
+    )
+    gw = Gateway(
+        server,
+        GatewayDeps(
+            upstream=HttpxUpstream(client),
+            telemetry=telemetry,
+            sleep=RecordingSleep(),
+            circuits=CircuitRegistry(now=clock),
+        ),
+    )
+
+    async def streamed() -> str:
+        edge = await gw.handle(Operation.CHAT, orjson.dumps(dict(CHAT, stream=True)), {})
+        assert edge.stream is not None
+        async for _ in edge.stream:
+            pass
+        return dict(edge.headers)["x-relaygate-route"]
+
+    assert await streamed() == "config.targets[0]:200"  # broke after the first chunk
+    await streamed()
+    assert await streamed() == "config.targets[0]:open>config.targets[1]:200"
+    clock.t = 10
+    broken["value"] = False
+    assert await streamed() == "config.targets[0]:200"  # the probe: a whole stream
+    assert await streamed() == "config.targets[0]:200"
+    assert metric(telemetry, "relaygate_circuit_state", **PRIMARY, state="closed") == 1
