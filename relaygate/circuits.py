@@ -94,6 +94,9 @@ class CircuitRegistry:
         self._wall = wall
         self._max = max_circuits
         self._entries: OrderedDict[CircuitKey, CircuitEntry] = OrderedDict()
+        # (id(target), model) -> (target, entry): a compiled target is reused request after
+        # request, so its circuit is found without building and hashing its key.
+        self._known: dict[tuple[int, str | None], tuple[Target, CircuitEntry]] = {}
         self._listeners: list[TransitionListener] = []
         self.unhealthy = 0
         """Circuits not closed: while 0, no target can be skipped (the routing fast path)."""
@@ -109,6 +112,9 @@ class CircuitRegistry:
     def entry(self, target: Target, requested_model: str | None) -> CircuitEntry:
         """The circuit of calling ``target`` for a request asking ``requested_model``,
         created closed on first use."""
+        known = self._known.get((id(target), requested_model))
+        if known is not None and known[0] is target:
+            return known[1]
         key = circuit_key(target, requested_model)
         entries = self._entries
         found = entries.get(key)
@@ -119,11 +125,17 @@ class CircuitRegistry:
                 self._evict()
         else:
             entries.move_to_end(key)
+        if len(self._known) >= self._max:
+            self._known.clear()
+        self._known[(id(target), requested_model)] = (target, found)
         return found
 
     def find(self, target: Target, requested_model: str | None) -> CircuitEntry | None:
         """The circuit of calling ``target`` for ``requested_model``, if it exists (no side
         effect)."""
+        known = self._known.get((id(target), requested_model))
+        if known is not None and known[0] is target:
+            return known[1]
         return self._entries.get(circuit_key(target, requested_model))
 
     def last_for(self, target: Target) -> CircuitEntry | None:
@@ -141,6 +153,7 @@ class CircuitRegistry:
         return None
 
     def _evict(self) -> None:
+        self._known.clear()
         for key, entry in self._entries.items():
             if entry.circuit.state is CircuitState.CLOSED:
                 del self._entries[key]

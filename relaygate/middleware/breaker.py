@@ -165,7 +165,8 @@ class CircuitLayer:
                 return await inner(request)
             entry = registry.entry(target, request.model)
             admission, moved = registry.admit(entry, settings)
-            _settle(tel, registry, entry, request, moved)
+            if moved or entry.circuit.state is not CircuitState.CLOSED:
+                _settle(tel, registry, entry, request, moved)
             if admission is Admission.REFUSE and request.circuit_alternatives:
                 request.ctx.attempts_started -= 1  # nothing was sent
                 return gate.skip(request, target)
@@ -183,7 +184,8 @@ class CircuitLayer:
                 )
                 outcome = outcome_of(settings, response.status, reason)
                 moved = registry.report(entry, settings, outcome, probe)
-                _settle(tel, registry, entry, request, moved)
+                if moved or entry.circuit.state is not CircuitState.CLOSED:
+                    _settle(tel, registry, entry, request, moved)
                 return response
             status = response.status
 

@@ -196,9 +196,15 @@ class Circuit:
         )
 
     def _count(self, settings: BreakerSettings, now: float, failed: bool) -> None:
-        self._trim(settings, now)
         buckets = self._buckets
         width = _width(settings)
+        if buckets and now < buckets[-1][0] + width:
+            bucket = buckets[-1]  # the current bucket (the common case): nothing to trim
+            bucket[1] += 1
+            if failed:
+                bucket[2] += 1
+            return
+        self._trim(settings, now)
         if not buckets or now >= buckets[-1][0] + width:
             start = now - (now % width) if width > 0 else now
             buckets.append([start, 0.0, 0.0])
@@ -259,9 +265,9 @@ class Circuit:
         An open circuit past its cooldown half-opens here. A ``PROBE`` admission holds a
         probe slot until :meth:`report` is called with ``probe=True``.
         """
-        moved: list[Transition] = []
         if self.state is CircuitState.CLOSED:
-            return Admission.ALLOW, moved
+            return Admission.ALLOW, []
+        moved: list[Transition] = []
         if self.state is CircuitState.OPEN:
             if not self._cooled(settings, now):
                 return Admission.REFUSE, moved
