@@ -109,6 +109,11 @@ class CircuitRegistry:
         """Call ``listener`` on every transition from now on."""
         self._listeners.append(listener)
 
+    def unlisten(self, listener: TransitionListener) -> None:
+        """Stop calling ``listener`` (a gateway that closes, its registry living on)."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
     def entry(self, target: Target, requested_model: str | None) -> CircuitEntry:
         """The circuit of calling ``target`` for a request asking ``requested_model``,
         created closed on first use."""

@@ -127,7 +127,8 @@ class Gateway:
         now = deps.now or _loop_time
         self._now = now
         self.circuits = deps.circuits if deps.circuits is not None else CircuitRegistry()
-        self.circuits.listen(circuit_telemetry(self.telemetry))
+        self._circuit_listener = circuit_telemetry(self.telemetry)
+        self.circuits.listen(self._circuit_listener)
         gate = CircuitGate(self.circuits, server.breaker.settings(), self.telemetry)
         self.circuit_state = gate.state
         # Timeout innermost: it bounds one attempt, so the log layer records a cut attempt as
@@ -172,7 +173,9 @@ class Gateway:
         return authenticate(self.keys, headers) if self.keys else None
 
     async def aclose(self) -> None:
-        """Close the upstream client if the gateway created it, and flush telemetry."""
+        """Close the upstream client if the gateway created it, stop reporting circuit
+        transitions (the registry may outlive the gateway), and flush telemetry."""
+        self.circuits.unlisten(self._circuit_listener)
         if self._upstream is not None and self._owns_upstream:
             await self._upstream.aclose()
             self._upstream = None

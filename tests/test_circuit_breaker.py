@@ -247,10 +247,16 @@ async def test_breaker_state_survives_a_new_gateway_sharing_the_registry(
 ) -> None:
     clock, hosts = Clock(), Hosts("primary.test")
     registry = CircuitRegistry(now=clock)
-    await ask(build(hosts, fallback(), telemetry, clock, registry=registry))
+    first = build(hosts, fallback(), telemetry, clock, registry=registry)
+    await ask(first)
+    await first.aclose()
     reloaded = build(hosts, fallback(), telemetry, clock, registry=registry)
     _, headers, _ = await ask(reloaded)
     assert headers["x-relaygate-route"] == "config.targets[0]:open>config.targets[1]:200"
+    clock.t = 25  # a probe that fails: reported once, by the gateway still running
+    await ask(reloaded)
+    opened = metric(telemetry, "relaygate_circuit_transitions_total", **PRIMARY, state="open")
+    assert opened == 2
 
 
 async def test_loadbalance_sends_nothing_to_an_open_target(telemetry: Telemetry) -> None:
