@@ -441,3 +441,18 @@ async def test_a_stream_that_breaks_midway_counts_as_a_failure(telemetry: Teleme
     assert await streamed() == "config.targets[0]:200"  # the probe: a whole stream
     assert await streamed() == "config.targets[0]:200"
     assert metric(telemetry, "relaygate_circuit_state", **PRIMARY, state="closed") == 1
+
+
+async def test_when_only_open_targets_are_left_the_last_real_answer_stands(
+    telemetry: Telemetry,
+) -> None:
+    clock, hosts = Clock(), Hosts("primary.test", "backup.test")
+    config = fallback({"failure_threshold": 1, "cooldown_interval": 60_000}, 0)
+    config["targets"][0]["cb_config"] = {"enabled": False}
+    gw = build(hosts, config, telemetry, clock)
+    await ask(gw)  # both fail; only the backup has a breaker: it opens
+    status, headers, body = await ask(gw)
+    assert status == 503
+    assert body["error"]["message"] == "down"  # the primary's own answer, not a skip
+    assert headers["x-relaygate-route"] == "config.targets[0]:503"
+    assert hosts.count("backup.test") == 1

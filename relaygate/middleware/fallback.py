@@ -14,7 +14,8 @@ Circuit breakers (:class:`~relaygate.middleware.breaker.CircuitGate`): while som
 not closed, a ``fallback`` or ``loadbalance`` node looks at which children are open (a
 target whose circuit refuses attempts, a strategy whose every target does). ``loadbalance``
 picks among the others; ``fallback`` keeps its order and the circuit layer skips the open
-ones (route story ``open``). When every child is open, the node answers a fast
+ones (route story ``open``); when only open children are left after a failure, that
+failure is the answer. When every child is open, the node answers a fast
 ``circuit_open`` 503 if a strategy above has another child to use, or if its breaker says
 ``on_all_open: reject``; otherwise it tries them anyway, as Portkey does.
 """
@@ -79,8 +80,10 @@ class FallbackLayer:
             with tel.layer_span(sc.SPAN_STRATEGY, attrs):
                 spread = node.mode in _SPREAD and len(node.children) > 1
                 route = node
+                skipped: frozenset[int] = frozenset()
                 if spread and gate is not None and not gate.quiet():
                     healthy = tuple(c for c in node.children if not gate.is_open(c, request))
+                    skipped = frozenset(id(c) for c in node.children) - {id(c) for c in healthy}
                     if not healthy:
                         settings = gate.settings(node)
                         rejects = settings is not None and settings.on_all_open == "reject"
@@ -120,6 +123,8 @@ class FallbackLayer:
                     failure = _failure(response)
                     if not should_fall_back(response.status, failure, node.on_status_codes):
                         return response
+                    if skipped and all(id(c) in skipped for c in children[index + 1 :]):
+                        return response  # only open circuits are left: this answer stands
                     nxt = children[index + 1]
                     ctx = request.ctx
                     if not attempt_allowed(ctx.attempts_started, ctx.max_attempts):
