@@ -456,3 +456,15 @@ async def test_when_only_open_targets_are_left_the_last_real_answer_stands(
     assert body["error"]["message"] == "down"  # the primary's own answer, not a skip
     assert headers["x-relaygate-route"] == "config.targets[0]:503"
     assert hosts.count("backup.test") == 1
+
+
+async def test_every_target_open_and_failing_is_each_tried_once(telemetry: Telemetry) -> None:
+    """Tried anyway means the whole chain, not just its first target."""
+    clock, hosts = Clock(), Hosts("primary.test", "backup.test")
+    gw = build(
+        hosts, fallback({"failure_threshold": 1, "cooldown_interval": 60_000}, 2), telemetry, clock
+    )
+    await ask(gw)  # both open
+    status, headers, _ = await ask(gw)
+    assert status == 503
+    assert headers["x-relaygate-route"] == "config.targets[0]:503>config.targets[1]:503"

@@ -91,6 +91,7 @@ class FallbackLayer:
                             return gate.reject(request, iter_targets(node))
                         # Every child open: try them anyway, their circuits do not refuse.
                         spread = False
+                        skipped = frozenset()
                         request = request.derive(circuit_alternatives=False)
                     elif node.mode == "loadbalance" and len(healthy) < len(node.children):
                         route = dataclasses.replace(node, children=healthy)
