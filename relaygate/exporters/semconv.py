@@ -61,6 +61,11 @@ EVENT_FIRST_CHUNK: Final = "relaygate.first_chunk"
 EVENT_STREAM_ERROR: Final = "relaygate.stream_error"
 EVENT_EXHAUSTED: Final = "relaygate.exhausted"
 EVENT_ATTEMPT_BUDGET_SPENT: Final = "relaygate.attempt_budget_spent"
+EVENT_CIRCUIT_OPEN: Final = "relaygate.circuit_open"
+"""A target skipped because its circuit was open (attributes: target path, state)."""
+EVENT_CIRCUIT_TRANSITION: Final = "relaygate.circuit_transition"
+"""A circuit changed state during this attempt (attributes: from, to)."""
+CIRCUIT_STATE: Final = "relaygate.circuit.state"
 """Fallback or retry stopped because the request's `max_attempts_per_request` was spent."""
 EVENT_FINAL_ERROR: Final = "relaygate.final_error"
 """Retry or fallback not made because the upstream's error is final (a content-policy
@@ -112,6 +117,8 @@ M_TELEMETRY_ERRORS: Final = "relaygate_telemetry_errors"
 M_FINAL_ERRORS: Final = "relaygate_final_errors"
 M_CONFIG_RELOADS: Final = "relaygate_config_reloads"
 M_CONFIG_GENERATION: Final = "relaygate_config_generation"
+M_CIRCUIT_STATE: Final = "relaygate_circuit_state"
+M_CIRCUIT_TRANSITIONS: Final = "relaygate_circuit_transitions"
 
 # -- bucket boundaries ------------------------------------------------------------------------
 GENAI_DURATION_BUCKETS: Final = (

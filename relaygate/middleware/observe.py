@@ -238,7 +238,9 @@ class Observation:
         series.duration.observe(total, ex)
         series.overhead.observe(overhead)
         if ctx.attempts:
-            series.attempts_per_request.observe(len(ctx.attempts))
+            # A target skipped by its circuit breaker is in the story but was not attempted.
+            made = sum(1 for a in ctx.attempts if a.reason != "circuit_open")
+            series.attempts_per_request.observe(made)
         exhausted = bool(ctx.attempts) and not response.ok and response.target is not None
         if exhausted:
             metrics.exhausted.labels(config_id, ctx.attempts[-1].reason).inc(1, ex)

@@ -24,6 +24,8 @@ class Reason(StrEnum):
     """A stream handed to the client went silent longer than its ``stream_idle_timeout``."""
     DEADLINE = "deadline"
     NO_ROUTE = "no_route"
+    CIRCUIT_OPEN = "circuit_open"
+    """The target's circuit breaker was open: no upstream attempt was made."""
 
 
 def classify(status: int, failure: Reason | None = None) -> Reason:
