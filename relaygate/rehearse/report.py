@@ -300,7 +300,9 @@ _CIRCUIT_NOTES = {
 def _circuit_lines(report: Report, style: _Style) -> list[str]:
     """The circuit breakers' transitions, at scenario time."""
     clock = "scenario time" if report.scenario.interval_ms else "since the start"
-    rows = [["t", "request", "target", "change", ""]]
+    # The time column as wide as its widest usual value ("999 ms"), so the table's layout
+    # does not move with the timings.
+    rows = [["t".ljust(6), "request", "target", "change", ""]]
     for event in report.circuits:
         rows.append(
             [
