@@ -56,6 +56,10 @@ def test_a_valid_file_swaps_in_a_new_gateway_sharing_what_outlives_configs(
     assert new.configs.known_configs()[0].targets[0].custom_host == "http://b.test/v1"
     assert new.telemetry is first.telemetry
     assert new.loads is first.loads
+    # Circuit breaker state is the gateway's, kept per endpoint: it survives the reload,
+    # and only the new gateway reports transitions.
+    assert new.circuits is first.circuits
+    assert first.circuits._listeners == [new._circuit_listener]
     assert new.upstream() is first.upstream()
     assert [entry["event"] for entry in logs] == ["config_reloaded"]
     assert logs[0]["generation"] == 1
