@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: install run serve test test-tools lint typecheck unit bench clean
+.PHONY: install run serve test test-tools lint typecheck unit bench image deploy-generate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,8 @@ serve: $(STAMP)
 	$(BIN)/relaygate serve --config $(or $(CONFIG),relaygate/demo/demo.yaml)
 
 lint: $(STAMP)
-	$(BIN)/ruff check relaygate tests benchmarks dashboards
-	$(BIN)/ruff format --check relaygate tests benchmarks dashboards
+	$(BIN)/ruff check relaygate tests benchmarks dashboards deploy
+	$(BIN)/ruff format --check relaygate tests benchmarks dashboards deploy
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -44,6 +44,24 @@ test: test-tools lint typecheck unit
 
 bench: $(STAMP)
 	bash benchmarks/run.sh
+
+# The container image (Dockerfile), where a builder is installed: build it, then run
+# `relaygate --version` and `relaygate validate` on the Kubernetes config inside it, as the
+# image's own unprivileged user with a read-only root filesystem. `make test` needs no
+# builder: it lints the Dockerfile (hadolint) and checks what it promises (tests/deploy).
+IMAGE ?= relaygate:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+CONTAINER ?= docker
+image:
+	$(CONTAINER) build -t $(IMAGE) .
+	$(CONTAINER) run --rm --read-only $(IMAGE) --version
+	$(CONTAINER) run --rm --read-only -e OPENAI_API_KEY=x -e GROQ_API_KEY=x \
+		-e RELAYGATE_API_KEY=x -e RELAYGATE_ADMIN_KEY=x \
+		-v "$(CURDIR)/deploy/kustomize/base/relaygate.yaml:/etc/relaygate/relaygate.yaml:ro" \
+		$(IMAGE) validate /etc/relaygate/relaygate.yaml
+
+# deploy/kustomize/base/prometheusrule.yaml from dashboards/rules/ (tests/deploy checks it).
+deploy-generate: $(STAMP)
+	$(BIN)/python deploy/generate.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

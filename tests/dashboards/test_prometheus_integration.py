@@ -23,34 +23,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import re
-import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from relaygate.mock import MockSettings, create_mock_app, parse_faults
 from tests.dashboards.dashboard_files import (
-    RULE_FILES,
     alert_rules,
     load_dashboard,
     panel_queries,
     recording_rules,
-    require_binary,
 )
-from tests.servers import (
-    RunningServer,
-    free_port,
-    running_gateway,
-    serve_in_thread,
-    stop_process,
+from tests.dashboards.live_prometheus import (
+    Prometheus,
+    has_finite_value,
+    run_prometheus,
+    substitute,
 )
+from tests.servers import RunningServer, running_gateway, serve_in_thread
 
 pytestmark = pytest.mark.promtool
 
@@ -72,114 +66,11 @@ DEGRADED_REQUESTS = 8
 CONCURRENCY = 8
 """Requests in flight at once."""
 
-WINDOW = "5m"
-"""What ``$__rate_interval`` and ``$__range`` become in the queries: wider than the whole run."""
-
-WAIT_S = 60.0
-"""Upper bound for Prometheus to start, scrape the final state and evaluate the rules."""
-
 SIGMAS = 4.0
 """Tolerance of the fallback-ratio check, in binomial standard deviations."""
 
 CONFIGS = ("fallback", "retrying", "degraded")
 """The gateway's configs, all driven by the workload."""
-
-
-@dataclass
-class Prometheus:
-    """A running Prometheus server and a way to query it."""
-
-    url: str
-    log: Path
-
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        """The result vector of an instant query (raises on an API error)."""
-        response = httpx.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=10)
-        body = response.json()
-        assert body.get("status") == "success", f"{expr}: {body}"
-        result: list[dict[str, Any]] = body["data"]["result"]
-        return result
-
-    def scalar(self, expr: str) -> float | None:
-        """The single value of a one-series query, or ``None`` while it has no data."""
-        result = self.query(expr)
-        return float(result[0]["value"][1]) if len(result) == 1 else None
-
-    def get(self, path: str) -> Any:
-        """A JSON API answer's ``data``."""
-        body = httpx.get(f"{self.url}{path}", timeout=10).json()
-        assert body.get("status") == "success", f"{path}: {body}"
-        return body["data"]
-
-    def samples(self, expr: str) -> list[tuple[float, float]]:
-        """``(timestamp, value)`` pairs of a one-series range query such as ``x[1m]``."""
-        result = self.query(expr)
-        if len(result) != 1:
-            return []
-        return [(float(ts), float(value)) for ts, value in result[0]["values"]]
-
-    def poll(self, check: Callable[[], bool]) -> None:
-        """Poll ``check`` until it holds or ``WAIT_S`` passes; the caller asserts afterwards."""
-        deadline = time.monotonic() + WAIT_S
-        while not check() and time.monotonic() < deadline:
-            time.sleep(0.25)
-
-    def wait_for(self, what: str, check: Callable[[], bool]) -> None:
-        """Poll ``check`` until it holds; fail with the server log after ``WAIT_S``."""
-        deadline = time.monotonic() + WAIT_S
-        while not check():
-            if time.monotonic() > deadline:
-                log = self.log.read_text(errors="replace")[-3000:]
-                pytest.fail(f"Prometheus: timed out waiting for {what}\n{log}")
-            time.sleep(0.25)
-
-
-@contextlib.contextmanager
-def run_prometheus(tmp: Path, gateway: RunningServer) -> Iterator[Prometheus]:
-    """Start the ``prometheus`` binary on a free loopback port until the block ends."""
-    binary = require_binary("prometheus")
-    port = free_port()
-    config = {
-        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(path) for path in RULE_FILES],
-        "scrape_configs": [
-            {
-                "job_name": "relaygate",
-                "static_configs": [{"targets": [f"127.0.0.1:{gateway.port}"]}],
-            }
-        ],
-    }
-    config_path = tmp / "prometheus.yml"
-    config_path.write_text(yaml.safe_dump(config))
-    log = tmp / "prometheus.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config_path}",
-                f"--storage.tsdb.path={tmp / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--log.level=warn",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=tmp,
-        )
-    server = Prometheus(f"http://127.0.0.1:{port}", log)
-    try:
-
-        def ready() -> bool:
-            if proc.poll() is not None:
-                pytest.fail(f"prometheus exited {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                return httpx.get(f"{server.url}/-/ready", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        server.wait_for("readiness", ready)
-        yield server
-    finally:
-        stop_process(proc, timeout=15)
 
 
 def _server_config(upstreams: dict[str, RunningServer]) -> dict[str, Any]:
@@ -293,16 +184,6 @@ async def _measured(client: Client) -> None:
     )
 
 
-def _substitute(expr: str) -> str:
-    """A panel query with Grafana's variables replaced as *All* and a fixed window would."""
-    expr = re.sub(r"\$(config|target|provider|model)\b", ".*", expr)
-    return expr.replace("$__rate_interval", WINDOW).replace("$__range", WINDOW)
-
-
-def _has_finite_value(result: list[dict[str, Any]]) -> bool:
-    return any(math.isfinite(float(series["value"][1])) for series in result)
-
-
 @dataclass
 class Live:
     """The running setup after the workload, with the final state scraped."""
@@ -370,8 +251,8 @@ def test_every_dashboard_panel_query_returns_data(live: Live) -> None:
     def all_answer() -> bool:
         empty.clear()
         for query in QUERIES:
-            expr = _substitute(query.expr)
-            if not _has_finite_value(prometheus.query(expr)):
+            expr = substitute(query.expr)
+            if not has_finite_value(prometheus.query(expr)):
                 empty[f"{query.panel} [{query.ref}]"] = expr
         return not empty
 
@@ -388,7 +269,7 @@ def test_every_recording_rule_produces_series(live: Live) -> None:
     missing: list[str] = []
 
     def all_recorded() -> bool:
-        missing[:] = [name for name in names if not _has_finite_value(prometheus.query(name))]
+        missing[:] = [name for name in names if not has_finite_value(prometheus.query(name))]
         return not missing
 
     prometheus.poll(all_recorded)
