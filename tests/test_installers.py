@@ -46,7 +46,12 @@ def stub_path(tmp_path: Path, *, uid: int, sudo: bool) -> tuple[dict[str, str], 
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
     log = tmp_path / "apt.log"
-    env = {"PATH": str(bin_dir), "APT_LOG": str(log), "HOME": str(tmp_path)}
+    env = {
+        "PATH": str(bin_dir),
+        "APT_LOG": str(log),
+        "HOME": str(tmp_path),
+        "RELAYGATE_SBIN": str(bin_dir),  # not the machine's /usr/sbin, whatever it holds
+    }
     return env, log
 
 
