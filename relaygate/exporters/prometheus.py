@@ -551,6 +551,16 @@ class GatewayMetrics:
             sc.M_CONFIG_GENERATION,
             "Server config reloads applied since the process started (summed over workers).",
         )
+        self.traces_sampled = CounterFamily(
+            sc.M_TRACES_SAMPLED,
+            "Request traces decided by tail sampling: kept (exported) or dropped, and why.",
+            ("decision", "reason"),
+        )
+        self.trace_spans = CounterFamily(
+            sc.M_TRACE_SPANS,
+            "Spans of tail-sampled traces, kept (exported) or dropped.",
+            ("decision",),
+        )
         self.labels = LabelPolicy(
             LabelBudget(max_caller_label_values, on_overflow=self._overflowed), models
         )
@@ -577,6 +587,8 @@ class GatewayMetrics:
                 self.final_errors,
                 self.config_reloads,
                 self.config_generation,
+                self.traces_sampled,
+                self.trace_spans,
             )
         )
         """The collector exporting every family above, in this order."""

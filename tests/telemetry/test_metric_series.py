@@ -175,6 +175,18 @@ def reference(registry: CollectorRegistry) -> SimpleNamespace:
             "Server config reloads applied since the process started (summed over workers).",
             registry=reg,
         ),
+        traces_sampled=Counter(
+            sc.M_TRACES_SAMPLED,
+            "Request traces decided by tail sampling: kept (exported) or dropped, and why.",
+            ("decision", "reason"),
+            registry=reg,
+        ),
+        trace_spans=Counter(
+            sc.M_TRACE_SPANS,
+            "Spans of tail-sampled traces, kept (exported) or dropped.",
+            ("decision",),
+            registry=reg,
+        ),
     )
 
 
@@ -232,6 +244,9 @@ def record(m: Any) -> None:
     m.config_reloads.labels("ok").inc()
     m.config_reloads.labels("refused")  # created, never incremented
     m.config_generation.set(3)
+    m.traces_sampled.labels("kept", "fallback").inc()
+    m.traces_sampled.labels("dropped", "ratio").inc(3)
+    m.trace_spans.labels("dropped").inc(9)
     for wrong in ((), ("default",), ("default", "chat", "2xx", "ok", "extra")):
         with pytest.raises(ValueError):
             m.requests.labels(*wrong)
