@@ -17,12 +17,13 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.exposition import generate_latest
 from structlog.testing import capture_logs
 
+from relaygate.config.server import parse_server_config
 from relaygate.exchange import Operation
 from relaygate.exporters.prometheus import GatewayMetrics
 from relaygate.exporters.spans import LeanTracer
 from relaygate.exporters.tail import TailSampler
 from relaygate.strategies.trace_sampling import Decision, RequestFacts, TailPolicy
-from relaygate.telemetry import Telemetry
+from relaygate.telemetry import Telemetry, build_telemetry
 from tests.telemetry.test_story_consistency import (
     CHAT,
     Upstreams,
@@ -261,3 +262,25 @@ async def test_a_sampled_traceparent_keeps_a_clean_success(
 def exposition(tel: Telemetry) -> str:
     """The registry in OpenMetrics, the format that carries exemplars."""
     return generate_latest(tel.metrics.registry).decode()
+
+
+@pytest.mark.parametrize(
+    ("tail_sampling", "samples"),
+    [(None, False), ({"keep_ok_ratio": 1}, False), ({"keep_ok_ratio": 0.1}, True)],
+)
+def test_only_a_ratio_below_one_holds_spans_back(
+    tail_sampling: dict[str, float] | None, samples: bool
+) -> None:
+    traces: dict[str, object] = {"exporter": "console"}
+    if tail_sampling is not None:
+        traces["tail_sampling"] = tail_sampling
+    settings = parse_server_config({"telemetry": {"traces": traces}}).telemetry
+    tel = build_telemetry(settings, CollectorRegistry(), env={})
+    try:
+        tail = getattr(tel.tracer, "tail", None)
+        assert (tail is not None) is samples
+        if tail is not None:
+            assert tail.policy == TailPolicy(keep_ok_ratio=0.1, latency_threshold_s=2.0)
+            assert tail.metrics is tel.metrics
+    finally:
+        tel.shutdown()
