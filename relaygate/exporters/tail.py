@@ -40,7 +40,7 @@ from relaygate.strategies.trace_sampling import (
 )
 
 if TYPE_CHECKING:
-    from relaygate.exporters.prometheus import GatewayMetrics
+    from relaygate.exporters.prometheus import CounterChild, GatewayMetrics
     from relaygate.exporters.spans import LeanSpan
 
 DEFAULT_MAX_SPANS_PER_TRACE = 256
@@ -68,8 +68,20 @@ class TailSampler:
         self.max_buffered_spans = max(max_buffered_spans, 1)
         self.buffered = 0
         """Spans held by undecided traces now."""
-        self.metrics: GatewayMetrics | None = None
+        self._metrics: GatewayMetrics | None = None
+        self._traces: dict[Decision, CounterChild] = {}
+        self._spans: dict[bool, CounterChild] = {}
+
+    @property
+    def metrics(self) -> GatewayMetrics | None:
         """Where decisions are counted (bound once the metrics exist)."""
+        return self._metrics
+
+    @metrics.setter
+    def metrics(self, metrics: GatewayMetrics | None) -> None:
+        self._metrics = metrics
+        self._traces.clear()
+        self._spans.clear()
 
     def open(self, parent_sampled: bool) -> TraceBuffer:
         """A buffer for a new request's trace (``parent_sampled``: it continues a sampled
@@ -78,9 +90,24 @@ class TailSampler:
 
     def count_spans(self, keep: bool, spans: int) -> None:
         """Count ``spans`` spans kept or dropped."""
-        metrics = self.metrics
-        if metrics is not None and spans:
-            metrics.trace_spans.labels(KEPT if keep else DROPPED).inc(spans)
+        child = self._spans.get(keep)
+        if child is None:
+            metrics = self._metrics
+            if metrics is None or not spans:
+                return
+            child = self._spans[keep] = metrics.trace_spans.labels(KEPT if keep else DROPPED)
+        child.inc(spans)
+
+    def count_trace(self, decision: Decision) -> None:
+        """Count one trace decided by ``decision``."""
+        child = self._traces.get(decision)
+        if child is None:
+            metrics = self._metrics
+            if metrics is None:
+                return
+            child = metrics.traces_sampled.labels(decision.label, decision.reason)
+            self._traces[decision] = child
+        child.inc()
 
 
 class TraceBuffer:
@@ -148,8 +175,6 @@ class TraceBuffer:
             on_end = sampler.processor.on_end
             for span in spans:
                 on_end(span.readable())
-        metrics = sampler.metrics
-        if metrics is not None:
-            metrics.traces_sampled.labels(decision.label, decision.reason).inc()
+        sampler.count_trace(decision)
         sampler.count_spans(decision.keep, len(spans))
         return decision
