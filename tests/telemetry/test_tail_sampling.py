@@ -24,6 +24,7 @@ from relaygate.exporters.spans import LeanTracer
 from relaygate.exporters.tail import TailSampler
 from relaygate.strategies.trace_sampling import Decision, RequestFacts, TailPolicy
 from relaygate.telemetry import Telemetry, build_telemetry
+from tests.telemetry.test_request_truth import streamed
 from tests.telemetry.test_story_consistency import (
     CHAT,
     Upstreams,
@@ -32,6 +33,7 @@ from tests.telemetry.test_story_consistency import (
     ok_json,
     run,
     status,
+    stream_ok,
 )
 
 DROP_CLEAN = TailPolicy(keep_ok_ratio=0.0, latency_threshold_s=None)
@@ -284,3 +286,27 @@ def test_only_a_ratio_below_one_holds_spans_back(
             assert tail.metrics is tel.metrics
     finally:
         tel.shutdown()
+
+
+async def test_a_clean_stream_is_dropped_whole_and_a_broken_one_kept_whole(
+    tail_rig: tuple[Telemetry, Rig],
+) -> None:
+    tel, rig = tail_rig
+    script = {"a.test": [stream_ok, streamed(cut=True)], "b.test": [lambda: status(503)]}
+    gw = gateway(tel, Upstreams(script))
+    code, _, _ = await run(gw, stream=True)
+    assert code == 200
+    assert rig.exported() == []
+    assert rig.sampler.buffered == 0  # every span of the stream was let go
+    dropped = rig.count("relaygate_trace_spans_total", decision="dropped")
+    assert dropped >= 3
+    code, _, _ = await run(gw, stream=True)
+    assert code == 200
+    spans = rig.spans.get_finished_spans()
+    # The clean stream's shape, plus the recovery attempt on b: all exported, one trace.
+    assert len(spans) > dropped
+    assert len({s.context.trace_id for s in spans}) == 1
+    (server,) = [s for s in spans if s.kind is SpanKind.SERVER]
+    assert server.attributes["relaygate.outcome"] == "stream_error"
+    assert server.attributes["relaygate.sampling.reason"] == "error"
+    assert rig.sampler.buffered == 0

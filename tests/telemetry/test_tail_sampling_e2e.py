@@ -41,20 +41,20 @@ def test_a_fallback_trace_is_exported_while_clean_successes_are_dropped(
         },
     }
     body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
-    with serve_in_thread(receiver(store)) as collector:
-        with running_gateway(tmp_path, config, otlp_env(collector.url)) as gw:
-            url = f"{gw.url}/v1/chat/completions"
-            for _ in range(CLEAN_REQUESTS):
-                assert httpx.post(url, json=body, timeout=30).status_code == 200
-            fell_back = httpx.post(
-                url, json=body, headers={"x-portkey-config": "fallback"}, timeout=30
-            )
-            assert fell_back.status_code == 200
-            assert fell_back.headers["x-relaygate-route"].startswith("config.targets[0]:503")
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and not any(s["kind"] == 2 for s in store):
-                time.sleep(0.1)
-            metrics = httpx.get(f"{gw.url}/metrics", timeout=10).text
+    with (
+        serve_in_thread(receiver(store)) as collector,
+        running_gateway(tmp_path, config, otlp_env(collector.url)) as gw,
+    ):
+        url = f"{gw.url}/v1/chat/completions"
+        for _ in range(CLEAN_REQUESTS):
+            assert httpx.post(url, json=body, timeout=30).status_code == 200
+        fell_back = httpx.post(url, json=body, headers={"x-portkey-config": "fallback"}, timeout=30)
+        assert fell_back.status_code == 200
+        assert fell_back.headers["x-relaygate-route"].startswith("config.targets[0]:503")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(s["kind"] == 2 for s in store):
+            time.sleep(0.1)
+        metrics = httpx.get(f"{gw.url}/metrics", timeout=10).text
     # Spans leave in the order they were handed over: had the clean requests' spans been
     # kept, they would have arrived no later than the fallback's.
     (server,) = [s for s in store if s["kind"] == 2]  # SPAN_KIND_SERVER
