@@ -17,6 +17,10 @@ stored as tuples; exceptions are recorded as ``exception`` events. Not kept: spa
 (relaygate's spans carry a bounded set of attributes and events by construction) and
 ``on_start`` callbacks (the batch and simple processors do nothing there). A tracer
 provider supplied by a host application is used through the plain API instead.
+
+With :attr:`LeanTracer.tail` set, a SERVER span started as a local root opens a
+tail-sampling buffer that its descendants share: they end into it and are turned into
+``ReadableSpan`` only if the request's trace is kept (:mod:`relaygate.exporters.tail`).
 """
 
 from __future__ import annotations
