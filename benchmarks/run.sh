@@ -23,7 +23,8 @@ log() { printf '[bench] %s\n' "$*" >&2; }
 
 ensure_tools() {
   local missing=()
-  command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+  # nginx is often in /usr/sbin, off a user's PATH; NGINX names another place to look.
+  command -v nginx >/dev/null 2>&1 || [ -x "${NGINX:-/usr/sbin/nginx}" ] || missing+=(nginx)
   command -v wrk >/dev/null 2>&1 || missing+=(wrk)
   command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
   if [ "${#missing[@]}" -gt 0 ]; then
