@@ -43,6 +43,7 @@ from typing import Any
 from benchmarks import loadgen, peers, profiling, report
 from benchmarks.procs import Processes, Service, free_port, http_ok, port_open
 from benchmarks.systems import (
+    TAIL_SAMPLING,
     Kind,
     System,
     Upstreams,
@@ -57,7 +58,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 SLOW_C1_DURATION_FACTOR = 2.5
 """How much longer than other runs the 50 ms upstream runs at 1 connection last."""
-RELAYGATES = ("relaygate", "relaygate-off", "relaygate-2w")
+RELAYGATES = ("relaygate", "relaygate-off", "relaygate-2w", "relaygate-tail")
 """The relaygate systems under test."""
 SSE_EVENTS = 7
 """Events in the upstream's SSE answer: six chunks, then ``data: [DONE]``."""
@@ -122,6 +123,8 @@ def scenarios(with_peers: bool) -> list[Scenario]:
         add("floor", "single", conns, "floor", "floor: bare aiohttp pass-through proxy")
         if conns in (1, 16):
             add("relaygate-off", "single", conns, "relaygate-off", "relaygate, telemetry off")
+            label = "relaygate, tail sampling (production setting)"
+            add("relaygate-tail", "single", conns, "relaygate-tail", label)
         if conns == 16:
             add("relaygate", "fallback", conns, "relaygate", "relaygate, fallback 503 → 200")
         if conns == 64:
@@ -204,14 +207,19 @@ class Bench:
         return sink
 
     def start_relaygate(
-        self, name: str, telemetry: bool, workers: int = 1, cores: str | None = None
+        self,
+        name: str,
+        telemetry: bool,
+        workers: int = 1,
+        cores: str | None = None,
+        tail_sampling: dict[str, Any] | None = None,
     ) -> Service:
         """``relaygate serve`` on a generated config; ready when ``/health`` answers."""
         assert self.upstreams is not None
         port = free_port()
         sink = self.start_sink(f"{name}-otlp-sink") if telemetry else None
         config = relaygate_server_config(
-            self.upstreams, port, telemetry, sink.port if sink else None
+            self.upstreams, port, telemetry, sink.port if sink else None, tail_sampling
         )
         path = write_json(self.opts.run_dir / f"{name}.json", config)
         argv = ["-m", "relaygate.cli", "serve", "--config", str(path), "--workers", str(workers)]
@@ -245,6 +253,9 @@ class Bench:
         self.start_upstreams()
         self.start_relaygate("relaygate", telemetry=True, cores=self.gw_cores)
         self.start_relaygate("relaygate-off", telemetry=False, cores=self.gw_cores)
+        self.start_relaygate(
+            "relaygate-tail", telemetry=True, cores=self.gw_cores, tail_sampling=TAIL_SAMPLING
+        )
         both = "0,1" if self.opts.pin else None
         self.start_relaygate("relaygate-2w", telemetry=True, workers=2, cores=both)
         self.start_floor()

@@ -5,7 +5,9 @@ Drives the ASGI app returned by ``create_app`` directly (a prepared ASGI scope a
 what is measured is relaygate alone: routing, config resolution, the pipeline, the provider
 adapter, and telemetry. Telemetry on means every span made and serialized with relaygate's
 OTLP encoder (the bytes are then discarded instead of posted), metrics recorded and one JSON
-log line per request written to ``/dev/null``; off means no spans, logs at ``warning``.
+log line per request written to ``/dev/null``; off means no spans, logs at ``warning``;
+tail means telemetry on with tail sampling at the README's production setting
+(:data:`TAIL_SAMPLING`: clean successes kept at 10 %, every other trace kept).
 Each configuration runs in a fresh interpreter (logging and tracing are process-wide); the
 figure is the best of ``--repeat`` runs of ``--requests`` requests, CPU time of the whole
 process (the span export thread included).
@@ -48,19 +50,34 @@ ANSWER = orjson.dumps(
 FAILURE = orjson.dumps({"error": {"message": "overloaded", "type": "server_error"}})
 
 
-def server_config(telemetry: bool) -> dict[str, Any]:
-    """Named configs ``single`` and ``fallback`` (a 503 target, then a healthy one)."""
+TAIL_SAMPLING = {"keep_ok_ratio": 0.1, "latency_threshold_ms": 2000}
+"""The documented production tail-sampling setting (README, Tail sampling)."""
+
+MODES = ("on", "tail", "off")
+"""Telemetry on (every trace exported), on with tail sampling, off."""
+
+
+def server_config(mode: str) -> dict[str, Any]:
+    """Named configs ``single`` and ``fallback`` (a 503 target, then a healthy one), with
+    telemetry in ``mode`` (one of :data:`MODES`)."""
 
     def target(path: str) -> dict[str, Any]:
         return {"provider": "openai", "api_key": "bench-key", "custom_host": f"http://up{path}"}
 
+    traces: dict[str, Any] = {
+        "exporter": "otlp",
+        "endpoint": "http://127.0.0.1:9",
+        "detail": "full",
+    }
+    if mode == "tail":
+        traces["tail_sampling"] = TAIL_SAMPLING
     tel: dict[str, Any] = (
         {
-            "traces": {"exporter": "otlp", "endpoint": "http://127.0.0.1:9", "detail": "full"},
+            "traces": traces,
             "metrics": {"enabled": True},
             "logs": {"level": "info", "format": "json"},
         }
-        if telemetry
+        if mode != "off"
         else {
             "traces": {"exporter": "none", "detail": "off"},
             "metrics": {"enabled": False},
@@ -106,7 +123,7 @@ def chat_scope(body: bytes, *extra: tuple[bytes, bytes]) -> dict[str, Any]:
     }
 
 
-def measure(telemetry: bool, kind: str, requests: int) -> float:
+def measure(mode: str, kind: str, requests: int) -> float:
     """CPU milliseconds per request of ``requests`` requests of ``kind`` (this process)."""
     from opentelemetry.sdk.trace import ReadableSpan
     from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -147,7 +164,7 @@ def measure(telemetry: bool, kind: str, requests: int) -> float:
 
     otel._exporter = exporter
     sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - where the log lines go
-    config = server_config(telemetry)
+    config = server_config(mode)
     configure_logging(config["telemetry"]["logs"]["level"], "json", env={})
     app = create_app(config, GatewayDeps(upstream=Upstream()))
     scope = chat_scope(CHAT_BODY, (b"x-portkey-config", kind.encode()))
@@ -177,21 +194,25 @@ def measure(telemetry: bool, kind: str, requests: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print CPU ms per request, telemetry on and off, single target and fallback."""
+    """Print CPU ms per request, telemetry on, tail-sampled and off, single target and
+    fallback, with the ratios to off."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--child", nargs=2, metavar=("TELEMETRY", "KIND"), help=argparse.SUPPRESS)
     ns = parser.parse_args(argv)
     if ns.child:
-        figure = measure(ns.child[0] == "on", ns.child[1], ns.requests)
+        figure = measure(ns.child[0], ns.child[1], ns.requests)
         print(f"{figure:.4f}", file=sys.__stdout__)
         return 0
     print(f"{ns.requests} requests per run, best of {ns.repeat} runs, CPU ms per request")
-    print(f"{'kind':10} {'telemetry on':>13} {'off':>8} {'on / off':>9}")
+    print(
+        f"{'kind':10} {'telemetry on':>13} {'tail':>8} {'off':>8} {'on / off':>9} "
+        f"{'tail / off':>11}"
+    )
     for kind in ("single", "fallback"):
         best: dict[str, float] = {}
-        for telemetry in ("on", "off"):
+        for telemetry in MODES:
             runs = []
             for _ in range(ns.repeat):
                 argv_child = ["--requests", str(ns.requests), "--child", telemetry, kind]
@@ -203,8 +224,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 runs.append(float(out.stdout.strip().splitlines()[-1]))
             best[telemetry] = min(runs)
-        ratio = best["on"] / best["off"]
-        print(f"{kind:10} {best['on']:13.3f} {best['off']:8.3f} {ratio:8.2f}x")
+        on, tail, off = (best[mode] for mode in MODES)
+        print(f"{kind:10} {on:13.3f} {tail:8.3f} {off:8.3f} {on / off:8.2f}x {tail / off:10.2f}x")
     return 0
 
 

@@ -70,6 +70,7 @@ TARGETS = {
     "added_ttfb_ms": 1.0,
     "idle_rss_mib": 80.0,
     "telemetry_cpu_ratio": 1.25,
+    "tail_sampling_cpu_ratio": 1.3,
     "worker_scaling": 1.8,
     "efficiency_vs_portkey": 2.0,
     "efficiency_vs_litellm": 20.0,
@@ -368,6 +369,20 @@ def evaluate_targets(
         f"≤ {TARGETS['telemetry_cpu_ratio']}x",
         _verdict(ratio, TARGETS["telemetry_cpu_ratio"], bool(on.get("flag") or off.get("flag"))),
     )
+    tail = get("relaygate-tail.single.c16")
+    if tail:
+        ratio = _ratio(tail.get("cpu_ms_per_req"), off.get("cpu_ms_per_req"))
+        row(
+            "CPU per request, tail sampling at the production setting ÷ off (16 conns)",
+            f"{_fmt(ratio, 2, 'x')} ({_fmt(tail.get('cpu_ms_per_req'), 3)} / "
+            f"{_fmt(off.get('cpu_ms_per_req'), 3)} ms)",
+            f"≤ {TARGETS['tail_sampling_cpu_ratio']}x",
+            _verdict(
+                ratio,
+                TARGETS["tail_sampling_cpu_ratio"],
+                bool(tail.get("flag") or off.get("flag")),
+            ),
+        )
     for peer, key in (("portkey", "efficiency_vs_portkey"), ("litellm", "efficiency_vs_litellm")):
         if f"{peer}.single.c16" in agg:
             rows.append(_efficiency_row(agg, peer, TARGETS[key]))

@@ -80,13 +80,22 @@ def portkey_configs(up: Upstreams) -> dict[Kind, dict[str, Any]]:
     }
 
 
+TAIL_SAMPLING: dict[str, Any] = {"keep_ok_ratio": 0.1, "latency_threshold_ms": 2000}
+"""The README's production tail-sampling setting (the ``relaygate-tail`` system's)."""
+
+
 def relaygate_server_config(
-    up: Upstreams, port: int, telemetry: bool, sink_port: int | None
+    up: Upstreams,
+    port: int,
+    telemetry: bool,
+    sink_port: int | None,
+    tail_sampling: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A ``relaygate serve`` config: the four named configs, telemetry fully on or off.
 
     On: every span exported over OTLP/HTTP to the sink at ``sink_port`` (detail ``full``,
-    every request sampled), Prometheus metrics recorded, one JSON log line per request.
+    every request sampled), Prometheus metrics recorded, one JSON log line per request;
+    with ``tail_sampling``, traces are tail-sampled by it instead of all exported.
     Off: no exporter (spans off), metrics disabled, logs at ``warning``.
     """
     if telemetry:
@@ -102,6 +111,8 @@ def relaygate_server_config(
             "metrics": {"enabled": True},
             "logs": {"level": "info", "format": "json"},
         }
+        if tail_sampling is not None:
+            tel["traces"]["tail_sampling"] = tail_sampling
     else:
         tel = {
             "service_name": "relaygate-bench",

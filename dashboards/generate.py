@@ -92,6 +92,15 @@ NOT_SHOWN: dict[str, str] = {
         "An operations fact, not traffic: compare it with the number of workers after a "
         "reload, or read config_generation on GET /ready."
     ),
+    sc.M_TRACES_SAMPLED: (
+        "About the traces, not the traffic: every request is already in the request panels "
+        "whatever its trace's fate; read kept versus dropped by reason in Prometheus when "
+        "tuning telemetry.traces.tail_sampling."
+    ),
+    sc.M_TRACE_SPANS: (
+        "The span volume behind relaygate_traces_sampled_total, for sizing the collector; "
+        "read it in Prometheus next to the traces' decisions."
+    ),
 }
 """Exported metric families deliberately not shown in any panel, with the reason."""
 

@@ -192,8 +192,11 @@ def build_telemetry(
     """
     from relaygate.exporters.logging import RelaygateLogger
     from relaygate.exporters.otel import setup_tracing
+    from relaygate.strategies.trace_sampling import TailPolicy
 
     traces = settings.traces
+    tail = traces.tail_sampling
+    threshold = tail.latency_threshold_ms
     tracing = setup_tracing(
         exporter=traces.exporter,
         endpoint=str(traces.endpoint) if traces.endpoint else None,
@@ -201,25 +204,38 @@ def build_telemetry(
         service_name=settings.service_name,
         env=env,
         flush_timeout_s=flush_timeout_s,
+        tail_policy=TailPolicy(tail.keep_ok_ratio, None if threshold is None else threshold / 1000),
+        max_spans_per_trace=tail.max_spans_per_trace,
+        max_buffered_spans=tail.max_buffered_spans,
     )
     detail: Detail = traces.detail if tracing.exporter != "none" else "off"
+    metrics = GatewayMetrics(
+        registry,
+        models=settings.metrics.models,
+        max_caller_label_values=settings.metrics.max_caller_label_values,
+    )
+    if tracing.tail is not None:
+        tracing.tail.metrics = metrics
     return Telemetry(
         tracer=tracing.tracer,
-        metrics=GatewayMetrics(
-            registry,
-            models=settings.metrics.models,
-            max_caller_label_values=settings.metrics.max_caller_label_values,
-        ),
+        metrics=metrics,
         logger=RelaygateLogger(settings.logs.level, settings.logs.format, env),
         detail=detail,
         shutdown=tracing.shutdown,
     )
 
 
-def exemplar(span: Span | None = None) -> dict[str, str] | None:
-    """``{"trace_id": ...}`` of the current (or given) sampled span, for metric exemplars."""
-    ctx = (span or trace.get_current_span()).get_span_context()
+def exemplar(span: Span | None = None, *, kept: bool = False) -> dict[str, str] | None:
+    """``{"trace_id": ...}`` of the current (or given) sampled span, for metric exemplars.
+
+    Under tail sampling, only of a trace that is exported: decided kept, or still undecided
+    and ``kept`` (the caller knows the trace will be kept: a failed attempt, a fallback)."""
+    span = span or trace.get_current_span()
+    ctx = span.get_span_context()
     if not ctx.trace_flags.sampled:
+        return None
+    buffer = getattr(span, "buffer", None)
+    if buffer is not None and not buffer.exports(kept):
         return None
     return {"trace_id": format(ctx.trace_id, "032x")}
 

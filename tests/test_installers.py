@@ -58,6 +58,7 @@ def stub_path(tmp_path: Path, *, uid: int, sudo: bool) -> tuple[dict[str, str], 
 def run(script: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [shutil.which("bash") or "bash", str(script), *args],
+        # Nor an nginx installed in /usr/sbin on this machine (run.sh looks there too).
         env={**env, "PYTHON": "/nonexistent/python"},
         capture_output=True,
         text=True,

@@ -253,6 +253,23 @@ class BreakerDefaults(_Section):
         )
 
 
+class TailSamplingSettings(_Section):
+    """Tail-based trace sampling: decided at each request's end, from what it did."""
+
+    keep_ok_ratio: Annotated[Number, Field(ge=0, le=1)] = 1.0
+    """Fraction of clean, fast successes whose traces are exported (0-1); every other trace
+    (an error, retry, fallback, timeout, client abort, stream recovery, a slow request, a
+    sampled `traceparent`) is always exported. 1: every trace, nothing is held back."""
+    latency_threshold_ms: Annotated[Int, Field(ge=0)] | None = 2000
+    """A success slower than this is always kept (a stream: its time to the first chunk);
+    null: no latency rule."""
+    max_spans_per_trace: Annotated[Int, Field(ge=1)] = 256
+    """Spans one undecided request may hold; past it its trace is kept at once."""
+    max_buffered_spans: Annotated[Int, Field(ge=1)] = 20_000
+    """Spans all undecided requests may hold together; past it the trace adding a span is
+    kept at once."""
+
+
 class TraceSettings(_Section):
     """Tracing: one span per request and per upstream attempt."""
 
@@ -267,6 +284,8 @@ class TraceSettings(_Section):
     detail: Literal["full", "attempts", "off"] = "full"
     """`full`: request, strategy and attempt spans; `attempts`: request and attempt spans
     only; `off`: no spans."""
+    tail_sampling: TailSamplingSettings = Field(default_factory=TailSamplingSettings)
+    """Which finished requests' traces are exported (default: all)."""
 
 
 class MetricSettings(_Section):

@@ -14,6 +14,10 @@ or fails a request. Shutting down waits at most ``flush_timeout_s`` for the last
 leave (an OTLP export's own timeout is that bound too, unless the ``OTEL_EXPORTER_OTLP_*``
 variables set one), so a collector that accepts and never answers cannot hold a stopping
 server past its grace period.
+
+With a tail policy that samples (``keep_ok_ratio`` below 1), relaygate's tracer holds each
+request's spans until the request is decided (:mod:`relaygate.exporters.tail`); the
+head sampler above still decides first, so a trace it drops is never recorded at all.
 """
 
 from __future__ import annotations
@@ -31,6 +35,12 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler, Tr
 from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider, Tracer
 
 from relaygate.exporters.spans import LeanTracer
+from relaygate.exporters.tail import (
+    DEFAULT_MAX_BUFFERED_SPANS,
+    DEFAULT_MAX_SPANS_PER_TRACE,
+    TailSampler,
+)
+from relaygate.strategies.trace_sampling import TailPolicy
 
 TRACER_NAME = "relaygate"
 
@@ -45,6 +55,8 @@ class Tracing:
     tracer: Tracer
     shutdown: Callable[[], None]
     exporter: str
+    tail: TailSampler | None = None
+    """The tail sampler holding requests' spans until their decision, when one samples."""
 
 
 def _nothing() -> None:
@@ -58,8 +70,12 @@ def setup_tracing(
     service_name: str = "relaygate",
     env: Mapping[str, str] | None = None,
     flush_timeout_s: float = 3.0,
+    tail_policy: TailPolicy | None = None,
+    max_spans_per_trace: int = DEFAULT_MAX_SPANS_PER_TRACE,
+    max_buffered_spans: int = DEFAULT_MAX_BUFFERED_SPANS,
 ) -> Tracing:
-    """Build the tracer by the precedence in the module docstring."""
+    """Build the tracer by the precedence in the module docstring; ``tail_policy`` (when it
+    samples) and the two bounds set up tail sampling of relaygate's own tracer."""
     env = os.environ if env is None else env
     current = trace.get_tracer_provider()
     if not isinstance(current, ProxyTracerProvider | NoOpTracerProvider):
@@ -83,7 +99,10 @@ def setup_tracing(
     processor = BatchSpanProcessor(span_exporter, max_export_batch_size=batch)
     provider.add_span_processor(processor)
     shutdown = bounded(provider.shutdown, flush_timeout_s)
-    return Tracing(LeanTracer.of(provider, processor, TRACER_NAME), shutdown, chosen)
+    tracer = LeanTracer.of(provider, processor, TRACER_NAME)
+    if tail_policy is not None and tail_policy.samples:
+        tracer.tail = TailSampler(processor, tail_policy, max_spans_per_trace, max_buffered_spans)
+    return Tracing(tracer, shutdown, chosen, tracer.tail)
 
 
 def bounded(fn: Callable[[], object], timeout_s: float) -> Callable[[], None]:

@@ -11,12 +11,25 @@ It relies on the exporter's internal HTTP client; if a future SDK lays that out
 differently, :attr:`LeanOTLPSpanExporter.lean` is ``False`` and batches go through the
 SDK's own ``export`` unchanged (a test pins the lean path for the versions relaygate
 depends on).
+
+Batches are posted over one kept urllib3 connection pool (the SDK's own
+``Urllib3HTTPTransport``) rather than through ``requests``, whose per-call work (merging
+session and environment settings, building a prepared request, cookie and redirect
+handling) cost about as much CPU as encoding the batch (``python -m
+benchmarks.export_bench``). Everything that configures the export is unchanged: endpoint,
+headers, timeout, compression, the client certificate and the CA certificate from the
+arguments or the ``OTEL_EXPORTER_OTLP_*`` variables, retries and their back-off. Without a
+CA certificate configured, the bundle is ``REQUESTS_CA_BUNDLE``, else ``CURL_CA_BUNDLE``,
+else ``certifi``'s, as ``requests`` picks it. Where only ``requests`` would honour the
+set-up, it is kept: a ``session`` or credential-provider session given, or a proxy variable
+(``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, any case) set.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -29,11 +42,72 @@ _logger = logging.getLogger(__name__)
 
 _INTERNALS = ("_metrics", "_shutdown", "_max_request_size")
 
+_REQUESTS_ONLY_VARS = (
+    "https_proxy",
+    "http_proxy",
+    "all_proxy",
+    "otel_python_exporter_otlp_http_credential_provider",
+    "otel_python_exporter_otlp_http_traces_credential_provider",
+)
+"""Variables (compared in lower case) that only the ``requests`` transport honours."""
+
+
+def kept_transport(
+    env: Mapping[str, str],
+    certificate_file: str | None = None,
+    client_key_file: str | None = None,
+    client_certificate_file: str | None = None,
+) -> Any | None:
+    """The kept urllib3 transport for an exporter set up by these arguments and ``env``,
+    resolved as the SDK resolves them; ``None`` where ``requests`` must stay (see the
+    module docstring)."""
+    if any(name.lower() in _REQUESTS_ONLY_VARS for name in env):
+        return None
+    try:
+        from opentelemetry.exporter.http.transport._urllib3 import Urllib3HTTPTransport
+    except ImportError:  # pragma: no cover - shipped with the OTLP/HTTP exporter
+        return None
+    verify: str | None = (
+        certificate_file
+        or env.get("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE")
+        or env.get("OTEL_EXPORTER_OTLP_CERTIFICATE")
+        or env.get("REQUESTS_CA_BUNDLE")
+        or env.get("CURL_CA_BUNDLE")
+    )
+    if verify is None:
+        try:
+            import certifi
+        except ImportError:  # pragma: no cover - a dependency of requests
+            return None
+        verify = certifi.where()
+    key = (
+        client_key_file
+        or env.get("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY")
+        or env.get("OTEL_EXPORTER_OTLP_CLIENT_KEY")
+    )
+    certificate = (
+        client_certificate_file
+        or env.get("OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE")
+        or env.get("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE")
+    )
+    cert = (certificate, key) if certificate and key else certificate
+    return Urllib3HTTPTransport(verify=verify, cert=cert)
+
 
 class LeanOTLPSpanExporter(OTLPSpanExporter):
-    """``OTLPSpanExporter`` encoding with :class:`SpanEncoder` (see the module docstring)."""
+    """``OTLPSpanExporter`` encoding with :class:`SpanEncoder` and posting over a kept
+    urllib3 pool (see the module docstring)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if not args and "session" not in kwargs and "_transport" not in kwargs:
+            transport = kept_transport(
+                os.environ,
+                kwargs.get("certificate_file"),
+                kwargs.get("client_key_file"),
+                kwargs.get("client_certificate_file"),
+            )
+            if transport is not None:
+                kwargs["_transport"] = transport
         super().__init__(*args, **kwargs)
         self._encoder = SpanEncoder()
         client_export = getattr(getattr(self, "_client", None), "export", None)

@@ -600,6 +600,16 @@ class GatewayMetrics:
             "Circuit breaker state changes per target, by the state entered.",
             (*tl, "state"),
         )
+        self.traces_sampled = CounterFamily(
+            sc.M_TRACES_SAMPLED,
+            "Request traces decided by tail sampling: kept (exported) or dropped, and why.",
+            ("decision", "reason"),
+        )
+        self.trace_spans = CounterFamily(
+            sc.M_TRACE_SPANS,
+            "Spans of tail-sampled traces, kept (exported) or dropped.",
+            ("decision",),
+        )
         self.labels = LabelPolicy(
             LabelBudget(max_caller_label_values, on_overflow=self._overflowed), models
         )
@@ -628,6 +638,8 @@ class GatewayMetrics:
                 self.config_generation,
                 self.circuit_state,
                 self.circuit_transitions,
+                self.traces_sampled,
+                self.trace_spans,
             )
         )
         """The collector exporting every family above, in this order."""

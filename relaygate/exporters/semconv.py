@@ -44,6 +44,7 @@ TIMEOUT_KIND: Final = "relaygate.timeout.kind"
 """Which deadline a ``relaygate.timeout`` event or span is about: ``request_timeout``,
 ``first_token``, ``deadline`` (the request's overall deadline) or ``stream_idle``."""
 SERVED_BY: Final = "relaygate.served_by"
+SAMPLING_REASON: Final = "relaygate.sampling.reason"
 ROUTE: Final = "relaygate.route"
 
 # -- span names (fixed strings: no per-request formatting) ------------------------------------
@@ -119,6 +120,8 @@ M_CONFIG_RELOADS: Final = "relaygate_config_reloads"
 M_CONFIG_GENERATION: Final = "relaygate_config_generation"
 M_CIRCUIT_STATE: Final = "relaygate_circuit_state"
 M_CIRCUIT_TRANSITIONS: Final = "relaygate_circuit_transitions"
+M_TRACES_SAMPLED: Final = "relaygate_traces_sampled"
+M_TRACE_SPANS: Final = "relaygate_trace_spans"
 
 # -- bucket boundaries ------------------------------------------------------------------------
 GENAI_DURATION_BUCKETS: Final = (

@@ -17,6 +17,10 @@ stored as tuples; exceptions are recorded as ``exception`` events. Not kept: spa
 (relaygate's spans carry a bounded set of attributes and events by construction) and
 ``on_start`` callbacks (the batch and simple processors do nothing there). A tracer
 provider supplied by a host application is used through the plain API instead.
+
+With :attr:`LeanTracer.tail` set, a SERVER span started as a local root opens a
+tail-sampling buffer that its descendants share: they end into it and are turned into
+``ReadableSpan`` only if the request's trace is kept (:mod:`relaygate.exporters.tail`).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import time
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -36,6 +40,9 @@ from opentelemetry.sdk.trace.sampling import Decision, Sampler
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.util import types
+
+if TYPE_CHECKING:
+    from relaygate.exporters.tail import TailSampler, TraceBuffer
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _UNSET = Status(StatusCode.UNSET)
@@ -58,6 +65,8 @@ class LeanTracer(trace.Tracer):
         self.resource = resource
         self.scope = scope
         self.id_generator = id_generator
+        self.tail: TailSampler | None = None
+        """Tail sampling: each request's spans wait for its decision (unset: none)."""
         random_ids = getattr(id_generator, "is_trace_id_random", None)
         self._root_flags = TraceFlags(
             TraceFlags.RANDOM_TRACE_ID if random_ids is not None and random_ids() else 0
@@ -102,7 +111,9 @@ class LeanTracer(trace.Tracer):
                 parent.trace_flags,
                 parent.trace_state,
             )
-            return LeanSpan(self, name, span_context, parent, kind, attributes, links, start_time)
+            span = LeanSpan(self, name, span_context, parent, kind, attributes, links, start_time)
+            span.buffer = parent_span.buffer
+            return span
         if parent.is_valid:
             trace_id = parent.trace_id
             flags = parent.trace_flags & TraceFlags.RANDOM_TRACE_ID
@@ -119,9 +130,15 @@ class LeanTracer(trace.Tracer):
         )
         if result.decision is Decision.DROP:
             return trace.NonRecordingSpan(span_context)
-        return LeanSpan(
+        root = LeanSpan(
             self, name, span_context, parent, kind, result.attributes, links, start_time
         )
+        tail = self.tail
+        if tail is not None and kind is SpanKind.SERVER:
+            # A request's span: its trace waits for the request's tail-sampling decision.
+            buffer = root.buffer = tail.open(parent is not None and parent.trace_flags.sampled)
+            buffer.root = root
+        return root
 
     @contextmanager
     def start_as_current_span(  # type: ignore[override]  # the API's own decorator is private
@@ -153,6 +170,7 @@ class LeanSpan(trace.Span):
     __slots__ = (
         "_attributes",
         "_context",
+        "_end",
         "_events",
         "_kind",
         "_links",
@@ -161,6 +179,7 @@ class LeanSpan(trace.Span):
         "_start",
         "_status",
         "_tracer",
+        "buffer",
         "ended",
     )
 
@@ -188,6 +207,9 @@ class LeanSpan(trace.Span):
         self._links: tuple[Link, ...] = tuple(links) if links else ()
         self._status = _UNSET
         self._start = start_time if start_time is not None else _now()
+        self._end = 0
+        self.buffer: TraceBuffer | None = None
+        """The tail-sampling buffer of the request this span belongs to, if any."""
 
     def get_span_context(self) -> SpanContext:
         """This span's context."""
@@ -263,26 +285,34 @@ class LeanSpan(trace.Span):
         self.add_event("exception", attrs, timestamp)
 
     def end(self, end_time: int | None = None) -> None:
-        """End the span and hand its final form to the span processor (once)."""
+        """End the span and hand it to the span processor, or to its trace's tail-sampling
+        buffer (once)."""
         if self.ended:
             return
         self.ended = True
+        self._end = end_time if end_time is not None else _now()
+        buffer = self.buffer
+        if buffer is None:
+            self._tracer.processor.on_end(self.readable())
+        else:
+            buffer.ended(self)
+
+    def readable(self) -> ReadableSpan:
+        """The ended span in the SDK's form, for span processors and exporters."""
         tracer = self._tracer
-        tracer.processor.on_end(
-            ReadableSpan(
-                name=self._name,
-                context=self._context,
-                parent=self._parent,
-                resource=tracer.resource,
-                attributes=self._attributes,
-                events=self._events,
-                links=self._links,
-                kind=self._kind,
-                status=self._status,
-                start_time=self._start,
-                end_time=end_time if end_time is not None else _now(),
-                instrumentation_scope=tracer.scope,
-            )
+        return ReadableSpan(
+            name=self._name,
+            context=self._context,
+            parent=self._parent,
+            resource=tracer.resource,
+            attributes=self._attributes,
+            events=self._events,
+            links=self._links,
+            kind=self._kind,
+            status=self._status,
+            start_time=self._start,
+            end_time=self._end,
+            instrumentation_scope=tracer.scope,
         )
 
     def __repr__(self) -> str:

@@ -252,7 +252,7 @@ def _record_fallback(
     supplied = config.caller_supplied if config else False
     try:
         counter = tel.metrics.fallback(config_id, child, nxt, reason, supplied)
-        counter.inc(1, exemplar())
+        counter.inc(1, exemplar(kept=True))
     except Exception:  # telemetry never fails a request
         tel.errors += 1
     current = get_current_span()

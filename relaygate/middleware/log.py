@@ -239,7 +239,7 @@ def _count(
     duration = record.duration_s
     try:
         series.attempt(metrics, status_class(record.status), reason).inc()
-        series.duration.observe(duration, exemplar(span))
+        series.duration.observe(duration, exemplar(span, kept=reason != Reason.OK))
         if etype is None:
             series.genai_duration_ok.observe(duration)
         else:

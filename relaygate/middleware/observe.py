@@ -38,6 +38,7 @@ from relaygate.route_story import ROUTE_SPAN_MAX_BYTES, cap_story, route_story
 from relaygate.security.keys import KeyScope
 from relaygate.sse import usage_of
 from relaygate.strategies.outcome import CANCELLED, OK, Account, account, request_outcome
+from relaygate.strategies.trace_sampling import RequestFacts
 from relaygate.telemetry import Telemetry, exemplar, trace_ids
 
 UNROUTED_OPERATION = "none"
@@ -132,6 +133,7 @@ class Observation:
         "_codec",
         "_tel",
         "ctx",
+        "head_s",
         "operation",
         "request",
         "response",
@@ -158,6 +160,8 @@ class Observation:
         self.request: GatewayRequest | None = None
         self.response: GatewayResponse | None = None
         self.story = ""
+        self.head_s: float | None = None
+        """A streamed answer's time from the request's arrival to its head."""
 
     def answer(self, response: GatewayResponse, request: GatewayRequest | None) -> EdgeResponse:
         """The edge's answer for ``response``; the request is recorded once it is delivered."""
@@ -167,6 +171,7 @@ class Observation:
         if stream is None:
             self.finish(None)
             return EdgeResponse(response.status, out, response.body or b"")
+        self.head_s = self._tel.clock() - self.start
         stream.on_end(self.finish)
         return EdgeResponse(response.status, out, stream=stream)
 
@@ -231,7 +236,26 @@ class Observation:
         ctx.outcome = outcome
         ok = outcome == OK
         served_by = response.target.path if ok and response.target is not None else None
-        ex = exemplar(self.span)
+        span = self.span
+        # Tail sampling: the trace is decided now, before exemplars name it.
+        buffer = getattr(span, "buffer", None)
+        if buffer is not None:
+            head = self.head_s
+            attempts = ctx.attempts
+            decision = buffer.decide(
+                RequestFacts(
+                    outcome,
+                    [a.reason for a in attempts],
+                    ctx.fallbacks,
+                    any(a.note for a in attempts),
+                    total if head is None else head,
+                    buffer.parent_sampled,
+                    span.get_span_context().trace_id,
+                )
+            )
+            if decision.keep:
+                span.set_attribute(sc.SAMPLING_REASON, decision.reason)
+        ex = exemplar(span)
         op = self.operation.value if self.operation is not None else UNROUTED_OPERATION
         series = metrics.request_series(config_id, op)
         metrics.request_counter(series, config_id, op, status_class(status), outcome).inc()
@@ -244,7 +268,6 @@ class Observation:
         exhausted = bool(ctx.attempts) and not response.ok and response.target is not None
         if exhausted:
             metrics.exhausted.labels(config_id, ctx.attempts[-1].reason).inc(1, ex)
-        span = self.span
         # A stream's story can change after the headers left (an attempt that broke mid-way).
         story = route_story(ctx.attempts) if stream is not None and ctx.attempts else self.story
         usage = stream.usage if stream is not None else usage_of(response.payload)

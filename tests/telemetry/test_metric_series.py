@@ -188,6 +188,18 @@ def reference(registry: CollectorRegistry) -> SimpleNamespace:
             (*TL, "state"),
             registry=reg,
         ),
+        traces_sampled=Counter(
+            sc.M_TRACES_SAMPLED,
+            "Request traces decided by tail sampling: kept (exported) or dropped, and why.",
+            ("decision", "reason"),
+            registry=reg,
+        ),
+        trace_spans=Counter(
+            sc.M_TRACE_SPANS,
+            "Spans of tail-sampled traces, kept (exported) or dropped.",
+            ("decision",),
+            registry=reg,
+        ),
     )
 
 
@@ -249,6 +261,9 @@ def record(m: Any) -> None:
     m.circuit_state.labels(*A, "closed").set(0)
     m.circuit_state.labels(*B, "closed")  # created, never set
     m.circuit_transitions.labels(*A, "open").inc()
+    m.traces_sampled.labels("kept", "fallback").inc()
+    m.traces_sampled.labels("dropped", "ratio").inc(3)
+    m.trace_spans.labels("dropped").inc(9)
     for wrong in ((), ("default",), ("default", "chat", "2xx", "ok", "extra")):
         with pytest.raises(ValueError):
             m.requests.labels(*wrong)

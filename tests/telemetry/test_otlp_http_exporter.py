@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import gzip
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.exporter.http.transport._requests import RequestsHTTPTransport
+from opentelemetry.exporter.http.transport._urllib3 import Urllib3HTTPTransport
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -17,18 +22,25 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from relaygate.exporters.otlp_http import LeanOTLPSpanExporter
+from relaygate.exporters.otlp_http import LeanOTLPSpanExporter, kept_transport
 from relaygate.exporters.spans import LeanTracer
 from tests.servers import serve_in_thread
 
 
 @pytest.fixture
 def received() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """An OTLP/HTTP receiver on loopback recording each request's headers and body."""
+    """An OTLP/HTTP receiver on loopback recording each request's headers, body and client
+    address (one per connection)."""
     posts: list[dict[str, Any]] = []
 
     async def traces(request: Request) -> Response:
-        posts.append({"headers": dict(request.headers), "body": await request.body()})
+        posts.append(
+            {
+                "headers": dict(request.headers),
+                "body": await request.body(),
+                "client": request.client,
+            }
+        )
         return Response(b"", media_type="application/x-protobuf")
 
     app = Starlette(routes=[Route("/v1/traces", traces, methods=["POST"])])
@@ -89,3 +101,62 @@ def test_after_shutdown_batches_are_refused(received: tuple[str, list[dict[str, 
     exporter.shutdown()
     assert exporter.export(_spans()) is SpanExportResult.FAILURE
     assert posts == []
+
+
+def _clear_transport_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.lower().endswith(("_proxy", "_ca_bundle")) or "CREDENTIAL_PROVIDER" in name:
+            monkeypatch.delenv(name)
+
+
+def test_batches_go_over_a_kept_urllib3_pool_with_the_configured_headers_and_gzip(
+    received: tuple[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _clear_transport_env(monkeypatch)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x-tenant=t2")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "gzip")
+    url, posts = received
+    exporter = LeanOTLPSpanExporter(endpoint=url)
+    assert isinstance(exporter._client._transport, Urllib3HTTPTransport)
+    spans = _spans()
+    for _ in range(2):
+        assert exporter.export(spans) is SpanExportResult.SUCCESS
+    assert len(posts) == 2
+    for post in posts:
+        assert post["headers"]["x-tenant"] == "t2"
+        assert post["headers"]["content-encoding"] == "gzip"
+        decoded = ExportTraceServiceRequest.FromString(gzip.decompress(post["body"]))
+        assert len(decoded.resource_spans[0].scope_spans[0].spans) == 2
+    # One connection carried both batches.
+    assert len({post["client"] for post in posts}) == 1
+
+
+@pytest.mark.parametrize("variable", ["HTTPS_PROXY", "http_proxy", "ALL_PROXY"])
+def test_a_proxy_variable_keeps_the_requests_client_that_honours_it(
+    monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    _clear_transport_env(monkeypatch)
+    monkeypatch.setenv(variable, "http://proxy.invalid:3128")
+    exporter = LeanOTLPSpanExporter(endpoint="http://127.0.0.1:9/v1/traces")
+    assert isinstance(exporter._client._transport, RequestsHTTPTransport)
+
+
+def test_the_ca_certificate_comes_from_the_otlp_variables_then_requests_bundle(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import certifi
+
+    _clear_transport_env(monkeypatch)
+    assert verify_of(kept_transport({})) == certifi.where()
+    bundle, mine = str(tmp_path / "bundle.pem"), str(tmp_path / "mine.pem")
+    assert verify_of(kept_transport({"REQUESTS_CA_BUNDLE": bundle})) == bundle
+    env = {"REQUESTS_CA_BUNDLE": bundle, "OTEL_EXPORTER_OTLP_CERTIFICATE": mine}
+    assert verify_of(kept_transport(env)) == mine
+    assert verify_of(kept_transport(env, certificate_file="arg.pem")) == "arg.pem"
+
+
+def verify_of(transport: Any) -> str:
+    """The CA bundle a urllib3 transport verifies servers with."""
+    assert isinstance(transport, Urllib3HTTPTransport)
+    ca: str = transport._pool.connection_pool_kw["ca_certs"]
+    return ca
