@@ -36,10 +36,11 @@ import structlog
 from relaygate.config.model import Target
 from relaygate.errors import GatewayError, error_body
 from relaygate.exchange import ByteSource, GatewayRequest, Operation
-from relaygate.providers.anthropic_stream import AnthropicChunks, chat_usage, finish_reason
+from relaygate.providers.anthropic_stream import ChunkTranslator, chat_usage, finish_reason
 from relaygate.providers.base import UpstreamRequest
 from relaygate.providers.openai_compat import USER_AGENT, parse_json_object
 from relaygate.strategies.attempt_bound import stream_idle_s
+from relaygate.translate import TranslatedStream
 
 log = structlog.get_logger("relaygate.providers.anthropic")
 
@@ -403,7 +404,7 @@ class AnthropicTranslation:
 
     def translate_stream(self, request: GatewayRequest, source: ByteSource) -> ByteSource:
         """OpenAI chunks read from Anthropic's event stream ``source``."""
-        return AnthropicChunks(source, created=int(time.time()))
+        return TranslatedStream(source, ChunkTranslator(int(time.time())))
 
     def translate_error(self, request: GatewayRequest, status: int, body: bytes) -> bytes:
         """See :func:`openai_error`."""

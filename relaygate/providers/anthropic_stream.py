@@ -24,7 +24,6 @@ from typing import Any
 
 import orjson
 
-from relaygate.exchange import ByteSource
 from relaygate.providers.client import StreamInterrupted
 from relaygate.sse import MAX_LINE_BYTES
 
@@ -189,39 +188,3 @@ class ChunkTranslator:
             text = str(error.get("message") or "")[:200]
             raise StreamInterrupted(f"anthropic sent an error event: {what}: {text}")
         return []
-
-
-class AnthropicChunks:
-    """A :class:`~relaygate.exchange.ByteSource` of OpenAI chunks read from ``source``, an
-    Anthropic event stream. Each read answers the translation of one or more upstream reads
-    (reads that translate to nothing, such as ``ping``, are passed over); the source's own
-    exceptions (breaks, stalls) pass through unchanged."""
-
-    __slots__ = ("_source", "_translator")
-
-    def __init__(self, source: ByteSource, created: int) -> None:
-        self._source = source
-        self._translator = ChunkTranslator(created)
-
-    def __aiter__(self) -> AnthropicChunks:
-        return self
-
-    async def __anext__(self) -> bytes:
-        translator = self._translator
-        while True:
-            if translator.done:
-                raise StopAsyncIteration
-            try:
-                data = await self._source.__anext__()
-            except StopAsyncIteration:
-                tail = translator.close()
-                if tail:
-                    return tail
-                raise
-            out = translator.feed(data)
-            if out:
-                return out
-
-    async def aclose(self) -> None:
-        """Release the upstream stream."""
-        await self._source.aclose()

@@ -140,8 +140,9 @@ def retry_status(status: int, failure: Reason | None) -> int | None:
     error / invalid response / stream error → 502), and a vendor status is replaced by its
     standard equivalent (:data:`~relaygate.strategies.triggers.STATUS_ALIASES`: 529 →
     503). ``None`` for outcomes that are never retried on the same target whatever the
-    codes: the request deadline has passed, there was no route, or a stream stalled (``stream_idle``: a target that went silent midway is
-    left for the next target, which fallback moves to like after a timeout, as 408).
+    codes: the request deadline has passed, there was no route, or a stream stalled
+    (``stream_idle``: a target that went silent midway is left for the next target, which
+    fallback moves to like after a timeout, as 408).
     """
     if failure is Reason.DEADLINE or failure is Reason.NO_ROUTE or failure is Reason.STREAM_IDLE:
         return None
