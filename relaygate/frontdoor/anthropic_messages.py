@@ -25,21 +25,8 @@ from typing import Any
 import orjson
 
 from relaygate.errors import GatewayError
+from relaygate.providers.anthropic import error_type
 from relaygate.sse import MAX_LINE_BYTES
-
-ERROR_TYPES: Mapping[int, str] = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    500: "api_error",
-    503: "overloaded_error",
-    529: "overloaded_error",
-}
-"""Anthropic's error ``type`` for each status (others: ``invalid_request_error`` below 500,
-``api_error`` from 500)."""
 
 STOP_REASONS: Mapping[str, str] = {
     "stop": "end_turn",
@@ -58,13 +45,6 @@ DROPPED: frozenset[str] = frozenset(
 
 def _bad(message: str, param: str | None = None) -> GatewayError:
     return GatewayError(400, message, code="invalid_request_error", param=param)
-
-
-def error_type(status: int) -> str:
-    """Anthropic's error ``type`` for ``status``."""
-    if status in ERROR_TYPES:
-        return ERROR_TYPES[status]
-    return "api_error" if status >= 500 else "invalid_request_error"
 
 
 def anthropic_error(status: int, body: bytes) -> bytes:

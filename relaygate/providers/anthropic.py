@@ -114,14 +114,27 @@ other unknown fields are dropped the same way."""
 ERROR_TYPES: Mapping[int, str] = {
     400: "invalid_request_error",
     401: "authentication_error",
+    402: "billing_error",
     403: "permission_error",
     404: "not_found_error",
+    408: "timeout_error",
     413: "request_too_large",
     429: "rate_limit_error",
     500: "api_error",
+    503: "overloaded_error",
+    504: "timeout_error",
     529: "overloaded_error",
 }
-"""Anthropic's error ``type`` for each status (others: ``api_error``)."""
+"""Anthropic's error ``type`` for each status (https://docs.anthropic.com/en/api/errors);
+others: :func:`error_type`."""
+
+
+def error_type(status: int) -> str:
+    """Anthropic's error ``type`` for ``status``: :data:`ERROR_TYPES`, else
+    ``invalid_request_error`` below 500 and ``api_error`` from 500."""
+    if status in ERROR_TYPES:
+        return ERROR_TYPES[status]
+    return "api_error" if status >= 500 else "invalid_request_error"
 
 
 def strict_compliance(request: GatewayRequest, target: Target) -> bool:
@@ -391,7 +404,7 @@ def openai_error(status: int, body: bytes) -> bytes:
     kind = error.get("type") if isinstance(error, dict) else None
     message = error.get("message") if isinstance(error, dict) else None
     if not isinstance(kind, str) or len(kind) > 64:
-        kind = ERROR_TYPES.get(status, "api_error")
+        kind = error_type(status)
     if not isinstance(message, str):
         message = f"upstream 'anthropic' answered {status}"
     return error_body(message, type=kind, code=kind)
