@@ -12,6 +12,9 @@ from typing import Protocol
 
 from relaygate.exchange import ByteSource
 
+MAX_DRAIN_BYTES = 65536
+"""Most bytes read and dropped after the translated stream has ended."""
+
 
 class Translator(Protocol):
     """Incremental translation of one stream."""
@@ -34,8 +37,12 @@ class Translator(Protocol):
 class TranslatedStream:
     """``source`` read through ``translator``: each read answers the translation of one or
     more reads of the source (reads that translate to nothing are passed over); the
-    source's exceptions (breaks, stalls) pass through unchanged; the stream ends when the
-    translator is done or the source ends."""
+    source's exceptions (breaks, stalls) pass through unchanged. The stream ends when the
+    source ends; once the translator is done, what the source still sends is read and
+    dropped (up to :data:`MAX_DRAIN_BYTES`), so that a source with end-of-stream
+    bookkeeping (a :class:`~relaygate.exchange.ResponseStream`'s telemetry) sees its end
+    rather than an early close, and the connection is left clean for reuse; a source that
+    breaks after the translated end does not make the complete answer a broken one."""
 
     __slots__ = ("_source", "_translator")
 
@@ -50,6 +57,7 @@ class TranslatedStream:
         translator = self._translator
         while True:
             if translator.done:
+                await self._drain()
                 raise StopAsyncIteration
             try:
                 data: bytes = await self._source.__anext__()
@@ -61,6 +69,19 @@ class TranslatedStream:
             out = translator.feed(data)
             if out:
                 return out
+
+    async def _drain(self) -> None:
+        """Read the source to its end (bounded), dropping what it sends."""
+        left = MAX_DRAIN_BYTES
+        while left > 0:
+            try:
+                left -= len(await self._source.__anext__())
+            except StopAsyncIteration:
+                return
+            except Exception:
+                # The translated answer is complete: how the source ends after it (a reset,
+                # a stall) is not the answer's failure.
+                return
 
     async def aclose(self) -> None:
         """Release the source."""

@@ -135,6 +135,7 @@ def _check_story(
     ] == expected
     lines = log_lines(gw.server, request_id)
     (request_line,) = [line for line in lines if line["event"] == "request"]
+    assert request_line["outcome"] == "ok"
     assert [(a["target"], a["provider"], a["status"]) for a in request_line["attempts"]] == [
         (name, provider, status) for name, provider, status in expected
     ]

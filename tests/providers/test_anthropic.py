@@ -17,6 +17,7 @@ import pydantic
 import pytest
 from structlog.testing import capture_logs
 
+from relaygate.config.model import Target
 from relaygate.errors import GatewayError
 from relaygate.exchange import GatewayResponse
 from relaygate.providers.anthropic import (
@@ -331,3 +332,23 @@ async def test_a_stream_cut_midway_breaks_with_an_error_event_and_no_done() -> N
     assert b"Okay, let me check" in out
     assert b"[DONE]" not in out
     assert b'"error"' in out.rsplit(b"data: ", 1)[-1]
+
+
+@pytest.mark.parametrize(
+    ("setting", "header", "refused"),
+    [(True, None, True), (False, "true", False), (None, "true", True), (None, None, False)],
+)
+def test_strict_comes_from_the_target_setting_else_the_header(
+    setting: bool | None, header: str | None, refused: bool
+) -> None:
+    from relaygate.config.tree import compile_config
+    from relaygate.providers.anthropic import strict_compliance
+
+    raw: dict[str, Any] = {"provider": "anthropic", "api_key": "sk-ant"}
+    if setting is not None:
+        raw["strict_open_ai_compliance"] = setting
+    tgt = compile_config(raw, config_id="c").root
+    assert isinstance(tgt, Target) and tgt.provider == "anthropic"
+    headers = {STRICT_HEADER: header} if header is not None else None
+    request = gateway_request({"model": "m", "messages": []}, target=tgt, headers=headers)
+    assert strict_compliance(request, tgt) is refused
