@@ -413,11 +413,13 @@ def openai_error(status: int, body: bytes) -> bytes:
 @dataclass(frozen=True, slots=True)
 class AnthropicTranslation:
     """The answer translation of the ``anthropic`` provider (see
-    :class:`~relaygate.providers.base.AnswerTranslation`)."""
+    :class:`~relaygate.providers.base.AnswerTranslation`); ``clock`` stamps ``created``."""
+
+    clock: Callable[[], float] = time.time
 
     def translate_stream(self, request: GatewayRequest, source: ByteSource) -> ByteSource:
         """OpenAI chunks read from Anthropic's event stream ``source``."""
-        return TranslatedStream(source, ChunkTranslator(int(time.time())))
+        return TranslatedStream(source, ChunkTranslator(int(self.clock())))
 
     def translate_error(self, request: GatewayRequest, status: int, body: bytes) -> bytes:
         """See :func:`openai_error`."""
