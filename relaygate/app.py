@@ -30,6 +30,8 @@ from relaygate.config.source import server_config_of
 from relaygate.drain import EDGE_STATE_KEY, Drain, EdgeState
 from relaygate.errors import GatewayError, error_body
 from relaygate.exchange import CLIENT_DISCONNECTED, GATEWAY_SHUTTING_DOWN, ClientLink, Operation
+from relaygate.frontdoor.anthropic_door import AnthropicMessagesDoor
+from relaygate.frontdoor.door import FrontDoor
 from relaygate.gateway import EdgeResponse, Gateway, GatewayDeps
 from relaygate.middleware.auth import bearer, presented_key
 from relaygate.openapi import openapi_document
@@ -46,6 +48,9 @@ _ERROR_TYPES = {401: "authentication_error", 404: "not_found_error", 405: "inval
 class ApiEndpoint:
     """A raw ASGI endpoint for one OpenAI-compatible operation.
 
+    With a ``door`` (:mod:`relaygate.frontdoor.door`), the endpoint serves another
+    vendor's API over the same pipeline: headers, body and every answer pass through it.
+
     It reads the body (413 past ``limits.max_body_bytes``, 408 when it stalls for
     ``limits.body_idle_timeout_ms``), then answers while watching the connection: a client
     that goes away cancels the work at once, upstream call or stream included, and the
@@ -55,10 +60,15 @@ class ApiEndpoint:
     """
 
     def __init__(
-        self, gateway: Gateway | GatewayRef, operation: Operation, drain: Drain | None = None
+        self,
+        gateway: Gateway | GatewayRef,
+        operation: Operation,
+        drain: Drain | None = None,
+        door: FrontDoor | None = None,
     ) -> None:
         self._ref = gateway if isinstance(gateway, GatewayRef) else GatewayRef(gateway)
         self._operation = operation
+        self._door = door
         if drain is None:
             drain = Drain(self._ref.current.server.shutdown.drain_timeout_ms / 1000)
         self._drain = drain
@@ -69,13 +79,16 @@ class ApiEndpoint:
         gateway = self._ref.current
         operation = self._operation
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        door = self._door
+        if door is not None:
+            headers = door.headers(headers)
         method: str = scope["method"]
         if method != "POST":
             refusal = GatewayError(405, "method not allowed; use POST", code="405")
             await send_edge(
                 send,
-                gateway.refuse(
-                    operation, headers, refusal, method=method, extra=[("allow", "POST")]
+                self._refuse(
+                    gateway, operation, headers, refusal, method=method, extra=[("allow", "POST")]
                 ),
             )
             return
@@ -86,7 +99,7 @@ class ApiEndpoint:
             if declared is not None and declared.isdigit():
                 gateway.codec.check_size(int(declared))
         except GatewayError as exc:
-            await send_edge(send, gateway.refuse(operation, headers, exc))
+            await send_edge(send, self._refuse(gateway, operation, headers, exc))
             return
         body = bytearray()
         more = True
@@ -103,12 +116,13 @@ class ApiEndpoint:
                     gateway.codec.check_size(len(body))
                     more = message.get("more_body", False)
         except GatewayError as exc:
-            await send_edge(send, gateway.refuse(operation, headers, exc))
+            await send_edge(send, self._refuse(gateway, operation, headers, exc))
             return
         except TimeoutError:
             stalled = _body_stalled(idle_s)
             await send_edge(
-                send, gateway.refuse(operation, headers, stalled, extra=[("connection", "close")])
+                send,
+                self._refuse(gateway, operation, headers, stalled, extra=[("connection", "close")]),
             )
             return
         await self._answer(gateway, bytes(body), headers, principal, receive, send)
@@ -131,7 +145,7 @@ class ApiEndpoint:
         response: EdgeResponse | None = None
         head_sent = False
         try:
-            response = await gateway.handle(self._operation, body, headers, link, principal)
+            response = await self._handle(gateway, body, headers, link, principal)
             try:
                 await send_head(send, response)
             except BaseException:
@@ -147,6 +161,35 @@ class ApiEndpoint:
         finally:
             drain.leave(task)
             watcher.cancel()
+
+    def _refuse(
+        self,
+        gateway: Gateway,
+        operation: Operation,
+        headers: dict[str, str],
+        error: GatewayError,
+        **kw: Any,
+    ) -> EdgeResponse:
+        """The gateway's refusal, in the door's shape when there is one."""
+        refusal = gateway.refuse(operation, headers, error, **kw)
+        return refusal if self._door is None else self._door.answer(refusal)
+
+    async def _handle(
+        self,
+        gateway: Gateway,
+        body: bytes,
+        headers: dict[str, str],
+        link: ClientLink,
+        principal: KeyScope | None,
+    ) -> EdgeResponse:
+        door = self._door
+        if door is None:
+            return await gateway.handle(self._operation, body, headers, link, principal)
+        try:
+            body = door.request(body)
+        except GatewayError as exc:
+            return self._refuse(gateway, self._operation, headers, exc)
+        return door.answer(await gateway.handle(self._operation, body, headers, link, principal))
 
 
 async def _watch_client(receive: Receive, drain: Drain, task: asyncio.Task[Any]) -> None:
@@ -333,6 +376,19 @@ def create_app(
 
     spec = orjson.dumps(openapi_document(metrics=metrics_on))
 
+    messages_door = AnthropicMessagesDoor()
+
+    async def count_tokens(request: Request) -> Response:
+        headers = messages_door.headers({k.lower(): v for k, v in request.headers.items()})
+        refusal = GatewayError(
+            404,
+            "POST /v1/messages/count_tokens is not served: no relaygate target counts tokens",
+            type="not_found_error",
+            code="count_tokens_unsupported",
+        )
+        answer = messages_door.answer(ref.current.refuse(None, headers, refusal))
+        return Response(answer.body, status_code=answer.status, headers=dict(answer.headers))
+
     async def openapi(_: Request) -> Response:
         return Response(spec, media_type="application/json")
 
@@ -373,10 +429,12 @@ def create_app(
         "/v1/chat/completions": ApiEndpoint(ref, Operation.CHAT, drain),
         "/v1/completions": ApiEndpoint(ref, Operation.TEXT_COMPLETION, drain),
         "/v1/embeddings": ApiEndpoint(ref, Operation.EMBEDDINGS, drain),
+        "/v1/messages": ApiEndpoint(ref, Operation.CHAT, drain, messages_door),
     }
     routes = [
         *(Route(path, endpoint) for path, endpoint in api.items()),
         Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
         *([Route("/metrics", require_key(admin, metrics), methods=["GET"])] if metrics_on else []),
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),

@@ -20,6 +20,12 @@ import copy
 from typing import Any
 
 from relaygate.exchange import Operation
+from relaygate.frontdoor.anthropic_openapi import (
+    ANTHROPIC_KEY_SCHEME,
+    MESSAGES_SCHEMAS,
+    count_tokens_operation,
+    messages_operation,
+)
 from relaygate.gateway import ROUTES
 
 OPENAPI_VERSION = "3.1.0"
@@ -500,6 +506,12 @@ def openapi_document(*, metrics: bool = True) -> dict[str, Any]:
     paths: dict[str, Any] = {
         route: {"post": _api_operation(operation)} for operation, route in ROUTES.items()
     }
+    paths["/v1/messages"] = {
+        "post": messages_operation(
+            [_ref("parameters", name) for name in _REQUEST_HEADERS], _answer_headers(), _ERRORS
+        )
+    }
+    paths["/v1/messages/count_tokens"] = {"post": count_tokens_operation(_answer_headers())}
     paths["/v1/models"] = _get(
         "listModels",
         "The models the configured targets pin",
@@ -551,6 +563,7 @@ def openapi_document(*, metrics: bool = True) -> dict[str, Any]:
                 "Health": _HEALTH,
                 "Ready": _READY,
                 "StatusSnapshot": _STATUS_SNAPSHOT,
+                **MESSAGES_SCHEMAS,
             },
             "parameters": _REQUEST_HEADERS,
             "headers": _RESPONSE_HEADERS,
@@ -569,6 +582,7 @@ def openapi_document(*, metrics: bool = True) -> dict[str, Any]:
                     "name": "x-portkey-api-key",
                     "description": "The gateway key when the Portkey SDK is the client.",
                 },
+                "AnthropicApiKey": ANTHROPIC_KEY_SCHEME,
             },
         },
     }

@@ -18,15 +18,22 @@ import orjson
 
 from relaygate.config.server import ServerConfig
 from relaygate.config.source import server_config_of
+from relaygate.edge import EdgeResponse
 from relaygate.errors import GatewayError
 from relaygate.exchange import CLIENT_DISCONNECTED, ClientLink, Operation, ResponseStream
+from relaygate.frontdoor.anthropic_door import AnthropicMessagesDoor
+from relaygate.frontdoor.door import FrontDoor
 from relaygate.gateway import Gateway, GatewayDeps
 
 _SUFFIXES: tuple[tuple[str, Operation], ...] = (
     ("/chat/completions", Operation.CHAT),
     ("/completions", Operation.TEXT_COMPLETION),
     ("/embeddings", Operation.EMBEDDINGS),
+    ("/messages", Operation.CHAT),
 )
+
+_DOORS: dict[str, FrontDoor] = {"/messages": AnthropicMessagesDoor()}
+"""Path suffixes served in another vendor's API (:mod:`relaygate.frontdoor`)."""
 
 
 class _EdgeStream(httpx.AsyncByteStream):
@@ -71,6 +78,9 @@ class AsyncTransport(httpx.AsyncBaseTransport):
             return httpx.Response(200, headers={"content-type": "application/json"}, content=body)
         operation = next((op for suffix, op in _SUFFIXES if path.endswith(suffix)), None)
         headers = {k.lower(): v for k, v in request.headers.items()}
+        door = next((d for suffix, d in _DOORS.items() if path.endswith(suffix)), None)
+        if door is not None and operation is not None and request.method == "POST":
+            return await self._through_door(door, request, door.headers(headers))
         if operation is None or request.method != "POST":
             status = 404 if operation is None else 405
             message = "unknown route" if operation is None else "method not allowed; use POST"
@@ -82,13 +92,31 @@ class AsyncTransport(httpx.AsyncBaseTransport):
             return httpx.Response(status, headers=answer.headers, content=answer.body)
         content = await request.aread()
         link = ClientLink()
-        response = await self.gateway.handle(operation, content, headers, link)
-        if response.stream is None:
-            return httpx.Response(response.status, headers=response.headers, content=response.body)
-        return httpx.Response(
-            response.status, headers=response.headers, stream=_EdgeStream(response.stream, link)
+        return _response(await self.gateway.handle(operation, content, headers, link), link)
+
+    async def _through_door(
+        self, door: FrontDoor, request: httpx.Request, headers: dict[str, str]
+    ) -> httpx.Response:
+        """A call in another vendor's API: translated in, through the pipeline, and back."""
+        try:
+            body = door.request(await request.aread())
+        except GatewayError as exc:
+            answer = door.answer(self.gateway.refuse(Operation.CHAT, headers, exc))
+            return httpx.Response(answer.status, headers=answer.headers, content=answer.body)
+        link = ClientLink()
+        return _response(
+            door.answer(await self.gateway.handle(Operation.CHAT, body, headers, link)), link
         )
 
     async def aclose(self) -> None:
         """Close the gateway's own upstream client."""
         await self.gateway.aclose()
+
+
+def _response(response: EdgeResponse, link: ClientLink) -> httpx.Response:
+    """The ``httpx.Response`` of a gateway answer (a stream stays a stream)."""
+    if response.stream is None:
+        return httpx.Response(response.status, headers=response.headers, content=response.body)
+    return httpx.Response(
+        response.status, headers=response.headers, stream=_EdgeStream(response.stream, link)
+    )

@@ -16,6 +16,8 @@ from relaygate.openapi import OPENAPI_VERSION, openapi_document
 from tests.inprocess import asgi_client
 
 API_ROUTES = {"/v1/chat/completions", "/v1/completions", "/v1/embeddings"}
+MESSAGES_ROUTES = {"/v1/messages", "/v1/messages/count_tokens"}
+"""Anthropic's front door: POSTs answering errors in Anthropic's shape."""
 
 
 async def fetch(app: Starlette) -> httpx.Response:
@@ -43,7 +45,8 @@ async def test_the_document_lists_every_route_the_app_serves_and_no_other(metric
 def test_the_api_operations_are_posts_and_the_rest_gets() -> None:
     paths = openapi_document()["paths"]
     for path, item in paths.items():
-        assert set(item) == ({"post"} if path in API_ROUTES else {"get"}), path
+        posts = API_ROUTES | MESSAGES_ROUTES
+        assert set(item) == ({"post"} if path in posts else {"get"}), path
 
 
 def test_every_error_status_of_an_api_operation_answers_in_the_openai_error_shape() -> None:
@@ -106,3 +109,16 @@ def test_the_validity_check_catches_an_invalid_document() -> None:
     document["paths"]["/health"]["get"]["responses"] = []
     with pytest.raises(jsonschema_rs.ValidationError, match="is not of type"):
         schemathesis.openapi.from_dict(document).validate()
+
+
+def test_every_error_of_the_messages_routes_is_in_anthropics_shape() -> None:
+    document = openapi_document()
+    error = document["components"]["schemas"]["MessagesError"]
+    assert error["required"] == ["type", "error"]
+    for path in MESSAGES_ROUTES:
+        responses: dict[str, Any] = document["paths"][path]["post"]["responses"]
+        errors = [r for status, r in responses.items() if status[0] in "45"]
+        assert errors
+        for answer in errors:
+            schema = answer["content"]["application/json"]["schema"]
+            assert schema == {"$ref": "#/components/schemas/MessagesError"}

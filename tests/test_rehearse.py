@@ -444,11 +444,11 @@ def test_a_target_with_a_provider_relaygate_does_not_know_exits_2_naming_it(
     path = tmp_path / "unknown.json"
     config = {
         "strategy": {"mode": "fallback"},
-        "targets": [{"provider": "openai"}, {"provider": "anthropic"}],
+        "targets": [{"provider": "openai"}, {"provider": "acme-llm"}],
     }
     path.write_text(json.dumps(config))
     assert run_rehearse(parse([str(path)])) == 2
-    assert "\n  targets[1].provider: unknown provider 'anthropic'" in capsys.readouterr().err
+    assert "\n  targets[1].provider: unknown provider 'acme-llm'" in capsys.readouterr().err
 
 
 def test_an_unknown_config_id_exits_2_listing_the_named_configs(

@@ -84,6 +84,7 @@ PROVIDER_OPTION_FIELDS: tuple[str, ...] = (
     "deployment_id",
     "api_version",
     "azure_model_name",
+    "strict_open_ai_compliance",
 )
 """Target fields passed through to the provider adapter as ``Target.provider_options``."""
 
@@ -100,6 +101,8 @@ _TARGET_ONLY_KEYS: frozenset[str] = frozenset(
         "apiVersion",
         "azure_model_name",
         "azureModelName",
+        "strict_open_ai_compliance",
+        "strictOpenAiCompliance",
     }
 )
 
@@ -447,6 +450,14 @@ class ConfigNode(_Spec):
     )
     azure_model_name: str | None = _field(
         "azure_model_name", "azureModelName", description="Model name behind an Azure deployment."
+    )
+    strict_open_ai_compliance: bool | None = _field(
+        "strict_open_ai_compliance",
+        "strictOpenAiCompliance",
+        description="Translated providers (anthropic): refuse a chat parameter the provider "
+        "cannot honour with 400 `unsupported_parameter` instead of dropping it with a "
+        "warning; default: the `x-portkey-strict-open-ai-compliance` request header, else "
+        "false.",
     )
     supports_prefill: bool | None = _field(
         "supports_prefill",

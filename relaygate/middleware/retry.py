@@ -38,6 +38,7 @@ from relaygate.recovery.prefill import attempt
 from relaygate.recovery.stream import broken_answer
 from relaygate.strategies import Backoff, attempt_allowed, classify, decide_retry
 from relaygate.strategies.reasons import Reason
+from relaygate.strategies.triggers import policy_status
 from relaygate.telemetry import Telemetry
 
 _NOOP: Span = trace.NonRecordingSpan(trace.INVALID_SPAN_CONTEXT)
@@ -173,7 +174,7 @@ class RetryLayer:
 
 def _would_retry(status: int, settings: RetrySettings, retries_done: int) -> bool:
     """Whether the retry settings alone would retry an answer of ``status``."""
-    return status in settings.on_status_codes and retries_done < settings.attempts
+    return policy_status(status) in settings.on_status_codes and retries_done < settings.attempts
 
 
 def _record_retry(

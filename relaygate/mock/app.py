@@ -21,6 +21,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive
 
+from relaygate.mock.anthropic import AnthropicWire
 from relaygate.mock.faults import REQUEST_TEXT_WORDS, Fault, MockSettings, parse_faults
 from relaygate.mock.openai import (
     _EMBEDDING_DIMENSIONS,
@@ -40,6 +41,7 @@ from relaygate.mock.openai import (
     stream_chunks,
 )
 from relaygate.mock.state import _NOT_JSON, _MockState, _parse_body
+from relaygate.mock.tools import tool_call_chunks, tool_call_of
 
 _GARBAGE_BODY = b"<html>upstream exploded</html>"
 
@@ -277,18 +279,30 @@ class _MockApp:
             completion_id = self.state.next_id("cmpl")
             answer = self._answer(prompt)
         usage = self._usage(prompt_tokens, answer)
+        call = tool_call_of(body, answer, f"call_{completion_id}") if kind == "chat" else None
 
         if body.get("stream") is True:
             options = body.get("stream_options")
             include_usage = isinstance(options, dict) and options.get("include_usage") is True
-            chunks = stream_chunks(
-                STREAM_SHAPES[kind],
-                completion_id=completion_id,
-                created=created,
-                model=model,
-                pieces=_split_text(answer, self.settings.stream_chunks),
-                usage=usage,
-                include_usage=include_usage,
+            chunks = (
+                tool_call_chunks(
+                    call,
+                    completion_id=completion_id,
+                    created=created,
+                    model=model,
+                    usage=usage,
+                    include_usage=include_usage,
+                )
+                if call is not None
+                else stream_chunks(
+                    STREAM_SHAPES[kind],
+                    completion_id=completion_id,
+                    created=created,
+                    model=model,
+                    pieces=_split_text(answer, self.settings.stream_chunks),
+                    usage=usage,
+                    include_usage=include_usage,
+                )
             )
             stream_headers = {**headers, "cache-control": "no-cache"}
             return StreamingResponse(
@@ -299,7 +313,16 @@ class _MockApp:
             )
 
         choice: dict[str, Any]
-        if kind == "chat":
+        if call is not None:
+            message = {"role": "assistant", "content": None, "tool_calls": [call]}
+            choice = {
+                "index": 0,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": "tool_calls",
+            }
+            obj = "chat.completion"
+        elif kind == "chat":
             choice = {
                 "index": 0,
                 "message": {"role": "assistant", "content": answer},
@@ -470,9 +493,11 @@ def create_mock_app(settings: MockSettings = _DEFAULT_SETTINGS) -> ASGIApp:
     headers and parsed JSON body or null).
 
     Each call returns an independent app with its own script position, counters
-    and recordings.  Streams cut by ``Fault.cut_after_chunks`` abort by raising
+    and recordings.  Every mock also speaks Anthropic's Messages API at ``/v1/messages``
+    (:mod:`relaygate.mock.anthropic`).  Streams cut by ``Fault.cut_after_chunks`` abort by raising
     inside the response body; the resulting uvicorn error log line is filtered.
     """
     _install_log_filter()
     mock = _MockApp(settings)
-    return Starlette(routes=mock.routes(), exception_handlers={HTTPException: mock.not_found})
+    app = Starlette(routes=mock.routes(), exception_handlers={HTTPException: mock.not_found})
+    return AnthropicWire(app)

@@ -104,7 +104,12 @@ class _MockState:
 
     def record(self, request: Request, body: object) -> None:
         headers: dict[str, str] = {}
-        for raw_name, raw_value in request.headers.raw:
+        path = request.url.path
+        raw_headers = request.headers.raw
+        original = request.scope.get("relaygate.mock.original")
+        if original is not None:  # a request translated from another wire format
+            path, raw_headers, body = original
+        for raw_name, raw_value in raw_headers:
             name = raw_name.decode("latin-1").lower()
             value = raw_value.decode("latin-1")
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
@@ -112,7 +117,7 @@ class _MockState:
         self.recorded.append(
             {
                 "method": request.method,
-                "path": request.url.path,
+                "path": path,
                 "query": request.url.query,
                 "headers": headers,
                 "body": body,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from relaygate.config.model import Target
-from relaygate.exchange import GatewayRequest
+from relaygate.exchange import ByteSource, GatewayRequest
 from relaygate.security.egress import EgressPolicy
 
 
@@ -86,3 +86,37 @@ class ProviderAdapter(Protocol):
         ``invalid_response``).
         """
         ...
+
+
+class AnswerTranslation(Protocol):
+    """Optional hooks of an adapter whose wire format is not OpenAI's, found as its
+    ``translation`` attribute (:func:`translation_of`; adapters without one are
+    OpenAI-shaped and pass answers through). With a translation:
+
+    - :meth:`ProviderAdapter.parse_response` returns the OpenAI payload, which the handler
+      serialises as the answer's body (the upstream's bytes are not sent on);
+    - a streamed 2xx answer is read through :meth:`translate_stream`, whose output must be
+      OpenAI ``chat.completion.chunk`` SSE events (``data:`` lines, a usage chunk, ``[DONE]``):
+      the pipeline's one :class:`~relaygate.exchange.ResponseStream` wraps it, so telemetry,
+      deadlines (the idle bound stays on the raw upstream stream) and mid-stream recovery
+      work unchanged; the source's exceptions must pass through, and a vendor's in-band
+      error or truncated stream must raise
+      :class:`~relaygate.providers.client.StreamInterrupted` (a break);
+    - a 4xx/5xx body is rewritten by :meth:`translate_error` into OpenAI's error shape; the
+      status stays the upstream's, as sent (policy equivalences such as 529 ≈ 503 live in
+      :data:`~relaygate.strategies.triggers.STATUS_ALIASES`).
+    """
+
+    def translate_stream(self, request: GatewayRequest, source: ByteSource) -> ByteSource:
+        """OpenAI chunk events read from the vendor's stream ``source``."""
+        ...
+
+    def translate_error(self, request: GatewayRequest, status: int, body: bytes) -> bytes:
+        """OpenAI's ``{"error": {...}}`` body for the vendor's error ``body``."""
+        ...
+
+
+def translation_of(adapter: object) -> AnswerTranslation | None:
+    """``adapter.translation`` when the adapter has one, else ``None`` (OpenAI-shaped)."""
+    translation: AnswerTranslation | None = getattr(adapter, "translation", None)
+    return translation

@@ -31,15 +31,21 @@ import orjson
 from opentelemetry.trace import get_current_span
 
 from relaygate.errors import JSON_HEADERS, GatewayError, error_body, synthesized
-from relaygate.exchange import GatewayRequest, GatewayResponse, Operation, ResponseStream
+from relaygate.exchange import (
+    ByteSource,
+    GatewayRequest,
+    GatewayResponse,
+    Operation,
+    ResponseStream,
+)
 from relaygate.exporters import semconv as sc
+from relaygate.providers.base import translation_of
 from relaygate.providers.client import (
     EgressRefused,
     StreamInterrupted,
     StreamStalled,
     UpstreamClient,
     UpstreamFailure,
-    UpstreamStream,
 )
 from relaygate.providers.embeddings import conform
 from relaygate.providers.registry import ProviderRegistry
@@ -134,8 +140,12 @@ class ProviderHandler:
         except UpstreamFailure as exc:
             return _failed(target.provider, Reason.CONNECT_ERROR, f"unreachable ({exc})")
 
+        translation = translation_of(adapter)
         upstream = answer.stream
         if upstream is not None:
+            source: ByteSource = (
+                upstream if translation is None else translation.translate_stream(request, upstream)
+            )
             hold = bool(target.first_token_timeout_ms)
             idle = upstream.idle_timeout_s
             if hold:
@@ -143,7 +153,7 @@ class ProviderHandler:
                 # starts with the hand-over.
                 upstream.idle_timeout_s = None
             try:
-                first = await _opening(upstream, hold)
+                first = await _opening(source, hold)
             except StopAsyncIteration:
                 return _failed(
                     target.provider, Reason.INVALID_RESPONSE, "sent an empty stream", answer.status
@@ -165,14 +175,14 @@ class ProviderHandler:
                 )
             except BaseException:
                 # Cut by the timeout layer, or the client went away: release the connection.
-                await upstream.aclose()
+                await source.aclose()
                 raise
             upstream.idle_timeout_s = idle
             return GatewayResponse(
                 status=answer.status,
                 headers=answer.headers,
                 stream=ResponseStream(
-                    upstream,
+                    source,
                     first,
                     breaks=(StreamInterrupted,),
                     break_event=_break_event,
@@ -184,6 +194,8 @@ class ProviderHandler:
             body = answer.body
             try:
                 payload = adapter.parse_response(request, answer.status, answer.body)
+                if translation is not None:
+                    body = orjson.dumps(payload)
                 if request.operation is Operation.EMBEDDINGS and conform(
                     payload, request.body.get("encoding_format")
                 ):
@@ -200,19 +212,22 @@ class ProviderHandler:
                 f"answered status {answer.status}",
                 answer.status,
             )
+        error = (
+            _error_body_of(target.provider, answer.status, answer.body)
+            if translation is None
+            else translation.translate_error(request, answer.status, answer.body)
+        )
         return GatewayResponse(
-            status=answer.status,
-            headers={**answer.headers, **JSON_HEADERS},
-            body=_error_body_of(target.provider, answer.status, answer.body),
+            status=answer.status, headers={**answer.headers, **JSON_HEADERS}, body=error
         )
 
 
-async def _opening(stream: UpstreamStream, hold: bool) -> bytes:
+async def _opening(stream: ByteSource, hold: bool) -> bytes:
     """The bytes handed on first: the first chunk, or with ``hold`` every chunk up to and
     including the first carrying content (the opening is small; past
     :data:`~relaygate.sse.MAX_PRELUDE_BYTES` it is handed on as it is, and a stream that ends
     during its opening hands on what it sent). ``StopAsyncIteration`` when nothing came."""
-    held = await stream.__anext__()
+    held: bytes = await stream.__anext__()
     while hold and len(held) < MAX_PRELUDE_BYTES and not carries_content(held):
         try:
             held += await stream.__anext__()

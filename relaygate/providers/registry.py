@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from relaygate.errors import GatewayError
+from relaygate.providers.anthropic import Anthropic
 from relaygate.providers.azure import AzureOpenAI
 from relaygate.providers.base import ProviderAdapter
 from relaygate.providers.openai_compat import OPENAI_COMPATIBLE
@@ -49,5 +50,5 @@ class ProviderRegistry:
 
 def default_registry() -> ProviderRegistry:
     """A registry of every built-in provider."""
-    adapters: list[ProviderAdapter] = [*OPENAI_COMPATIBLE, AzureOpenAI()]
+    adapters: list[ProviderAdapter] = [*OPENAI_COMPATIBLE, AzureOpenAI(), Anthropic()]
     return ProviderRegistry(adapters)

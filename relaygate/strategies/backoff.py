@@ -16,6 +16,7 @@ from typing import Literal
 
 from relaygate.config.model import RetrySettings
 from relaygate.strategies.reasons import Reason
+from relaygate.strategies.triggers import policy_status
 
 _DECIMAL = re.compile(r"\s*(?:\d+(?:\.\d*)?|\.\d+)\s*")
 
@@ -136,15 +137,17 @@ def retry_status(status: int, failure: Reason | None) -> int | None:
     """The status matched against ``on_status_codes`` for this outcome.
 
     A transport failure replaces ``status`` by its synthetic status (timeout → 408, connect
-    error / invalid response / stream error → 502). ``None`` for outcomes that are never
-    retried on the same target whatever the codes: the request deadline has passed, there
-    was no route, or a stream stalled (``stream_idle``: a target that went silent midway is
-    left for the next target, which fallback moves to like after a timeout, as 408).
+    error / invalid response / stream error → 502), and a vendor status is replaced by its
+    standard equivalent (:data:`~relaygate.strategies.triggers.STATUS_ALIASES`: 529 →
+    503). ``None`` for outcomes that are never retried on the same target whatever the
+    codes: the request deadline has passed, there was no route, or a stream stalled
+    (``stream_idle``: a target that went silent midway is left for the next target, which
+    fallback moves to like after a timeout, as 408).
     """
     if failure is Reason.DEADLINE or failure is Reason.NO_ROUTE or failure is Reason.STREAM_IDLE:
         return None
     if failure is None:
-        return status
+        return policy_status(status)
     return FAILURE_STATUS.get(failure, status)
 
 

@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 from relaygate.strategies.reasons import Reason
+
+STATUS_ALIASES: Mapping[int, int] = MappingProxyType({529: 503})
+"""Vendor statuses matched against ``on_status_codes`` (retry and fallback) as the standard
+status they mean: Anthropic's ``529 overloaded_error`` is a 503. The attempt still records
+the status as sent."""
+
+
+def policy_status(status: int) -> int:
+    """``status`` as matched against ``on_status_codes`` (see :data:`STATUS_ALIASES`)."""
+    return STATUS_ALIASES.get(status, status)
 
 
 def should_fall_back(
@@ -17,8 +30,9 @@ def should_fall_back(
     ``failure`` moves on. With a set, only a ``status`` in it does: the transport reports
     its failures with a synthetic status (timeout → 408; connect error, invalid upstream
     response and stream error before the first byte → 502), so matching is by status alone
-    and ``failure`` is ignored. A child skipped because its circuit is open
-    (``circuit_open``) always moves on: nothing was tried.
+    and ``failure`` is ignored; a vendor status in :data:`STATUS_ALIASES` matches as the
+    status it means. A child skipped because its circuit is open (``circuit_open``) always
+    moves on: nothing was tried.
 
     A ``final`` answer (:func:`~relaygate.strategies.finality.final_code` found a code)
     never falls back, whatever the codes say.
@@ -29,4 +43,4 @@ def should_fall_back(
         return False
     if on_status_codes is None:
         return (failure is not None and failure is not Reason.OK) or not 200 <= status < 300
-    return status in on_status_codes
+    return policy_status(status) in on_status_codes

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
@@ -31,6 +32,7 @@ from tests.e2e.helpers_e2e import (
     TIMEOUT,
     Mocks,
     Recovery,
+    answer_of,
     config_header,
     openai_client,
     retry_and_timeout_configs,
@@ -187,3 +189,37 @@ async def test_in_process_transport_embeddings_asked_as_floats(
         extra_headers=config_header("embed"),
     )
     assert [item.embedding for item in result.data] == mocks["alpha"].vectors(inputs)
+
+
+@STREAMING
+async def test_in_process_transport_serves_the_messages_api_with_fallback(
+    mocks: Mocks, stream: bool
+) -> None:
+    mocks["alpha"].script("503")
+    body = {
+        "model": "claude-any",
+        "max_tokens": 16,
+        "messages": [{"role": "user", "content": "Hello."}],
+        "stream": stream,
+    }
+    transport = AsyncTransport(_gateway_config(mocks))
+    async with httpx.AsyncClient(transport=transport, base_url=IN_PROCESS_URL) as client:
+        answer = await client.post(
+            "/messages", json=body, headers={**config_header("fallback"), "x-api-key": "x"}
+        )
+        refused = await client.post("/messages", json={"model": "m", "messages": []})
+    await transport.aclose()
+    assert answer.status_code == 200
+    assert answer.headers["request-id"] == answer.headers["x-request-id"]
+    if stream:
+        texts = [
+            json.loads(line[6:])["delta"]["text"]
+            for line in answer.text.splitlines()
+            if line.startswith("data: ") and '"text_delta"' in line
+        ]
+        assert "".join(texts) == answer_of("beta")
+        assert answer.text.rstrip().endswith('data: {"type":"message_stop"}')
+    else:
+        assert answer.json()["content"] == [{"type": "text", "text": answer_of("beta")}]
+    assert refused.status_code == 400
+    assert refused.json()["type"] == "error"

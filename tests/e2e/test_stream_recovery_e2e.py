@@ -74,6 +74,14 @@ def gateway(mocks: Mocks, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             "strategy": {"mode": "single", "recover_streams": True},
             "targets": [primary.target(retry={"attempts": 1})],
         },
+        "from-anthropic": {
+            "strategy": {"mode": "fallback"},
+            "targets": [primary.target(provider="anthropic"), backup.target()],
+        },
+        "to-anthropic": {
+            "strategy": {"mode": "fallback"},
+            "targets": [primary.target(), backup.target(provider="anthropic")],
+        },
     }
     with running_gateway(tmp_path_factory.mktemp("gw"), server_config(configs)) as server:
         yield server
@@ -165,3 +173,21 @@ def test_the_retries_of_the_same_target_recover_its_stream(
     text, _ = stream(client, "retry")
     assert text == ANSWER
     assert mocks["primary"].hits() == 2
+
+
+@pytest.mark.parametrize("config", ["from-anthropic", "to-anthropic"])
+def test_a_stream_cut_midway_is_recovered_across_vendors(
+    client: openai.OpenAI, mocks: Mocks, config: str
+) -> None:
+    mocks["primary"].script(CUT)
+    text, chunks = stream(client, config)
+    assert text == ANSWER
+    assert len({c.id for c in chunks}) == 1, "one coherent stream: the first attempt's id"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert chunks[-1].usage is not None
+    assert [r["path"] for r in mocks["primary"].requests()] == [
+        "/v1/messages" if config == "from-anthropic" else "/v1/chat/completions"
+    ]
+    assert [r["path"] for r in mocks["backup"].requests()] == [
+        "/v1/messages" if config == "to-anthropic" else "/v1/chat/completions"
+    ]

@@ -1,0 +1,1 @@
+"""Front doors: other vendors' APIs served over the chat pipeline."""

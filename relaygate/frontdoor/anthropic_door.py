@@ -1,0 +1,73 @@
+"""``POST /v1/messages``: the :class:`~relaygate.frontdoor.door.FrontDoor` of Anthropic's
+Messages API (translation in :mod:`relaygate.frontdoor.anthropic_messages`).
+
+- the gateway key may come as ``x-api-key`` (what the ``anthropic`` SDK sends, older
+  versions) as well as ``Authorization: Bearer`` and ``x-portkey-api-key``;
+- answers carry ``request-id`` (what the SDK reads) besides ``x-request-id``;
+- errors, the gateway's refusals included, are in Anthropic's shape
+  (``{"type": "error", "error": {"type", "message"}}``) with the status unchanged.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from relaygate.edge import EdgeResponse
+from relaygate.errors import GatewayError
+from relaygate.exchange import ResponseStream
+from relaygate.frontdoor.anthropic_messages import (
+    EventTranslator,
+    anthropic_error,
+    to_chat_request,
+    to_message,
+)
+from relaygate.translate import TranslatedStream
+
+_JSON = "application/json"
+
+
+class AnthropicMessagesDoor:
+    """Anthropic's Messages API over the chat pipeline."""
+
+    def headers(self, headers: dict[str, str]) -> dict[str, str]:
+        """``x-api-key`` read as the gateway key when no other key header is present."""
+        key = headers.get("x-api-key")
+        if key and "authorization" not in headers and "x-portkey-api-key" not in headers:
+            return {**headers, "authorization": f"Bearer {key}"}
+        return headers
+
+    def request(self, body: bytes) -> bytes:
+        """The chat request for a Messages request body (400 when it is not one)."""
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise GatewayError(400, "request body is not valid JSON", code="invalid_json") from exc
+        if not isinstance(payload, dict):
+            raise GatewayError(400, "request body must be a JSON object", code="invalid_body")
+        return orjson.dumps(to_chat_request(payload))
+
+    def answer(self, response: EdgeResponse) -> EdgeResponse:
+        """The Messages answer: a message, an event stream, or an Anthropic-shaped error."""
+        headers = [(k, v) for k, v in response.headers if k != "content-type"]
+        request_id = next((v for k, v in response.headers if k == "x-request-id"), None)
+        if request_id is not None:
+            headers.append(("request-id", request_id))
+        if response.stream is not None:
+            headers.append(("content-type", "text/event-stream; charset=utf-8"))
+            stream = ResponseStream(TranslatedStream(response.stream, EventTranslator()))
+            return EdgeResponse(response.status, headers, stream=stream)
+        headers.append(("content-type", _JSON))
+        if 200 <= response.status < 300:
+            try:
+                chat = orjson.loads(response.body)
+            except orjson.JSONDecodeError:
+                chat = None
+            if isinstance(chat, dict):
+                body = orjson.dumps(to_message(chat))
+                return EdgeResponse(response.status, headers, body)
+            status = 502
+            body = anthropic_error(status, b"")
+            return EdgeResponse(status, headers, body)
+        return EdgeResponse(
+            response.status, headers, anthropic_error(response.status, response.body)
+        )

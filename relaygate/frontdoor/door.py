@@ -1,0 +1,33 @@
+"""The edge side of a front door: what an API endpoint does differently when its clients
+speak another vendor's API than the pipeline's OpenAI chat format.
+
+An :class:`~relaygate.app.ApiEndpoint` given a :class:`FrontDoor` passes the request
+headers through :meth:`FrontDoor.headers` before authenticating, the body through
+:meth:`FrontDoor.request` before the pipeline (a :class:`~relaygate.errors.GatewayError`
+there is refused like any bad input), and every answer, refusals included, through
+:meth:`FrontDoor.answer`.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from relaygate.edge import EdgeResponse
+
+
+class FrontDoor(Protocol):
+    """A vendor API served over the chat pipeline."""
+
+    def headers(self, headers: dict[str, str]) -> dict[str, str]:
+        """The request's (lower-case) headers as the pipeline reads them (the vendor's key
+        header as the gateway key...)."""
+        ...
+
+    def request(self, body: bytes) -> bytes:
+        """The pipeline's request body for the vendor's; raises a 400
+        :class:`~relaygate.errors.GatewayError` for an invalid one."""
+        ...
+
+    def answer(self, response: EdgeResponse) -> EdgeResponse:
+        """The vendor's answer for the pipeline's (body, stream and errors translated)."""
+        ...
