@@ -43,6 +43,7 @@ from relaygate.providers.client import (
 )
 from relaygate.providers.embeddings import conform
 from relaygate.providers.registry import ProviderRegistry
+from relaygate.providers.translation import Refused, TranslatedStream, Translation
 from relaygate.security.custody import caller_destination
 from relaygate.security.egress import DEFAULT_POLICY, EgressPolicy
 from relaygate.security.forwarding import never_forwarded
@@ -134,7 +135,19 @@ class ProviderHandler:
         except UpstreamFailure as exc:
             return _failed(target.provider, Reason.CONNECT_ERROR, f"unreachable ({exc})")
 
-        upstream = answer.stream
+        translation: Translation | None = getattr(adapter, "translation", None)
+        upstream: UpstreamStream | TranslatedStream | None = answer.stream
+        if translation is not None:
+            # A provider with its own wire format: its answer in OpenAI's shape from here on.
+            if answer.stream is not None:
+                upstream = translation.stream(request, answer.stream)
+            else:
+                try:
+                    answer = translation.answer(request, answer)
+                except ValueError as exc:
+                    return _failed(
+                        target.provider, Reason.INVALID_RESPONSE, str(exc), answer.status
+                    )
         if upstream is not None:
             hold = bool(target.first_token_timeout_ms)
             idle = upstream.idle_timeout_s
@@ -162,6 +175,12 @@ class ProviderHandler:
             except StreamInterrupted as exc:
                 return _failed(
                     target.provider, Reason.STREAM_ERROR, f"stream broke ({exc})", answer.status
+                )
+            except Refused as exc:
+                # A refusal at the stream's start (Gemini's prompt block): an error answer.
+                await upstream.aclose()
+                return GatewayResponse(
+                    status=exc.status, headers={**answer.headers, **JSON_HEADERS}, body=exc.body
                 )
             except BaseException:
                 # Cut by the timeout layer, or the client went away: release the connection.
@@ -207,7 +226,7 @@ class ProviderHandler:
         )
 
 
-async def _opening(stream: UpstreamStream, hold: bool) -> bytes:
+async def _opening(stream: UpstreamStream | TranslatedStream, hold: bool) -> bytes:
     """The bytes handed on first: the first chunk, or with ``hold`` every chunk up to and
     including the first carrying content (the opening is small; past
     :data:`~relaygate.sse.MAX_PRELUDE_BYTES` it is handed on as it is, and a stream that ends
