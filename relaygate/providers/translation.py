@@ -111,8 +111,14 @@ class SseSplitter:
 
     def push(self, chunk: bytes) -> list[tuple[str | None, bytes]]:
         """The events completed by ``chunk``; ``ValueError`` past :data:`MAX_EVENT_BYTES`."""
-        data = (self._buffer + chunk).replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        *lines, self._buffer = data.split(b"\n")
+        data = self._buffer + chunk
+        held = b""
+        if data.endswith(b"\r"):
+            # Maybe the first half of a CRLF: decided by the next chunk.
+            data, held = data[:-1], b"\r"
+        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        *lines, rest = data.split(b"\n")
+        self._buffer = rest + held
         if len(self._buffer) > MAX_EVENT_BYTES:
             raise ValueError("an upstream stream event is too long")
         events: list[tuple[str | None, bytes]] = []
