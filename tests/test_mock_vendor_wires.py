@@ -3,6 +3,7 @@ existing stream faults applied to their streams."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,6 +13,7 @@ from google.genai import types as genai
 
 from relaygate.mock import MockSettings, create_mock_app, parse_faults
 from relaygate.providers.translation import SseSplitter
+from relaygate.rehearse import BUILTIN_SCENARIOS, format_report, load_rehearsal_config, rehearse
 from tests.conftest import MockFactory
 
 GEMINI = "/v1beta/models/gemini-x:generateContent"
@@ -109,3 +111,20 @@ async def test_vendor_bodies_are_checked() -> None:
     assert gemini.status_code == 400 and gemini.json()["error"]["status"] == "INVALID_ARGUMENT"
     assert embed.status_code == 400 and "input_type" in embed.json()["message"]
     assert unknown.status_code == 404
+
+
+def test_rehearse_drives_gemini_and_cohere_targets(tmp_path: Path) -> None:
+    config = {
+        "strategy": {"mode": "fallback"},
+        "targets": [
+            {"provider": "google", "api_key": "g", "override_params": {"model": "gemini-x"}},
+            {"provider": "cohere", "api_key": "c", "override_params": {"model": "command-a"}},
+        ],
+    }
+    path = tmp_path / "vendors.json"
+    path.write_text(orjson.dumps(config).decode())
+    result = rehearse(load_rehearsal_config(path), BUILTIN_SCENARIOS["primary-down"], requests=2)
+    report = format_report(result)
+    assert "provider=google model=gemini-x status_class=5xx" in report
+    assert "provider=cohere model=command-a status_class=2xx reason=ok" in report
+    assert "exhausted requests: 0" in report
