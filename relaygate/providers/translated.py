@@ -30,7 +30,7 @@ from relaygate.providers.chatshape import (
     wants_usage_chunk,
 )
 from relaygate.providers.openai_compat import USER_AGENT, parse_json_object
-from relaygate.providers.translation import EventTranslator, TranslationTable
+from relaygate.providers.translation import UNREADABLE, EventTranslator, TranslationTable
 from relaygate.strategies.attempt_bound import stream_idle_s
 
 Body = Mapping[str, Any]
@@ -114,12 +114,20 @@ class TranslatedAdapter:
             )
         body = merged_body(request, target)
         model = self._model(request, body)
-        if request.operation is Operation.CHAT:
-            payload = row.chat_request(body, model)
-            path = row.chat_path(model, request.stream)
-        else:
-            payload = row.embed_request(body, model)
-            path = row.embed_path(model, body)
+        try:
+            if request.operation is Operation.CHAT:
+                payload = row.chat_request(body, model)
+                path = row.chat_path(model, request.stream)
+            else:
+                payload = row.embed_request(body, model)
+                path = row.embed_path(model, body)
+        except UNREADABLE as exc:
+            # A shape the translator does not read: the caller's request, answered as such.
+            raise GatewayError(
+                400,
+                f"provider '{row.name}' cannot take this request ({type(exc).__name__})",
+                code="untranslatable_request",
+            ) from None
         headers = {
             "content-type": "application/json",
             "accept": "text/event-stream" if request.stream else "application/json",

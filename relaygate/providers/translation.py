@@ -28,6 +28,10 @@ from relaygate.providers.client import StreamInterrupted, UpstreamResponse, Upst
 DONE_EVENT = b"data: [DONE]\n\n"
 """The last event of a complete OpenAI stream."""
 
+UNREADABLE = (ValueError, TypeError, AttributeError, KeyError)
+"""What a translator raises on a body of a shape it does not read: an answer that is
+invalid, never a gateway failure."""
+
 MAX_EVENT_BYTES = 1 << 20
 """Longest SSE event a translated stream buffers; a longer one breaks the stream."""
 
@@ -219,7 +223,7 @@ class TranslatedStream:
                 raise
             self._done = True
             out.append(b"data: " + exc.body + b"\n\n")
-        except ValueError as exc:
+        except UNREADABLE as exc:
             raise StreamInterrupted(f"upstream stream unreadable: {exc}") from None
         return b"".join(out)
 
@@ -271,6 +275,8 @@ class TranslationTable:
                 out = self.success(request, payload)
             except Refused as exc:
                 return _replaced(response, exc.status, exc.body)
+            except UNREADABLE as exc:
+                raise ValueError(f"upstream answer unreadable: {exc}") from None
             return _replaced(response, status, orjson.dumps(out))
         if 400 <= status < 600:
             new_status, body = self.error(status, payload)

@@ -21,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from relaygate.providers.chatshape import (
     completion,
     message_choice,
@@ -94,11 +96,15 @@ def chat_request(body: Mapping[str, Any], model: str) -> dict[str, Any]:
     choice = body.get("tool_choice")
     if isinstance(tools, list) and tools:
         for tool in tools:
-            if not isinstance(tool, dict) or tool.get("type") != "function":
+            if (
+                not isinstance(tool, dict)
+                or tool.get("type") != "function"
+                or not isinstance(tool.get("function"), dict)
+            ):
                 raise unsupported(PROVIDER, "tools", "takes only tools of type 'function'")
         named = _named_choice(choice)
         if named is not None:
-            tools = [t for t in tools if (t.get("function") or {}).get("name") == named]
+            tools = [t for t in tools if t["function"].get("name") == named]
             choice = "required"
         out["tools"] = tools
     if isinstance(choice, str) and TOOL_CHOICES.get(choice):
@@ -124,8 +130,11 @@ def _message(message: Mapping[str, Any]) -> dict[str, Any]:
     if role == "assistant":
         out: dict[str, Any] = {"role": "assistant"}
         text = text_of(content)
-        calls = message.get("tool_calls")
-        if isinstance(calls, list) and calls:
+        listed = message.get("tool_calls")
+        calls = (
+            [_call(c) for c in listed if isinstance(c, dict)] if isinstance(listed, list) else []
+        )
+        if calls:
             out["tool_calls"] = calls
         if text or not calls:
             out["content"] = text
@@ -137,6 +146,18 @@ def _message(message: Mapping[str, Any]) -> dict[str, Any]:
             "content": text_of(content),
         }
     return {"role": "user", "content": _user_content(content)}
+
+
+def _call(call: Mapping[str, Any]) -> dict[str, Any]:
+    """An OpenAI tool call as Cohere takes it (the same shape, its fields made strings)."""
+    function = call.get("function")
+    function = function if isinstance(function, dict) else {}
+    arguments = function.get("arguments")
+    return tool_call(
+        str(call.get("id", "")),
+        str(function.get("name", "")),
+        arguments if isinstance(arguments, str) else orjson.dumps(arguments or {}).decode(),
+    )
 
 
 def _user_content(content: Any) -> Any:
@@ -160,9 +181,11 @@ def _user_content(content: Any) -> Any:
 
 def finish_reason(cohere: Any) -> str:
     """OpenAI's finish reason for Cohere's; ``ValueError`` for :data:`FAILED` ones."""
+    if not isinstance(cohere, str):
+        return "stop"
     if cohere in FAILED:
         raise ValueError(f"cohere ended the answer with finish_reason {cohere}")
-    return FINISH_REASONS.get(cohere, "stop") if isinstance(cohere, str) else "stop"
+    return FINISH_REASONS.get(cohere, "stop")
 
 
 def usage_of(usage: Any) -> dict[str, Any] | None:

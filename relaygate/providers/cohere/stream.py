@@ -79,7 +79,7 @@ class CohereStreamTranslator:
         if kind == "message-end":
             self._ended = True
             reason = _path(payload, "delta", "finish_reason")
-            if reason in FAILED:
+            if isinstance(reason, str) and reason in FAILED:
                 raise StreamInterrupted(f"upstream stream ended with finish_reason {reason}")
             writer.finish(0, finish_reason(reason))
             return writer.close(usage_of(_path(payload, "delta", "usage")))

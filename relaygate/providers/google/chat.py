@@ -120,17 +120,16 @@ def chat_request(body: Mapping[str, Any]) -> dict[str, Any]:
             continue
         if role == "assistant":
             parts = _text_parts(content)
-            for call in message.get("tool_calls") or ():
-                if not isinstance(call, dict):
-                    continue
-                function = call.get("function") or {}
-                name = function.get("name", "")
+            for call in _dicts(message.get("tool_calls")):
+                function = call.get("function")
+                function = function if isinstance(function, dict) else {}
+                name = str(function.get("name", ""))
                 call_names[str(call.get("id", ""))] = name
                 parts.append({"functionCall": {"name": name, "args": _arguments(function)}})
             _append(contents, "model", parts)
         elif role == "tool":
             call_id = str(message.get("tool_call_id", ""))
-            name = call_names.get(call_id) or message.get("name") or call_id
+            name = call_names.get(call_id) or str(message.get("name") or call_id)
             response = {"name": name, "response": _tool_result(content)}
             _append(contents, "user", [{"functionResponse": response}])
         else:
@@ -148,6 +147,11 @@ def chat_request(body: Mapping[str, Any]) -> dict[str, Any]:
     if tool_config is not None:
         out["toolConfig"] = tool_config
     return out
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    """The dict items of ``value`` when it is a list (anything else: none)."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
 def _append(contents: list[dict[str, Any]], role: str, parts: list[dict[str, Any]]) -> None:
@@ -191,12 +195,14 @@ def _inline_data(url: Any) -> dict[str, Any]:
 
 def _arguments(function: Mapping[str, Any]) -> Any:
     raw = function.get("arguments")
+    if raw is None:
+        return {}
     if isinstance(raw, str):
         try:
-            return orjson.loads(raw) if raw.strip() else {}
+            raw = orjson.loads(raw) if raw.strip() else {}
         except orjson.JSONDecodeError:
             return {"arguments": raw}
-    return raw if isinstance(raw, dict) else {}
+    return raw if isinstance(raw, dict) else {"arguments": raw}
 
 
 def _tool_result(content: Any) -> dict[str, Any]:
