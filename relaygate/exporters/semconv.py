@@ -25,6 +25,16 @@ HTTP_RESPONSE_STATUS_CODE: Final = "http.response.status_code"
 HTTP_ROUTE: Final = "http.route"
 ERROR_TYPE: Final = "error.type"
 
+GEN_AI_PROVIDER_NAMES: Final = {"google": "gcp.gemini"}
+"""``gen_ai.provider.name`` values of the GenAI conventions where they differ from the
+provider's name in configs (any other provider is named as configs name it)."""
+
+
+def gen_ai_provider_name(provider: str) -> str:
+    """The ``gen_ai.provider.name`` of a config's ``provider``."""
+    return GEN_AI_PROVIDER_NAMES.get(provider, provider)
+
+
 # -- relaygate's own span attributes ----------------------------------------------------------
 CONFIG_ID: Final = "relaygate.config.id"
 TARGET_PATH: Final = "relaygate.target.path"

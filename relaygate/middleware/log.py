@@ -154,7 +154,7 @@ def _attempt_attributes(request: GatewayRequest, model: str) -> dict[str, Any]:
     assert target is not None
     attrs: dict[str, Any] = {
         sc.GEN_AI_OPERATION_NAME: request.operation.value,
-        sc.GEN_AI_PROVIDER_NAME: target.provider,
+        sc.GEN_AI_PROVIDER_NAME: sc.gen_ai_provider_name(target.provider),
         sc.GEN_AI_REQUEST_MODEL: model,
         sc.TARGET_PATH: target.path,
         sc.ATTEMPT: request.attempt,
@@ -243,7 +243,8 @@ def _count(
         if etype is None:
             series.genai_duration_ok.observe(duration)
         else:
-            genai = (request.operation.value, record.target.provider, series.labels[3], etype)
+            provider = sc.gen_ai_provider_name(record.target.provider)
+            genai = (request.operation.value, provider, series.labels[3], etype)
             metrics.genai_duration.labels(*genai).observe(duration)
         if reason == Reason.TIMEOUT:
             series.timeouts.inc()

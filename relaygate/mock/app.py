@@ -22,7 +22,10 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive
 
 from relaygate.mock.anthropic import AnthropicWire
+from relaygate.mock.cohere import CohereWire
 from relaygate.mock.faults import REQUEST_TEXT_WORDS, Fault, MockSettings, parse_faults
+from relaygate.mock.google import KINDS as GEMINI_KINDS
+from relaygate.mock.google import GeminiWire
 from relaygate.mock.openai import (
     _EMBEDDING_DIMENSIONS,
     _MAX_EMBEDDING_DIMENSIONS,
@@ -42,6 +45,10 @@ from relaygate.mock.openai import (
 )
 from relaygate.mock.state import _NOT_JSON, _MockState, _parse_body
 from relaygate.mock.tools import tool_call_chunks, tool_call_of
+from relaygate.mock.wire import Exchange, Frames, Wire
+
+GEMINI = GeminiWire()
+COHERE = CohereWire()
 
 _GARBAGE_BODY = b"<html>upstream exploded</html>"
 
@@ -115,7 +122,7 @@ class _MockApp:
         expected = self.settings.api_key
         if expected is None:
             return True
-        candidates = [request.headers.get("api-key", "")]
+        candidates = [request.headers.get("api-key", ""), request.headers.get("x-goog-api-key", "")]
         authorization = request.headers.get("authorization", "")
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() == "bearer":
@@ -123,12 +130,27 @@ class _MockApp:
         return any(hmac.compare_digest(c.encode(), expected.encode()) for c in candidates if c)
 
     def _fail(
-        self, status: int, message: str, *, param: str | None = None, code: str | None = None
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        wire: Wire | None = None,
     ) -> Response:
         self.state.count(str(status))
-        return _error_response(status, message, dict(self.name_header), param=param, code=code)
+        return _error_of(wire, status, message, dict(self.name_header), param=param, code=code)
 
-    async def _handle(self, request: Request, kind: str) -> Response:
+    async def _handle(
+        self,
+        request: Request,
+        kind: str,
+        wire: Wire | None = None,
+        model: str = "",
+        action: str = "",
+    ) -> Response:
+        """Answer one API request; ``wire`` is a vendor's format (``None``: OpenAI's), with
+        the ``model`` and ``action`` its URL named."""
         name = self.settings.name
         raw = await request.body()
         body = _parse_body(raw)
@@ -139,18 +161,18 @@ class _MockApp:
         fault: Fault | None = None
         payload: dict[str, Any] = {}
         if not self._authorized(request):
-            early = self._fail(401, f"mock {name}: invalid or missing api key")
+            early = self._fail(401, f"mock {name}: invalid or missing api key", wire=wire)
         elif body is _NOT_JSON:
             early = self._fail(
-                400, f"mock {name}: request body is not valid JSON", code="invalid_json"
+                400, f"mock {name}: request body is not valid JSON", code="invalid_json", wire=wire
             )
         elif body is not None and not isinstance(body, dict):
-            early = self._fail(400, f"mock {name}: request body must be a JSON object")
+            early = self._fail(400, f"mock {name}: request body must be a JSON object", wire=wire)
         else:
             payload = body or {}
-            problem = self._validate(kind, payload)
+            problem = wire.validate(kind, payload) if wire else self._validate(kind, payload)
             if problem is not None:
-                early = self._fail(400, f"mock {name}: {problem[1]}", param=problem[0])
+                early = self._fail(400, f"mock {name}: {problem[1]}", param=problem[0], wire=wire)
             else:
                 header_spec = request.headers.get("x-mock-fault")
                 if header_spec is not None:
@@ -158,13 +180,15 @@ class _MockApp:
                         fault = parse_faults(header_spec)[0]
                     except (ValueError, IndexError) as exc:
                         detail = str(exc) if isinstance(exc, ValueError) else "empty spec"
-                        early = self._fail(400, f"mock {name}: bad x-mock-fault header: {detail}")
+                        early = self._fail(
+                            400, f"mock {name}: bad x-mock-fault header: {detail}", wire=wire
+                        )
                 else:
                     fault = self.state.next_fault()
 
         if early is not None or fault is None:
             await _sleep_unless_disconnected(request, base_seconds)
-            return early or self._fail(500, f"mock {name}: no fault chosen")
+            return early or self._fail(500, f"mock {name}: no fault chosen", wire=wire)
 
         self.state.count("hang" if fault.hang else str(fault.status))
         headers = dict(self.name_header)
@@ -177,19 +201,54 @@ class _MockApp:
             return Response(status_code=499, headers=headers)
         if fault.hang:
             await _sleep_unless_disconnected(request, self.settings.hang_s)
-            return _error_response(504, f"mock {name}: simulated hang ended", headers)
+            return _error_of(wire, 504, f"mock {name}: simulated hang ended", headers)
         if fault.garbage:
             return Response(
                 _GARBAGE_BODY, status_code=fault.status, media_type="text/html", headers=headers
             )
         if fault.status >= 400:
             what = fault.error_code or str(fault.status)
-            return _error_response(
-                fault.status, f"mock {name}: simulated {what}", headers, code=fault.error_code
+            return _error_of(
+                wire, fault.status, f"mock {name}: simulated {what}", headers, code=fault.error_code
             )
         if fault.status in (204, 304):
             return Response(status_code=fault.status, headers=headers)
+        if wire is not None:
+            return self._vendor_success(wire, kind, payload, model, action, fault, headers)
         return self._success(kind, request, payload, fault, headers)
+
+    def _vendor_success(
+        self,
+        wire: Wire,
+        kind: str,
+        body: dict[str, Any],
+        model: str,
+        action: str,
+        fault: Fault,
+        headers: dict[str, str],
+    ) -> Response:
+        """A vendor format's success answer, plain or streamed with the fault's stream faults."""
+        self.state.sequence += 1
+        exchange = Exchange(
+            body=body,
+            model=model or str(body.get("model") or self.settings.name),
+            action=action,
+            text=self._answer(wire.prompt_of(kind, body)),
+            name=self.settings.name,
+            fault=fault,
+            sequence=self.state.sequence,
+        )
+        if not wire.streamed(kind, exchange):
+            return _json_response(wire.answer(kind, exchange), fault.status, headers)
+        frames = wire.stream(
+            kind, exchange, _split_text(exchange.text, self.settings.stream_chunks)
+        )
+        return StreamingResponse(
+            _sse_frames(frames, fault, self.settings.hang_s),
+            status_code=fault.status,
+            media_type="text/event-stream",
+            headers={**headers, "cache-control": "no-cache"},
+        )
 
     def _validate(self, kind: str, body: dict[str, Any]) -> tuple[str, str] | None:
         """``(param, message)`` describing why ``body`` is unusable, or ``None``."""
@@ -381,6 +440,22 @@ class _MockApp:
     async def models(self, request: Request) -> Response:
         return await self._handle(request, "models")
 
+    async def gemini(self, request: Request) -> Response:
+        """``/v1beta/models/{model}:{method}`` in Gemini's format."""
+        model, _, action = request.path_params["target"].partition(":")
+        kind = GEMINI_KINDS.get(action)
+        if kind is None:
+            raise HTTPException(404)
+        return await self._handle(request, kind, GEMINI, model=model, action=action)
+
+    async def cohere_chat(self, request: Request) -> Response:
+        """``/v2/chat`` in Cohere's format."""
+        return await self._handle(request, "chat", COHERE)
+
+    async def cohere_embed(self, request: Request) -> Response:
+        """``/v2/embed`` in Cohere's format."""
+        return await self._handle(request, "embed", COHERE)
+
     async def not_found(self, request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         if not request.url.path.startswith("/_mock/"):
@@ -434,6 +509,9 @@ class _MockApp:
             routes.append(Route(f"{prefix}/embeddings", self.embeddings, methods=["POST"]))
         for path in ("/v1/models", "/models", "/openai/models"):
             routes.append(Route(path, self.models, methods=["GET"]))
+        routes.append(Route("/v1beta/models/{target}", self.gemini, methods=["POST"]))
+        routes.append(Route("/v2/chat", self.cohere_chat, methods=["POST"]))
+        routes.append(Route("/v2/embed", self.cohere_embed, methods=["POST"]))
         routes.append(Route("/_mock/stats", self.stats, methods=["GET"]))
         routes.append(Route("/_mock/script", self.set_script, methods=["POST"]))
         routes.append(Route("/_mock/reset", self.reset, methods=["POST"]))
@@ -441,15 +519,25 @@ class _MockApp:
         return routes
 
 
-async def _sse(chunks: list[dict[str, Any]], fault: Fault, hang_s: float) -> AsyncIterator[bytes]:
+def _sse(chunks: list[dict[str, Any]], fault: Fault, hang_s: float) -> AsyncIterator[bytes]:
+    """OpenAI's SSE events for ``chunks``, then ``data: [DONE]``, through :func:`_sse_frames`."""
+    frames = Frames(
+        [b"data: " + orjson.dumps(chunk) + b"\n\n" for chunk in chunks],
+        _first_content_index(chunks),
+        b"data: [DONE]\n\n",
+    )
+    return _sse_frames(frames, fault, hang_s)
+
+
+async def _sse_frames(frames: Frames, fault: Fault, hang_s: float) -> AsyncIterator[bytes]:
     """Yield SSE events, honouring ``chunk_delay_ms``, ``first_token_delay_ms``,
     ``cut_after_chunks`` and ``stall_after_chunks`` (a stall lasts ``hang_s`` at most, then
     the connection is cut; the server cancels it sooner when the client goes away)."""
     delay = fault.chunk_delay_ms / 1000.0
     cut = fault.cut_after_chunks
     stall = fault.stall_after_chunks
-    first_content = _first_content_index(chunks)
-    for index, chunk in enumerate(chunks):
+    first_content = frames.first_content
+    for index, chunk in enumerate(frames.events):
         if cut is not None and index >= cut:
             raise _StreamCut(f"mock stream cut after {cut} chunks")
         if stall is not None and index >= stall:
@@ -459,15 +547,16 @@ async def _sse(chunks: list[dict[str, Any]], fault: Fault, hang_s: float) -> Asy
             await asyncio.sleep(delay)
         if index == first_content and fault.first_token_delay_ms > 0:
             await asyncio.sleep(fault.first_token_delay_ms / 1000.0)
-        yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+        yield chunk
     if cut is not None:
         raise _StreamCut(f"mock stream cut after {cut} chunks")
     if stall is not None:
         await asyncio.sleep(hang_s)
         raise _StreamCut(f"mock stream stalled after {stall} chunks, then cut")
-    if delay > 0:
-        await asyncio.sleep(delay)
-    yield b"data: [DONE]\n\n"
+    if frames.trailer:
+        if delay > 0:
+            await asyncio.sleep(delay)
+        yield frames.trailer
 
 
 def _first_content_index(chunks: list[dict[str, Any]]) -> int:
@@ -501,3 +590,18 @@ def create_mock_app(settings: MockSettings = _DEFAULT_SETTINGS) -> ASGIApp:
     mock = _MockApp(settings)
     app = Starlette(routes=mock.routes(), exception_handlers={HTTPException: mock.not_found})
     return AnthropicWire(app)
+
+
+def _error_of(
+    wire: Wire | None,
+    status: int,
+    message: str,
+    headers: dict[str, str],
+    *,
+    param: str | None = None,
+    code: str | None = None,
+) -> Response:
+    """An error answer in ``wire``'s format (``None``: OpenAI's)."""
+    if wire is None:
+        return _error_response(status, message, headers, param=param, code=code)
+    return _json_response(wire.error(status, message, code), status, headers)

@@ -60,7 +60,9 @@ class Fault:
       or ``MockSettings.hang_s`` has passed (then the connection is cut); exercises
       ``stream_idle_timeout``.  0 stalls right after the headers.
     * ``error_code``: the ``code`` of the error body of a status >= 400 (instead of the
-      status's usual one), e.g. ``content_filter``.
+      status's usual one), e.g. ``content_filter``.  On a 2xx it names a refusal that a
+      vendor format answers as a success (Gemini's ``prompt_blocked`` and
+      ``finish_safety``, see :mod:`relaygate.mock.google`); OpenAI's format ignores it.
     * ``for_ms``: this script step answers every request for this many milliseconds
       instead of one request, then the script moves on; windows of consecutive timed
       steps follow each other in time (``503@for_ms=60000,200``: a 60-second outage;
@@ -244,6 +246,8 @@ _KEYWORDS: dict[str, dict[str, object]] = {
     "content_filter": {"status": 400, "error_code": "content_filter"},
     "content_policy_violation": {"status": 400, "error_code": "content_policy_violation"},
     "stall": {"stall_after_chunks": 2},
+    "safety_block": {"status": 200, "error_code": "prompt_blocked"},
+    "safety_finish": {"status": 200, "error_code": "finish_safety"},
 }
 
 
@@ -287,13 +291,15 @@ def parse_faults(spec: str) -> tuple[Fault, ...]:
     Examples: ``"503,503,200"``, ``"429@retry_after=1,200"``, ``"timeout,200"``,
     ``"garbage"``, ``"200@latency_ms=50"``, ``"200@cut_after_chunks=2"``, ``"hang"``,
     ``"200@first_token_delay_ms=3000"``, ``"stall"``, ``"200@stall_after_chunks=3"``,
-    ``"content_filter"``, ``"503@for_ms=60000,200"``.
+    ``"content_filter"``, ``"503@for_ms=60000,200"``, ``"safety_block"``.
 
     Items are separated by commas.  Each item is an HTTP status number (200-599)
     or a keyword (``timeout``/``hang`` -> ``hang=True``, ``garbage`` ->
     ``garbage=True``, ``stall`` -> ``stall_after_chunks=2``: these keep status 200;
     ``content_filter`` and ``content_policy_violation`` -> status 400 with that error
-    ``code``, the refusal of a provider's safety system), optionally followed by
+    ``code``, the refusal of a provider's safety system; ``safety_block`` and
+    ``safety_finish`` -> status 200 with ``error_code`` ``prompt_blocked`` or
+    ``finish_safety``, Gemini's refusals answered as a 200), optionally followed by
     ``@key=value`` options joined with ``@``.  Keys are :class:`Fault` field names;
     booleans accept true/false/1/0/yes/no/on/off, optional fields accept
     none/null.  Whitespace around items, keys and values is ignored.  A blank

@@ -46,9 +46,11 @@ from relaygate.providers.client import (
     StreamStalled,
     UpstreamClient,
     UpstreamFailure,
+    UpstreamStream,
 )
 from relaygate.providers.embeddings import conform
 from relaygate.providers.registry import ProviderRegistry
+from relaygate.providers.translation import Refused, TranslatedStream, Translation
 from relaygate.security.custody import caller_destination
 from relaygate.security.egress import DEFAULT_POLICY, EgressPolicy
 from relaygate.security.forwarding import never_forwarded
@@ -140,8 +142,21 @@ class ProviderHandler:
         except UpstreamFailure as exc:
             return _failed(target.provider, Reason.CONNECT_ERROR, f"unreachable ({exc})")
 
+        # A provider with its own wire format translated as a whole (Gemini, Cohere): its
+        # answer is in OpenAI's shape from here on. Others translate in place below.
+        reshaper: Translation | None = getattr(adapter, "wire_translation", None)
+        upstream: UpstreamStream | TranslatedStream | None = answer.stream
+        if reshaper is not None:
+            if answer.stream is not None:
+                upstream = reshaper.stream(request, answer.stream)
+            else:
+                try:
+                    answer = reshaper.answer(request, answer)
+                except ValueError as exc:
+                    return _failed(
+                        target.provider, Reason.INVALID_RESPONSE, str(exc), answer.status
+                    )
         translation = translation_of(adapter)
-        upstream = answer.stream
         if upstream is not None:
             source: ByteSource = (
                 upstream if translation is None else translation.translate_stream(request, upstream)
@@ -172,6 +187,12 @@ class ProviderHandler:
             except StreamInterrupted as exc:
                 return _failed(
                     target.provider, Reason.STREAM_ERROR, f"stream broke ({exc})", answer.status
+                )
+            except Refused as exc:
+                # A refusal at the stream's start (Gemini's prompt block): an error answer.
+                await upstream.aclose()
+                return GatewayResponse(
+                    status=exc.status, headers={**answer.headers, **JSON_HEADERS}, body=exc.body
                 )
             except BaseException:
                 # Cut by the timeout layer, or the client went away: release the connection.
@@ -222,7 +243,7 @@ class ProviderHandler:
         )
 
 
-async def _opening(stream: ByteSource, hold: bool) -> bytes:
+async def _opening(stream: ByteSource | TranslatedStream, hold: bool) -> bytes:
     """The bytes handed on first: the first chunk, or with ``hold`` every chunk up to and
     including the first carrying content (the opening is small; past
     :data:`~relaygate.sse.MAX_PRELUDE_BYTES` it is handed on as it is, and a stream that ends

@@ -12,7 +12,13 @@ from relaygate.errors import GatewayError
 from relaygate.providers.anthropic import Anthropic
 from relaygate.providers.azure import AzureOpenAI
 from relaygate.providers.base import ProviderAdapter
+from relaygate.providers.cohere.adapter import COHERE
+from relaygate.providers.google.adapter import GOOGLE
 from relaygate.providers.openai_compat import OPENAI_COMPATIBLE
+from relaygate.providers.translated import TranslatedAdapter
+
+TRANSLATED = (GOOGLE, COHERE)
+"""Providers reached through a translator (:mod:`relaygate.providers.translated`)."""
 
 
 class ProviderRegistry:
@@ -51,4 +57,5 @@ class ProviderRegistry:
 def default_registry() -> ProviderRegistry:
     """A registry of every built-in provider."""
     adapters: list[ProviderAdapter] = [*OPENAI_COMPATIBLE, AzureOpenAI(), Anthropic()]
+    adapters += [TranslatedAdapter(row) for row in TRANSLATED]
     return ProviderRegistry(adapters)

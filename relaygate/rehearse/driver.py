@@ -56,7 +56,7 @@ _HOST = "127.0.0.1"
 _CLIENT_BASE_URL = "http://relaygate.rehearsal/v1"
 
 
-_API_SUFFIX: Mapping[str, str] = {"azure-openai": "/openai"}
+_API_SUFFIX: Mapping[str, str] = {"azure-openai": "/openai", "google": "/v1beta", "cohere": "/v2"}
 """Path under a simulator that plays the provider's ``custom_host`` (default ``/v1``)."""
 
 

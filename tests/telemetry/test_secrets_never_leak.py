@@ -57,6 +57,22 @@ def inline(*hosts: str, extra: dict[str, Any] | None = None) -> str:
     return json.dumps({"strategy": {"mode": "fallback"}, "targets": targets})
 
 
+VENDORS = json.dumps(
+    {
+        "strategy": {"mode": "fallback"},
+        "targets": [
+            {
+                "provider": provider,
+                "api_key": HEADER_KEY,
+                "custom_host": f"http://{host}/v1",
+                "override_params": {"model": "m"},
+            }
+            for provider, host in (("google", "down.test"), ("cohere", "ok.test"))
+        ],
+    }
+)
+"""An inline config over the translated providers (Gemini's key header, Cohere's bearer)."""
+
 CASES: dict[str, tuple[int, dict[str, str]]] = {
     "success via default config": (200, {}),
     "fallback via default config": (200, {"x-portkey-config": "flaky"}),
@@ -64,6 +80,7 @@ CASES: dict[str, tuple[int, dict[str, str]]] = {
     "inline config success": (200, {"x-portkey-config": inline("ok.test")}),
     "inline config fallback": (200, {"x-portkey-config": inline("down.test", "ok.test")}),
     "inline config exhausted with garbage": (502, {"x-portkey-config": inline("garbage.test")}),
+    "inline google then cohere": (200, {"x-portkey-config": VENDORS}),
     "invalid inline config": (
         400,
         {"x-portkey-config": inline("ok.test", extra={"retry": {"attempts": -1}})},
