@@ -96,7 +96,7 @@ DONE = {
 async def test_a_translated_stream_feeds_the_pipeline_stream_its_facts() -> None:
     adapter = TranslatedAdapter(GOOGLE, clock=lambda: 7.0, ids=lambda: "chatcmpl-1")
     source = _Source([_gemini_event(TEXT)[:10], _gemini_event(TEXT)[10:], _gemini_event(DONE)])
-    translated = adapter.translation.stream(_request("google"), _stream(source))
+    translated = adapter.wire_translation.stream(_request("google"), _stream(source))
     assert translated.idle_timeout_s == 3.0
     translated.idle_timeout_s = None
     assert translated.idle_timeout_s is None
@@ -115,7 +115,7 @@ async def test_a_break_passes_through_as_the_pipeline_stream_failure() -> None:
     adapter = TranslatedAdapter(GOOGLE)
     source = _Source([_gemini_event(TEXT)], error=ConnectionResetError("cut"))
     upstream = UpstreamStream(source, source.aclose, (ConnectionResetError,))
-    translated = adapter.translation.stream(_request("google"), upstream)
+    translated = adapter.wire_translation.stream(_request("google"), upstream)
     stream = ResponseStream(
         translated, await translated.__anext__(), breaks=(StreamInterrupted,),
         break_event=lambda detail: b"data: broke\n\n",
@@ -127,7 +127,7 @@ async def test_a_break_passes_through_as_the_pipeline_stream_failure() -> None:
 
 async def test_a_refusal_before_anything_was_yielded_propagates() -> None:
     blocked = _gemini_event({"promptFeedback": {"blockReason": "SAFETY"}})
-    translated = TranslatedAdapter(GOOGLE).translation.stream(
+    translated = TranslatedAdapter(GOOGLE).wire_translation.stream(
         _request("google"), _stream(_Source([blocked]))
     )
     with pytest.raises(Refused):
@@ -137,14 +137,14 @@ async def test_a_refusal_before_anything_was_yielded_propagates() -> None:
 async def test_an_unreadable_event_breaks_the_stream() -> None:
     translated = TranslatedStream(
         _stream(_Source([b"data: {not json\n\n"])),
-        TranslatedAdapter(COHERE).translation.translator(_request("cohere")),
+        TranslatedAdapter(COHERE).wire_translation.translator(_request("cohere")),
     )
     with pytest.raises(StreamInterrupted):
         await translated.__anext__()
 
 
 def test_a_complete_answer_is_rewritten_with_its_status() -> None:
-    translation = TranslatedAdapter(COHERE, clock=lambda: 1.0, ids=lambda: "x").translation
+    translation = TranslatedAdapter(COHERE, clock=lambda: 1.0, ids=lambda: "x").wire_translation
     request = _request("cohere", stream=False)
     ok = UpstreamResponse(
         200,
