@@ -13,7 +13,7 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -30,6 +30,7 @@ from relaygate.exchange import (
     Operation,
 )
 from relaygate.load import LoadBoard
+from relaygate.middleware.admission import AdmissionLayer
 from relaygate.middleware.auth import AuthLayer, authenticate
 from relaygate.middleware.config_resolve import ConfigResolveLayer, ConfigSources
 from relaygate.middleware.fallback import FallbackLayer
@@ -37,12 +38,16 @@ from relaygate.middleware.load import LoadLayer
 from relaygate.middleware.log import LogLayer
 from relaygate.middleware.observe import Observe
 from relaygate.middleware.retry import RetryLayer
+from relaygate.middleware.target_limits import TargetLimit, TargetLimitLayer
 from relaygate.middleware.timeout import TimeoutLayer
 from relaygate.pipeline import Handler, Layer, build
 from relaygate.providers.client import UpstreamClient, default_upstream
 from relaygate.providers.handler import ProviderHandler
 from relaygate.providers.registry import ProviderRegistry, default_registry
 from relaygate.security.keys import KeyScope
+from relaygate.state.backend import StateBackend
+from relaygate.state.build import build_state
+from relaygate.state.limiter import Background, Limiter
 from relaygate.strategies import Backoff
 from relaygate.telemetry import Telemetry, build_telemetry
 
@@ -76,6 +81,10 @@ class GatewayDeps:
     loads: LoadBoard | None = None
     """Requests in flight and latency per upstream target (health-aware loadbalance); a
     fresh board when ``None``. Shared by gateways that replace one another on a reload."""
+    state: StateBackend | None = None
+    """Where rate-limit counters and cached answers live; built from the server config's
+    ``state`` section when ``None`` (then owned, and closed, by the gateway). Shared by
+    gateways that replace one another on a reload."""
 
 
 class Gateway:
@@ -84,10 +93,17 @@ class Gateway:
     def __init__(self, server: ServerConfig, deps: GatewayDeps | None = None) -> None:
         deps = deps or GatewayDeps()
         self.server = server
-        self.deps = deps
         self.telemetry = deps.telemetry or build_telemetry(
             server.telemetry, flush_timeout_s=server.shutdown.telemetry_flush_timeout_ms / 1000
         )
+        self._owns_state = deps.state is None
+        if deps.state is None:
+            deps = replace(deps, state=build_state(server.state, self.telemetry))
+        assert deps.state is not None
+        self.state: StateBackend = deps.state
+        self.deps = deps
+        self.background = Background()
+        """Writes to the state made after an answer (usage counts, cache stores)."""
         self._upstream = deps.upstream
         self._owns_upstream = deps.upstream is None
         upstream = _LazyUpstream(self)
@@ -131,9 +147,28 @@ class Gateway:
         layers: list[Layer] = []
         if self.keys:
             layers.append(AuthLayer(self.keys, self.telemetry))
+        limiter = Limiter(self.state, self.background, deps.wall)
+        prices = {model: spec.price() for model, spec in server.prices.items()}
         layers += [
             self.configs,
+            AdmissionLayer(
+                self.state,
+                limiter,
+                self.background,
+                self.telemetry,
+                prices=prices,
+                max_entry_bytes=server.state.cache.max_entry_bytes,
+                share_across_keys=server.state.cache.share_across_keys,
+            ),
             FallbackLayer(self.telemetry, rand=deps.rand, now=now, loads=self.loads),
+        ]
+        rules = [
+            TargetLimit(spec.provider, spec.model, spec.limits())
+            for spec in server.rate_limits.targets
+        ]
+        if rules:
+            layers.append(TargetLimitLayer(rules, self.state, limiter, self.telemetry, prices))
+        layers += [
             RetryLayer(
                 self.telemetry,
                 backoff,
@@ -171,6 +206,12 @@ class Gateway:
         if self._upstream is not None and self._owns_upstream:
             await self._upstream.aclose()
             self._upstream = None
+        await self.background.drain()
+        if self._owns_state:
+            try:
+                await self.state.aclose()
+            except Exception:  # closing a broken connection must not fail shutdown
+                self.telemetry.errors += 1
         self.telemetry.guard(self.telemetry.shutdown)
 
     def models(self) -> list[dict[str, Any]]:

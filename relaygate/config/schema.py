@@ -360,7 +360,11 @@ class ConfigNode(_Spec):
         description="The targets below continue a partial assistant message: a broken stream "
         "is recovered there by asking to continue its text (inherited).",
     )
-    cache: Any = _field("cache", description="Accepted for compatibility and ignored.")
+    cache: Any = _field(
+        "cache",
+        description="At the root: `{mode: simple, max_age: seconds}` caches answers "
+        "(exact match); anything else is accepted and ignored.",
+    )
     metadata: Any = _field("metadata", description="Accepted for compatibility and ignored.")
 
     @property

@@ -551,6 +551,27 @@ class GatewayMetrics:
             sc.M_CONFIG_GENERATION,
             "Server config reloads applied since the process started (summed over workers).",
         )
+        self.cache_lookups = CounterFamily(
+            sc.M_CACHE_LOOKUPS,
+            "Response-cache lookups of configs with a cache, by config and result (hit, miss).",
+            ("config", "result"),
+        )
+        self.rate_limited = CounterFamily(
+            sc.M_RATE_LIMITED,
+            "Requests refused (scope=key) or targets skipped (scope=target) for a rate limit "
+            "or budget, by the limit reached (requests, tokens, spend).",
+            ("scope", "limit"),
+        )
+        self.state_errors = CounterFamily(
+            sc.M_STATE_ERRORS,
+            "Round trips to the shared state backend (Redis) that failed and were answered "
+            "from local state instead.",
+            (),
+        )
+        self.state_up = GaugeFamily(
+            sc.M_STATE_UP,
+            "Whether the shared state backend (Redis) answers: 1 per worker that reaches it.",
+        )
         self.labels = LabelPolicy(
             LabelBudget(max_caller_label_values, on_overflow=self._overflowed), models
         )
@@ -577,6 +598,10 @@ class GatewayMetrics:
                 self.final_errors,
                 self.config_reloads,
                 self.config_generation,
+                self.cache_lookups,
+                self.rate_limited,
+                self.state_errors,
+                self.state_up,
             )
         )
         """The collector exporting every family above, in this order."""
