@@ -77,6 +77,9 @@ def server_config(telemetry: bool) -> dict[str, Any]:
             },
         },
         "telemetry": {"service_name": "relaygate-bench", **tel},
+        # A real fallback on every request: the default circuit breaker would skip the
+        # always-failing target after five requests.
+        "breaker": {"enabled": False},
     }
 
 

@@ -114,6 +114,10 @@ def relaygate_server_config(
         "default_config": "single",
         "configs": dict(portkey_configs(up)),
         "telemetry": tel,
+        # The fallback rows measure a real fallback (a failed attempt, then the next target),
+        # like the peers' configs: the default circuit breaker would skip the always-failing
+        # primary after five requests (python -m benchmarks.breaker_outage measures that).
+        "breaker": {"enabled": False},
     }
 
 

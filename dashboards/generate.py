@@ -104,6 +104,9 @@ RETRIES = f"{sc.M_RETRIES}_total"
 TIMEOUTS = f"{sc.M_TIMEOUTS}_total"
 TOKENS = f"{sc.M_TOKENS}_total"
 IN_FLIGHT = sc.M_IN_FLIGHT
+CIRCUIT_STATE = sc.M_CIRCUIT_STATE
+CIRCUIT_TRANSITIONS = f"{sc.M_CIRCUIT_TRANSITIONS}_total"
+NOT_CLOSED = 'state!="closed"'
 
 RATE = "$__rate_interval"
 COUNTED = f'outcome!~"{"|".join(sorted(CLIENT_OUTCOMES))}"'
@@ -570,6 +573,44 @@ ROWS: tuple[Row, ...] = (
                     ),
                 ),
                 unit="reqps",
+            ),
+        ),
+    ),
+    Row(
+        "Circuit breakers",
+        "Targets skipped because their circuit breaker is open, and when circuits change.",
+        (
+            Panel(
+                "timeseries",
+                "Circuits not closed, by target",
+                "Targets whose circuit breaker is open (skipped) or half-open (letting "
+                "probes through), by state; summed over workers and instances, so 2 means two "
+                "workers see it so. A line that stays up for 10 minutes fires "
+                "RelaygateCircuitOpen. When the target recovers, the next probe closes it "
+                "within one cooldown_interval and the line drops to 0.",
+                (
+                    Query(
+                        "sum by (config, target, state) "
+                        f"({_sel(CIRCUIT_STATE, TARGET, NOT_CLOSED)})",
+                        "{{config}}/{{target}} {{state}}",
+                    ),
+                ),
+                unit="short",
+            ),
+            Panel(
+                "timeseries",
+                "Circuit transitions by target",
+                "Circuit state changes per second by the state entered (open: tripped, or a "
+                "probe failed; half_open: a probe let through; closed: recovered). An open "
+                "target is skipped without being called: the skips are the fallbacks with "
+                "reason circuit_open in 'Fallbacks from → to, by reason'.",
+                (
+                    Query(
+                        f"sum by (config, target, state) ({_rate(CIRCUIT_TRANSITIONS, TARGET)})",
+                        "{{config}}/{{target}} -> {{state}}",
+                    ),
+                ),
+                unit="ops",
             ),
         ),
     ),

@@ -308,7 +308,7 @@ def create_app(
             ref.hash = file_hash(path.read_bytes())
         reloader = Reloader(path, ref, gateway.deps.registry.names, on_swap=_on_swap)
     metrics_on = server.telemetry.metrics.enabled
-    board = StatusBoard()
+    board = StatusBoard(circuit=gateway.circuit_state)
     gateway.telemetry.request_hooks.append(board.record)
 
     async def health(_: Request) -> Response:

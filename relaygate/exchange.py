@@ -120,7 +120,7 @@ class GatewayRequest:
     ``body`` is the parsed JSON body and ``raw_body`` its exact bytes, forwarded unchanged when
     no ``override_params`` apply. ``headers`` has lower-case names. ``config``, ``target`` and
     ``attempt`` (with ``backoff_s``, the wait before it) are filled in by the config-resolve,
-    fallback and retry layers in turn.
+    fallback and retry layers in turn; so is ``circuit_alternatives`` by the fallback layer.
     """
 
     operation: Operation
@@ -136,6 +136,9 @@ class GatewayRequest:
     prefill: str | None = None
     """While a broken stream is recovered: the text its client already received. A target
     with ``supports_prefill`` is asked to continue it (:mod:`relaygate.recovery.prefill`)."""
+    circuit_alternatives: bool = False
+    """Whether a strategy above has another child to use if this target's circuit is open:
+    only then does an open circuit refuse the attempt (else it is tried anyway)."""
 
     def derive(self, **changes: Any) -> GatewayRequest:
         """A copy with ``changes`` applied; the shared :class:`RequestContext` is kept.

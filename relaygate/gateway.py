@@ -1,10 +1,11 @@
 """The gateway core shared by every edge: the ASGI app and the in-process httpx transport.
 
 :class:`Gateway` assembles: it builds the pipeline once (auth → config resolve → fallback
-→ retry → log → timeout → provider) from a :class:`~relaygate.config.server.ServerConfig`
-and injected side effects, and hands each request off: the observe layer
-(:mod:`relaygate.middleware.observe`) opens and records it, the edge codec
-(:mod:`relaygate.edge`) parses its input and renders its headers, the pipeline answers it.
+→ retry → circuit → log → timeout → provider) from a
+:class:`~relaygate.config.server.ServerConfig` and injected side effects, and hands each
+request off: the observe layer (:mod:`relaygate.middleware.observe`) opens and records it,
+the edge codec (:mod:`relaygate.edge`) parses its input and renders its headers, the
+pipeline answers it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
+from relaygate.circuits import CircuitRegistry
 from relaygate.config.server import ServerConfig
 from relaygate.edge import PASSTHROUGH_PREFIXES, ROUTES, EdgeCodec, EdgeResponse
 from relaygate.errors import JSON_HEADERS, GatewayError, error_body, synthesized
@@ -32,6 +34,7 @@ from relaygate.exchange import (
 from relaygate.load import LoadBoard
 from relaygate.middleware.admission import AdmissionLayer
 from relaygate.middleware.auth import AuthLayer, authenticate
+from relaygate.middleware.breaker import CircuitGate, CircuitLayer, circuit_telemetry
 from relaygate.middleware.config_resolve import ConfigResolveLayer, ConfigSources
 from relaygate.middleware.fallback import FallbackLayer
 from relaygate.middleware.load import LoadLayer
@@ -68,7 +71,9 @@ class GatewayDeps:
     event loop); ``sleep``, ``rand``, ``wall`` are the retry layer's waits, jitter and wall
     clock (Retry-After dates); ``now`` is the loop clock (seconds, monotonic) the request's
     deadline is set and read against by the gateway and the fallback, retry and timeout
-    layers, the running event loop's ``time()`` when ``None``.
+    layers, the running event loop's ``time()`` when ``None``. ``circuits`` holds the
+    circuit breakers' state; pass one registry to several gateways (or keep it across a
+    config reload) to share it; a new one is made when ``None``.
     """
 
     upstream: UpstreamClient | None = None
@@ -81,6 +86,7 @@ class GatewayDeps:
     loads: LoadBoard | None = None
     """Requests in flight and latency per upstream target (health-aware loadbalance); a
     fresh board when ``None``. Shared by gateways that replace one another on a reload."""
+    circuits: CircuitRegistry | None = None
     state: StateBackend | None = None
     """Where rate-limit counters and cached answers live; built from the server config's
     ``state`` section when ``None`` (then owned, and closed, by the gateway). Shared by
@@ -142,6 +148,11 @@ class Gateway:
         now = deps.now or _loop_time
         self._now = now
         self.loads = deps.loads or LoadBoard()
+        self.circuits = deps.circuits if deps.circuits is not None else CircuitRegistry()
+        self._circuit_listener = circuit_telemetry(self.telemetry)
+        self.circuits.listen(self._circuit_listener)
+        gate = CircuitGate(self.circuits, server.breaker.settings(), self.telemetry)
+        self.circuit_state = gate.state
         # Timeout innermost: it bounds one attempt, so the log layer records a cut attempt as
         # the ordinary 408/504 answer it is; retry and fallback outside act on that answer.
         layers: list[Layer] = []
@@ -160,7 +171,7 @@ class Gateway:
                 max_entry_bytes=server.state.cache.max_entry_bytes,
                 share_across_keys=server.state.cache.share_across_keys,
             ),
-            FallbackLayer(self.telemetry, rand=deps.rand, now=now, loads=self.loads),
+            FallbackLayer(self.telemetry, rand=deps.rand, now=now, loads=self.loads, circuits=gate),
         ]
         rules = [
             TargetLimit(spec.provider, spec.model, spec.limits())
@@ -177,7 +188,9 @@ class Gateway:
                 rand=deps.rand,
                 wall=deps.wall,
                 now=now,
+                may_retry=gate.may_retry,
             ),
+            CircuitLayer(gate, self.telemetry),
             LoadLayer(self.loads, now=now),
             LogLayer(self.telemetry),
             TimeoutLayer(self.telemetry, now=now),
@@ -201,8 +214,15 @@ class Gateway:
         """
         return authenticate(self.keys, headers) if self.keys else None
 
+    def detach(self) -> None:
+        """Stop reporting circuit transitions: the gateway replacing this one on a reload
+        shares its registry and reports them (requests in flight here finish as usual)."""
+        self.circuits.unlisten(self._circuit_listener)
+
     async def aclose(self) -> None:
-        """Close the upstream client if the gateway created it, and flush telemetry."""
+        """Close the upstream client if the gateway created it, stop reporting circuit
+        transitions (the registry may outlive the gateway), and flush telemetry."""
+        self.detach()
         if self._upstream is not None and self._owns_upstream:
             await self._upstream.aclose()
             self._upstream = None

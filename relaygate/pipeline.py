@@ -3,7 +3,8 @@
 A :data:`Handler` answers a :class:`~relaygate.exchange.GatewayRequest`. A :data:`Layer`
 wraps a handler and returns a new one. :func:`build` folds a list of layers around an
 innermost handler, the first listed becoming the outermost, so the list reads in the order
-a request travels: ``auth → config resolve → fallback → retry → log → timeout → provider``.
+a request travels:
+``auth → config resolve → fallback → retry → circuit → log → timeout → provider``.
 No layer knows its neighbours.
 """
 

@@ -155,6 +155,7 @@ class Reloader:
                 telemetry=current.telemetry,
                 upstream=self._root.upstream(),
                 loads=current.loads,
+                circuits=current.circuits,
             )
             gateway = Gateway(server, deps)
         except ConfigError as exc:
@@ -169,6 +170,7 @@ class Reloader:
         later = restart_only_changes(current.server, server)
         ref = self._ref
         ref.current = gateway
+        current.detach()
         ref.generation += 1
         ref.hash = digest
         if self._on_swap is not None:

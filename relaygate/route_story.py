@@ -2,13 +2,17 @@
 
 Sent as the ``x-relaygate-route`` response header and logged with each request. Attempts on
 one target are grouped; groups are joined by ``>`` in the order tried. Each attempt is its
-status code, or its failure reason when the gateway synthesized the answer::
+status code, or its failure reason when the gateway synthesized the answer; a target
+skipped because its circuit was open is ``open``::
 
     config.targets[0]:503,503,503>config.targets[1]:timeout>config.targets[2]:200
 
 A stream that broke after reaching the client and was taken over by a later attempt shows
 both: ``config.targets[0]:stream_error>config.targets[1]:200(recovered@412 chars)``
 (``diverged@N chars`` when the later attempt's text differed).
+
+A target skipped by its circuit breaker shows ``open``:
+``config.targets[0]:open>config.targets[1]:200``.
 """
 
 from __future__ import annotations
@@ -18,12 +22,15 @@ from collections.abc import Sequence
 from relaygate.exchange import AttemptRecord
 
 _STATUS_REASONS = frozenset({"ok", "status_429", "status_4xx", "status_5xx"})
+_TOKENS = {"circuit_open": "open"}
 
 
 def attempt_token(record: AttemptRecord) -> str:
-    """One attempt: its status, or the failure reason (``timeout``, ``connect_error``...),
-    followed by its note in parentheses when it has one (``200(recovered@412 chars)``)."""
-    token = str(record.status) if record.reason in _STATUS_REASONS else record.reason
+    """One attempt: its status, or the failure reason (``timeout``, ``connect_error``...;
+    ``open`` for a target skipped by its circuit breaker), followed by its note in
+    parentheses when it has one (``200(recovered@412 chars)``)."""
+    reason = record.reason
+    token = str(record.status) if reason in _STATUS_REASONS else _TOKENS.get(reason, reason)
     return f"{token}({record.note})" if record.note else token
 
 

@@ -182,8 +182,14 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 def test_primary_down_retries_the_primary_then_falls_back_on_every_request(
     builtin: Callable[[str], str],
 ) -> None:
+    """The server's default circuit breaker opens after five failed attempts in a row, which
+    ends the second request's retries; the third skips the primary."""
     report = builtin("primary-down")
-    expected = ["config.targets[0]:503,503,503>config.targets[1]:200"] * 3
+    expected = [
+        "config.targets[0]:503,503,503>config.targets[1]:200",
+        "config.targets[0]:503,503>config.targets[1]:200",
+        "config.targets[0]:open>config.targets[1]:200",
+    ]
     assert routes(report) == expected, report
 
 
@@ -199,11 +205,24 @@ def test_primary_down_summary_counts_attempts_retries_and_fallbacks(
     report = builtin("primary-down")
     attempts = section(report, "  attempts by target and outcome")
     assert [line.split() for line in attempts[:2]] == [
-        ["primary", "config.targets[0]", "9", "attempts", "status_5xx", "9"],
+        [
+            "primary",
+            "config.targets[0]",
+            "5",
+            "attempts",
+            "status_5xx",
+            "5;",
+            "skipped",
+            "(circuit",
+            "open)",
+            "1",
+        ],
         ["backup", "config.targets[1]", "3", "attempts", "ok", "3"],
     ]
-    assert summary(report, "retries") == "6  (primary after status_5xx: 6)"
-    assert summary(report, "fallbacks") == "3  (primary -> backup on status_5xx: 3)"
+    assert summary(report, "retries") == "3  (primary after status_5xx: 3)"
+    assert summary(report, "fallbacks") == (
+        "3  (primary -> backup on status_5xx: 2; primary -> backup on circuit_open: 1)"
+    )
     assert summary(report, "exhausted requests") == "0"
 
 
@@ -212,10 +231,11 @@ def test_primary_down_lists_the_fallback_and_retry_series_that_moved(
 ) -> None:
     report = builtin("primary-down")
     assert metric_rows(report, "relaygate_fallbacks_total") == {
-        "from_target=primary to_target=backup reason=status_5xx": "+3"
+        "from_target=primary to_target=backup reason=status_5xx": "+2",
+        "from_target=primary to_target=backup reason=circuit_open": "+1",
     }
     assert metric_rows(report, "relaygate_retries_total") == {
-        "target=primary provider=openai model=gpt-4o-mini reason=status_5xx": "+6"
+        "target=primary provider=openai model=gpt-4o-mini reason=status_5xx": "+3"
     }
     assert metric_rows(report, "relaygate_requests_total") == {
         "operation=chat status_class=2xx outcome=ok": "+3"

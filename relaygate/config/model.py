@@ -3,8 +3,8 @@
 A user's Portkey-format JSON is validated by :mod:`relaygate.config.schema` and compiled
 into these dataclasses once per distinct config. Inheritance (``override_params``,
 ``retry``, ``request_timeout``, ``first_token_timeout``, ``stream_idle_timeout``,
-``custom_host``, ``forward_headers``) is already applied,
-so a :class:`Target` carries everything needed to call its provider, and nothing on the
+``custom_host``, ``forward_headers``, ``cb_config``) is already applied, so a
+:class:`Target` carries everything needed to call its provider, and nothing on the
 request path re-reads the raw JSON.
 """
 
@@ -76,6 +76,38 @@ class RetrySettings:
     use_retry_after_header: bool = False
 
 
+OnAllOpen = Literal["try", "reject"]
+"""What a strategy does when every child's circuit is open: ``try`` them anyway (Portkey's
+behaviour) or ``reject`` the request at once with a 503 naming them."""
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerSettings:
+    """Circuit-breaker policy of a target or strategy (``cb_config``, compiled).
+
+    Counts run over a sliding window of the last ``window_ms``. The circuit opens when the
+    window holds ``failure_threshold`` failures or more (when set), or when it holds at
+    least ``minimum_requests`` outcomes of which ``failure_threshold_percentage`` percent or
+    more failed (when set). A failure is an attempt answered with a status in
+    ``failure_status_codes`` (``None``: any 5xx) or one that got no usable answer (timeout,
+    connection error, invalid response, broken stream). Open, it refuses attempts for
+    ``cooldown_interval_ms``, then half-opens: up to ``half_open_probes`` attempts go
+    through, and the circuit closes once that many have succeeded, or opens again on the
+    first that fails. ``on_all_open`` is read on strategies. ``enabled: false`` turns the
+    breaker off below a node (the server's default breaker included).
+    """
+
+    failure_threshold: int | None = None
+    failure_threshold_percentage: float | None = None
+    minimum_requests: int = 5
+    cooldown_interval_ms: int = 30_000
+    failure_status_codes: frozenset[int] | None = None
+    window_ms: int = 60_000
+    half_open_probes: int = 1
+    on_all_open: OnAllOpen = "try"
+    enabled: bool = True
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """A leaf of the config tree: one provider endpoint with its resolved settings.
@@ -115,6 +147,9 @@ class Target:
     """Whether a stream of this target that breaks midway is retried on it (when its
     ``retry`` allows) to recover the answer; from the nearest strategy's
     ``recover_streams``."""
+    breaker: BreakerSettings | None = None
+    """The circuit breaker in force (``cb_config``, inherited); ``None``: the server's
+    default breaker."""
 
     @property
     def label(self) -> str:
@@ -162,6 +197,9 @@ class Strategy:
     """Whether a stream that breaks midway after reaching the client is recovered with this
     strategy's remaining children (``strategy.recover_streams``; default: on for
     ``fallback``)."""
+    breaker: BreakerSettings | None = None
+    """The circuit breaker in force at this node (``cb_config``, inherited); ``None``: the
+    server's default. Its ``on_all_open`` decides what happens when every child is open."""
 
     @property
     def label(self) -> str:

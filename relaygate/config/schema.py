@@ -42,6 +42,7 @@ from relaygate.config.errors import (
 )
 from relaygate.config.model import (
     DEFAULT_RETRY_STATUS_CODES,
+    BreakerSettings,
     RetrySettings,
 )
 from relaygate.nesting import too_deep
@@ -52,6 +53,7 @@ __all__ = [
     "DEFAULT_MAX_TARGETS",
     "MAX_CONFIG_DEPTH",
     "MAX_NESTING",
+    "CircuitBreakerSpec",
     "ConditionSpec",
     "ConfigNode",
     "RetrySpec",
@@ -240,6 +242,93 @@ class RetrySpec(_Spec):
         )
 
 
+class CircuitBreakerSpec(_Spec):
+    """``cb_config``: when a target's circuit opens, for how long, and how it recovers.
+
+    Portkey's fields (``failure_threshold``, ``failure_threshold_percentage``,
+    ``minimum_requests``, ``cooldown_interval``, ``failure_status_codes``) plus relaygate's
+    ``window``, ``half_open_probes``, ``on_all_open`` and ``enabled``. Semantics:
+    :class:`~relaygate.config.model.BreakerSettings`.
+    """
+
+    failure_threshold: Annotated[Int, Field(ge=1)] | None = _field(
+        "failure_threshold",
+        "failureThreshold",
+        description="Failures within the window that open the circuit.",
+    )
+    failure_threshold_percentage: Annotated[Number, Field(gt=0, le=100)] | None = _field(
+        "failure_threshold_percentage",
+        "failureThresholdPercentage",
+        description="Failure rate (percent) within the window that opens the circuit.",
+    )
+    minimum_requests: Annotated[Int, Field(ge=1)] | None = _field(
+        "minimum_requests",
+        "minimumRequests",
+        description="Outcomes the window must hold before the failure rate counts (default 5).",
+    )
+    cooldown_interval: Annotated[Int, Field(ge=1)] | None = _field(
+        "cooldown_interval",
+        "cooldownInterval",
+        description="Milliseconds an open circuit refuses attempts before probing (default 30000).",
+    )
+    failure_status_codes: list[StatusCode] | None = _field(
+        "failure_status_codes",
+        "failureStatusCodes",
+        description="Upstream statuses counted as failures; default any 5xx. Timeouts and "
+        "connection errors always count.",
+    )
+    window: Annotated[Int, Field(ge=1)] | None = _field(
+        "window",
+        description="Length of the sliding window in milliseconds (default 60000).",
+    )
+    half_open_probes: Annotated[Int, Field(ge=1, le=100)] | None = _field(
+        "half_open_probes",
+        "halfOpenProbes",
+        description="Attempts let through after the cooldown; all must succeed to close "
+        "(default 1).",
+    )
+    on_all_open: Literal["try", "reject"] | None = _field(
+        "on_all_open",
+        "onAllOpen",
+        description="When every child of a strategy is open: `try` them anyway (default) or "
+        "`reject` with a fast 503.",
+    )
+    enabled: bool | None = _field(
+        "enabled", description="`false` turns the breaker off below this node."
+    )
+    id: Any = _field("id", description="Accepted for compatibility and ignored.")
+
+    def settings(self, *, caller: bool = False) -> BreakerSettings:
+        """The compiled breaker policy.
+
+        ``caller``: a caller wrote this ``cb_config`` (an ``x-portkey-config`` header config).
+        Breaker state is shared with the operator's configs calling the same endpoint, so a
+        caller's ``failure_status_codes`` keep only the statuses that say the endpoint is
+        failing (408, 429, 5xx), never a 4xx the caller's own request could provoke.
+        """
+        defaults = BreakerSettings()
+        codes: frozenset[int] | None = None
+        if self.failure_status_codes is not None:
+            codes = frozenset(self.failure_status_codes)
+            if caller:
+                codes = frozenset(c for c in codes if c >= 500 or c in (408, 429))
+        return BreakerSettings(
+            failure_threshold=self.failure_threshold,
+            failure_threshold_percentage=self.failure_threshold_percentage,
+            minimum_requests=_or(self.minimum_requests, defaults.minimum_requests),
+            cooldown_interval_ms=_or(self.cooldown_interval, defaults.cooldown_interval_ms),
+            failure_status_codes=codes,
+            window_ms=_or(self.window, defaults.window_ms),
+            half_open_probes=_or(self.half_open_probes, defaults.half_open_probes),
+            on_all_open=self.on_all_open or defaults.on_all_open,
+            enabled=self.enabled is not False,
+        )
+
+
+def _or(value: int | None, default: int) -> int:
+    return default if value is None else value
+
+
 class ConditionSpec(_Spec):
     """One rule of a conditional strategy: route to the child named ``then`` on a match."""
 
@@ -281,6 +370,11 @@ class StrategySpec(_Spec):
         "recoverStreams",
         description="When a stream breaks after reaching the client, continue it with the "
         "remaining retries and targets (default: on for `fallback`; inherited).",
+    )
+    cb_config: CircuitBreakerSpec | None = _field(
+        "cb_config",
+        "cbConfig",
+        description="Circuit breaker of the targets below (Portkey's place for it).",
     )
 
 
@@ -360,12 +454,24 @@ class ConfigNode(_Spec):
         description="The targets below continue a partial assistant message: a broken stream "
         "is recovered there by asking to continue its text (inherited).",
     )
+    cb_config: CircuitBreakerSpec | None = _field(
+        "cb_config",
+        "cbConfig",
+        description="Circuit breaker of this target, or of the targets below a strategy.",
+    )
     cache: Any = _field(
         "cache",
         description="At the root: `{mode: simple, max_age: seconds}` caches answers "
         "(exact match); anything else is accepted and ignored.",
     )
     metadata: Any = _field("metadata", description="Accepted for compatibility and ignored.")
+
+    @property
+    def cb_spec(self) -> CircuitBreakerSpec | None:
+        """This node's ``cb_config``: its own field, or ``strategy.cb_config``."""
+        if self.cb_config is not None:
+            return self.cb_config
+        return self.strategy.cb_config if self.strategy is not None else None
 
     @property
     def is_strategy(self) -> bool:
@@ -466,6 +572,32 @@ def _strategy_issues(strategy: dict[str, Any], targets: Any, loc: Loc) -> list[t
     return issues
 
 
+_CB_KEYS = ("cb_config", "cbConfig")
+_CB_THRESHOLDS = (
+    "failure_threshold",
+    "failureThreshold",
+    "failure_threshold_percentage",
+    "failureThresholdPercentage",
+    "enabled",
+)
+
+
+def _breaker_issues(raw: dict[str, Any], strategy: Any, loc: Loc) -> list[tuple[Loc, str]]:
+    """``cb_config`` set in one place per node, with a threshold (or ``enabled: false``)."""
+    found: list[tuple[Loc, Any]] = [((*loc, k), raw[k]) for k in _CB_KEYS if k in raw]
+    if isinstance(strategy, dict):
+        found += [((*loc, "strategy", k), strategy[k]) for k in _CB_KEYS if k in strategy]
+    if len(found) > 1:
+        return [(found[1][0], "cb_config is set twice on this node; keep one")]
+    issues: list[tuple[Loc, str]] = []
+    for where, spec in found:
+        if isinstance(spec, dict) and not any(k in spec for k in _CB_THRESHOLDS):
+            issues.append(
+                (where, "needs failure_threshold or failure_threshold_percentage (or enabled)")
+            )
+    return issues
+
+
 def _structure_issues(raw: Any, loc: Loc) -> list[tuple[Loc, str]]:
     """Rules spanning fields, checked on the raw input so they are reported even when some
     field elsewhere has the wrong type. Values of the wrong type are skipped here: the
@@ -490,6 +622,7 @@ def _structure_issues(raw: Any, loc: Loc) -> list[tuple[Loc, str]]:
                 issues.append(((*loc, key), "only valid on a target, not on a strategy node"))
     if isinstance(strategy, dict):
         issues += _strategy_issues(strategy, targets, loc)
+    issues += _breaker_issues(raw, strategy, loc)
     if isinstance(targets, list):
         seen: dict[str, int] = {}
         for i, child in enumerate(targets):

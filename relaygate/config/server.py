@@ -54,7 +54,7 @@ from relaygate.config.errors import (
     issues_from_validation_error,
     sorted_errors,
 )
-from relaygate.config.model import RoutingConfig, Secret
+from relaygate.config.model import BreakerSettings, RoutingConfig, Secret
 from relaygate.config.schema import (
     DEFAULT_MAX_TARGETS,
     BaseUrl,
@@ -72,6 +72,7 @@ from relaygate.security.keys import HASH_PREFIX, UNSCOPED, KeyScope, KeyStore
 
 __all__ = [
     "AuthSettings",
+    "BreakerDefaults",
     "EgressSettings",
     "GatewayKeySettings",
     "LimitsSettings",
@@ -202,6 +203,55 @@ class RetryBackoffSettings(_Section):
                 "backoff_bounds", "max_backoff_ms must be >= initial_backoff_ms"
             )
         return self
+
+
+class BreakerDefaults(_Section):
+    """The default circuit breaker of every target whose config sets no `cb_config`.
+
+    On by default and conservative: it opens only on a target that failed at least 90% of
+    at least 5 attempts within a minute, and when every target of a strategy is open they
+    are tried anyway, so it never refuses a request that would otherwise have been tried.
+    """
+
+    enabled: bool = True
+    """`false`: no breaker unless a config sets `cb_config`."""
+    failure_threshold: Annotated[Int, Field(ge=1)] | None = None
+    """Failures within the window that open a circuit (none: only the percentage rule)."""
+    failure_threshold_percentage: Annotated[Number, Field(gt=0, le=100)] | None = 90.0
+    """Failure rate (percent) within the window that opens a circuit."""
+    minimum_requests: Annotated[Int, Field(ge=1)] = 5
+    """Outcomes the window must hold before the failure rate counts."""
+    cooldown_interval: Annotated[Int, Field(ge=1)] = 30_000
+    """Milliseconds an open circuit refuses attempts before letting probes through."""
+    failure_status_codes: list[Annotated[Int, Field(ge=100, le=599)]] | None = None
+    """Statuses counted as failures; none: any 5xx. Timeouts and connection errors count."""
+    window: Annotated[Int, Field(ge=1)] = 60_000
+    """Length of the sliding window, in milliseconds."""
+    half_open_probes: Annotated[Int, Field(ge=1, le=100)] = 1
+    """Probe attempts after the cooldown; all must succeed for the circuit to close."""
+    on_all_open: Literal["try", "reject"] = "try"
+    """When every target of a strategy is open: `try` them anyway, or `reject` with 503."""
+
+    def settings(self) -> BreakerSettings | None:
+        """The compiled default breaker, ``None`` when disabled."""
+        if not self.enabled or (
+            self.failure_threshold is None and self.failure_threshold_percentage is None
+        ):
+            return None
+        return BreakerSettings(
+            failure_threshold=self.failure_threshold,
+            failure_threshold_percentage=self.failure_threshold_percentage,
+            minimum_requests=self.minimum_requests,
+            cooldown_interval_ms=self.cooldown_interval,
+            failure_status_codes=(
+                frozenset(self.failure_status_codes)
+                if self.failure_status_codes is not None
+                else None
+            ),
+            window_ms=self.window,
+            half_open_probes=self.half_open_probes,
+            on_all_open=self.on_all_open,
+        )
 
 
 class TraceSettings(_Section):
@@ -427,6 +477,8 @@ class ServerConfig(_Section):
     """Request size and time bounds."""
     retry: RetryBackoffSettings = Field(default_factory=RetryBackoffSettings)
     """Backoff mechanics of retries."""
+    breaker: BreakerDefaults = Field(default_factory=BreakerDefaults)
+    """The default circuit breaker of targets whose config sets no `cb_config`."""
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     """Traces, metrics and logs."""
     security: SecuritySettings = Field(default_factory=SecuritySettings)

@@ -2,7 +2,8 @@
 
 :func:`compile_config` walks a :class:`~relaygate.config.schema.ConfigNode` and applies
 inheritance: ``override_params`` (merged key by key), ``retry``, ``request_timeout``,
-``first_token_timeout``, ``stream_idle_timeout``, ``custom_host`` and ``forward_headers``
+``first_token_timeout``, ``stream_idle_timeout``, ``custom_host``, ``forward_headers`` and
+``cb_config``
 flow down to the targets below a node, under the server's provider defaults and streaming
 deadlines (:class:`Inherited`). Each compiled target records which of its
 settings a caller chose (``Target.caller_fields``).
@@ -21,6 +22,7 @@ from relaygate.config.errors import ROOT, ConfigError, Loc, format_loc
 from relaygate.config.model import (
     EMPTY,
     ROOT_PATH,
+    BreakerSettings,
     Condition,
     Node,
     ResponseCache,
@@ -95,6 +97,7 @@ class _Scope:
     stream_idle_timeout_ms: int | None
     custom_host: str | None
     forward_headers: tuple[str, ...]
+    breaker: BreakerSettings | None = None
     caller: frozenset[str] = frozenset()
     """Names of the settings above whose value a caller chose."""
     on_error_codes: frozenset[str] = frozenset()
@@ -146,6 +149,11 @@ class _Scope:
                 if node.forward_headers is not None
                 else self.forward_headers
             ),
+            breaker=(
+                node.cb_spec.settings(caller=by_caller)
+                if node.cb_spec is not None
+                else self.breaker
+            ),
             caller=caller,
             on_error_codes=(
                 fall_back_codes(node.strategy.on_error_codes)
@@ -171,6 +179,7 @@ _INHERITABLE: Mapping[str, str] = MappingProxyType(
         "stream_idle_timeout_ms": "stream_idle_timeout",
         "custom_host": "custom_host",
         "forward_headers": "forward_headers",
+        "breaker": "cb_spec",
     }
 )
 """Inherited settings: the name in the compiled scope -> the config field that sets it."""
@@ -235,6 +244,7 @@ def _compile_node(
             on_error_codes=scope.on_error_codes,
             balance=spec.balance or "weighted",
             recover_streams=recover if recover is not None else spec.mode == "fallback",
+            breaker=scope.breaker,
         )
     provider = node.provider
     if provider is None:  # excluded by parse_config; kept for type narrowing
@@ -272,6 +282,7 @@ def _compile_node(
             scope.recover_streams if scope.recover_streams is not None else scope.in_fallback
         ),
         supports_prefill=scope.supports_prefill,
+        breaker=scope.breaker,
     )
 
 

@@ -40,6 +40,14 @@ def add_trace_ids(_: Any, __: str, event: EventDict) -> EventDict:
     return event
 
 
+def logs_at(logger: Any, level: int) -> bool:
+    """Whether ``logger`` logs events at ``level`` (a :mod:`logging` level): its
+    ``is_enabled_for`` when it has one (:class:`RelaygateLogger`, structlog's filtering
+    loggers), else ``True``. Lines that would be dropped are then not even built."""
+    enabled = getattr(logger, "is_enabled_for", None)
+    return enabled is None or bool(enabled(level))
+
+
 def joins(request_id: str, config: str | None, span: trace.Span) -> dict[str, Any]:
     """The fields every line about a request starts with: ``request_id``, ``trace_id``,
     ``span_id`` (of ``span``, the span the line is about: an attempt's CLIENT span, the span
@@ -208,6 +216,11 @@ class RelaygateLogger:
 
     def _sink(self) -> Any:
         return self._host if structlog.is_configured() else self._own
+
+    def is_enabled_for(self, level: int) -> bool:
+        """Whether an event at ``level`` (a :mod:`logging` level) would be logged, so a
+        caller can skip building a line that would be dropped."""
+        return self._level <= level
 
     def debug(self, event: str, **fields: Any) -> None:
         """Log ``event`` at debug level."""

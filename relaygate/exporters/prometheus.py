@@ -158,7 +158,23 @@ class HistogramChild:
             self.exemplars[i] = (exemplar, value, time.time())
 
 
-_ChildT = TypeVar("_ChildT", CounterChild, HistogramChild)
+class GaugeChild:
+    """One labelled gauge series: its current value."""
+
+    __slots__ = ("labels", "value")
+
+    def __init__(self, labels: tuple[str, ...]) -> None:
+        self.labels = labels
+        """The series' label values, in the family's label order."""
+        self.value = 0.0
+        """The current value."""
+
+    def set(self, value: float) -> None:
+        """Set the value."""
+        self.value = float(value)
+
+
+_ChildT = TypeVar("_ChildT", CounterChild, HistogramChild, GaugeChild)
 
 
 class _LabelledFamily(Generic[_ChildT]):
@@ -368,7 +384,29 @@ class GaugeFamily:
         return GaugeMetricFamily(self.name, self.documentation, value=self.value)
 
 
-Family = CounterFamily | HistogramFamily | GaugeFamily
+class LabelledGaugeFamily(_LabelledFamily[GaugeChild]):
+    """A gauge family with labels; children are created (at 0) on first use."""
+
+    __slots__ = ()
+    type: ClassVar[str] = "gauge"
+    """The Prometheus metric type."""
+
+    def _new_child(self, labels: tuple[str, ...]) -> GaugeChild:
+        return GaugeChild(labels)
+
+    def describe(self) -> GaugeMetricFamily:
+        """The family without samples (for registration)."""
+        return GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
+
+    def collect(self) -> GaugeMetricFamily:
+        """The family with one sample per child."""
+        family = self.describe()
+        for child in self._snapshot():
+            family.add_metric(child.labels, child.value)
+        return family
+
+
+Family = CounterFamily | HistogramFamily | GaugeFamily | LabelledGaugeFamily
 """Any of relaygate's metric families."""
 
 
@@ -551,6 +589,16 @@ class GatewayMetrics:
             sc.M_CONFIG_GENERATION,
             "Server config reloads applied since the process started (summed over workers).",
         )
+        self.circuit_state = LabelledGaugeFamily(
+            sc.M_CIRCUIT_STATE,
+            "Circuit breaker state per target: 1 for the state the circuit is in, 0 for the "
+            "others (state: closed, half_open, open).",
+            (*tl, "state"),
+        )
+        self.circuit_transitions = CounterFamily(
+            sc.M_CIRCUIT_TRANSITIONS,
+            "Circuit breaker state changes per target, by the state entered.",
+            (*tl, "state"),
         self.cache_lookups = CounterFamily(
             sc.M_CACHE_LOOKUPS,
             "Response-cache lookups of configs with a cache, by config and result (hit, miss).",
@@ -598,6 +646,8 @@ class GatewayMetrics:
                 self.final_errors,
                 self.config_reloads,
                 self.config_generation,
+                self.circuit_state,
+                self.circuit_transitions,
                 self.cache_lookups,
                 self.rate_limited,
                 self.state_errors,

@@ -7,7 +7,8 @@ snapshot is JSON-ready data, self-describing by metric type::
 
     {"counter":   {name: [[labels, value, created, exemplar], ...]},
      "histogram": {name: [[labels, buckets, sum, created, exemplars], ...]},
-     "gauge":     {name: value}}
+     "gauge":     {name: value},
+     "gauges":    {name: [[labels, value], ...]}}      (labelled gauges)
 
 ``labels`` are the label values in the family's order; ``buckets`` are per-bucket
 (non-cumulative) counts, ``+Inf`` last; an exemplar is ``[labels, value, unix time]`` or
@@ -32,9 +33,11 @@ from relaygate.exporters.prometheus import (
     CounterChild,
     CounterFamily,
     Family,
+    GaugeChild,
     GaugeFamily,
     HistogramChild,
     HistogramFamily,
+    LabelledGaugeFamily,
 )
 
 Snapshot = dict[str, Any]
@@ -45,7 +48,7 @@ _Row = list[Any]
 
 def empty() -> Snapshot:
     """A snapshot of nothing (the neutral element of :func:`combine`)."""
-    return {"counter": {}, "histogram": {}, "gauge": {}}
+    return {"counter": {}, "histogram": {}, "gauge": {}, "gauges": {}}
 
 
 def _num(value: float) -> float | str:
@@ -70,6 +73,10 @@ def take(families: Iterable[Family]) -> Snapshot:
     for family in families:
         if isinstance(family, GaugeFamily):
             gauges[family.name] = _num(family.value)
+        elif isinstance(family, LabelledGaugeFamily):
+            out["gauges"][family.name] = [
+                [list(g.labels), _num(g.value)] for g in family.children()
+            ]
         elif isinstance(family, CounterFamily):
             counters[family.name] = [
                 [list(c.labels), _num(c.value), c.created, _ex(c.exemplar)]
@@ -115,7 +122,13 @@ def combine(snapshots: Iterable[Mapping[str, Any]]) -> Snapshot:
     counters: dict[str, dict[tuple[str, ...], _Row]] = {}
     histograms: dict[str, dict[tuple[str, ...], _Row]] = {}
     gauges: dict[str, float] = {}
+    series: dict[str, dict[tuple[str, ...], float]] = {}
     for snap in snapshots:
+        for name, rows in snap.get("gauges", {}).items():
+            summed = series.setdefault(name, {})
+            for labels, value in rows:
+                key = tuple(labels)
+                summed[key] = summed.get(key, 0.0) + _float(value)
         for name, rows in snap.get("counter", {}).items():
             merged = counters.setdefault(name, {})
             for labels, value, created, exemplar in rows:
@@ -151,6 +164,10 @@ def combine(snapshots: Iterable[Mapping[str, Any]]) -> Snapshot:
             for name, rows in histograms.items()
         },
         "gauge": {name: _num(value) for name, value in gauges.items()},
+        "gauges": {
+            name: [[list(labels), _num(value)] for labels, value in rows.items()]
+            for name, rows in series.items()
+        },
     }
 
 
@@ -174,6 +191,14 @@ def families(definitions: Iterable[Family], snapshot: Mapping[str, Any]) -> list
             gauge = GaugeFamily(name, definition.documentation)
             gauge.value = _float(gauges.get(name, 0.0))
             out.append(gauge)
+        elif isinstance(definition, LabelledGaugeFamily):
+            labelled = LabelledGaugeFamily(name, definition.documentation, definition.labelnames)
+            for labels, value in snapshot.get("gauges", {}).get(name, ()):
+                if len(labels) == len(definition.labelnames):
+                    series = GaugeChild(tuple(labels))
+                    series.value = _float(value)
+                    labelled.adopt(series)
+            out.append(labelled)
         elif isinstance(definition, CounterFamily):
             counter = CounterFamily(name, definition.documentation, definition.labelnames)
             width = len(definition.labelnames)

@@ -6,8 +6,8 @@ in ``fallback`` mode the next child is tried while
 :func:`~relaygate.strategies.triggers.should_fall_back` says the last outcome warrants it and
 the request's deadline has not passed and its attempt budget is not spent
 (:func:`~relaygate.strategies.budget.attempt_allowed`; a span event says so). A leaf
-binds its target to the request and calls the inner handler (retry → log → timeout →
-provider). Each strategy node gets a span, so the trace mirrors the config tree; each move
+binds its target to the request and calls the inner handler (retry → circuit → load → log →
+timeout → provider). Each strategy node gets a span, so the trace mirrors the config tree; each move
 to a next child is a span event, a metric and a ``fallback`` debug line naming both nodes
 by name (``from_target``, ``to_target``: the metrics' labels) and path.
 
@@ -15,22 +15,34 @@ A streamed 2xx answer leaves with the rest of the walk as its ``resume`` when it
 strategy recovers streams (``recover_streams``): the target's remaining retries, then the
 strategy's remaining children, then those of the strategies above. The route handler makes
 such an answer's stream recoverable (:mod:`relaygate.recovery`).
+
+Circuit breakers (:class:`~relaygate.middleware.breaker.CircuitGate`): while some circuit is
+not closed, a ``fallback`` or ``loadbalance`` node looks at which children are open (a
+target whose circuit refuses attempts, a strategy whose every target does). ``loadbalance``
+picks among the others; ``fallback`` keeps its order and the circuit layer skips the open
+ones (route story ``open``); when only open children are left after a failure, that
+failure is the answer. When every child is open, the node answers a fast
+``circuit_open`` 503 if a strategy above has another child to use, or if its breaker says
+``on_all_open: reject``; otherwise it tries them anyway, as Portkey does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 import random
 from collections.abc import Callable
 
 from opentelemetry.trace import get_current_span
 
-from relaygate.config.model import Node, Strategy, Target
+from relaygate.config.model import Node, Strategy, Target, iter_targets
 from relaygate.errors import GatewayError
 from relaygate.exchange import GatewayRequest, GatewayResponse
 from relaygate.exporters import semconv as sc
-from relaygate.exporters.logging import joins
+from relaygate.exporters.logging import joins, logs_at
 from relaygate.load import LoadBoard
+from relaygate.middleware.breaker import CircuitGate
 from relaygate.middleware.budget import record_budget_spent
 from relaygate.middleware.finality import answer_final_code, record_final
 from relaygate.pipeline import Handler
@@ -52,7 +64,8 @@ class FallbackLayer:
 
     ``rand`` draws the loadbalance choice; ``now`` is the event-loop clock the request
     deadline is expressed in; ``loads`` is the gateway's :class:`~relaygate.load.LoadBoard`,
-    read by ``loadbalance`` nodes whose ``balance`` sees load (idle loads without one).
+    read by ``loadbalance`` nodes whose ``balance`` sees load (idle loads without one);
+    ``circuits`` the gateway's circuit breakers (``None``: none).
     """
 
     def __init__(
@@ -61,17 +74,20 @@ class FallbackLayer:
         rand: Callable[[], float] = random.random,
         now: Callable[[], float] | None = None,
         loads: LoadBoard | None = None,
+        circuits: CircuitGate | None = None,
     ) -> None:
         self._tel = telemetry
         self._rand = rand
         self._now = now
         self._loads = loads
+        self._circuits = circuits
 
     def __call__(self, inner: Handler) -> Handler:
         tel = self._tel
         rand = self._rand
         clock = self._now
         board = self._loads
+        gate = self._circuits
 
         def choose_children(node: Strategy, inp: RoutingInput) -> tuple[Node, ...]:
             if node.balance == "weighted" or node.mode != "loadbalance":
@@ -88,8 +104,32 @@ class FallbackLayer:
             attrs = {sc.STRATEGY_MODE: node.mode, sc.STRATEGY_PATH: node.path}
             scope = tel.layer_span(sc.SPAN_STRATEGY, attrs)
             with scope:
+                spread = node.mode in _SPREAD and len(node.children) > 1
+                route = node
+                skipped: frozenset[int] = frozenset()
+                if spread and gate is not None and not gate.quiet():
+                    healthy = tuple(c for c in node.children if not gate.is_open(c, request))
+                    skipped = frozenset(id(c) for c in node.children) - {id(c) for c in healthy}
+                    if not healthy:
+                        settings = gate.settings(node)
+                        rejects = settings is not None and settings.on_all_open == "reject"
+                        if request.circuit_alternatives or rejects:
+                            return scope.settle(gate.reject(request, iter_targets(node)))
+                        # Every child open: try them anyway, their circuits do not refuse.
+                        spread = False
+                        skipped = frozenset()
+                        request = request.derive(circuit_alternatives=False)
+                    elif node.mode == "loadbalance" and len(healthy) < len(node.children):
+                        route = dataclasses.replace(node, children=healthy)
+                if spread and not request.circuit_alternatives:
+                    request = request.derive(circuit_alternatives=True)
                 try:
-                    children = choose_children(node, inp)
+                    try:
+                        children = choose_children(route, inp)
+                    except NoRoute:
+                        if route is node:
+                            raise
+                        children = choose_children(node, inp)  # the healthy ones weigh nothing
                 except NoRoute:
                     raise GatewayError(
                         400,
@@ -97,7 +137,7 @@ class FallbackLayer:
                         code="no_route",
                     ) from None
                 response = await visit(children[0], request, inp)
-                return scope.settle(await walk(node, children, 0, response, request, inp))
+                return scope.settle(await walk(node, children, 0, response, request, inp, skipped))
 
         async def walk(
             node: Strategy,
@@ -106,13 +146,15 @@ class FallbackLayer:
             response: GatewayResponse,
             request: GatewayRequest,
             inp: RoutingInput,
+            skipped: frozenset[int],
         ) -> GatewayResponse:
             """Go on from ``response``, the answer of ``children[index]``: fall back to the
-            next child while the strategy says so, and return the answer that stands."""
+            next child while the strategy says so, and return the answer that stands;
+            ``skipped`` holds the ids of the children whose circuits were open."""
             last = len(children) - 1
             while True:
                 if node.mode != "fallback" or index == last:
-                    return _resumable(node, children, index, response, request, inp)
+                    return _resumable(node, children, index, response, request, inp, skipped)
                 failure = _failure(response)
                 child = children[index]
                 final = answer_final_code(response, node.on_error_codes)
@@ -123,7 +165,9 @@ class FallbackLayer:
                         response.status, failure, node.on_status_codes
                     ):
                         record_final(tel, request, final, "fallback", child.path)
-                    return _resumable(node, children, index, response, request, inp)
+                    return _resumable(node, children, index, response, request, inp, skipped)
+                if skipped and all(id(c) in skipped for c in children[index + 1 :]):
+                    return response  # only open circuits are left: this answer stands
                 nxt = children[index + 1]
                 ctx = request.ctx
                 # A move is recorded only when the next child will be tried: once the
@@ -148,6 +192,7 @@ class FallbackLayer:
             response: GatewayResponse,
             request: GatewayRequest,
             inp: RoutingInput,
+            skipped: frozenset[int],
         ) -> GatewayResponse:
             """``response``, given the rest of this fallback as its ``resume`` when it is a
             streamed 2xx answer and the strategy recovers streams."""
@@ -165,11 +210,11 @@ class FallbackLayer:
                 if within is not None:
                     answer = await within(reason, detail, prefill)
                     if answer.ok and answer.stream is not None:
-                        return _resumable(node, children, index, answer, request, inp)
+                        return _resumable(node, children, index, answer, request, inp, skipped)
                 else:
                     answer = broken_answer(reason, detail)
                 again = request.derive(prefill=prefill)
-                return await walk(node, children, index, answer, again, inp)
+                return await walk(node, children, index, answer, again, inp, skipped)
 
             response.resume = resume
             return response
@@ -183,6 +228,10 @@ class FallbackLayer:
             return response
 
         return route
+
+
+_SPREAD = frozenset({"fallback", "loadbalance"})
+"""Modes whose children stand in for each other: an open child can be skipped."""
 
 
 def _failure(response: GatewayResponse) -> Reason | None:
@@ -215,6 +264,8 @@ def _record_fallback(
             attrs[sc.FALLBACK_TO_NAME] = nxt.name
         attrs[sc.FALLBACK_REASON] = reason
         tel.guard(current.add_event, sc.EVENT_FALLBACK, attrs)
+    if not logs_at(tel.logger, logging.DEBUG):
+        return
     tel.guard(
         tel.logger.debug,
         "fallback",

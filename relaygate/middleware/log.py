@@ -31,7 +31,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from relaygate.exchange import AttemptRecord, GatewayRequest, GatewayResponse, ResponseStream
 from relaygate.exporters import semconv as sc
-from relaygate.exporters.logging import attempt_fields, joins
+from relaygate.exporters.logging import attempt_fields, joins, logs_at
 from relaygate.exporters.prometheus import TargetSeries, status_class
 from relaygate.pipeline import Handler
 from relaygate.sse import finish_reasons_of, string_field, usage_of
@@ -287,8 +287,7 @@ def _log(
     """The attempt's ``upstream_attempt`` debug line, joined to its own CLIENT span (not
     even built when the logger says debug lines are filtered out)."""
     logger = tel.logger
-    enabled = getattr(logger, "is_enabled_for", None)
-    if enabled is not None and not enabled(logging.DEBUG):
+    if not logs_at(logger, logging.DEBUG):
         return
     config = request.config
     usage = facts.usage

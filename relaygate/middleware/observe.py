@@ -13,6 +13,7 @@ at the edge (401 before the body, 404, 405, 408, 413) goes through the same two 
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -31,7 +32,7 @@ from relaygate.exchange import (
     ResponseStream,
 )
 from relaygate.exporters import semconv as sc
-from relaygate.exporters.logging import attempt_fields
+from relaygate.exporters.logging import attempt_fields, logs_at
 from relaygate.exporters.prometheus import status_class
 from relaygate.route_story import ROUTE_SPAN_MAX_BYTES, cap_story, route_story
 from relaygate.security.keys import KeyScope
@@ -237,7 +238,9 @@ class Observation:
         series.duration.observe(total, ex)
         series.overhead.observe(overhead)
         if ctx.attempts:
-            series.attempts_per_request.observe(len(ctx.attempts))
+            # A target skipped by its circuit breaker is in the story but was not attempted.
+            made = sum(1 for a in ctx.attempts if a.reason != "circuit_open")
+            series.attempts_per_request.observe(made)
         exhausted = bool(ctx.attempts) and not response.ok and response.target is not None
         if exhausted:
             metrics.exhausted.labels(config_id, ctx.attempts[-1].reason).inc(1, ex)
@@ -268,6 +271,8 @@ class Observation:
                 span.set_status(Status(StatusCode.ERROR, outcome))
         for hook in tel.request_hooks:
             tel.guard(hook, ctx, status)
+        if not logs_at(tel.logger, logging.INFO):
+            return
         ids = trace_ids(span)
         tel.logger.info(
             "request",

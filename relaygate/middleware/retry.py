@@ -1,5 +1,8 @@
 """Retries of one target: call, ask the policy, wait, call again.
 
+A retry is not scheduled when ``may_retry`` (the gateway's circuit breakers) says the
+target's circuit no longer admits attempts: the fallback moves on at once instead.
+
 The decision (which statuses, how many, how long: backoff with jitter or the upstream's
 Retry-After, bounded by the request deadline) is
 :func:`~relaygate.strategies.backoff.decide_retry`; this layer only loops, sleeps through the
@@ -14,6 +17,7 @@ when it stalled) and retried on the same settings.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -26,7 +30,7 @@ from opentelemetry.util.types import AttributeValue
 from relaygate.config.model import RetrySettings
 from relaygate.exchange import GatewayRequest, GatewayResponse, Resume
 from relaygate.exporters import semconv as sc
-from relaygate.exporters.logging import joins
+from relaygate.exporters.logging import joins, logs_at
 from relaygate.middleware.budget import record_budget_spent
 from relaygate.middleware.finality import answer_final_code, record_final
 from relaygate.pipeline import Handler
@@ -51,6 +55,7 @@ class RetryLayer:
         rand: Callable[[], float] = random.random,
         wall: Callable[[], float] = time.time,
         now: Callable[[], float] | None = None,
+        may_retry: Callable[[GatewayRequest], bool] | None = None,
     ) -> None:
         self._tel = telemetry
         self._backoff = backoff or Backoff()
@@ -59,6 +64,7 @@ class RetryLayer:
         self._rand = rand
         self._wall = wall
         self._now = now
+        self._may_retry = may_retry
 
     def __call__(self, inner: Handler) -> Handler:
         tel = self._tel
@@ -68,6 +74,7 @@ class RetryLayer:
         rand = self._rand
         wall = self._wall
         clock = self._now
+        may_retry = self._may_retry
 
         async def attempts(
             request: GatewayRequest,
@@ -106,6 +113,10 @@ class RetryLayer:
                     if not decision.retry:
                         if final is not None and _would_retry(failed.status, settings, retries):
                             record_final(tel, request, final, "retry", target.path)
+                        if span.is_recording():
+                            span.set_attribute(sc.ATTEMPTS, retries + 1)
+                        return failed
+                    if may_retry is not None and not may_retry(request):
                         if span.is_recording():
                             span.set_attribute(sc.ATTEMPTS, retries + 1)
                         return failed
@@ -191,6 +202,8 @@ def _record_retry(
         attrs[sc.RETRY_WAIT_S] = delay
         attrs[sc.RETRY_WAIT_SOURCE] = source
         tel.guard(current.add_event, sc.EVENT_RETRY, attrs)
+    if not logs_at(tel.logger, logging.DEBUG):
+        return
     tel.guard(
         tel.logger.debug,
         "retry",

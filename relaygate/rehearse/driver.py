@@ -18,6 +18,7 @@ import httpx
 import uvicorn
 from prometheus_client import CollectorRegistry
 
+from relaygate.circuits import CircuitEntry, CircuitRegistry
 from relaygate.config.model import Target
 from relaygate.config.server import AuthSettings, ServerConfig
 from relaygate.exchange import RequestContext
@@ -26,6 +27,7 @@ from relaygate.gateway import GatewayDeps
 from relaygate.mock import MockSettings, create_mock_app
 from relaygate.providers.client import default_upstream
 from relaygate.rehearse.results import (
+    CircuitEvent,
     MetricDelta,
     Report,
     RequestResult,
@@ -38,6 +40,7 @@ from relaygate.rehearse.scenario import Scenario, TargetFaults
 from relaygate.rehearse.target import RehearsalConfig, _resolve_faults, _with_hosts
 from relaygate.route_story import route_story
 from relaygate.strategies.attempt_bound import stream_idle_s
+from relaygate.strategies.breaker import CircuitState
 from relaygate.telemetry import Telemetry
 from relaygate.transport import AsyncTransport
 
@@ -292,6 +295,38 @@ def _deadline_notes(
     return notes
 
 
+class _ScenarioClock:
+    """Scenario time: ``(n - 1) * interval`` while request ``n`` runs (real seconds since
+    the start when the scenario has no interval); recoveries scripted at a time are applied
+    when it is reached, and circuit transitions are noted with it."""
+
+    def __init__(self, interval_s: float, recoveries: Sequence[tuple[float, str]]) -> None:
+        self.interval_s = interval_s
+        self.request = 0
+        self._start = time.monotonic()
+        self._pending = sorted(recoveries)
+        self.events: list[CircuitEvent] = []
+
+    def __call__(self) -> float:
+        if self.interval_s:
+            return max(self.request - 1, 0) * self.interval_s
+        return time.monotonic() - self._start
+
+    async def advance(self, request: int, http: httpx.AsyncClient) -> None:
+        """Move to ``request``'s time and recover the upstreams whose time has come."""
+        self.request = request
+        now = self()
+        while self._pending and self._pending[0][0] <= now:
+            _, url = self._pending.pop(0)
+            await http.post(f"{url}/_mock/script", json={"script": "", "loop": False})
+
+    def noted(self, entry: CircuitEntry, old: CircuitState, new: CircuitState) -> None:
+        """A transition listener: note the change at the current scenario time."""
+        self.events.append(
+            CircuitEvent(self(), self.request, tuple(sorted(entry.labels)), old.value, new.value)
+        )
+
+
 async def _drive(
     server: ServerConfig,
     loaded: RehearsalConfig,
@@ -301,6 +336,7 @@ async def _drive(
     real_waits: bool,
     model: str,
     metadata: Mapping[str, Any] | None,
+    clock: _ScenarioClock,
 ) -> tuple[list[RequestResult], tuple[MetricDelta, ...], list[str], int]:
     registry = CollectorRegistry()
     sink = _LogSink()
@@ -319,7 +355,10 @@ async def _drive(
         telemetry=telemetry,
         sleep=_Waits(None if real_waits else SHORT_WAIT_S),
         rand=random.Random(seed).random,
+        circuits=CircuitRegistry(now=clock),
     )
+    assert deps.circuits is not None
+    deps.circuits.listen(clock.noted)
     # A rehearsal drives routing, not gateway auth (whose keys may be stored only as
     # hashes): the rehearsed gateway runs without it.
     server = server.model_copy(update={"auth": AuthSettings()})
@@ -330,11 +369,15 @@ async def _drive(
     timeout = httpx.Timeout(server.limits.request_deadline_ms / 1000 + 60)
     results: list[RequestResult] = []
     try:
-        async with httpx.AsyncClient(
-            transport=AsyncTransport(server, deps), base_url=_CLIENT_BASE_URL, timeout=timeout
-        ) as client:
+        async with (
+            httpx.AsyncClient(
+                transport=AsyncTransport(server, deps), base_url=_CLIENT_BASE_URL, timeout=timeout
+            ) as client,
+            httpx.AsyncClient(timeout=10) as control,
+        ):
             drive = _Drive(client, contexts, headers, model, stream)
             for number in range(1, count + 1):
+                await clock.advance(number, control)
                 results.append(await drive.one(number))
     finally:
         await upstream.aclose()
@@ -370,6 +413,7 @@ def rehearse(
     configured = loaded.server.limits.request_deadline_ms
     deadline = min(configured, deadline_ms)
     simulators = _Simulators()
+    recoveries: list[tuple[float, str]] = []
     try:
         hosts: dict[str, str] = {}
         for index, (target, target_faults) in enumerate(zip(loaded.targets, faults, strict=True)):
@@ -378,6 +422,8 @@ def rehearse(
             settings = target_faults.settings(target.label, seed + index, hang_s=hang_s)
             url = simulators.start(settings)
             hosts[target.path] = url + _API_SUFFIX.get(target.provider, "/v1")
+            if target_faults.recover_at_ms is not None:
+                recoveries.append((target_faults.recover_at_ms / 1000, url))
         node = _with_hosts(loaded.node, "config", hosts)
         server = loaded.server.model_copy(
             update={
@@ -386,8 +432,9 @@ def rehearse(
                 "limits": loaded.server.limits.model_copy(update={"request_deadline_ms": deadline}),
             }
         )
+        clock = _ScenarioClock(scenario.interval_ms / 1000, recoveries)
         results, deltas, internal, telemetry_errors = asyncio.run(
-            _drive(server, loaded, count, streamed, seed, real_waits, model, metadata)
+            _drive(server, loaded, count, streamed, seed, real_waits, model, metadata, clock)
         )
     finally:
         simulators.stop()
@@ -405,4 +452,5 @@ def rehearse(
         notes=tuple(_notes(loaded, faults, streamed, deadline)),
         internal_errors=tuple(internal),
         telemetry_errors=telemetry_errors,
+        circuits=tuple(clock.events),
     )

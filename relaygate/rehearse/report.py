@@ -197,15 +197,12 @@ def _summary_lines(report: Report, style: _Style) -> list[str]:
     lines.append("  attempts by target and outcome:")
     rows = []
     for path, counter in per_target.items():
+        skipped = counter.pop("circuit_open", 0)
         total = sum(counter.values())
-        rows.append(
-            [
-                labels.get(path, path),
-                path,
-                _plural(total, "attempt"),
-                _counts(counter) if counter else "not tried",
-            ]
-        )
+        outcomes = _counts(counter) if counter else "not tried"
+        if skipped:
+            outcomes += f"; skipped (circuit open) {skipped}"
+        rows.append([labels.get(path, path), path, _plural(total, "attempt"), outcomes])
     lines += _table(rows, indent="    ")
     total_retries = sum(retries.values())
     lines.append(
@@ -293,13 +290,40 @@ def _metric_lines(report: Report, style: _Style) -> list[str]:
     return lines
 
 
+_CIRCUIT_NOTES = {
+    "open": "skipped until its cooldown ends",
+    "half_open": "a probe is let through",
+    "closed": "the probe succeeded: traffic is back",
+}
+
+
+def _circuit_lines(report: Report, style: _Style) -> list[str]:
+    """The circuit breakers' transitions, at scenario time."""
+    clock = "scenario time" if report.scenario.interval_ms else "since the start"
+    rows = [["t", "request", "target", "change", ""]]
+    for event in report.circuits:
+        rows.append(
+            [
+                _duration(event.at_s),
+                f"#{event.request}",
+                ", ".join(event.targets) or "-",
+                f"{event.from_state} -> {event.to_state}",
+                _CIRCUIT_NOTES.get(event.to_state, ""),
+            ]
+        )
+    return [style.bold(f"Circuit breakers ({clock})"), *_table(rows)]
+
+
 def format_report(report: Report, color: bool = False) -> str:
     """The plain-text report of a rehearsal; ``color`` adds ANSI colours (for terminals)."""
     style = _Style(color)
     lines = _header(report, style)
     if report.notes:
         lines += ["", style.bold("Notes")] + [f"  - {note}" for note in report.notes]
-    lines += ["", *_request_lines(report, style), "", *_summary_lines(report, style)]
+    lines += ["", *_request_lines(report, style)]
+    if report.circuits:
+        lines += ["", *_circuit_lines(report, style)]
+    lines += ["", *_summary_lines(report, style)]
     if report.internal_errors or report.telemetry_errors:
         lines.append(style.bad("  gateway problems:"))
         lines += [f"    internal error: {error}" for error in report.internal_errors]

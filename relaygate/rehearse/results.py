@@ -49,6 +49,22 @@ class RequestResult:
 
 
 @dataclass(frozen=True)
+class CircuitEvent:
+    """A circuit breaker changing state during a rehearsal.
+
+    ``at_s`` is the scenario time (or the seconds since the rehearsal started, for a
+    scenario without ``interval_ms``); ``request`` the number of the request being handled;
+    ``targets`` the labels of the targets the circuit belongs to.
+    """
+
+    at_s: float
+    request: int
+    targets: tuple[str, ...]
+    from_state: str
+    to_state: str
+
+
+@dataclass(frozen=True)
 class MetricDelta:
     """How much one Prometheus sample changed during the rehearsal.
 
@@ -82,6 +98,7 @@ class Report:
     notes: tuple[str, ...] = ()
     internal_errors: tuple[str, ...] = ()
     telemetry_errors: int = 0
+    circuits: tuple[CircuitEvent, ...] = ()
 
 
 _MetricKey = tuple[str, str, str, tuple[tuple[str, str], ...]]

@@ -43,6 +43,8 @@ class TargetFaults:
     (or when there is none), an answer fails with ``error_status`` with probability
     ``error_rate`` (seeded per rehearsal) and succeeds otherwise. ``latency_ms`` is added to
     every answer; ``stream_chunks`` is the number of content chunks of a streamed answer.
+    ``recover_at_ms``: from this scenario time on (see ``Scenario.interval_ms``) the script
+    is dropped and the upstream recovers.
     """
 
     spec: str = ""
@@ -51,6 +53,7 @@ class TargetFaults:
     error_status: int = 503
     latency_ms: float = 0.0
     stream_chunks: int = 5
+    recover_at_ms: float | None = None
 
     @property
     def script(self) -> tuple[Fault, ...]:
@@ -120,6 +123,8 @@ class TargetFaults:
             text = f"{scripted}, then {after}"
         if self.latency_ms:
             text += f"; every answer +{self.latency_ms:g} ms"
+        if self.recover_at_ms is not None:
+            text += f"; healthy from t={self.recover_at_ms / 1000:g} s"
         return text
 
 
@@ -129,7 +134,10 @@ class Scenario:
 
     ``targets`` maps a target key (an ``int`` index in config order, or a target's name or
     path) to its faults; targets not named are healthy. ``stream`` makes every request a
-    streamed one.
+    streamed one. ``interval_ms`` is the scenario time between two requests: request ``n``
+    is sent at ``t = (n - 1) * interval_ms``, the clock circuit breakers and
+    ``recover_at_ms`` run on (requests are still sent one after the other at once, so a
+    minute-long outage rehearses in seconds); 0 leaves the breakers on the real clock.
     """
 
     name: str
@@ -137,12 +145,13 @@ class Scenario:
     requests: int = DEFAULT_REQUESTS
     stream: bool = False
     targets: Mapping[int | str, TargetFaults] = field(default_factory=dict)
+    interval_ms: float = 0.0
 
 
 _SETTINGS_PROBLEM = re.compile(r"MockSettings\.(?P<field>\w+) (?P<message>.*)", re.DOTALL)
-_SCENARIO_KEYS = frozenset({"name", "description", "requests", "stream", "targets"})
+_SCENARIO_KEYS = frozenset({"name", "description", "requests", "stream", "targets", "interval_ms"})
 _FAULT_KEYS = frozenset(
-    {"script", "loop", "error_rate", "error_status", "latency_ms", "stream_chunks"}
+    {"script", "loop", "error_rate", "error_status", "latency_ms", "stream_chunks", "recover_at_ms"}
 )
 
 
@@ -178,6 +187,7 @@ def _target_faults(raw: Any, where: str) -> TargetFaults:
         ("error_status", True),
         ("latency_ms", False),
         ("stream_chunks", True),
+        ("recover_at_ms", False),
     ):
         if key in raw:
             values[key] = _number(raw[key], f"{where}.{key}", integer=integer)
@@ -231,6 +241,9 @@ def scenario_from_dict(data: Any, default_name: str = "scenario") -> Scenario:
     stream = data.get("stream", False)
     if not isinstance(stream, bool):
         raise ScenarioError("stream: must be true or false")
+    interval = _number(data.get("interval_ms", 0), "interval_ms")
+    if interval < 0:
+        raise ScenarioError("interval_ms: must be >= 0")
     raw_targets = data.get("targets", {})
     if raw_targets is None:
         raw_targets = {}
@@ -246,6 +259,7 @@ def scenario_from_dict(data: Any, default_name: str = "scenario") -> Scenario:
         requests=requests,
         stream=stream,
         targets=targets,
+        interval_ms=interval,
     )
 
 
@@ -312,6 +326,16 @@ _BUILTIN_DOCUMENTS: tuple[dict[str, Any], ...] = (
         "answers the rest.",
         "requests": 6,
         "targets": {0: {"script": "503,200", "loop": True}},
+    },
+    {
+        "name": "primary-outage",
+        "description": "A request every 4 s of scenario time; the first target answers 503 "
+        "to everything for the first 60 s, then recovers. Its circuit breaker opens, lets a "
+        "probe through after each cooldown, and closes on the first probe after the "
+        "recovery.",
+        "requests": 25,
+        "interval_ms": 4000,
+        "targets": {0: {"script": "503", "loop": True, "recover_at_ms": 60_000}},
     },
     {
         "name": "flaky-primary",

@@ -172,7 +172,9 @@ class StatusBoard:
     ``window_s + 1`` seconds. ``clock`` gives those seconds (monotonic); ``wall`` gives the
     epoch time shown for the last fallback and the snapshot. ``max_events`` bounds the
     attempt durations kept per target; ``max_series`` bounds configs, targets and fallback
-    pairs tracked together (see the module docstring).
+    pairs tracked together (see the module docstring). ``circuit`` reads a target's circuit
+    breaker state (``closed``, ``half_open``, ``open``, ``None`` when unknown or off) for
+    the snapshot.
     """
 
     def __init__(
@@ -183,6 +185,7 @@ class StatusBoard:
         *,
         max_series: int = DEFAULT_MAX_SERIES,
         wall: Callable[[], float] = time.time,
+        circuit: Callable[[Target], str | None] | None = None,
     ) -> None:
         if not window_s > 0:
             raise ValueError(f"window_s must be > 0, got {window_s!r}")
@@ -200,6 +203,7 @@ class StatusBoard:
         self._untracked = 0
         self._unrouted = 0
         self._last_fallback: _LastFallback | None = None
+        self._circuit = circuit
 
     # -- the request path --------------------------------------------------------------
 
@@ -235,6 +239,8 @@ class StatusBoard:
                 stats = self._new_target(series, target)
             if stats is None:
                 self._untracked += 1
+            elif attempt.reason == "circuit_open":
+                pass  # skipped by its circuit breaker: no attempt, no outcome
             else:
                 stats.target = target
                 stats.counts.add(second, attempt.reason == "ok", oldest)
@@ -325,7 +331,8 @@ class StatusBoard:
                           "targets": [{"path", "label", "provider", "model", "health",
                                        "attempts", "succeeded", "success_ratio" | null,
                                        "p50_ms" | null, "p95_ms" | null,
-                                       "last": {"status", "reason", "age_s"} | null}],
+                                       "last": {"status", "reason", "age_s"} | null,
+                                       "circuit": "closed" | "half_open" | "open" | null}],
                           "fallbacks": [{"from", "from_label", "to", "to_label", "count",
                                          "total", "last_reason", "last_age_s"}],
                           "last_fallback": <fallback> | null}]}
@@ -420,6 +427,7 @@ class StatusBoard:
             "p50_ms": None,
             "p95_ms": None,
             "last": None,
+            "circuit": self._circuit(target) if self._circuit is not None else None,
         }
         if stats is None:
             return view

@@ -72,6 +72,9 @@ code, .code { font: 12px/1.4 ui-monospace, SFMono-Regular, Menlo, monospace;
 .badge.healthy { background: var(--ok); }
 .badge.degraded { background: var(--warn); }
 .badge.failing { background: var(--bad); }
+.badge.circuit.closed { background: var(--ok); }
+.badge.circuit.half_open { background: var(--warn); }
+.badge.circuit.open { background: var(--bad); }
 .bar { display: inline-block; width: 60px; height: 6px; border-radius: 3px;
   background: var(--bad); vertical-align: middle; margin-left: 6px; overflow: hidden; }
 .bar > span { display: block; height: 100%; background: var(--ok); }
@@ -130,6 +133,8 @@ function targetRow(t) {
     targetName(t.label, t.path),
     el("td", "t-provider", t.provider, t.model ? el("span", "path", t.model) : null),
     el("td", "t-health", badge(t.health)),
+    el("td", "t-circuit", t.circuit ? el("span", "badge circuit " + t.circuit,
+                                         t.circuit.replace("_", "-")) : "\u2014"),
     el("td", "num t-attempts", t.attempts),
     el("td", "num t-success", pct(t.success_ratio), bar(t.success_ratio)),
     el("td", "num t-p50", ms(t.p50_ms)),
@@ -188,7 +193,8 @@ function configCard(c, shownRequestId) {
     el("h2", null, el("span", "config-id", c.id), badge(c.health),
        el("span", "muted config-summary", summary),
        c.known ? null : el("span", "muted", "(seen in traffic)")),
-    table("targets", [["target"], ["provider"], ["health"], ["attempts", "num"], ["success", "num"],
+    table("targets", [["target"], ["provider"], ["health"], ["circuit"], ["attempts", "num"],
+           ["success", "num"],
            ["p50", "num"], ["p95", "num"], ["last attempt"]],
           c.targets.map(targetRow), "no targets"),
     el("h3", null, "fallbacks"),

@@ -24,6 +24,8 @@ class Reason(StrEnum):
     """A stream handed to the client went silent longer than its ``stream_idle_timeout``."""
     DEADLINE = "deadline"
     NO_ROUTE = "no_route"
+    CIRCUIT_OPEN = "circuit_open"
+    """The target's circuit breaker was open: no upstream attempt was made."""
     RATE_LIMITED = "rate_limited"
     """The target was skipped, not called: it is over its own rate limit or budget."""
 

@@ -17,11 +17,14 @@ def should_fall_back(
     ``failure`` moves on. With a set, only a ``status`` in it does: the transport reports
     its failures with a synthetic status (timeout → 408; connect error, invalid upstream
     response and stream error before the first byte → 502), so matching is by status alone
-    and ``failure`` is ignored.
+    and ``failure`` is ignored. A child skipped because its circuit is open
+    (``circuit_open``) always moves on: nothing was tried.
 
     A ``final`` answer (:func:`~relaygate.strategies.finality.final_code` found a code)
     never falls back, whatever the codes say.
     """
+    if failure is Reason.CIRCUIT_OPEN:
+        return True
     if final:
         return False
     if on_status_codes is None:

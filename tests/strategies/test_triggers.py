@@ -69,6 +69,7 @@ def test_reason_values_are_stable_label_strings() -> None:
         "stream_idle",
         "deadline",
         "no_route",
+        "circuit_open",
     }
 
 

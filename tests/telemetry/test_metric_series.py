@@ -175,6 +175,19 @@ def reference(registry: CollectorRegistry) -> SimpleNamespace:
             "Server config reloads applied since the process started (summed over workers).",
             registry=reg,
         ),
+        circuit_state=Gauge(
+            sc.M_CIRCUIT_STATE,
+            "Circuit breaker state per target: 1 for the state the circuit is in, 0 for the "
+            "others (state: closed, half_open, open).",
+            (*TL, "state"),
+            registry=reg,
+        ),
+        circuit_transitions=Counter(
+            sc.M_CIRCUIT_TRANSITIONS,
+            "Circuit breaker state changes per target, by the state entered.",
+            (*TL, "state"),
+            registry=reg,
+        ),
     )
 
 
@@ -232,6 +245,10 @@ def record(m: Any) -> None:
     m.config_reloads.labels("ok").inc()
     m.config_reloads.labels("refused")  # created, never incremented
     m.config_generation.set(3)
+    m.circuit_state.labels(*A, "open").set(1)
+    m.circuit_state.labels(*A, "closed").set(0)
+    m.circuit_state.labels(*B, "closed")  # created, never set
+    m.circuit_transitions.labels(*A, "open").inc()
     for wrong in ((), ("default",), ("default", "chat", "2xx", "ok", "extra")):
         with pytest.raises(ValueError):
             m.requests.labels(*wrong)

@@ -127,6 +127,25 @@ def test_a_retired_snapshot_keeps_its_counters_and_drops_its_gauge() -> None:
     assert merged.get_sample_value(sc.M_IN_FLIGHT) == 0
 
 
+def test_circuit_states_sum_over_workers_and_leave_with_a_retired_one() -> None:
+    """``relaygate_circuit_state`` counts the workers in each state; an ended worker's
+    reading leaves the sum, as the in-flight gauge's does."""
+    labels = ("default", "primary", "openai", "gpt-4o")
+    workers = [GatewayMetrics(CollectorRegistry()) for _ in range(3)]
+    for m, state in zip(workers, ("open", "open", "closed"), strict=True):
+        for each in ("closed", "half_open", "open"):
+            m.circuit_state.labels(*labels, each).set(1.0 if each == state else 0.0)
+    defs = workers[0].collector.families
+    snaps = [roundtrip(snapshot.take(m.collector.families)) for m in workers]
+    merged = exported(snapshot.families(defs, snapshot.combine(snaps)))
+    names = dict(zip(("config", "target", "provider", "model"), labels, strict=True))
+    assert merged.get_sample_value(sc.M_CIRCUIT_STATE, {**names, "state": "open"}) == 2
+    assert merged.get_sample_value(sc.M_CIRCUIT_STATE, {**names, "state": "closed"}) == 1
+    retired = [*snaps[:2], snapshot.without_gauges(snaps[2])]
+    merged = exported(snapshot.families(defs, snapshot.combine(retired)))
+    assert merged.get_sample_value(sc.M_CIRCUIT_STATE, {**names, "state": "closed"}) == 0
+
+
 # -- the shared directory ------------------------------------------------------------------------
 
 
