@@ -599,6 +599,7 @@ class GatewayMetrics:
             sc.M_CIRCUIT_TRANSITIONS,
             "Circuit breaker state changes per target, by the state entered.",
             (*tl, "state"),
+        )
         self.cache_lookups = CounterFamily(
             sc.M_CACHE_LOOKUPS,
             "Response-cache lookups of configs with a cache, by config and result (hit, miss).",
