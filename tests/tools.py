@@ -1,7 +1,7 @@
 """External programs some tests drive for real, and the pytest markers that name them.
 
 A test that runs ``promtool``/``prometheus`` carries the ``promtool`` marker; one that drives
-headless Chromium carries ``chromium``. ``pytest -m "not chromium and not promtool"`` is then
+headless Chromium carries ``chromium``; one that starts ``redis-server`` carries ``redis``. ``pytest -m "not chromium and not promtool"`` is then
 a quick suite without them, while a plain ``pytest`` (``make test``, CI) runs every test.
 
 The markers never turn into skips: a marked test whose program is missing fails with the
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import pytest
 
-TOOL_MARKERS = ("promtool", "chromium")
+TOOL_MARKERS = ("promtool", "chromium", "redis")
 """The markers of tests that drive an external program (registered in pyproject.toml)."""
 
 _running: list[pytest.Item] = []
