@@ -1,8 +1,9 @@
 """External programs some tests drive for real, and the pytest markers that name them.
 
 A test that runs ``promtool``/``prometheus`` carries the ``promtool`` marker; one that drives
-headless Chromium carries ``chromium``; one that starts ``redis-server`` carries ``redis``. ``pytest -m "not chromium and not promtool"`` is then
-a quick suite without them, while a plain ``pytest`` (``make test``, CI) runs every test.
+headless Chromium carries ``chromium``; one that starts ``redis-server`` carries ``redis``.
+``pytest -m "not chromium and not promtool and not redis"`` is then a quick suite without
+them, while a plain ``pytest`` (``make test``, CI) runs every test.
 
 The markers never turn into skips: a marked test whose program is missing fails with the
 install hint, so a machine without the tools cannot pass silently (``make test`` installs
