@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -50,6 +51,7 @@ from relaygate.providers.registry import ProviderRegistry, default_registry
 from relaygate.security.keys import KeyScope
 from relaygate.state.backend import StateBackend
 from relaygate.state.build import build_state
+from relaygate.state.circuits import CircuitSync
 from relaygate.state.limiter import Background, Limiter
 from relaygate.strategies import Backoff
 from relaygate.telemetry import Telemetry, build_telemetry
@@ -151,6 +153,7 @@ class Gateway:
         self.circuits = deps.circuits if deps.circuits is not None else CircuitRegistry()
         self._circuit_listener = circuit_telemetry(self.telemetry)
         self.circuits.listen(self._circuit_listener)
+        self._circuit_sync = _circuit_sync(self.state, self.circuits, self.telemetry, server)
         gate = CircuitGate(self.circuits, server.breaker.settings(), self.telemetry)
         self.circuit_state = gate.state
         # Timeout innermost: it bounds one attempt, so the log layer records a cut attempt as
@@ -228,6 +231,8 @@ class Gateway:
             self._upstream = None
         await self.background.drain()
         if self._owns_state:
+            if self._circuit_sync is not None:
+                await self._circuit_sync.aclose()
             try:
                 await self.state.aclose()
             except Exception:  # closing a broken connection must not fail shutdown
@@ -266,6 +271,9 @@ class Gateway:
         cancellation propagates. ``principal`` is the caller's key scope when the edge
         already authenticated it (:meth:`authenticate`); otherwise the auth layer does.
         """
+        sync = self._circuit_sync
+        if sync is not None and not sync.started:
+            sync.start()
         observation = self.observe.start(operation, headers, client=client, principal=principal)
         ctx = observation.ctx
         token = otel_context.attach(trace.set_span_in_context(observation.span))
@@ -319,6 +327,25 @@ class Gateway:
         body, 404, 405, 408, 413), observed like any other: logged, counted, and carrying
         ``x-request-id`` and ``x-portkey-trace-id``; ``extra`` headers are added."""
         return self.observe.refuse(operation, headers, error, method=method, extra=extra)
+
+
+_SYNCS: weakref.WeakKeyDictionary[Any, CircuitSync] = weakref.WeakKeyDictionary()
+"""The circuit sync of each shared state backend: one per process, kept across reloads."""
+
+
+def _circuit_sync(
+    state: StateBackend, circuits: CircuitRegistry, tel: Telemetry, server: ServerConfig
+) -> CircuitSync | None:
+    """The sync sharing ``circuits`` through ``state`` when it is shared (Redis), else
+    ``None``; gateways that replace one another on a reload share one."""
+    redis = server.state.redis
+    if not state.shared or redis is None:
+        return None
+    sync = _SYNCS.get(state)
+    if sync is None or sync.registry is not circuits:
+        sync = CircuitSync(circuits, state, tel, interval_s=redis.circuit_sync_ms / 1000)
+        _SYNCS[state] = sync
+    return sync
 
 
 def _loop_time() -> float:

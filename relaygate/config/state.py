@@ -43,6 +43,8 @@ class RedisSettings(_Section):
     """After a failed round trip, how long local state answers before Redis is tried again."""
     prefix: Annotated[str, Field(min_length=1, max_length=64)] = "relaygate:"
     """Prefix of every key relaygate writes."""
+    circuit_sync_ms: Annotated[Int, Field(gt=0)] = 500
+    """How often each process reads the circuit-breaker decisions of the others."""
 
 
 class CacheStoreSettings(_Section):

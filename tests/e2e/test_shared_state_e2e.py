@@ -25,7 +25,7 @@ from tests.servers import RunningServer, running_gateway
 
 pytestmark = [pytest.mark.gateway_process, pytest.mark.redis]
 
-MOCK_NAMES = ("alpha",)
+MOCK_NAMES = ("alpha", "beta")
 KEY = "rg-replica-test-key"
 CHAT = "/v1/chat/completions"
 
@@ -171,3 +171,38 @@ def wait_for(condition: Any, timeout_s: float = 30.0) -> None:
         if time.monotonic() > deadline:
             pytest.fail("condition not reached in time", pytrace=True)
         time.sleep(0.05)
+
+
+def test_one_replicas_failures_open_the_circuit_seen_by_the_other(
+    tmp_path: Path, mocks: Mocks, redis: RedisServer
+) -> None:
+    cfg = config(mocks, redis)
+    cfg["default_config"] = {
+        "strategy": {"mode": "fallback"},
+        "cb_config": {"failure_threshold": 2, "cooldown_interval": 60_000},
+        "targets": [mocks["alpha"].target(), mocks["beta"].target()],
+    }
+    cfg["state"]["redis"]["circuit_sync_ms"] = 100
+    with replicas(tmp_path, cfg) as (one, two), httpx.Client(timeout=CLIENT_TIMEOUT_S) as client:
+        # Both replicas have called the first target (replicas behind one load balancer do).
+        assert ask(one, "warm one", client).headers["x-relaygate-route"] == "config.targets[0]:200"
+        assert ask(two, "warm two", client).headers["x-relaygate-route"] == "config.targets[0]:200"
+        mocks["alpha"].script("500,500")
+        failed = [ask(one, f"fail {i}", client) for i in range(2)]
+        # Within a sync interval the second replica skips the target it never saw fail.
+        skipped: list[tuple[int, int, httpx.Response]] = []
+
+        def skips() -> bool:
+            before = mocks["alpha"].hits()
+            answer = ask(two, f"probe {len(skipped)}", client)
+            skipped.append((before, mocks["alpha"].hits(), answer))
+            return answer.headers["x-relaygate-route"].startswith("config.targets[0]:open>")
+
+        wait_for(skips)
+        before, after, last = skipped[-1]
+    assert [f.headers["x-relaygate-route"] for f in failed] == [
+        "config.targets[0]:500>config.targets[1]:200"
+    ] * 2
+    assert last.status_code == 200
+    assert last.headers["x-relaygate-route"] == ("config.targets[0]:open>config.targets[1]:200")
+    assert after == before  # the second replica did not call the target
