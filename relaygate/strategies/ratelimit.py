@@ -123,7 +123,9 @@ def counter_keys(subject: str, limits: RateLimits, now_epoch_s: float) -> Counte
     name is."""
     digest = hashlib.blake2b(subject.encode(), digest_size=12).hexdigest()
     index, fraction = window_position(now_epoch_s)
-    period, left = period_position(limits.budget_period, now_epoch_s)
+    period, left = ("", 1)
+    if limits.budget_usd is not None:
+        period, left = period_position(limits.budget_period, now_epoch_s)
     base = f"rl:{digest}:"
     return CounterKeys(
         requests=f"{base}r:{index}",
