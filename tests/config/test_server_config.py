@@ -189,7 +189,8 @@ def test_default_config_id_without_any_configs_fails_at_load(tmp_path: Path) -> 
 def test_compiled_configs_report_ignored_fields_with_their_path(tmp_path: Path) -> None:
     config = load_text(
         tmp_path,
-        "configs: {c: {provider: a, cache: {mode: semantic}}, d: {provider: a, cache: {mode: simple}}}",
+        "configs: {c: {provider: a, cache: {mode: semantic}},"
+        " d: {provider: a, cache: {mode: simple}}}",
     )
     warnings: list[str] = []
     compiled = config.compiled_configs(warnings=warnings)
