@@ -188,6 +188,30 @@ def reference(registry: CollectorRegistry) -> SimpleNamespace:
             (*TL, "state"),
             registry=reg,
         ),
+        cache_lookups=Counter(
+            sc.M_CACHE_LOOKUPS,
+            "Response-cache lookups of configs with a cache, by config and result (hit, miss).",
+            ("config", "result"),
+            registry=reg,
+        ),
+        rate_limited=Counter(
+            sc.M_RATE_LIMITED,
+            "Requests refused (scope=key) or targets skipped (scope=target) for a rate limit "
+            "or budget, by the limit reached (requests, tokens, spend).",
+            ("scope", "limit"),
+            registry=reg,
+        ),
+        state_errors=Counter(
+            sc.M_STATE_ERRORS,
+            "Round trips to the shared state backend (Redis) that failed and were answered "
+            "from local state instead.",
+            registry=reg,
+        ),
+        state_up=Gauge(
+            sc.M_STATE_UP,
+            "Whether the shared state backend (Redis) answers: 1 per worker that reaches it.",
+            registry=reg,
+        ),
     )
 
 
@@ -249,6 +273,11 @@ def record(m: Any) -> None:
     m.circuit_state.labels(*A, "closed").set(0)
     m.circuit_state.labels(*B, "closed")  # created, never set
     m.circuit_transitions.labels(*A, "open").inc()
+    m.cache_lookups.labels("default", "hit").inc()
+    m.cache_lookups.labels("default", "miss").inc(2)
+    m.rate_limited.labels("key", "requests").inc()
+    m.state_errors.inc()
+    m.state_up.set(1)
     for wrong in ((), ("default",), ("default", "chat", "2xx", "ok", "extra")):
         with pytest.raises(ValueError):
             m.requests.labels(*wrong)
