@@ -1,7 +1,8 @@
 """Response-cache keys and entries.
 
 A cached answer is found by the exact request: the SHA-256 of the operation, the config
-(its id; for a config a caller wrote, the headers that carried it), the partition (the
+(its id; for a config a caller wrote, the headers that carried it), the request's
+``x-portkey-metadata`` (conditional routing reads it), the partition (the
 gateway key's name, or a digest of the caller's credential when gateway auth is off; one
 shared partition when ``state.cache.share_across_keys``) and the request body normalised as
 JSON with sorted keys and no whitespace. So two requests differing only in key order or
@@ -35,7 +36,8 @@ def cache_key(
 ) -> str:
     """The state key of the cached answer to this request (see the module docstring)."""
     digest = hashlib.sha256()
-    parts = [operation, config.id]
+    # The metadata can choose the route (conditional configs), so it is part of the key.
+    parts = [operation, config.id, headers.get("x-portkey-metadata", "")]
     if config.caller_supplied:
         parts += [headers.get(name, "") for name in _CALLER_CONFIG_HEADERS]
     if shared:

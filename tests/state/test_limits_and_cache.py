@@ -239,3 +239,25 @@ async def test_a_lone_target_over_its_limit_answers_429(telemetry: Telemetry) ->
     assert refused.json()["error"]["code"] == "rate_limited"
     assert int(refused.headers["retry-after"]) >= 1
     assert refused.headers["x-relaygate-route"] == "config:rate_limited"
+
+
+async def test_conditional_metadata_is_part_of_the_cache_key(telemetry: Telemetry) -> None:
+    upstream = RecordingTransport()
+    app = gateway_app(server(cache=True), telemetry, upstream)
+    async with asgi_client(app) as client:
+        await post(client, ALICE, **{"x-portkey-metadata": '{"tier": "paid"}'})
+        await drained(app)
+        other = await post(client, ALICE, **{"x-portkey-metadata": '{"tier": "free"}'})
+    assert other.headers["x-portkey-cache-status"] == "MISS"
+    assert len(upstream.requests) == 2
+
+
+def test_a_reload_names_the_state_settings_it_cannot_apply() -> None:
+    from relaygate.config.server import ServerConfig
+    from relaygate.reload import restart_only_changes
+
+    old = ServerConfig.model_validate({})
+    new = ServerConfig.model_validate(
+        {"state": {"redis": {"url": "redis://127.0.0.1:6379/0"}, "cache": {"max_entries": 5}}}
+    )
+    assert restart_only_changes(old, new) == ["state.redis", "state.cache.max_entries"]
