@@ -33,12 +33,13 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -n 2 --dist loadscope -q -p no:cacheprovider
 
-# Tools the suite drives for real (promtool/prometheus, headless Chromium): each script says
+# Tools the suite drives for real (promtool/prometheus, headless Chromium, redis-server): each script says
 # what is missing and what apt will install before installing it (root or sudo -n), or names
 # the packages and stops.
 test-tools:
 	bash scripts/ensure-chromium.sh
 	bash scripts/ensure-prometheus.sh
+	bash scripts/ensure-redis.sh
 
 test: test-tools lint typecheck unit
 

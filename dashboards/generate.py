@@ -116,6 +116,10 @@ IN_FLIGHT = sc.M_IN_FLIGHT
 CIRCUIT_STATE = sc.M_CIRCUIT_STATE
 CIRCUIT_TRANSITIONS = f"{sc.M_CIRCUIT_TRANSITIONS}_total"
 NOT_CLOSED = 'state!="closed"'
+CACHE_LOOKUPS = f"{sc.M_CACHE_LOOKUPS}_total"
+RATE_LIMITED = f"{sc.M_RATE_LIMITED}_total"
+STATE_ERRORS = f"{sc.M_STATE_ERRORS}_total"
+STATE_UP = sc.M_STATE_UP
 
 RATE = "$__rate_interval"
 COUNTED = f'outcome!~"{"|".join(sorted(CLIENT_OUTCOMES))}"'
@@ -620,6 +624,65 @@ ROWS: tuple[Row, ...] = (
                     ),
                 ),
                 unit="ops",
+            ),
+        ),
+    ),
+    Row(
+        "Limits, cache and shared state",
+        "Requests refused and targets skipped for rate limits and budgets, response-cache "
+        "hits, and whether the replicas reach the Redis they share.",
+        (
+            Panel(
+                "timeseries",
+                "Rate limited, by scope and limit",
+                "Requests per second refused with 429 because their gateway key is over a "
+                "limit (scope key), and targets per second skipped because they are over "
+                "their own (scope target: the fallback moved on, reason rate_limited), by "
+                "the limit reached: requests, tokens or spend (a budget: refusals until the "
+                "period ends). With Redis down each replica counts alone and admits more.",
+                (
+                    Query(
+                        f"sum by (scope, limit) (rate({RATE_LIMITED}[{RATE}]))",
+                        "{{scope}} {{limit}}",
+                    ),
+                ),
+                unit="reqps",
+                width=8,
+            ),
+            Panel(
+                "timeseries",
+                "Cache hit ratio by config",
+                "Share of the cache lookups of configs with a cache that were answered from "
+                "it (no upstream call). Streamed requests are not cached and not counted. A "
+                "drop to 0 across replicas with Redis up means the requests stopped repeating; "
+                "with Redis down each replica has its own, colder cache.",
+                (
+                    Query(
+                        _share(
+                            _rate(CACHE_LOOKUPS, CONFIG, 'result="hit"'),
+                            _rate(CACHE_LOOKUPS, CONFIG),
+                            "config",
+                        ),
+                        "{{config}}",
+                    ),
+                ),
+                unit="percentunit",
+                max=1,
+                width=8,
+            ),
+            Panel(
+                "timeseries",
+                "Shared state: Redis reachable, failed round trips",
+                "Workers whose last Redis round trip succeeded (summed over replicas; 0 "
+                "without state.redis) and failed round trips per second, each answered from "
+                "local state: limits, budgets, cache and circuits are per process until "
+                "Redis answers again.",
+                (
+                    Query(f"sum({STATE_UP})", "workers reaching Redis"),
+                    Query(f"sum(rate({STATE_ERRORS}[{RATE}]))", "failed round trips/s"),
+                ),
+                unit="short",
+                width=8,
             ),
         ),
     ),

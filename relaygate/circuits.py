@@ -194,6 +194,11 @@ class CircuitRegistry:
         passes the transitions to :meth:`announce`."""
         return entry.circuit.report(settings, self._now(), outcome, probe)
 
+    def adopt(self, entry: CircuitEntry, state: CircuitState) -> list[Transition]:
+        """Take ``state`` from another process (see :meth:`Circuit.adopt`); the caller
+        passes the transitions to :meth:`announce`."""
+        return entry.circuit.adopt(state, self._now())
+
     def announce(self, entry: CircuitEntry, moved: list[Transition]) -> None:
         """Account ``moved`` (transitions of ``entry``) and tell the listeners."""
         if not moved:

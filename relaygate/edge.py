@@ -35,7 +35,7 @@ ROUTES: Mapping[Operation, str] = {
 }
 """The OpenAI-compatible route of each operation (the ``http.route`` span attribute)."""
 
-PASSTHROUGH_PREFIXES = ("x-ratelimit-", "retry-after", "openai-")
+PASSTHROUGH_PREFIXES = ("x-ratelimit-", "retry-after", "openai-", "x-portkey-cache-status")
 """Upstream answer headers passed on to the client besides ``content-type``."""
 GATEWAY_ANSWER_HEADERS = frozenset({"www-authenticate"})
 """Headers of the gateway's own answers (no upstream involved) that reach the client:
@@ -178,6 +178,6 @@ class EdgeCodec:
                 # Only a successful answer was served; a failed one names its last target
                 # in x-portkey-last-used-option-index alone (as Portkey does).
                 out.append(("x-relaygate-served-by", target.path))
-        if ctx.attempts:
+        if story:
             out.append(("x-relaygate-route", cap_story(story, self._max_route_header)))
         return out

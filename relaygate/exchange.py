@@ -109,6 +109,8 @@ class RequestContext:
     max_attempts: int | None = None
     attempts_started: int = 0
     outcome: str | None = None
+    route_note: str | None = None
+    """The route story of a request answered without any attempt (``cache:hit``)."""
 
 
 @dataclass(slots=True)

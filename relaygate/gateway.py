@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -32,6 +33,7 @@ from relaygate.exchange import (
     Operation,
 )
 from relaygate.load import LoadBoard
+from relaygate.middleware.admission import AdmissionLayer
 from relaygate.middleware.auth import AuthLayer, authenticate
 from relaygate.middleware.breaker import CircuitGate, CircuitLayer, circuit_telemetry
 from relaygate.middleware.config_resolve import ConfigResolveLayer, ConfigSources
@@ -40,12 +42,17 @@ from relaygate.middleware.load import LoadLayer
 from relaygate.middleware.log import LogLayer
 from relaygate.middleware.observe import Observe
 from relaygate.middleware.retry import RetryLayer
+from relaygate.middleware.target_limits import TargetLimit, TargetLimitLayer
 from relaygate.middleware.timeout import TimeoutLayer
 from relaygate.pipeline import Handler, Layer, build
 from relaygate.providers.client import UpstreamClient, default_upstream
 from relaygate.providers.handler import ProviderHandler
 from relaygate.providers.registry import ProviderRegistry, default_registry
 from relaygate.security.keys import KeyScope
+from relaygate.state.backend import StateBackend
+from relaygate.state.build import build_state
+from relaygate.state.circuits import CircuitSync
+from relaygate.state.limiter import Background, Limiter
 from relaygate.strategies import Backoff
 from relaygate.telemetry import Telemetry, build_telemetry
 
@@ -82,6 +89,10 @@ class GatewayDeps:
     """Requests in flight and latency per upstream target (health-aware loadbalance); a
     fresh board when ``None``. Shared by gateways that replace one another on a reload."""
     circuits: CircuitRegistry | None = None
+    state: StateBackend | None = None
+    """Where rate-limit counters and cached answers live; built from the server config's
+    ``state`` section when ``None`` (then owned, and closed, by the gateway). Shared by
+    gateways that replace one another on a reload."""
 
 
 class Gateway:
@@ -90,10 +101,17 @@ class Gateway:
     def __init__(self, server: ServerConfig, deps: GatewayDeps | None = None) -> None:
         deps = deps or GatewayDeps()
         self.server = server
-        self.deps = deps
         self.telemetry = deps.telemetry or build_telemetry(
             server.telemetry, flush_timeout_s=server.shutdown.telemetry_flush_timeout_ms / 1000
         )
+        self._owns_state = deps.state is None
+        if deps.state is None:
+            deps = replace(deps, state=build_state(server.state, self.telemetry))
+        assert deps.state is not None
+        self.state: StateBackend = deps.state
+        self.deps = deps
+        self.background = Background()
+        """Writes to the state made after an answer (usage counts, cache stores)."""
         self._upstream = deps.upstream
         self._owns_upstream = deps.upstream is None
         upstream = _LazyUpstream(self)
@@ -135,6 +153,7 @@ class Gateway:
         self.circuits = deps.circuits if deps.circuits is not None else CircuitRegistry()
         self._circuit_listener = circuit_telemetry(self.telemetry)
         self.circuits.listen(self._circuit_listener)
+        self._circuit_sync = _circuit_sync(self.state, self.circuits, self.telemetry, server)
         gate = CircuitGate(self.circuits, server.breaker.settings(), self.telemetry)
         self.circuit_state = gate.state
         # Timeout innermost: it bounds one attempt, so the log layer records a cut attempt as
@@ -142,9 +161,28 @@ class Gateway:
         layers: list[Layer] = []
         if self.keys:
             layers.append(AuthLayer(self.keys, self.telemetry))
+        limiter = Limiter(self.state, self.background, deps.wall)
+        prices = {model: spec.price() for model, spec in server.prices.items()}
         layers += [
             self.configs,
+            AdmissionLayer(
+                self.state,
+                limiter,
+                self.background,
+                self.telemetry,
+                prices=prices,
+                max_entry_bytes=server.state.cache.max_entry_bytes,
+                share_across_keys=server.state.cache.share_across_keys,
+            ),
             FallbackLayer(self.telemetry, rand=deps.rand, now=now, loads=self.loads, circuits=gate),
+        ]
+        rules = [
+            TargetLimit(spec.provider, spec.model, spec.limits())
+            for spec in server.rate_limits.targets
+        ]
+        if rules:
+            layers.append(TargetLimitLayer(rules, self.state, limiter, self.telemetry, prices))
+        layers += [
             RetryLayer(
                 self.telemetry,
                 backoff,
@@ -191,6 +229,14 @@ class Gateway:
         if self._upstream is not None and self._owns_upstream:
             await self._upstream.aclose()
             self._upstream = None
+        await self.background.drain()
+        if self._owns_state:
+            if self._circuit_sync is not None:
+                await self._circuit_sync.aclose()
+            try:
+                await self.state.aclose()
+            except Exception:  # closing a broken connection must not fail shutdown
+                self.telemetry.errors += 1
         self.telemetry.guard(self.telemetry.shutdown)
 
     def models(self) -> list[dict[str, Any]]:
@@ -225,6 +271,9 @@ class Gateway:
         cancellation propagates. ``principal`` is the caller's key scope when the edge
         already authenticated it (:meth:`authenticate`); otherwise the auth layer does.
         """
+        sync = self._circuit_sync
+        if sync is not None and not sync.started:
+            sync.start()
         observation = self.observe.start(operation, headers, client=client, principal=principal)
         ctx = observation.ctx
         token = otel_context.attach(trace.set_span_in_context(observation.span))
@@ -278,6 +327,25 @@ class Gateway:
         body, 404, 405, 408, 413), observed like any other: logged, counted, and carrying
         ``x-request-id`` and ``x-portkey-trace-id``; ``extra`` headers are added."""
         return self.observe.refuse(operation, headers, error, method=method, extra=extra)
+
+
+_SYNCS: weakref.WeakKeyDictionary[Any, CircuitSync] = weakref.WeakKeyDictionary()
+"""The circuit sync of each shared state backend: one per process, kept across reloads."""
+
+
+def _circuit_sync(
+    state: StateBackend, circuits: CircuitRegistry, tel: Telemetry, server: ServerConfig
+) -> CircuitSync | None:
+    """The sync sharing ``circuits`` through ``state`` when it is shared (Redis), else
+    ``None``; gateways that replace one another on a reload share one."""
+    redis = server.state.redis
+    if not state.shared or redis is None:
+        return None
+    sync = _SYNCS.get(state)
+    if sync is None or sync.registry is not circuits:
+        sync = CircuitSync(circuits, state, tel, interval_s=redis.circuit_sync_ms / 1000)
+        _SYNCS[state] = sync
+    return sync
 
 
 def _loop_time() -> float:

@@ -91,6 +91,11 @@ def restart_only_changes(old: ServerConfig, new: ServerConfig) -> list[str]:
     ]
     if old.auth.admin_keys != new.auth.admin_keys:
         changed.append("auth.admin_keys")
+    # The state backend (Redis, the in-process store) is built once and kept across reloads.
+    if old.state.redis != new.state.redis:
+        changed.append("state.redis")
+    if old.state.cache.max_entries != new.state.cache.max_entries:
+        changed.append("state.cache.max_entries")
     return changed
 
 

@@ -17,6 +17,7 @@ REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = {
     "chromium": (REPO / "scripts" / "ensure-chromium.sh", ["chromium", "chromium-driver"]),
     "prometheus": (REPO / "scripts" / "ensure-prometheus.sh", ["prometheus"]),
+    "redis": (REPO / "scripts" / "ensure-redis.sh", ["redis-server"]),
     "bench": (REPO / "benchmarks" / "run.sh", ["nginx", "wrk", "util-linux"]),
 }
 TOOLS = ("bash", "sed", "awk", "dirname", "tr", "cat", "env", "tee", "chmod", "rm", "printf")

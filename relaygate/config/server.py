@@ -65,6 +65,7 @@ from relaygate.config.schema import (
     depth_issues,
     validate_node,
 )
+from relaygate.config.state import LimitSpec, PriceSettings, RateLimitSettings, StateSettings
 from relaygate.config.tree import Inherited
 from relaygate.security.egress import EgressPolicy
 from relaygate.security.keys import HASH_PREFIX, UNSCOPED, KeyScope, KeyStore
@@ -359,6 +360,9 @@ class GatewayKeySettings(_Section):
     """Providers every target the key reaches must call."""
     models: list[str] | None = None
     """Models every target the key reaches must use (the pinned or requested model)."""
+    limits: LimitSpec | None = None
+    """Requests and tokens per minute and a spend budget of this key, over every replica
+    sharing `state.redis`; over one, requests are answered 429."""
 
     def scope(self) -> KeyScope:
         """The compiled scope of this key."""
@@ -369,6 +373,7 @@ class GatewayKeySettings(_Section):
             custom_hosts=self.custom_hosts,
             providers=frozenset(self.providers) if self.providers is not None else None,
             models=frozenset(self.models) if self.models is not None else None,
+            limits=self.limits.limits() if self.limits is not None else None,
         )
 
 
@@ -504,6 +509,13 @@ class ServerConfig(_Section):
     `stream_idle_timeout`)."""
     reload: ReloadSettings = Field(default_factory=ReloadSettings)
     """Reloading the config file on SIGHUP or when it changes."""
+    state: StateSettings = Field(default_factory=StateSettings)
+    """Where limits, budgets and cached answers live (Redis to share them)."""
+    rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    """Rate limits and budgets of upstream endpoints."""
+    prices: dict[str, PriceSettings] = Field(default_factory=dict)
+    """Per model (as the target calls it): USD per million input and output tokens, for
+    spend budgets."""
 
     def inherited(self) -> Inherited:
         """The provider defaults, as the lowest-precedence settings of every config."""

@@ -25,6 +25,7 @@ from relaygate.config.model import (
     BreakerSettings,
     Condition,
     Node,
+    ResponseCache,
     RetrySettings,
     RoutingConfig,
     Secret,
@@ -43,7 +44,6 @@ __all__ = ["Inherited", "compile_config", "load_config_json"]
 
 
 IGNORED_FIELD_NOTES: dict[str, str] = {
-    "cache": "ignored (relaygate does not cache responses)",
     "metadata": "ignored (relaygate does not use config metadata)",
 }
 """Fields accepted for compatibility that do nothing, with the warning each gets."""
@@ -205,6 +205,8 @@ def _compile_node(
         for key, note in IGNORED_FIELD_NOTES.items():
             if getattr(node, key) is not None:
                 warnings.append(f"{format_loc((*loc, key))}: {note}")
+        if loc and node.cache is not None:
+            warnings.append(f"{format_loc((*loc, 'cache'))}: {CACHE_NOT_ROOT}")
     scope = scope.enter(node, by_caller)
     weight = node.weight if node.weight is not None else 1.0
     if node.strategy is not None:
@@ -306,7 +308,33 @@ def compile_config(
     node = parse_config(raw, max_targets=max_targets)
     scope = _Scope.top(inherited)
     root = _compile_node(node, ROOT_PATH, (), scope, inherited, warnings, caller_supplied)
-    return RoutingConfig(id=config_id, root=root, caller_supplied=caller_supplied)
+    cache = response_cache(node.cache, warnings)
+    return RoutingConfig(id=config_id, root=root, caller_supplied=caller_supplied, cache=cache)
+
+
+CACHE_NOT_ROOT = "ignored (a config's cache is read at its root only)"
+"""The warning of a ``cache`` below the root of a config."""
+
+DEFAULT_CACHE_MAX_AGE_S = 7 * 24 * 3600
+"""``max_age`` of a ``simple`` cache that sets none (Portkey's default, seven days)."""
+
+
+def response_cache(raw: Any, warnings: list[str] | None) -> ResponseCache | None:
+    """The response cache a root's ``cache`` asks for: ``{mode: simple}`` with an optional
+    positive integer ``max_age`` (seconds, camelCase ``maxAge`` too). Anything else (``semantic``
+    mode, a malformed value) caches nothing and is reported in ``warnings``."""
+    if raw is None:
+        return None
+    if isinstance(raw, dict) and raw.get("mode") == "simple":
+        age = raw.get("max_age", raw.get("maxAge", DEFAULT_CACHE_MAX_AGE_S))
+        if isinstance(age, int) and not isinstance(age, bool) and age > 0:
+            return ResponseCache(max_age_s=age)
+        note = "ignored (max_age must be a positive number of seconds)"
+    else:
+        note = "ignored (relaygate caches in simple mode only: {mode: simple, max_age})"
+    if warnings is not None:
+        warnings.append(f"cache: {note}")
+    return None
 
 
 def _reject_constant(name: str) -> Any:

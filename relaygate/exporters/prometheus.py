@@ -610,6 +610,27 @@ class GatewayMetrics:
             "Spans of tail-sampled traces, kept (exported) or dropped.",
             ("decision",),
         )
+        self.cache_lookups = CounterFamily(
+            sc.M_CACHE_LOOKUPS,
+            "Response-cache lookups of configs with a cache, by config and result (hit, miss).",
+            ("config", "result"),
+        )
+        self.rate_limited = CounterFamily(
+            sc.M_RATE_LIMITED,
+            "Requests refused (scope=key) or targets skipped (scope=target) for a rate limit "
+            "or budget, by the limit reached (requests, tokens, spend).",
+            ("scope", "limit"),
+        )
+        self.state_errors = CounterFamily(
+            sc.M_STATE_ERRORS,
+            "Round trips to the shared state backend (Redis) that failed and were answered "
+            "from local state instead.",
+            (),
+        )
+        self.state_up = GaugeFamily(
+            sc.M_STATE_UP,
+            "Whether the shared state backend (Redis) answers: 1 per worker that reaches it.",
+        )
         self.labels = LabelPolicy(
             LabelBudget(max_caller_label_values, on_overflow=self._overflowed), models
         )
@@ -640,6 +661,10 @@ class GatewayMetrics:
                 self.circuit_transitions,
                 self.traces_sampled,
                 self.trace_spans,
+                self.cache_lookups,
+                self.rate_limited,
+                self.state_errors,
+                self.state_up,
             )
         )
         """The collector exporting every family above, in this order."""

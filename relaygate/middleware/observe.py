@@ -184,7 +184,7 @@ class Observation:
         self.response = response
         self.request = request
         attempts = self.ctx.attempts
-        self.story = route_story(attempts) if attempts else ""
+        self.story = route_story(attempts) if attempts else (self.ctx.route_note or "")
 
     def finish(self, stream: ResponseStream | None) -> None:
         """Record the request (a streamed answer's end callback; ``None`` for a body)."""

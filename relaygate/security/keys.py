@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from relaygate.strategies.ratelimit import RateLimits
+
 HASH_PREFIX: Final = "sha256:"
 """How a stored key hash starts."""
 
@@ -41,7 +43,8 @@ class KeyScope:
     it may send a JSON config in ``x-portkey-config`` or make config-less
     ``x-portkey-provider`` calls. ``custom_hosts``: whether it may choose a base URL
     (``custom_host`` in its config, ``x-portkey-custom-host``). ``providers`` and ``models``:
-    what every target it reaches may call (``None``: any).
+    what every target it reaches may call (``None``: any). ``limits``: its rate limits and
+    spend budget (``None``: none).
     """
 
     name: str
@@ -50,6 +53,7 @@ class KeyScope:
     custom_hosts: bool = True
     providers: frozenset[str] | None = None
     models: frozenset[str] | None = None
+    limits: RateLimits | None = None
 
 
 UNSCOPED: Final = KeyScope(name="unscoped")

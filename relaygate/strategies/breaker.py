@@ -21,6 +21,7 @@ attempt results are failures.
 
 from __future__ import annotations
 
+import hashlib
 from enum import StrEnum
 from typing import NamedTuple
 
@@ -110,8 +111,9 @@ class CircuitKey(NamedTuple):
 
     ``base_url`` is the target's ``custom_host`` (empty: the provider's own endpoint) and
     ``endpoint`` its provider-specific address parts (Azure's resource and deployment);
-    ``credential`` is an in-process hash of the API key, so a caller's bad key cannot open
-    the operator's circuit. It never leaves the process.
+    ``credential`` is a digest of the API key (the same in every process, so replicas
+    sharing state name the same circuit), so a caller's bad key cannot open the operator's
+    circuit. The key itself never leaves the process.
     """
 
     provider: str
@@ -144,8 +146,13 @@ def circuit_key(target: Target, requested_model: str | None) -> CircuitKey:
         target.custom_host or "",
         endpoint,
         target.model or requested_model or "",
-        hash(key) if key else 0,
+        _digest(key.reveal()) if key else 0,
     )
+
+
+def _digest(secret: str) -> int:
+    """A stable 64-bit digest of ``secret`` (not Python's per-process ``hash``)."""
+    return int.from_bytes(hashlib.blake2b(secret.encode(), digest_size=8).digest(), "big")
 
 
 Transition = tuple[CircuitState, CircuitState]
@@ -276,6 +283,21 @@ class Circuit:
             return Admission.REFUSE, moved
         self.probes_in_flight += 1
         return Admission.PROBE, moved
+
+    def adopt(self, state: CircuitState, now: float) -> list[Transition]:
+        """Take ``state`` as decided by another process sharing this circuit (see
+        :mod:`relaygate.state.circuits`): ``open`` (re)starts the cooldown at ``now``, so this
+        process does not probe while the other one does; ``closed`` ends an open or
+        half-open phase. Returns the transitions made."""
+        moved: list[Transition] = []
+        if state is CircuitState.OPEN:
+            if self.state is CircuitState.OPEN:
+                self.opened_at = now
+            else:
+                self._move(CircuitState.OPEN, now, moved)
+        elif state is CircuitState.CLOSED and self.state is not CircuitState.CLOSED:
+            self._move(CircuitState.CLOSED, now, moved)
+        return moved
 
     def report(
         self, settings: BreakerSettings, now: float, outcome: Outcome, probe: bool

@@ -26,6 +26,8 @@ class Reason(StrEnum):
     NO_ROUTE = "no_route"
     CIRCUIT_OPEN = "circuit_open"
     """The target's circuit breaker was open: no upstream attempt was made."""
+    RATE_LIMITED = "rate_limited"
+    """The target was skipped, not called: it is over its own rate limit or budget."""
 
 
 def classify(status: int, failure: Reason | None = None) -> Reason:

@@ -106,7 +106,10 @@ def test_validate_prints_the_warnings(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["validate", str(path)]) == 0
     out = capsys.readouterr().out
     assert f"{path}: valid server config" in out
-    assert "warning: configs.c.cache: ignored (relaygate does not cache responses)" in out
+    assert (
+        "warning: configs.c.cache: ignored (relaygate caches in simple mode only: "
+        "{mode: simple, max_age})" in out
+    )
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:

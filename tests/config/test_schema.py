@@ -765,8 +765,32 @@ def test_cache_and_metadata_are_ignored_with_a_warning() -> None:
     assert len(config.targets) == 1
     assert warnings == [
         "metadata: ignored (relaygate does not use config metadata)",
-        "targets[0].cache: ignored (relaygate does not cache responses)",
+        "targets[0].cache: ignored (a config's cache is read at its root only)",
     ]
+
+
+@pytest.mark.parametrize(
+    ("cache", "max_age_s", "warning"),
+    [
+        ({"mode": "simple"}, 7 * 24 * 3600, None),
+        ({"mode": "simple", "max_age": 60}, 60, None),
+        ({"mode": "simple", "maxAge": 5}, 5, None),
+        ({"mode": "simple", "max_age": 0}, None, "max_age must be a positive"),
+        ({"mode": "simple", "max_age": "60"}, None, "max_age must be a positive"),
+        ({"mode": "semantic"}, None, "simple mode only"),
+        ("yes", None, "simple mode only"),
+    ],
+)
+def test_a_root_cache_in_simple_mode_caches_for_max_age(
+    cache: Any, max_age_s: int | None, warning: str | None
+) -> None:
+    warnings: list[str] = []
+    config = compile_({"provider": "a", "cache": cache}, warnings=warnings)
+    assert (config.cache.max_age_s if config.cache else None) == max_age_s
+    if warning is None:
+        assert warnings == []
+    else:
+        assert len(warnings) == 1 and warning in warnings[0]
 
 
 # --- JSON text -----------------------------------------------------------------------------

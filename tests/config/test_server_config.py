@@ -187,10 +187,17 @@ def test_default_config_id_without_any_configs_fails_at_load(tmp_path: Path) -> 
 
 
 def test_compiled_configs_report_ignored_fields_with_their_path(tmp_path: Path) -> None:
-    config = load_text(tmp_path, "configs: {c: {provider: a, cache: {mode: simple}}}")
+    config = load_text(
+        tmp_path,
+        "configs: {c: {provider: a, cache: {mode: semantic}},"
+        " d: {provider: a, cache: {mode: simple}}}",
+    )
     warnings: list[str] = []
-    config.compiled_configs(warnings=warnings)
-    assert warnings == ["configs.c.cache: ignored (relaygate does not cache responses)"]
+    compiled = config.compiled_configs(warnings=warnings)
+    assert warnings == [
+        "configs.c.cache: ignored (relaygate caches in simple mode only: {mode: simple, max_age})"
+    ]
+    assert compiled["d"].cache is not None and compiled["c"].cache is None
 
 
 def test_strategy_root_of_named_config_keeps_its_mode(tmp_path: Path) -> None:

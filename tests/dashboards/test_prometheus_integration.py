@@ -69,7 +69,7 @@ CONCURRENCY = 8
 SIGMAS = 4.0
 """Tolerance of the fallback-ratio check, in binomial standard deviations."""
 
-CONFIGS = ("fallback", "retrying", "degraded")
+CONFIGS = ("fallback", "retrying", "degraded", "cached", "limited")
 """The gateway's configs, all driven by the workload."""
 
 
@@ -103,6 +103,16 @@ def _server_config(upstreams: dict[str, RunningServer]) -> dict[str, Any]:
                     target("down", retry={"attempts": 0}),
                 ],
             },
+            # Answers served from the response cache after the first, and a target over its
+            # rate limit after its first request: the cache and rate-limit panels.
+            "cached": {
+                "cache": {"mode": "simple", "max_age": 600},
+                **target("backup", override_params={"model": "m-c"}),
+            },
+            "limited": target("backup", override_params={"model": "m-l"}),
+        },
+        "rate_limits": {
+            "targets": [{"provider": "openai", "model": "m-l", "requests_per_minute": 1}]
         },
         "retry": {"initial_backoff_ms": 10, "max_backoff_ms": 50},
         "telemetry": {"logs": {"level": "warning", "format": "json"}},
@@ -165,6 +175,9 @@ async def _warm_up(client: Client) -> None:
     await client.send("fallback")
     await client.send("retrying")
     await client.send("degraded")
+    for _ in range(2):
+        await client.send("cached")
+        await client.send("limited")
 
 
 async def _measured(client: Client) -> None:
@@ -181,6 +194,7 @@ async def _measured(client: Client) -> None:
         ),
         retrying(),
         *(client.send("degraded") for _ in range(DEGRADED_REQUESTS)),
+        *(client.send(config) for config in ("cached", "limited") for _ in range(4)),
     )
 
 

@@ -70,6 +70,7 @@ def test_reason_values_are_stable_label_strings() -> None:
         "deadline",
         "no_route",
         "circuit_open",
+        "rate_limited",
     }
 
 

@@ -200,6 +200,30 @@ def reference(registry: CollectorRegistry) -> SimpleNamespace:
             ("decision",),
             registry=reg,
         ),
+        cache_lookups=Counter(
+            sc.M_CACHE_LOOKUPS,
+            "Response-cache lookups of configs with a cache, by config and result (hit, miss).",
+            ("config", "result"),
+            registry=reg,
+        ),
+        rate_limited=Counter(
+            sc.M_RATE_LIMITED,
+            "Requests refused (scope=key) or targets skipped (scope=target) for a rate limit "
+            "or budget, by the limit reached (requests, tokens, spend).",
+            ("scope", "limit"),
+            registry=reg,
+        ),
+        state_errors=Counter(
+            sc.M_STATE_ERRORS,
+            "Round trips to the shared state backend (Redis) that failed and were answered "
+            "from local state instead.",
+            registry=reg,
+        ),
+        state_up=Gauge(
+            sc.M_STATE_UP,
+            "Whether the shared state backend (Redis) answers: 1 per worker that reaches it.",
+            registry=reg,
+        ),
     )
 
 
@@ -264,6 +288,11 @@ def record(m: Any) -> None:
     m.traces_sampled.labels("kept", "fallback").inc()
     m.traces_sampled.labels("dropped", "ratio").inc(3)
     m.trace_spans.labels("dropped").inc(9)
+    m.cache_lookups.labels("default", "hit").inc()
+    m.cache_lookups.labels("default", "miss").inc(2)
+    m.rate_limited.labels("key", "requests").inc()
+    m.state_errors.inc()
+    m.state_up.set(1)
     for wrong in ((), ("default",), ("default", "chat", "2xx", "ok", "extra")):
         with pytest.raises(ValueError):
             m.requests.labels(*wrong)
