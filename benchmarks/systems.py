@@ -81,9 +81,14 @@ def portkey_configs(up: Upstreams) -> dict[Kind, dict[str, Any]]:
 
 
 def relaygate_server_config(
-    up: Upstreams, port: int, telemetry: bool, sink_port: int | None
+    up: Upstreams | None,
+    port: int,
+    telemetry: bool,
+    sink_port: int | None,
+    configs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A ``relaygate serve`` config: the four named configs, telemetry fully on or off.
+    """A ``relaygate serve`` config: the four named configs (or ``configs``, the first being
+    the default), telemetry fully on or off.
 
     On: every span exported over OTLP/HTTP to the sink at ``sink_port`` (detail ``full``,
     every request sampled), Prometheus metrics recorded, one JSON log line per request.
@@ -109,10 +114,13 @@ def relaygate_server_config(
             "metrics": {"enabled": False},
             "logs": {"level": "warning", "format": "json"},
         }
+    if configs is None:
+        assert up is not None
+        configs = dict(portkey_configs(up))
     return {
         "listen": {"host": "127.0.0.1", "port": port},
-        "default_config": "single",
-        "configs": dict(portkey_configs(up)),
+        "default_config": next(iter(configs)),
+        "configs": configs,
         "telemetry": tel,
     }
 
