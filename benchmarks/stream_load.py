@@ -252,7 +252,7 @@ async def one(
             conn = await asyncio.wait_for(connect(req.port, recorder), timeout_s)
         conn.recorder = recorder
         answer = await asyncio.wait_for(conn.send(req.wire(random.getrandbits(48))), timeout_s)
-    except (TimeoutError, asyncio.TimeoutError):
+    except TimeoutError:
         if conn is not None and conn.transport is not None:
             conn.transport.close()
         return Answer(error="timeout"), None

@@ -143,7 +143,8 @@ def litellm_config_text(port: int, opts: Options) -> str:
             "      model: openai/gpt-4o-mini",
             f"      api_base: http://127.0.0.1:{port}{path}/v1",
             f"      api_key: {API_KEY}",
-            f"      max_retries: {1 if name == 'retry' else 0}",
+            "      max_retries: 0",
+            f"      num_retries: {1 if name == 'retry' else 0}",
         ]
     lines += [
         "litellm_settings:",
@@ -388,11 +389,15 @@ class StreamBench:
             svc = self.services.get(name)
             readings: dict[str, float] = {}
 
-            async def probe(mark: str, svc: Service | None = svc, out: dict[str, float] = readings):
+            async def probe(
+                mark: str, svc: Service | None = svc, out: dict[str, float] = readings
+            ) -> None:
                 if svc is not None:
                     out[mark] = await asyncio.to_thread(svc.cpu_seconds)
 
-            reqs = {k: self.requests[name][k] for k in ("stream", "retry", "fallback", "client_error")}
+            reqs = {
+                k: self.requests[name][k] for k in ("stream", "retry", "fallback", "client_error")
+            }
             row = asyncio.run(stream_load.mixed(reqs, self.opts.mix_rate, self.opts.mix_s, probe))
             if svc is not None and row["requests"]:
                 cpu = readings["window_end"] - readings["window_start"]
@@ -532,7 +537,12 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, str]]:
             if rg and pr and rg.get("cpu_us_per_chunk") and pr.get("cpu_us_per_chunk"):
                 worst.append((f"open N={n}", pr["cpu_us_per_chunk"] / rg["cpu_us_per_chunk"]))
         pr_long = long_rows.get(peer)
-        if rg_long and pr_long and rg_long.get("cpu_us_per_chunk") and pr_long.get("cpu_us_per_chunk"):
+        if (
+            rg_long
+            and pr_long
+            and rg_long.get("cpu_us_per_chunk")
+            and pr_long.get("cpu_us_per_chunk")
+        ):
             worst.append(("long", pr_long["cpu_us_per_chunk"] / rg_long["cpu_us_per_chunk"]))
         mixed = {r["system"]: r for r in results.get("mixed", [])}
         rg_mix, pr_mix = mixed.get("relaygate"), mixed.get(peer)
@@ -602,11 +612,11 @@ def render(results: dict[str, Any]) -> str:
                 continue
             added50 = row["delay_p50_ms"] - direct.get("delay_p50_ms", 0.0)
             added99 = row["delay_p99_ms"] - direct.get("delay_p99_ms", 0.0)
-            mem = (
-                f"{row['rss_idle_mib']:.0f} → {row['rss_open_mib']:.0f} → {row['rss_after_mib']:.0f}"
-                if "rss_idle_mib" in row
-                else "-"
-            )
+            mem = "-"
+            if "rss_idle_mib" in row:
+                mem = " → ".join(
+                    f"{row[k]:.0f}" for k in ("rss_idle_mib", "rss_open_mib", "rss_after_mib")
+                )
             system = row["system"]
             held = "-" if system in ("direct", "floor") else ("yes" if _held(row, rows) else "no")
             table.append(
@@ -664,7 +674,15 @@ def render(results: dict[str, Any]) -> str:
             "",
         ]
         lines += report._table(
-            ["system", "ms per stream", "µs per chunk", "added µs/chunk", "CPU µs/chunk", "x floor", "errors"],
+            [
+                "system",
+                "ms per stream",
+                "µs per chunk",
+                "added µs/chunk",
+                "CPU µs/chunk",
+                "x floor",
+                "errors",
+            ],
             [
                 [
                     r["system"],
@@ -759,13 +777,21 @@ def write(results: dict[str, Any], results_dir: Path, readme: Path, update_readm
 
 def parse_args(argv: list[str] | None = None) -> Options:
     """Command-line flags (see ``benchmarks/README.md``)."""
-    parser = argparse.ArgumentParser(prog="benchmarks/run.sh --streams", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="benchmarks/run.sh --streams", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--quick", action="store_true", help="seconds-long runs, small N")
-    parser.add_argument("--counts", help="open-stream counts, comma-separated (default 250,500,1000,2000)")
-    parser.add_argument("--duration", type=float, help="seconds each open stream lasts (default 30)")
+    parser.add_argument(
+        "--counts", help="open-stream counts, comma-separated (default 250,500,1000,2000)"
+    )
+    parser.add_argument(
+        "--duration", type=float, help="seconds each open stream lasts (default 30)"
+    )
     parser.add_argument("--long-chunks", type=int, help="chunks per long stream (default 1000)")
-    parser.add_argument("--long-repeats", type=int, help="long streams per system (default 20)")
-    parser.add_argument("--mix-rate", type=float, help="mixed-load arrivals per second (default 100)")
+    parser.add_argument("--long-repeats", type=int, help="long streams per system (default 100)")
+    parser.add_argument(
+        "--mix-rate", type=float, help="mixed-load arrivals per second (default 100)"
+    )
     parser.add_argument("--mix-seconds", type=float, help="mixed-load length (default 60)")
     parser.add_argument("--only", help="scenarios: open,long,mixed (default all)")
     parser.add_argument("--peers", action="store_true", help="also Portkey and LiteLLM")
@@ -777,13 +803,15 @@ def parse_args(argv: list[str] | None = None) -> Options:
     ns = parser.parse_args(argv)
     quick = ns.quick
     counts = ns.counts or ("20,50" if quick else "250,500,1000,2000")
-    run_dir = Path(ns.run_dir) if ns.run_dir else Path(tempfile.mkdtemp(prefix="relaygate-streams-"))
+    run_dir = (
+        Path(ns.run_dir) if ns.run_dir else Path(tempfile.mkdtemp(prefix="relaygate-streams-"))
+    )
     run_dir.mkdir(parents=True, exist_ok=True)
     return Options(
         counts=tuple(int(c) for c in counts.split(",")),
         duration_s=ns.duration or (3.0 if quick else 30.0),
         long_chunks=ns.long_chunks or (200 if quick else 1000),
-        long_repeats=ns.long_repeats or (3 if quick else 20),
+        long_repeats=ns.long_repeats or (3 if quick else 100),
         mix_rate=ns.mix_rate or (20.0 if quick else 100.0),
         mix_s=ns.mix_seconds or (3.0 if quick else 60.0),
         only=tuple((ns.only or "open,long,mixed").split(",")),

@@ -116,7 +116,7 @@ def relaygate_server_config(
         }
     if configs is None:
         assert up is not None
-        configs = dict(portkey_configs(up))
+        configs = {str(kind): config for kind, config in portkey_configs(up).items()}
     return {
         "listen": {"host": "127.0.0.1", "port": port},
         "default_config": next(iter(configs)),
