@@ -427,13 +427,14 @@ async def mixed(
             "latency_p99_ms": percentile(lat, 99),
             "ttfb_p50_ms": percentile([a.ttfb_ms for a in answers if a.first_ns], 50),
         }
-    answered = sum(len(a) for a in results.values())
+    answered = sum(1 for kind in results.values() for a in kind if a.status)
     return {
         "rate": rate,
         "duration_s": duration_s,
         "issued_s": issued_s,
         "elapsed_s": elapsed,
         "requests": answered,
+        "unanswered": sum(1 for kind in results.values() for a in kind if not a.status),
         "served_rate": answered / elapsed if elapsed else 0.0,
         "shed": sum(shed.values()),
         "kinds": by_kind,
