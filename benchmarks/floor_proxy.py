@@ -30,6 +30,10 @@ UPSTREAMS = {
 }
 """Upstreams chosen by request path."""
 
+PASS_BASE = os.environ.get("FLOOR_PASS_BASE")
+"""When set (``http://127.0.0.1:PORT``), every request goes to this base plus its own path
+instead (the stream scenarios address their upstream's behaviours by path)."""
+
 _session: aiohttp.ClientSession | None = None
 
 
@@ -37,7 +41,7 @@ def _client() -> aiohttp.ClientSession:
     global _session
     if _session is None:
         _session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=1000), auto_decompress=False
+            connector=aiohttp.TCPConnector(limit=10_000), auto_decompress=False
         )
     return _session
 
@@ -53,7 +57,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         body += message.get("body", b"")
         more = message.get("more_body", False)
     payload = orjson.dumps(orjson.loads(body))
-    url = UPSTREAMS.get(scope["path"], UPSTREAM)
+    url = PASS_BASE + scope["path"] if PASS_BASE else UPSTREAMS.get(scope["path"], UPSTREAM)
     async with _client().post(
         url, data=payload, headers={"content-type": "application/json"}
     ) as response:

@@ -110,12 +110,15 @@ def start_portkey(procs: Processes, up: Upstreams, cores: str | None) -> Peer:
     return Peer("portkey", svc, portkey_system(port, up))
 
 
-def start_litellm(procs: Processes, up: Upstreams, cores: str | None) -> Peer:
-    """LiteLLM's proxy on a free port (one worker), its config generated for the upstreams."""
+def start_litellm(
+    procs: Processes, up: Upstreams, cores: str | None, config_text: str | None = None
+) -> Peer:
+    """LiteLLM's proxy on a free port (one worker), its config generated for the upstreams
+    (or ``config_text``)."""
     exe = install_litellm()
     port = free_port()
     config = procs.run_dir / "litellm.yaml"
-    config.write_text(litellm_config(up))
+    config.write_text(config_text if config_text is not None else litellm_config(up))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LITELLM_"))}
     env["LITELLM_LOG"] = "ERROR"
     env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # no fetch of the price list at start
@@ -128,13 +131,22 @@ def start_litellm(procs: Processes, up: Upstreams, cores: str | None) -> Peer:
 
 
 def start_peers(
-    procs: Processes, up: Upstreams, cores: str | None, note: Callable[[str], None]
+    procs: Processes,
+    up: Upstreams,
+    cores: str | None,
+    note: Callable[[str], None],
+    litellm_config_text: str | None = None,
 ) -> list[Peer]:
-    """Every peer that installs and starts; the others are skipped with a note."""
+    """Every peer that installs and starts; the others are skipped with a note.
+    ``litellm_config_text`` replaces LiteLLM's generated config."""
     started: list[Peer] = []
-    for name, start in (("portkey", start_portkey), ("litellm", start_litellm)):
+    starters: tuple[tuple[str, Callable[[], Peer]], ...] = (
+        ("portkey", lambda: start_portkey(procs, up, cores)),
+        ("litellm", lambda: start_litellm(procs, up, cores, litellm_config_text)),
+    )
+    for name, start in starters:
         try:
-            started.append(start(procs, up, cores))
+            started.append(start())
         except Exception as exc:  # a peer that fails is reported, not fatal
             note(f"peer {name} skipped: {type(exc).__name__}: {str(exc)[:400]}")
     return started

@@ -6,6 +6,8 @@
 #   bash benchmarks/run.sh --soak-seconds 600   the 10-minute memory soak
 #   bash benchmarks/run.sh --peers          also Portkey's gateway and LiteLLM's proxy
 #   bash benchmarks/run.sh --profile 20     also a 20 s py-spy profile (see profile.sh)
+#   bash benchmarks/run.sh --streams        the stream scenarios instead (open, long, mixed;
+#                                           with --peers, --quick; see benchmarks/streams.py)
 #   bash benchmarks/run.sh --help           every flag
 #
 # Installs what it needs, idempotently, saying what first: nginx, wrk and util-linux from
@@ -53,12 +55,30 @@ for arg in "$@"; do
       if [ -x "$PYTHON" ]; then
         echo
         cd "$REPO" && PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m benchmarks.harness --help
+        echo
+        PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m benchmarks.streams --help
       fi
       exit 0
       ;;
     --profile|--profile=*|--profile-only) PROFILE=1 ;;
+    --streams) STREAMS=1 ;;
   esac
 done
+
+if [ -n "${STREAMS:-}" ]; then
+  # The stream scenarios bring their own upstream and load generator: no nginx, no wrk.
+  if ! command -v taskset >/dev/null 2>&1; then
+    # shellcheck source=scripts/apt-install.sh
+    . "$REPO/scripts/apt-install.sh"
+    apt_install bench "CPU pinning for the benchmark" util-linux
+  fi
+  if [ ! -x "$PYTHON" ]; then
+    log "no virtualenv at $REPO/.venv: run 'make install' first"
+    exit 1
+  fi
+  cd "$REPO"
+  PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" exec "$PYTHON" -m benchmarks.streams "$@"
+fi
 
 ensure_tools
 if [ -n "${PROFILE:-}" ]; then

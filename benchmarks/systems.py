@@ -85,13 +85,15 @@ TAIL_SAMPLING: dict[str, Any] = {"keep_ok_ratio": 0.1, "latency_threshold_ms": 2
 
 
 def relaygate_server_config(
-    up: Upstreams,
+    up: Upstreams | None,
     port: int,
     telemetry: bool,
     sink_port: int | None,
     tail_sampling: dict[str, Any] | None = None,
+    configs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A ``relaygate serve`` config: the four named configs, telemetry fully on or off.
+    """A ``relaygate serve`` config: the four named configs (or ``configs``, the first being
+    the default), telemetry fully on or off.
 
     On: every span exported over OTLP/HTTP to the sink at ``sink_port`` (detail ``full``,
     every request sampled), Prometheus metrics recorded, one JSON log line per request;
@@ -120,10 +122,13 @@ def relaygate_server_config(
             "metrics": {"enabled": False},
             "logs": {"level": "warning", "format": "json"},
         }
+    if configs is None:
+        assert up is not None
+        configs = {str(kind): config for kind, config in portkey_configs(up).items()}
     return {
         "listen": {"host": "127.0.0.1", "port": port},
-        "default_config": "single",
-        "configs": dict(portkey_configs(up)),
+        "default_config": next(iter(configs)),
+        "configs": configs,
         "telemetry": tel,
         # The fallback rows measure a real fallback (a failed attempt, then the next target),
         # like the peers' configs: the default circuit breaker would skip the always-failing

@@ -264,13 +264,15 @@ class AiohttpUpstream:
     holds at connect time, after DNS. Bodies are passed through as received: no
     decompression, no redirects, no client-side timeouts (the timeout layer and the request
     deadline bound every attempt). ``resolver`` replaces aiohttp's default name resolver
-    (an ``aiohttp.abc.AbstractResolver``) under the guard.
+    (an ``aiohttp.abc.AbstractResolver``) under the guard. ``limit`` caps the open upstream
+    connections of one session: high enough that one process holds thousands of concurrent
+    streams (each holds its connection to the end), below which the open-files limit bounds.
     """
 
     def __init__(
         self,
         session: aiohttp.ClientSession | None = None,
-        limit: int = 1000,
+        limit: int = 10_000,
         resolver: Any = None,
     ) -> None:
         self._session = session
