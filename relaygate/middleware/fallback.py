@@ -33,6 +33,7 @@ import dataclasses
 import logging
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from opentelemetry.trace import get_current_span
 
@@ -137,24 +138,19 @@ class FallbackLayer:
                         code="no_route",
                     ) from None
                 response = await visit(children[0], request, inp)
-                return scope.settle(await walk(node, children, 0, response, request, inp, skipped))
+                at = _Walk(node, children, inp, skipped)
+                return scope.settle(await walk(at, 0, response, request))
 
         async def walk(
-            node: Strategy,
-            children: tuple[Node, ...],
-            index: int,
-            response: GatewayResponse,
-            request: GatewayRequest,
-            inp: RoutingInput,
-            skipped: frozenset[int],
+            at: _Walk, index: int, response: GatewayResponse, request: GatewayRequest
         ) -> GatewayResponse:
-            """Go on from ``response``, the answer of ``children[index]``: fall back to the
-            next child while the strategy says so, and return the answer that stands;
-            ``skipped`` holds the ids of the children whose circuits were open."""
+            """Go on from ``response``, the answer of ``at.children[index]``: fall back to
+            the next child while the strategy says so, and return the answer that stands."""
+            node, children, skipped = at.node, at.children, at.skipped
             last = len(children) - 1
             while True:
                 if node.mode != "fallback" or index == last:
-                    return _resumable(node, children, index, response, request, inp, skipped)
+                    return _resumable(at, index, response, request)
                 failure = _failure(response)
                 child = children[index]
                 final = answer_final_code(response, node.on_error_codes)
@@ -165,7 +161,7 @@ class FallbackLayer:
                         response.status, failure, node.on_status_codes
                     ):
                         record_final(tel, request, final, "fallback", child.path)
-                    return _resumable(node, children, index, response, request, inp, skipped)
+                    return _resumable(at, index, response, request)
                 if skipped and all(id(c) in skipped for c in children[index + 1 :]):
                     return response  # only open circuits are left: this answer stands
                 nxt = children[index + 1]
@@ -183,23 +179,18 @@ class FallbackLayer:
                 _record_fallback(tel, request, node, child, nxt, reason)
                 await response.aclose()
                 index += 1
-                response = await visit(nxt, request, inp)
+                response = await visit(nxt, request, at.inp)
 
         def _resumable(
-            node: Strategy,
-            children: tuple[Node, ...],
-            index: int,
-            response: GatewayResponse,
-            request: GatewayRequest,
-            inp: RoutingInput,
-            skipped: frozenset[int],
+            at: _Walk, index: int, response: GatewayResponse, request: GatewayRequest
         ) -> GatewayResponse:
             """``response``, given the rest of this fallback as its ``resume`` when it is a
             streamed 2xx answer and the strategy recovers streams."""
+            node = at.node
             if (
                 node.mode != "fallback"
                 or not node.recover_streams
-                or index == len(children) - 1
+                or index == len(at.children) - 1
                 or response.stream is None
                 or not response.ok
             ):
@@ -210,11 +201,11 @@ class FallbackLayer:
                 if within is not None:
                     answer = await within(reason, detail, prefill)
                     if answer.ok and answer.stream is not None:
-                        return _resumable(node, children, index, answer, request, inp, skipped)
+                        return _resumable(at, index, answer, request)
                 else:
                     answer = broken_answer(reason, detail)
                 again = request.derive(prefill=prefill)
-                return await walk(node, children, index, answer, again, inp, skipped)
+                return await walk(at, index, answer, again)
 
             response.resume = resume
             return response
@@ -228,6 +219,17 @@ class FallbackLayer:
             return response
 
         return route
+
+
+@dataclass(frozen=True, slots=True)
+class _Walk:
+    """A fallback under way: its strategy node, its children in the order planned, the
+    routing input, and the ids of the children skipped for an open circuit."""
+
+    node: Strategy
+    children: tuple[Node, ...]
+    inp: RoutingInput
+    skipped: frozenset[int]
 
 
 _SPREAD = frozenset({"fallback", "loadbalance"})
