@@ -82,6 +82,10 @@ PROVIDER_OPTION_FIELDS: tuple[str, ...] = (
     "deployment_id",
     "api_version",
     "azure_model_name",
+    "aws_region",
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "aws_session_token",
 )
 """Target fields passed through to the provider adapter as ``Target.provider_options``."""
 
@@ -98,6 +102,14 @@ _TARGET_ONLY_KEYS: frozenset[str] = frozenset(
         "apiVersion",
         "azure_model_name",
         "azureModelName",
+        "aws_region",
+        "awsRegion",
+        "aws_access_key_id",
+        "awsAccessKeyId",
+        "aws_secret_access_key",
+        "awsSecretAccessKey",
+        "aws_session_token",
+        "awsSessionToken",
     }
 )
 
@@ -176,6 +188,16 @@ HostLabel = Annotated[
     AfterValidator(_pattern_check(_DNS_LABEL, "must be a single DNS label (letters, digits, -)")),
 ]
 """One DNS label (an Azure resource name becomes ``{label}.openai.azure.com``)."""
+AwsRegion = Annotated[
+    str,
+    AfterValidator(
+        _pattern_check(
+            re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}"),
+            "must be an AWS region name such as us-east-1",
+        )
+    ),
+]
+"""An AWS region (Bedrock's host is ``bedrock-runtime.{region}.amazonaws.com``)."""
 PathSegment = Annotated[
     str,
     AfterValidator(
@@ -353,6 +375,25 @@ class ConfigNode(_Spec):
     )
     azure_model_name: str | None = _field(
         "azure_model_name", "azureModelName", description="Model name behind an Azure deployment."
+    )
+    aws_region: AwsRegion | None = _field(
+        "aws_region", "awsRegion", description="AWS region of a `bedrock` target."
+    )
+    aws_access_key_id: SecretStr | None = _field(
+        "aws_access_key_id",
+        "awsAccessKeyId",
+        description="AWS access key id of a `bedrock` target (default: the AWS credential "
+        "chain: environment, profile...).",
+    )
+    aws_secret_access_key: SecretStr | None = _field(
+        "aws_secret_access_key",
+        "awsSecretAccessKey",
+        description="AWS secret access key of a `bedrock` target.",
+    )
+    aws_session_token: SecretStr | None = _field(
+        "aws_session_token",
+        "awsSessionToken",
+        description="AWS session token of a `bedrock` target (temporary credentials).",
     )
     supports_prefill: bool | None = _field(
         "supports_prefill",

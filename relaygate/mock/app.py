@@ -21,6 +21,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive
 
+from relaygate.mock.bedrock import BedrockSimulator
 from relaygate.mock.faults import REQUEST_TEXT_WORDS, Fault, MockSettings, parse_faults
 from relaygate.mock.openai import (
     _EMBEDDING_DIMENSIONS,
@@ -411,6 +412,7 @@ class _MockApp:
             routes.append(Route(f"{prefix}/embeddings", self.embeddings, methods=["POST"]))
         for path in ("/v1/models", "/models", "/openai/models"):
             routes.append(Route(path, self.models, methods=["GET"]))
+        routes.extend(BedrockSimulator(self).routes())
         routes.append(Route("/_mock/stats", self.stats, methods=["GET"]))
         routes.append(Route("/_mock/script", self.set_script, methods=["POST"]))
         routes.append(Route("/_mock/reset", self.reset, methods=["POST"]))

@@ -33,6 +33,7 @@ from opentelemetry.trace import get_current_span
 from relaygate.errors import JSON_HEADERS, GatewayError, error_body, synthesized
 from relaygate.exchange import GatewayRequest, GatewayResponse, Operation, ResponseStream
 from relaygate.exporters import semconv as sc
+from relaygate.providers.base import translation_of
 from relaygate.providers.client import (
     EgressRefused,
     StreamInterrupted,
@@ -97,6 +98,7 @@ class ProviderHandler:
                 extra[name] = value
         self._inject(extra)
         adapter = self._registry.get(target.provider)
+        translation = translation_of(adapter)
         try:
             wire = adapter.build_request(request, target, extra)
         except GatewayError as exc:
@@ -136,6 +138,9 @@ class ProviderHandler:
 
         upstream = answer.stream
         if upstream is not None:
+            if translation is not None:
+                upstream.translator = translation.stream_translator(request)
+                answer.headers["content-type"] = "text/event-stream"
             hold = bool(target.first_token_timeout_ms)
             idle = upstream.idle_timeout_s
             if hold:
@@ -190,6 +195,9 @@ class ProviderHandler:
                     body = orjson.dumps(payload)
             except ValueError as exc:
                 return _failed(target.provider, Reason.INVALID_RESPONSE, str(exc), answer.status)
+            if translation is not None:
+                body = orjson.dumps(payload)
+                answer.headers["content-type"] = "application/json"
             return GatewayResponse(
                 status=answer.status, headers=answer.headers, body=body, payload=payload
             )
@@ -200,10 +208,13 @@ class ProviderHandler:
                 f"answered status {answer.status}",
                 answer.status,
             )
+        error = (
+            translation.error_body(answer.status, answer.headers, answer.body)
+            if translation is not None
+            else _error_body_of(target.provider, answer.status, answer.body)
+        )
         return GatewayResponse(
-            status=answer.status,
-            headers={**answer.headers, **JSON_HEADERS},
-            body=_error_body_of(target.provider, answer.status, answer.body),
+            status=answer.status, headers={**answer.headers, **JSON_HEADERS}, body=error
         )
 
 

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from relaygate.errors import GatewayError
 from relaygate.providers.azure import AzureOpenAI
 from relaygate.providers.base import ProviderAdapter
+from relaygate.providers.bedrock import Bedrock
 from relaygate.providers.openai_compat import OPENAI_COMPATIBLE
 
 
@@ -49,5 +50,5 @@ class ProviderRegistry:
 
 def default_registry() -> ProviderRegistry:
     """A registry of every built-in provider."""
-    adapters: list[ProviderAdapter] = [*OPENAI_COMPATIBLE, AzureOpenAI()]
+    adapters: list[ProviderAdapter] = [*OPENAI_COMPATIBLE, AzureOpenAI(), Bedrock()]
     return ProviderRegistry(adapters)
