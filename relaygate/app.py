@@ -373,6 +373,7 @@ def create_app(
         "/v1/chat/completions": ApiEndpoint(ref, Operation.CHAT, drain),
         "/v1/completions": ApiEndpoint(ref, Operation.TEXT_COMPLETION, drain),
         "/v1/embeddings": ApiEndpoint(ref, Operation.EMBEDDINGS, drain),
+        "/v1/responses": ApiEndpoint(ref, Operation.RESPONSES, drain),
     }
     routes = [
         *(Route(path, endpoint) for path, endpoint in api.items()),

@@ -47,6 +47,8 @@ def usage_of(payload: Any) -> tuple[int, int] | None:
     if not isinstance(payload, dict):
         return None
     usage = payload.get("usage")
+    if usage is None and isinstance(payload.get("response"), dict):
+        usage = payload["response"].get("usage")  # a Responses API stream's last event
     if not isinstance(usage, dict):
         return None
     prompt = usage.get("prompt_tokens", usage.get("input_tokens"))

@@ -54,6 +54,7 @@ OPERATIONS = {
     ("POST", "/v1/chat/completions"),
     ("POST", "/v1/completions"),
     ("POST", "/v1/embeddings"),
+    ("POST", "/v1/responses"),
     ("GET", "/v1/models"),
     ("GET", "/health"),
     ("GET", "/ready"),

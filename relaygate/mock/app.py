@@ -40,6 +40,7 @@ from relaygate.mock.openai import (
     request_text,
     stream_chunks,
 )
+from relaygate.mock.responses import responses_answer
 from relaygate.mock.state import _NOT_JSON, _MockState, _parse_body
 
 _GARBAGE_BODY = b"<html>upstream exploded</html>"
@@ -249,6 +250,8 @@ class _MockApp:
         headers: dict[str, str],
     ) -> Response:
         model = self._model(request, body)
+        if kind == "responses":
+            return responses_answer(self, body, fault, headers, model)
         if kind == "embeddings":
             return self._embeddings(model, body, fault.status, headers)
         if kind == "models":
@@ -350,6 +353,9 @@ class _MockApp:
     async def chat(self, request: Request) -> Response:
         return await self._handle(request, "chat")
 
+    async def responses(self, request: Request) -> Response:
+        return await self._handle(request, "responses")
+
     async def completions(self, request: Request) -> Response:
         return await self._handle(request, "completions")
 
@@ -410,6 +416,7 @@ class _MockApp:
             routes.append(Route(f"{prefix}/chat/completions", self.chat, methods=["POST"]))
             routes.append(Route(f"{prefix}/completions", self.completions, methods=["POST"]))
             routes.append(Route(f"{prefix}/embeddings", self.embeddings, methods=["POST"]))
+            routes.append(Route(f"{prefix}/responses", self.responses, methods=["POST"]))
         for path in ("/v1/models", "/models", "/openai/models"):
             routes.append(Route(path, self.models, methods=["GET"]))
         routes.extend(BedrockSimulator(self).routes())

@@ -44,6 +44,7 @@ from relaygate.providers.client import (
 )
 from relaygate.providers.embeddings import conform
 from relaygate.providers.registry import ProviderRegistry
+from relaygate.providers.responses.bridge import responses_adapter
 from relaygate.security.custody import caller_destination
 from relaygate.security.egress import DEFAULT_POLICY, EgressPolicy
 from relaygate.security.forwarding import never_forwarded
@@ -98,6 +99,8 @@ class ProviderHandler:
                 extra[name] = value
         self._inject(extra)
         adapter = self._registry.get(target.provider)
+        if request.operation is Operation.RESPONSES:
+            adapter = responses_adapter(adapter)
         translation = translation_of(adapter)
         try:
             wire = adapter.build_request(request, target, extra)
@@ -211,7 +214,7 @@ class ProviderHandler:
         error = (
             translation.error_body(answer.status, answer.headers, answer.body)
             if translation is not None
-            else _error_body_of(target.provider, answer.status, answer.body)
+            else openai_error_body(target.provider, answer.status, answer.body)
         )
         return GatewayResponse(
             status=answer.status, headers={**answer.headers, **JSON_HEADERS}, body=error
@@ -244,7 +247,7 @@ def _failed(provider: str, reason: Reason, detail: str, sent: int | None = None)
     )
 
 
-def _error_body_of(provider: str, status: int, body: bytes) -> bytes:
+def openai_error_body(provider: str, status: int, body: bytes) -> bytes:
     """The upstream's error body when it is OpenAI-shaped, else one wrapped in that shape."""
     try:
         payload = orjson.loads(body)
