@@ -649,7 +649,7 @@ class GatewayMetrics:
         if found is not None:
             return found
         labels = (config_id, label, provider, model)
-        genai = (operation, provider, model)
+        genai = (operation, sc.genai_provider(provider), model)
         found = TargetSeries(
             duration=self.upstream_duration.labels(*labels),
             ttft=self.ttft.labels(*labels),

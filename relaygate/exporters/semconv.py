@@ -25,6 +25,16 @@ HTTP_RESPONSE_STATUS_CODE: Final = "http.response.status_code"
 HTTP_ROUTE: Final = "http.route"
 ERROR_TYPE: Final = "error.type"
 
+GEN_AI_PROVIDER_VALUES: Final = {"bedrock": "aws.bedrock"}
+"""``gen_ai.provider.name`` of the providers whose config name is not the GenAI
+conventions' value; every other provider is named as configs spell it."""
+
+
+def genai_provider(provider: str) -> str:
+    """The ``gen_ai.provider.name`` value of the provider configs call ``provider``."""
+    return GEN_AI_PROVIDER_VALUES.get(provider, provider)
+
+
 # -- relaygate's own span attributes ----------------------------------------------------------
 CONFIG_ID: Final = "relaygate.config.id"
 TARGET_PATH: Final = "relaygate.target.path"

@@ -154,7 +154,7 @@ def _attempt_attributes(request: GatewayRequest, model: str) -> dict[str, Any]:
     assert target is not None
     attrs: dict[str, Any] = {
         sc.GEN_AI_OPERATION_NAME: request.operation.value,
-        sc.GEN_AI_PROVIDER_NAME: target.provider,
+        sc.GEN_AI_PROVIDER_NAME: sc.genai_provider(target.provider),
         sc.GEN_AI_REQUEST_MODEL: model,
         sc.TARGET_PATH: target.path,
         sc.ATTEMPT: request.attempt,

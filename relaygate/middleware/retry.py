@@ -152,7 +152,10 @@ class RetryLayer:
             if settings.attempts == 0:
                 request.ctx.attempts_started += 1
                 return await attempt(inner, request.derive(attempt=1))
-            attrs = {sc.TARGET_PATH: target.path, sc.GEN_AI_PROVIDER_NAME: target.provider}
+            attrs = {
+                sc.TARGET_PATH: target.path,
+                sc.GEN_AI_PROVIDER_NAME: sc.genai_provider(target.provider),
+            }
             scope = tel.layer_span(sc.SPAN_RETRY, attrs)
             with scope as span:
                 return scope.settle(await attempts(request, settings, span, 0, None))

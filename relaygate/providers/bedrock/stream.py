@@ -43,20 +43,36 @@ class ConverseStreamTranslator:
         self._finish: str | None = None
         self._usage: dict[str, Any] | None = None
         self._closed = False
+        self._pending: ValueError | None = None
 
     def feed(self, data: bytes) -> bytes:
-        """See :meth:`relaygate.providers.base.StreamTranslator.feed`."""
+        """See :meth:`relaygate.providers.base.StreamTranslator.feed`.
+
+        Events decoded before a failure (an exception event, a corrupt frame) in the same
+        read are answered first; the failure is raised by the next call.
+        """
+        self._raise_pending()
         self._buffer.add_data(data)
         out: list[bytes] = []
         try:
             for message in self._buffer:
                 out.extend(self._event(message.headers, message.payload))
         except ParserError as exc:
-            raise ValueError(f"bedrock event stream is malformed ({type(exc).__name__})") from None
+            self._pending = ValueError(f"bedrock event stream is malformed ({type(exc).__name__})")
+        except ValueError as exc:
+            self._pending = exc
+        if not out:
+            self._raise_pending()
         return b"".join(out)
+
+    def _raise_pending(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            raise pending
 
     def end(self) -> bytes:
         """See :meth:`relaygate.providers.base.StreamTranslator.end`."""
+        self._raise_pending()
         if self._finish is None:
             raise ValueError("bedrock event stream ended before messageStop")
         return self._close()

@@ -35,7 +35,10 @@ def usage_of(usage: Any) -> dict[str, Any] | None:
     reasoning = out_details.get("reasoning_tokens") if isinstance(out_details, dict) else None
     return {
         "input_tokens": prompt,
-        "input_tokens_details": {"cached_tokens": cached if isinstance(cached, int) else 0},
+        "input_tokens_details": {
+            "cached_tokens": cached if isinstance(cached, int) else 0,
+            "cache_write_tokens": 0,
+        },
         "output_tokens": completion,
         "output_tokens_details": {
             "reasoning_tokens": reasoning if isinstance(reasoning, int) else 0
