@@ -171,3 +171,13 @@ def test_a_string_stop_and_max_completion_tokens() -> None:
 def test_an_answer_that_is_not_converse_is_invalid() -> None:
     with pytest.raises(ValueError, match=r"output\.message"):
         from_converse({"nope": 1}, model="m", response_id="i", created=0)
+
+
+def test_tool_choice_none_sends_no_tools_unless_the_conversation_holds_tool_calls() -> None:
+    tools = [{"type": "function", "function": {"name": "f"}}]
+    plain = {"messages": [{"role": "user", "content": "hi"}], "tools": tools, "tool_choice": "none"}
+    assert "toolConfig" not in to_converse(plain)
+    golden = fixture("chat_with_tools.json")["openai_request"]
+    with_calls = to_converse({**golden, "tool_choice": "none"})
+    assert "toolChoice" not in with_calls["toolConfig"]
+    assert with_calls["toolConfig"]["tools"]

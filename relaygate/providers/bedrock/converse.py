@@ -10,8 +10,10 @@ Sent as Converse fields: ``messages`` (``system``/``developer`` → ``system``; 
 a user turn's ``toolResult``; consecutive turns of one role merged, as Converse wants them
 alternating), ``max_tokens``/``max_completion_tokens`` → ``inferenceConfig.maxTokens``,
 ``temperature``, ``top_p`` → ``topP``, ``stop`` → ``stopSequences``, ``tools`` and
-``tool_choice`` → ``toolConfig``. Refused (400): ``n`` above 1, image URLs that are not
-``data:`` URLs (Converse takes image bytes), tool-call arguments that are not a JSON object.
+``tool_choice`` → ``toolConfig`` (``tool_choice: "none"`` sends no tools, unless the
+conversation holds tool calls, which Converse then requires). Refused (400): ``n`` above
+1, image URLs that are not ``data:`` URLs (Converse takes image bytes), tool-call
+arguments that are not a JSON object.
 Dropped (Converse has no equivalent): :data:`DROPPED`.
 """
 
@@ -260,9 +262,16 @@ def to_converse(body: Mapping[str, Any]) -> dict[str, Any]:
     if inference:
         out["inferenceConfig"] = inference
     tools = _tool_config(body)
-    if tools is not None:
+    if tools is not None and (body.get("tool_choice") != "none" or _holds_tool_blocks(turns)):
         out["toolConfig"] = tools
     return out
+
+
+def _holds_tool_blocks(turns: list[dict[str, Any]]) -> bool:
+    """Whether the conversation carries tool calls or results (Converse then needs tools)."""
+    return any(
+        "toolUse" in block or "toolResult" in block for turn in turns for block in turn["content"]
+    )
 
 
 def openai_usage(usage: Any) -> dict[str, int] | None:
