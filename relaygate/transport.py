@@ -26,6 +26,7 @@ _SUFFIXES: tuple[tuple[str, Operation], ...] = (
     ("/chat/completions", Operation.CHAT),
     ("/completions", Operation.TEXT_COMPLETION),
     ("/embeddings", Operation.EMBEDDINGS),
+    ("/responses", Operation.RESPONSES),
 )
 
 
