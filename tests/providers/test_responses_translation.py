@@ -20,6 +20,7 @@ from relaygate.errors import GatewayError
 from relaygate.providers.responses.answer import from_chat
 from relaygate.providers.responses.events import ResponsesEvents
 from relaygate.providers.responses.request import to_chat
+from relaygate.sse import carries_content
 from tests.fakes import chat_payload
 
 GOLDEN: dict[str, Any] = json.loads(
@@ -187,3 +188,11 @@ def test_a_chat_stream_that_ends_without_a_finish_is_broken() -> None:
     events.feed(STREAM.split(b"\n\n")[1] + b"\n\n")
     with pytest.raises(ValueError, match="before its finish reason"):
         events.end()
+
+
+def test_only_the_opening_of_a_responses_stream_waits_for_the_first_token() -> None:
+    blocks = translate([STREAM]).strip().split(b"\n\n")
+    opening = [carries_content(block + b"\n") for block in blocks[:4]]
+    assert opening == [False, False, False, False]
+    assert carries_content(blocks[4] + b"\n")  # the first output_text.delta
+    assert carries_content(blocks[-1] + b"\n")  # response.completed
