@@ -15,6 +15,10 @@ where that is not wanted.
 
 botocore's signer logs the canonical request and the signature at DEBUG; its
 ``botocore.auth`` logger is held at INFO here so that a signature never reaches a log.
+
+botocore is imported on the first Bedrock request, not with relaygate: a gateway that
+never calls Bedrock does not carry its modules (thousands of objects every full garbage
+collection would walk).
 """
 
 from __future__ import annotations
@@ -22,13 +26,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
-
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
+from typing import TYPE_CHECKING, Any
 
 from relaygate.config.model import Secret
+
+if TYPE_CHECKING:
+    from botocore.credentials import Credentials
 
 SERVICE = "bedrock"
 """The SigV4 signing name of the Bedrock runtime."""
@@ -48,6 +51,8 @@ def configured_credentials(options: Mapping[str, Any]) -> Credentials | None:
     secret = _secret(options.get("aws_secret_access_key"))
     if key is None or secret is None:
         return None
+    from botocore.credentials import Credentials
+
     return Credentials(key, secret, _secret(options.get("aws_session_token")))
 
 
@@ -104,6 +109,9 @@ def sign(
 
     Every header given is signed (so none may change after); the names come back lower-case.
     """
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
     request = AWSRequest(method="POST", url=url, data=body, headers=dict(headers))
     frozen = credentials.get_frozen_credentials()
     SigV4Auth(frozen, SERVICE, region).add_auth(request)

@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from botocore.eventstream import EventStreamBuffer, ParserError
 
 from relaygate.providers.bedrock.converse import finish_reason, openai_usage
 
@@ -34,7 +33,10 @@ class ConverseStreamTranslator:
     """
 
     def __init__(self, *, response_id: str, model: str, created: int, include_usage: bool) -> None:
+        from botocore.eventstream import EventStreamBuffer, ParserError  # on first use
+
         self._buffer = EventStreamBuffer()
+        self._malformed: type[Exception] = ParserError
         self._id = response_id
         self._model = model
         self._created = created
@@ -57,7 +59,7 @@ class ConverseStreamTranslator:
         try:
             for message in self._buffer:
                 out.extend(self._event(message.headers, message.payload))
-        except ParserError as exc:
+        except self._malformed as exc:
             self._pending = ValueError(f"bedrock event stream is malformed ({type(exc).__name__})")
         except ValueError as exc:
             self._pending = exc
