@@ -430,6 +430,7 @@ def create_app(
         "/v1/completions": ApiEndpoint(ref, Operation.TEXT_COMPLETION, drain),
         "/v1/embeddings": ApiEndpoint(ref, Operation.EMBEDDINGS, drain),
         "/v1/messages": ApiEndpoint(ref, Operation.CHAT, drain, messages_door),
+        "/v1/responses": ApiEndpoint(ref, Operation.RESPONSES, drain),
     }
     routes = [
         *(Route(path, endpoint) for path, endpoint in api.items()),

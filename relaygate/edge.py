@@ -32,6 +32,7 @@ ROUTES: Mapping[Operation, str] = {
     Operation.CHAT: "/v1/chat/completions",
     Operation.TEXT_COMPLETION: "/v1/completions",
     Operation.EMBEDDINGS: "/v1/embeddings",
+    Operation.RESPONSES: "/v1/responses",
 }
 """The OpenAI-compatible route of each operation (the ``http.route`` span attribute)."""
 

@@ -34,6 +34,8 @@ class Operation(StrEnum):
     CHAT = "chat"
     TEXT_COMPLETION = "text_completion"
     EMBEDDINGS = "embeddings"
+    RESPONSES = "responses"
+    """OpenAI's Responses API (``POST /v1/responses``)."""
 
 
 @dataclass(slots=True)

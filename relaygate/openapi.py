@@ -142,6 +142,45 @@ _COMPLETION_REQUEST = _request(
     },
 )
 
+_RESPONSE_REQUEST = _request(
+    "An OpenAI Responses API request. Targets that speak the Responses API (`openai`, "
+    "`azure-openai`) receive it as sent; for the others relaygate translates its stateless "
+    "subset (`input` items, `instructions`, function `tools`, `tool_choice`, "
+    "`max_output_tokens`, `temperature`, `top_p`, `text.format`) into a chat request, and "
+    "refuses with 400 what needs stored state (`previous_response_id`, `conversation`, "
+    "`store: true`, `background`), hosted tools and file inputs.",
+    {
+        "stream": _STREAM,
+        "input": {
+            "type": ["string", "array"],
+            "description": "The input: a string, or a list of input items.",
+        },
+        "instructions": {"type": ["string", "null"]},
+        "previous_response_id": {
+            "type": ["string", "null"],
+            "description": "Served only by targets that speak the Responses API.",
+        },
+    },
+)
+
+_RESPONSE_ANSWER = {
+    "type": "object",
+    "description": "A Responses API `response` object: the upstream's own, or made from a "
+    "chat completion (one `message` item for the text, a `function_call` item per tool "
+    "call).",
+    "required": ["object"],
+    "properties": {
+        "id": {"type": "string"},
+        "object": {"type": "string"},
+        "created_at": {"type": "number"},
+        "model": {"type": "string"},
+        "status": {"type": ["string", "null"]},
+        "output": {"type": "array", "items": {"type": "object"}},
+        "usage": {"type": ["object", "null"]},
+    },
+    "additionalProperties": True,
+}
+
 _EMBEDDING_REQUEST = _request(
     "An OpenAI embeddings request. relaygate checks `model` and refuses `stream: true`; "
     "every field reaches the upstream as sent.",
@@ -448,12 +487,14 @@ _SUMMARIES = {
     Operation.CHAT: ("createChatCompletion", "Chat completion, routed by the config"),
     Operation.TEXT_COMPLETION: ("createCompletion", "Text completion, routed by the config"),
     Operation.EMBEDDINGS: ("createEmbedding", "Embeddings, routed by the config"),
+    Operation.RESPONSES: ("createResponse", "Responses API, routed by the config"),
 }
 
 _BODIES = {
     Operation.CHAT: ("ChatCompletionRequest", "ChatCompletion"),
     Operation.TEXT_COMPLETION: ("CompletionRequest", "Completion"),
     Operation.EMBEDDINGS: ("EmbeddingRequest", "EmbeddingList"),
+    Operation.RESPONSES: ("ResponseRequest", "Response"),
 }
 
 
@@ -558,6 +599,8 @@ def openapi_document(*, metrics: bool = True) -> dict[str, Any]:
                 "ChatCompletion": _completion_answer("chat.completion"),
                 "Completion": _completion_answer("text_completion"),
                 "EmbeddingList": _EMBEDDING_ANSWER,
+                "ResponseRequest": _RESPONSE_REQUEST,
+                "Response": _RESPONSE_ANSWER,
                 "StreamEvent": _STREAM_EVENT,
                 "ModelList": _MODEL_LIST,
                 "Health": _HEALTH,

@@ -47,6 +47,8 @@ def usage_of(payload: Any) -> tuple[int, int] | None:
     if not isinstance(payload, dict):
         return None
     usage = payload.get("usage")
+    if usage is None and isinstance(payload.get("response"), dict):
+        usage = payload["response"].get("usage")  # a Responses API stream's last event
     if not isinstance(usage, dict):
         return None
     prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
@@ -92,6 +94,18 @@ MAX_PRELUDE_BYTES = 64 * 1024
 stream whose opening runs longer is handed on as it is (its content then counts as started)."""
 
 
+RESPONSES_OPENING = frozenset(
+    {
+        "response.created",
+        "response.in_progress",
+        "response.queued",
+        "response.output_item.added",
+        "response.content_part.added",
+    }
+)
+"""Responses API stream events that open an answer without content."""
+
+
 def carries_content(block: bytes) -> bool:
     """Whether the complete SSE lines of ``block`` hold an event past a stream's opening.
 
@@ -101,8 +115,9 @@ def carries_content(block: bytes) -> bool:
     chunk) or no choices at all (Azure's ``prompt_filter_results`` event). Every other
     ``data:`` event carries content: a choice with text, a non-empty delta field other than
     ``role`` (content, tool calls, refusal, reasoning...) or a ``finish_reason``, a usage
-    object, an error, ``[DONE]``, or anything that is not a JSON object. A partial last
-    line (no newline yet) is not read.
+    object, an error, ``[DONE]``, or anything that is not a JSON object. In a Responses API
+    stream, every event but the :data:`RESPONSES_OPENING` ones carries content. A partial
+    last line (no newline yet) is not read.
     """
     end = block.rfind(b"\n")
     if end < 0:
@@ -124,6 +139,10 @@ def _event_carries_content(data: bytes) -> bool:
         return True
     if payload.get("usage"):
         return True
+    kind = payload.get("type")
+    if isinstance(kind, str):
+        # A Responses API event: everything past the response's opening counts.
+        return kind not in RESPONSES_OPENING
     choices = payload.get("choices")
     if not isinstance(choices, list):
         return "choices" in payload

@@ -23,11 +23,13 @@ PROVIDER_EXTRAS: dict[str, dict[str, str]] = {
     },
     "custom": {"custom_host": "${CUSTOM_BASE_URL}"},
     "ollama": {"custom_host": "${OLLAMA_BASE_URL:-http://127.0.0.1:11434/v1}"},
+    "bedrock": {"aws_region": "${AWS_REGION:-us-east-1}"},
 }
 """Target settings a provider needs besides its key, as server-config values."""
 
-KEYLESS = frozenset({"ollama", "custom"})
-"""Providers whose targets usually need no key."""
+KEYLESS = frozenset({"ollama", "custom", "bedrock"})
+"""Providers whose targets usually need no key (``bedrock`` signs with the AWS credential
+chain: environment, profile, role)."""
 
 PLACEHOLDERS = {"CUSTOM_BASE_URL": "http://127.0.0.1:8000/v1"}
 """Values the referenced variables take while the starter is validated (any other: ``x``)."""

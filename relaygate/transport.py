@@ -30,6 +30,7 @@ _SUFFIXES: tuple[tuple[str, Operation], ...] = (
     ("/completions", Operation.TEXT_COMPLETION),
     ("/embeddings", Operation.EMBEDDINGS),
     ("/messages", Operation.CHAT),
+    ("/responses", Operation.RESPONSES),
 )
 
 _DOORS: dict[str, FrontDoor] = {"/messages": AnthropicMessagesDoor()}

@@ -452,7 +452,7 @@ async def test_routes_are_also_served_without_v1_prefix() -> None:
 @pytest.mark.asyncio
 async def test_unknown_path_gets_openai_shaped_404() -> None:
     async with mock_client() as client:
-        response = await client.post("/v1/responses", json={})
+        response = await client.post("/v1/audio/speech", json={})
     assert response.status_code == 404
     assert response.json()["error"]["type"] == "not_found_error"
 

@@ -56,6 +56,7 @@ OPERATIONS = {
     ("POST", "/v1/embeddings"),
     ("POST", "/v1/messages"),
     ("POST", "/v1/messages/count_tokens"),
+    ("POST", "/v1/responses"),
     ("GET", "/v1/models"),
     ("GET", "/health"),
     ("GET", "/ready"),

@@ -15,7 +15,7 @@ from relaygate.app import create_app
 from relaygate.openapi import OPENAPI_VERSION, openapi_document
 from tests.inprocess import asgi_client
 
-API_ROUTES = {"/v1/chat/completions", "/v1/completions", "/v1/embeddings"}
+API_ROUTES = {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"}
 MESSAGES_ROUTES = {"/v1/messages", "/v1/messages/count_tokens"}
 """Anthropic's front door: POSTs answering errors in Anthropic's shape."""
 

@@ -85,6 +85,10 @@ PROVIDER_OPTION_FIELDS: tuple[str, ...] = (
     "api_version",
     "azure_model_name",
     "strict_open_ai_compliance",
+    "aws_region",
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "aws_session_token",
 )
 """Target fields passed through to the provider adapter as ``Target.provider_options``."""
 
@@ -103,6 +107,14 @@ _TARGET_ONLY_KEYS: frozenset[str] = frozenset(
         "azureModelName",
         "strict_open_ai_compliance",
         "strictOpenAiCompliance",
+        "aws_region",
+        "awsRegion",
+        "aws_access_key_id",
+        "awsAccessKeyId",
+        "aws_secret_access_key",
+        "awsSecretAccessKey",
+        "aws_session_token",
+        "awsSessionToken",
     }
 )
 
@@ -181,6 +193,16 @@ HostLabel = Annotated[
     AfterValidator(_pattern_check(_DNS_LABEL, "must be a single DNS label (letters, digits, -)")),
 ]
 """One DNS label (an Azure resource name becomes ``{label}.openai.azure.com``)."""
+AwsRegion = Annotated[
+    str,
+    AfterValidator(
+        _pattern_check(
+            re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}"),
+            "must be an AWS region name such as us-east-1",
+        )
+    ),
+]
+"""An AWS region (Bedrock's host is ``bedrock-runtime.{region}.amazonaws.com``)."""
 PathSegment = Annotated[
     str,
     AfterValidator(
@@ -458,6 +480,25 @@ class ConfigNode(_Spec):
         "cannot honour with 400 `unsupported_parameter` instead of dropping it with a "
         "warning; default: the `x-portkey-strict-open-ai-compliance` request header, else "
         "false.",
+    )
+    aws_region: AwsRegion | None = _field(
+        "aws_region", "awsRegion", description="AWS region of a `bedrock` target."
+    )
+    aws_access_key_id: SecretStr | None = _field(
+        "aws_access_key_id",
+        "awsAccessKeyId",
+        description="AWS access key id of a `bedrock` target (default: the AWS credential "
+        "chain: environment, profile...).",
+    )
+    aws_secret_access_key: SecretStr | None = _field(
+        "aws_secret_access_key",
+        "awsSecretAccessKey",
+        description="AWS secret access key of a `bedrock` target.",
+    )
+    aws_session_token: SecretStr | None = _field(
+        "aws_session_token",
+        "awsSessionToken",
+        description="AWS session token of a `bedrock` target (temporary credentials).",
     )
     supports_prefill: bool | None = _field(
         "supports_prefill",

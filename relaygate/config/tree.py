@@ -18,6 +18,8 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
+from pydantic import SecretStr
+
 from relaygate.config.errors import ROOT, ConfigError, Loc, format_loc
 from relaygate.config.model import (
     EMPTY,
@@ -188,6 +190,13 @@ _CALLER_TARGET_FIELDS: tuple[str, ...] = ("api_key", *PROVIDER_OPTION_FIELDS)
 """Target-only fields whose provenance follows the document that sets them."""
 
 
+def _option_value(value: Any) -> Any:
+    """A provider option as adapters read it: a secret field becomes a :class:`Secret`."""
+    if isinstance(value, SecretStr):
+        return Secret(value.get_secret_value())
+    return value
+
+
 def _frozen_params(params: Mapping[str, Any]) -> Mapping[str, Any]:
     return MappingProxyType(copy.deepcopy(dict(params))) if params else EMPTY
 
@@ -251,7 +260,7 @@ def _compile_node(
         raise ConfigError([(format_loc((*loc, "provider")), "required")])
     key = node.api_key.get_secret_value() if node.api_key is not None else ""
     options = {
-        name: getattr(node, name)
+        name: _option_value(getattr(node, name))
         for name in PROVIDER_OPTION_FIELDS
         if getattr(node, name) is not None
     }

@@ -25,7 +25,7 @@ HTTP_RESPONSE_STATUS_CODE: Final = "http.response.status_code"
 HTTP_ROUTE: Final = "http.route"
 ERROR_TYPE: Final = "error.type"
 
-GEN_AI_PROVIDER_NAMES: Final = {"google": "gcp.gemini"}
+GEN_AI_PROVIDER_NAMES: Final = {"google": "gcp.gemini", "bedrock": "aws.bedrock"}
 """``gen_ai.provider.name`` values of the GenAI conventions where they differ from the
 provider's name in configs (any other provider is named as configs name it)."""
 

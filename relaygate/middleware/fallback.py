@@ -39,7 +39,7 @@ from opentelemetry.trace import get_current_span
 
 from relaygate.config.model import Node, Strategy, Target, iter_targets
 from relaygate.errors import GatewayError
-from relaygate.exchange import GatewayRequest, GatewayResponse
+from relaygate.exchange import GatewayRequest, GatewayResponse, Operation
 from relaygate.exporters import semconv as sc
 from relaygate.exporters.logging import joins, logs_at
 from relaygate.load import LoadBoard
@@ -215,7 +215,9 @@ class FallbackLayer:
             assert config is not None, "config resolve runs before fallback"
             inp = RoutingInput(params=request.body, metadata=request.ctx.metadata)
             response = await visit(config.root, request, inp)
-            make_recoverable(response, request.ctx, tel)
+            if request.operation is not Operation.RESPONSES:
+                # Recovery reads and rewrites chat chunks; Responses events end as broken.
+                make_recoverable(response, request.ctx, tel)
             return response
 
         return route

@@ -22,6 +22,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive
 
 from relaygate.mock.anthropic import AnthropicWire
+from relaygate.mock.bedrock import BedrockSimulator
 from relaygate.mock.cohere import CohereWire
 from relaygate.mock.faults import REQUEST_TEXT_WORDS, Fault, MockSettings, parse_faults
 from relaygate.mock.google import KINDS as GEMINI_KINDS
@@ -43,6 +44,7 @@ from relaygate.mock.openai import (
     request_text,
     stream_chunks,
 )
+from relaygate.mock.responses import responses_answer
 from relaygate.mock.state import _NOT_JSON, _MockState, _parse_body
 from relaygate.mock.tools import tool_call_chunks, tool_call_of
 from relaygate.mock.wire import Exchange, Frames, Wire
@@ -309,6 +311,8 @@ class _MockApp:
         headers: dict[str, str],
     ) -> Response:
         model = self._model(request, body)
+        if kind == "responses":
+            return responses_answer(self, body, fault, headers, model)
         if kind == "embeddings":
             return self._embeddings(model, body, fault.status, headers)
         if kind == "models":
@@ -431,6 +435,9 @@ class _MockApp:
     async def chat(self, request: Request) -> Response:
         return await self._handle(request, "chat")
 
+    async def responses(self, request: Request) -> Response:
+        return await self._handle(request, "responses")
+
     async def completions(self, request: Request) -> Response:
         return await self._handle(request, "completions")
 
@@ -507,11 +514,13 @@ class _MockApp:
             routes.append(Route(f"{prefix}/chat/completions", self.chat, methods=["POST"]))
             routes.append(Route(f"{prefix}/completions", self.completions, methods=["POST"]))
             routes.append(Route(f"{prefix}/embeddings", self.embeddings, methods=["POST"]))
+            routes.append(Route(f"{prefix}/responses", self.responses, methods=["POST"]))
         for path in ("/v1/models", "/models", "/openai/models"):
             routes.append(Route(path, self.models, methods=["GET"]))
         routes.append(Route("/v1beta/models/{target}", self.gemini, methods=["POST"]))
         routes.append(Route("/v2/chat", self.cohere_chat, methods=["POST"]))
         routes.append(Route("/v2/embed", self.cohere_embed, methods=["POST"]))
+        routes.extend(BedrockSimulator(self).routes())
         routes.append(Route("/_mock/stats", self.stats, methods=["GET"]))
         routes.append(Route("/_mock/script", self.set_script, methods=["POST"]))
         routes.append(Route("/_mock/reset", self.reset, methods=["POST"]))

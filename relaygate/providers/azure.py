@@ -2,19 +2,26 @@
 
 URL: ``https://{resource_name}.openai.azure.com/openai/deployments/{deployment_id}/{op}
 ?api-version={api_version}``; ``custom_host`` replaces everything before ``/deployments``.
+Responses API requests go to Azure's v1 route, ``.../openai/v1/responses``, with the
+deployment as the ``model`` unless ``override_params`` name one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from relaygate.config.model import Target
 from relaygate.errors import GatewayError
-from relaygate.exchange import GatewayRequest
+from relaygate.exchange import GatewayRequest, Operation
 from relaygate.providers.base import UpstreamRequest
-from relaygate.providers.openai_compat import OPENAI_PATHS, OpenAICompatible, parse_json_object
+from relaygate.providers.openai_compat import (
+    OPENAI_PATHS,
+    RESPONSES_PATHS,
+    OpenAICompatible,
+    parse_json_object,
+)
 
 DEFAULT_API_VERSION = "2024-10-21"
 
@@ -27,6 +34,7 @@ class AzureOpenAI:
     """
 
     name: str = "azure-openai"
+    operations: frozenset[Operation] = frozenset({*OPENAI_PATHS, Operation.RESPONSES})
 
     def build_request(
         self, request: GatewayRequest, target: Target, extra_headers: Mapping[str, str]
@@ -44,11 +52,23 @@ class AzureOpenAI:
             )
         version = options.get("api_version") or DEFAULT_API_VERSION
         base = target.custom_host or f"https://{resource}.openai.azure.com/openai"
-        url = (
-            f"{base}/deployments/{deployment}{OPENAI_PATHS[request.operation]}"
-            f"?api-version={version}"
+        if request.operation is Operation.RESPONSES:
+            url = f"{base}/v1/responses"
+            if not target.model:
+                target = replace(target, override_params={"model": deployment})
+        else:
+            url = (
+                f"{base}/deployments/{deployment}{OPENAI_PATHS[request.operation]}"
+                f"?api-version={version}"
+            )
+        inner = OpenAICompatible(
+            self.name,
+            base,
+            auth_header="api-key",
+            auth_prefix="",
+            operations=self.operations,
+            paths=RESPONSES_PATHS,
         )
-        inner = OpenAICompatible(self.name, base, auth_header="api-key", auth_prefix="")
         built = inner.build_request(request, target, extra_headers)
         return UpstreamRequest(
             method=built.method,

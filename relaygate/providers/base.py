@@ -27,6 +27,7 @@ class UpstreamRequest:
     on (``None``: unbounded; see :func:`~relaygate.strategies.attempt_bound.stream_idle_s`).
     ``egress`` is set when a caller chose the destination: the client then checks the URL
     and every address it connects to against it (``None``: an operator-chosen destination).
+    ``stream_content_types`` widens what counts as a streamed answer.
     """
 
     method: str
@@ -36,6 +37,9 @@ class UpstreamRequest:
     stream: bool = False
     idle_timeout_s: float | None = None
     egress: EgressPolicy | None = None
+    stream_content_types: tuple[str, ...] = ()
+    """Content types (substrings) of a streamed answer besides ``text/event-stream``
+    (Bedrock's ``application/vnd.amazon.eventstream``)."""
 
     @property
     def host(self) -> str:
@@ -120,3 +124,53 @@ def translation_of(adapter: object) -> AnswerTranslation | None:
     """``adapter.translation`` when the adapter has one, else ``None`` (OpenAI-shaped)."""
     translation: AnswerTranslation | None = getattr(adapter, "translation", None)
     return translation
+
+
+class StreamTranslator(Protocol):
+    """Turns one streamed answer's wire bytes into OpenAI-style SSE bytes, incrementally.
+
+    One instance per stream (it keeps partial frames between calls). ``feed`` takes the
+    bytes as they arrive, in chunks cut anywhere, and answers the SSE bytes they complete
+    (possibly ``b""``); ``end`` answers what remains once the wire stream ended cleanly
+    (a closing usage event, ``data: [DONE]``). Both raise :class:`ValueError` when the
+    wire bytes are not a valid stream (the stream is then reported broken).
+    """
+
+    def feed(self, data: bytes) -> bytes:
+        """SSE bytes completed by ``data``."""
+        ...
+
+    def end(self) -> bytes:
+        """SSE bytes closing the stream after its last wire chunk."""
+        ...
+
+
+class TranslatingAdapter(ProviderAdapter, Protocol):
+    """An adapter whose provider speaks its own wire format, not OpenAI's (additive hook).
+
+    The provider handler asks for these only when the adapter has them
+    (:func:`stream_translation_of`): ``parse_response`` answers the OpenAI payload, which is
+    sent re-encoded (never the upstream's bytes); ``stream_translator`` makes the
+    per-stream translator applied to a streamed 2xx answer before anything reads it (so
+    the pipeline's one stream type, telemetry, deadlines and recovery see OpenAI chunks);
+    ``error_body`` answers an OpenAI-shaped error body for a non-2xx answer.
+    ``stream_content_types`` are the content types (substrings) of the provider's
+    streamed answers besides ``text/event-stream``.
+    """
+
+    stream_content_types: tuple[str, ...]
+
+    def stream_translator(self, request: GatewayRequest) -> StreamTranslator:
+        """A fresh translator for one streamed answer to ``request``."""
+        ...
+
+    def error_body(self, status: int, headers: Mapping[str, str], body: bytes) -> bytes:
+        """The OpenAI-shaped error body (``{"error": {...}}``) for a non-2xx answer."""
+        ...
+
+
+def stream_translation_of(adapter: ProviderAdapter) -> TranslatingAdapter | None:
+    """``adapter`` when it translates a wire format of its own, else ``None``."""
+    if getattr(adapter, "stream_translator", None) is None:
+        return None
+    return adapter  # type: ignore[return-value]

@@ -39,7 +39,7 @@ from relaygate.exchange import (
     ResponseStream,
 )
 from relaygate.exporters import semconv as sc
-from relaygate.providers.base import translation_of
+from relaygate.providers.base import stream_translation_of, translation_of
 from relaygate.providers.client import (
     EgressRefused,
     StreamInterrupted,
@@ -50,6 +50,7 @@ from relaygate.providers.client import (
 )
 from relaygate.providers.embeddings import conform
 from relaygate.providers.registry import ProviderRegistry
+from relaygate.providers.responses.bridge import responses_adapter
 from relaygate.providers.translation import Refused, TranslatedStream, Translation
 from relaygate.security.custody import caller_destination
 from relaygate.security.egress import DEFAULT_POLICY, EgressPolicy
@@ -105,6 +106,11 @@ class ProviderHandler:
                 extra[name] = value
         self._inject(extra)
         adapter = self._registry.get(target.provider)
+        if request.operation is Operation.RESPONSES:
+            adapter = responses_adapter(adapter)
+        # A provider whose wire bytes are translated frame by frame (Bedrock's eventstream,
+        # the Responses bridge): its streams are re-framed as OpenAI SSE where they are read.
+        framed = stream_translation_of(adapter)
         try:
             wire = adapter.build_request(request, target, extra)
         except GatewayError as exc:
@@ -158,6 +164,9 @@ class ProviderHandler:
                     )
         translation = translation_of(adapter)
         if upstream is not None:
+            if framed is not None and isinstance(upstream, UpstreamStream):
+                upstream.translator = framed.stream_translator(request)
+                answer.headers["content-type"] = "text/event-stream"
             source: ByteSource = (
                 upstream if translation is None else translation.translate_stream(request, upstream)
             )
@@ -215,7 +224,7 @@ class ProviderHandler:
             body = answer.body
             try:
                 payload = adapter.parse_response(request, answer.status, answer.body)
-                if translation is not None:
+                if translation is not None or framed is not None:
                     body = orjson.dumps(payload)
                 if request.operation is Operation.EMBEDDINGS and conform(
                     payload, request.body.get("encoding_format")
@@ -223,6 +232,8 @@ class ProviderHandler:
                     body = orjson.dumps(payload)
             except ValueError as exc:
                 return _failed(target.provider, Reason.INVALID_RESPONSE, str(exc), answer.status)
+            if framed is not None:
+                answer.headers["content-type"] = "application/json"
             return GatewayResponse(
                 status=answer.status, headers=answer.headers, body=body, payload=payload
             )
@@ -234,7 +245,9 @@ class ProviderHandler:
                 answer.status,
             )
         error = (
-            _error_body_of(target.provider, answer.status, answer.body)
+            framed.error_body(answer.status, answer.headers, answer.body)
+            if framed is not None
+            else openai_error_body(target.provider, answer.status, answer.body)
             if translation is None
             else translation.translate_error(request, answer.status, answer.body)
         )
@@ -269,7 +282,7 @@ def _failed(provider: str, reason: Reason, detail: str, sent: int | None = None)
     )
 
 
-def _error_body_of(provider: str, status: int, body: bytes) -> bytes:
+def openai_error_body(provider: str, status: int, body: bytes) -> bytes:
     """The upstream's error body when it is OpenAI-shaped, else one wrapped in that shape."""
     try:
         payload = orjson.loads(body)

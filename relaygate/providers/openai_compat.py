@@ -29,6 +29,11 @@ OPENAI_PATHS: Mapping[Operation, str] = MappingProxyType(
 )
 """Path of each operation below an OpenAI-style base URL."""
 
+RESPONSES_PATHS: Mapping[Operation, str] = MappingProxyType(
+    {**OPENAI_PATHS, Operation.RESPONSES: "/responses"}
+)
+"""Paths of a provider that also serves OpenAI's Responses API natively."""
+
 USER_AGENT = "relaygate"
 
 
@@ -107,7 +112,12 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
 
 
 OPENAI_COMPATIBLE: tuple[OpenAICompatible, ...] = (
-    OpenAICompatible("openai", "https://api.openai.com/v1"),
+    OpenAICompatible(
+        "openai",
+        "https://api.openai.com/v1",
+        operations=frozenset(RESPONSES_PATHS),
+        paths=RESPONSES_PATHS,
+    ),
     OpenAICompatible("together-ai", "https://api.together.xyz/v1"),
     OpenAICompatible("groq", "https://api.groq.com/openai/v1"),
     OpenAICompatible("mistral-ai", "https://api.mistral.ai/v1"),

@@ -12,6 +12,7 @@ from relaygate.errors import GatewayError
 from relaygate.providers.anthropic import Anthropic
 from relaygate.providers.azure import AzureOpenAI
 from relaygate.providers.base import ProviderAdapter
+from relaygate.providers.bedrock import Bedrock
 from relaygate.providers.cohere.adapter import COHERE
 from relaygate.providers.google.adapter import GOOGLE
 from relaygate.providers.openai_compat import OPENAI_COMPATIBLE
@@ -56,6 +57,6 @@ class ProviderRegistry:
 
 def default_registry() -> ProviderRegistry:
     """A registry of every built-in provider."""
-    adapters: list[ProviderAdapter] = [*OPENAI_COMPATIBLE, AzureOpenAI(), Anthropic()]
+    adapters: list[ProviderAdapter] = [*OPENAI_COMPATIBLE, AzureOpenAI(), Anthropic(), Bedrock()]
     adapters += [TranslatedAdapter(row) for row in TRANSLATED]
     return ProviderRegistry(adapters)

@@ -1,0 +1,111 @@
+"""Responses requests for targets that speak chat only: a wrapper around their adapter.
+
+:func:`responses_adapter` answers the adapter itself for a provider that serves
+``Operation.RESPONSES`` natively (its ``operations`` include it), else a
+:class:`ResponsesBridge`: a translating adapter that builds the inner adapter's chat
+request from the Responses request (:func:`~.request.to_chat`), and turns the answer back
+(:func:`~.answer.from_chat`; a stream through :class:`~.events.ResponsesEvents`, after the
+inner adapter's own stream translator when it has one, e.g. Bedrock's).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import orjson
+
+from relaygate.config.model import Target
+from relaygate.errors import GatewayError
+from relaygate.exchange import GatewayRequest, Operation
+from relaygate.providers.base import (
+    ProviderAdapter,
+    StreamTranslator,
+    UpstreamRequest,
+    stream_translation_of,
+)
+from relaygate.providers.responses.answer import from_chat
+from relaygate.providers.responses.events import ResponsesEvents
+from relaygate.providers.responses.request import to_chat
+
+
+def serves_natively(adapter: ProviderAdapter) -> bool:
+    """Whether ``adapter`` sends Responses requests as they are (``openai``, ``azure-openai``)."""
+    return Operation.RESPONSES in getattr(adapter, "operations", ())
+
+
+def responses_adapter(adapter: ProviderAdapter) -> ProviderAdapter:
+    """The adapter serving a Responses request for ``adapter``'s provider."""
+    return adapter if serves_natively(adapter) else ResponsesBridge(adapter)
+
+
+class _Chained:
+    """Two stream translators in a row: ``first``'s output is ``second``'s input."""
+
+    def __init__(self, first: StreamTranslator, second: StreamTranslator) -> None:
+        self._first = first
+        self._second = second
+
+    def feed(self, data: bytes) -> bytes:
+        return self._second.feed(self._first.feed(data))
+
+    def end(self) -> bytes:
+        return self._second.feed(self._first.end()) + self._second.end()
+
+
+class ResponsesBridge:
+    """A :class:`~relaygate.providers.base.TranslatingAdapter` serving the Responses API
+    through ``inner``'s chat completions."""
+
+    def __init__(self, inner: ProviderAdapter, clock: Callable[[], float] = time.time) -> None:
+        self._inner = inner
+        self._translation = stream_translation_of(inner)
+        self._clock = clock
+        self.stream_content_types: tuple[str, ...] = getattr(inner, "stream_content_types", ())
+
+    @property
+    def name(self) -> str:
+        """The inner adapter's provider name."""
+        return self._inner.name
+
+    def _chat(self, request: GatewayRequest) -> GatewayRequest:
+        body = to_chat(request.body, self._inner.name)
+        return request.derive(operation=Operation.CHAT, body=body, raw_body=orjson.dumps(body))
+
+    def build_request(
+        self, request: GatewayRequest, target: Target, extra_headers: Mapping[str, str]
+    ) -> UpstreamRequest:
+        """The inner adapter's chat request for the Responses ``request``.
+
+        Providers translated by the answer-level hooks (Anthropic, Gemini, Cohere) are not
+        bridged yet: the request is refused with 400, so a fallback moves on to a target
+        that serves it."""
+        inner = self._inner
+        if getattr(inner, "translation", None) or getattr(inner, "wire_translation", None):
+            raise GatewayError(
+                400,
+                f"provider '{inner.name}' does not serve the Responses API through relaygate",
+                code="unsupported_operation",
+            )
+        return inner.build_request(self._chat(request), target, extra_headers)
+
+    def parse_response(self, request: GatewayRequest, status: int, body: bytes) -> Any:
+        """The ``response`` object for the inner adapter's chat completion."""
+        completion = self._inner.parse_response(self._chat(request), status, body)
+        return from_chat(completion, request.body, created=int(self._clock()))
+
+    def stream_translator(self, request: GatewayRequest) -> StreamTranslator:
+        """Chat SSE (after the inner adapter's own translator) → Responses events."""
+        events = ResponsesEvents(request.body, created=int(self._clock()))
+        if self._translation is None:
+            return events
+        return _Chained(self._translation.stream_translator(self._chat(request)), events)
+
+    def error_body(self, status: int, headers: Mapping[str, str], body: bytes) -> bytes:
+        """The inner adapter's error body (OpenAI-shaped, as the Responses API's errors are)."""
+        if self._translation is not None:
+            return self._translation.error_body(status, headers, body)
+        from relaygate.providers.handler import openai_error_body
+
+        return openai_error_body(self._inner.name, status, body)
