@@ -9,6 +9,7 @@ import openai
 import orjson
 import pytest
 
+from relaygate.errors import GatewayError
 from relaygate.exchange import Operation
 from relaygate.gateway import GatewayDeps
 from relaygate.providers.azure import AzureOpenAI
@@ -59,6 +60,20 @@ def test_a_chat_only_target_gets_the_chat_request_at_its_chat_path() -> None:
         "messages": [{"role": "user", "content": "hi"}],
         "max_tokens": 5,
     }
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "google", "cohere"])
+def test_vendors_translated_answer_by_answer_are_refused_so_fallback_moves_on(
+    provider: str,
+) -> None:
+    tgt = target("config", provider, api_key="k", custom_host="http://up.test/v1")
+    request = gateway_request(
+        {"model": "m", "input": "hi"}, operation=Operation.RESPONSES, target=tgt
+    )
+    with pytest.raises(GatewayError) as refused:
+        responses_adapter(default_registry().get(provider)).build_request(request, tgt, {})
+    assert refused.value.status == 400
+    assert refused.value.code == "unsupported_operation"
 
 
 async def test_the_in_process_transport_serves_responses() -> None:
