@@ -174,3 +174,12 @@ def stream_translation_of(adapter: ProviderAdapter) -> TranslatingAdapter | None
     if getattr(adapter, "stream_translator", None) is None:
         return None
     return adapter  # type: ignore[return-value]
+
+
+async def prepare_adapter(adapter: object, target: Target) -> None:
+    """Await ``adapter.prepare(target)`` when the adapter has one: work an adapter needs
+    done before :meth:`ProviderAdapter.build_request` that must not run on the event loop
+    (Bedrock resolves the AWS credential chain in a worker thread); nothing otherwise."""
+    prepare = getattr(adapter, "prepare", None)
+    if prepare is not None:
+        await prepare(target)

@@ -39,7 +39,7 @@ from relaygate.exchange import (
     ResponseStream,
 )
 from relaygate.exporters import semconv as sc
-from relaygate.providers.base import stream_translation_of, translation_of
+from relaygate.providers.base import prepare_adapter, stream_translation_of, translation_of
 from relaygate.providers.client import (
     EgressRefused,
     StreamInterrupted,
@@ -111,6 +111,7 @@ class ProviderHandler:
         # A provider whose wire bytes are translated frame by frame (Bedrock's eventstream,
         # the Responses bridge): its streams are re-framed as OpenAI SSE where they are read.
         framed = stream_translation_of(adapter)
+        await prepare_adapter(adapter, target)
         try:
             wire = adapter.build_request(request, target, extra)
         except GatewayError as exc:

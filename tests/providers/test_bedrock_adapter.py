@@ -268,3 +268,32 @@ async def test_throttling_is_an_openai_429_and_no_secret_or_signature_leaks(
     seen += [span.to_json() for span in spans.get_finished_spans()]
     for secret in secrets:
         assert all(secret not in text for text in seen)
+
+
+async def test_the_credential_chain_is_resolved_off_the_event_loop_once() -> None:
+    import threading
+
+    threads: list[int] = []
+
+    def resolve() -> tuple[Any, str | None]:
+        threads.append(threading.get_ident())
+        return Credentials(KEY_ID, SECRET), "eu-west-1"
+
+    adapter = Bedrock(CredentialChain(resolve))
+    tgt = bedrock_target()
+    await adapter.prepare(tgt)
+    await adapter.prepare(tgt)
+    assert len(threads) == 1 and threads[0] != threading.get_ident()
+    wire = adapter.build_request(gateway_request(CHAT, target=tgt), tgt, {})
+    assert wire.url.startswith("https://bedrock-runtime.eu-west-1.amazonaws.com/")
+
+
+async def test_a_target_with_keys_and_region_never_resolves_the_chain() -> None:
+    def resolve() -> tuple[Any, str | None]:
+        raise AssertionError("the chain was resolved")
+
+    adapter = Bedrock(CredentialChain(resolve))
+    tgt = bedrock_target(aws_region="us-west-2", **keys())
+    await adapter.prepare(tgt)
+    wire = adapter.build_request(gateway_request(CHAT, target=tgt), tgt, {})
+    assert wire.url.startswith("https://bedrock-runtime.us-west-2.amazonaws.com/")

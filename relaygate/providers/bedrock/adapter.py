@@ -12,6 +12,7 @@ else the AWS configuration's, else ``us-east-1``.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -59,6 +60,16 @@ class Bedrock:
         self._chain = chain or CredentialChain()
         self._new_id = new_id
         self._clock = clock
+
+    async def prepare(self, target: Target) -> None:
+        """Resolve the AWS credential chain in a worker thread the first time a request
+        needs it (a target without a key pair or a region), so the event loop never waits
+        on botocore's resolver (which may ask an instance metadata service)."""
+        if self._chain.resolved:
+            return
+        options = target.provider_options
+        if configured_credentials(options) is None or not options.get("aws_region"):
+            await asyncio.to_thread(self._chain.ensure)
 
     def build_request(
         self, request: GatewayRequest, target: Target, extra_headers: Mapping[str, str]

@@ -71,6 +71,16 @@ class CredentialChain:
         self._credentials: Any = None
         self._region: str | None = None
 
+    @property
+    def resolved(self) -> bool:
+        """Whether the chain has been resolved (its answers are then immediate)."""
+        return self._resolved
+
+    def ensure(self) -> None:
+        """Resolve the chain now if it has not been (blocking: botocore may ask a metadata
+        service over the network; call it off the event loop)."""
+        self._ensure()
+
     def _ensure(self) -> None:
         if not self._resolved:
             with self._lock:

@@ -23,6 +23,7 @@ from relaygate.providers.base import (
     ProviderAdapter,
     StreamTranslator,
     UpstreamRequest,
+    prepare_adapter,
     stream_translation_of,
 )
 from relaygate.providers.responses.answer import from_chat
@@ -72,6 +73,10 @@ class ResponsesBridge:
     def _chat(self, request: GatewayRequest) -> GatewayRequest:
         body = to_chat(request.body, self._inner.name)
         return request.derive(operation=Operation.CHAT, body=body, raw_body=orjson.dumps(body))
+
+    async def prepare(self, target: Target) -> None:
+        """The inner adapter's :func:`~relaygate.providers.base.prepare_adapter` work."""
+        await prepare_adapter(self._inner, target)
 
     def build_request(
         self, request: GatewayRequest, target: Target, extra_headers: Mapping[str, str]
