@@ -116,3 +116,5 @@ async def test_any_remote_error_falls_back(telemetry: Telemetry, error: Exceptio
 
     state = SharedState(Broken(), MemoryBackend(), telemetry)
     assert await state.run([Set("k", b"v", 5), Get("k")]) == [None, b"v"]
+    assert _metric(telemetry, "relaygate_state_backend_errors_total") == 1
+    assert _metric(telemetry, "relaygate_state_backend_up") == 0

@@ -157,7 +157,10 @@ async def test_the_cache_is_not_shared_across_gateway_keys_unless_configured(
         await post(client, ALICE)
         await drained(app)
         bob = await post(client, BOB)
+        await drained(app)
+        again = await post(client, ALICE)
     assert bob.headers["x-portkey-cache-status"] == "MISS"
+    assert again.headers["x-portkey-cache-status"] == "HIT", "the key's own answer is cached"
     assert len(upstream.requests) == 2
 
 
@@ -248,7 +251,10 @@ async def test_conditional_metadata_is_part_of_the_cache_key(telemetry: Telemetr
         await post(client, ALICE, **{"x-portkey-metadata": '{"tier": "paid"}'})
         await drained(app)
         other = await post(client, ALICE, **{"x-portkey-metadata": '{"tier": "free"}'})
+        await drained(app)
+        same = await post(client, ALICE, **{"x-portkey-metadata": '{"tier": "paid"}'})
     assert other.headers["x-portkey-cache-status"] == "MISS"
+    assert same.headers["x-portkey-cache-status"] == "HIT", "the same metadata is cached"
     assert len(upstream.requests) == 2
 
 
