@@ -47,6 +47,11 @@ _DECODER_DEPTH_ERROR = "depth limit exceeded"
 """How orjson says a document nests past its own (1,024-level) limit."""
 
 
+MAX_MODEL_CHARS = 256
+"""Longest ``model`` a request may name (provider model ids and Bedrock ARNs are far
+shorter); it keys circuits, rate-limit counters and, bounded again, metric labels."""
+
+
 @dataclass(slots=True)
 class EdgeResponse:
     """What an edge sends back: status, header pairs, and a body or a byte stream."""
@@ -103,6 +108,14 @@ class EdgeCodec:
         model = parsed.get("model")
         if model is not None and not isinstance(model, str):
             raise GatewayError(400, "'model' must be a string", code="invalid_type", param="model")
+        if model is not None and len(model) > MAX_MODEL_CHARS:
+            # A model names circuits, counters and labels: a caller's value stays short.
+            raise GatewayError(
+                400,
+                f"'model' is longer than {MAX_MODEL_CHARS} characters",
+                code="invalid_value",
+                param="model",
+            )
         if stream and operation is Operation.EMBEDDINGS:
             raise GatewayError(400, "embeddings cannot be streamed", param="stream")
         raw_meta = headers.get("x-portkey-metadata")

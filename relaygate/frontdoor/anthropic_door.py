@@ -44,7 +44,12 @@ class AnthropicMessagesDoor:
             raise GatewayError(400, "request body is not valid JSON", code="invalid_json") from exc
         if not isinstance(payload, dict):
             raise GatewayError(400, "request body must be a JSON object", code="invalid_body")
-        return orjson.dumps(to_chat_request(payload))
+        try:
+            return orjson.dumps(to_chat_request(payload))
+        except orjson.JSONEncodeError as exc:  # a tool input nested past orjson's limit
+            raise GatewayError(
+                400, "a value in the request is nested too deeply", code="invalid_value"
+            ) from exc
 
     def answer(self, response: EdgeResponse) -> EdgeResponse:
         """The Messages answer: a message, an event stream, or an Anthropic-shaped error."""
@@ -63,8 +68,12 @@ class AnthropicMessagesDoor:
             except orjson.JSONDecodeError:
                 chat = None
             if isinstance(chat, dict):
-                body = orjson.dumps(to_message(chat))
-                return EdgeResponse(response.status, headers, body)
+                try:
+                    body = orjson.dumps(to_message(chat))
+                except orjson.JSONEncodeError:  # an upstream's tool arguments nested too deep
+                    body = b""
+                if body:
+                    return EdgeResponse(response.status, headers, body)
             status = 502
             body = anthropic_error(status, b"")
             return EdgeResponse(status, headers, body)

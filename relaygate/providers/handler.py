@@ -118,6 +118,14 @@ class ProviderHandler:
             # This target cannot serve the request (unsupported operation, missing setting):
             # an answer like any other, so fallback can move on to a target that can.
             return exc.to_response()
+        except orjson.JSONEncodeError:
+            # A translation re-serialises a caller's value (tool arguments parsed from their
+            # string) nested past orjson's depth limit: the caller's mistake, not a 500.
+            return GatewayError(
+                400,
+                f"a value in the request is nested too deeply for provider '{target.provider}'",
+                code="invalid_value",
+            ).to_response()
         unsendable = next((k for k, v in wire.headers.items() if _CONTROL.search(v)), None)
         if unsendable is not None:
             # No wire client may send it (header injection); the value is never echoed.

@@ -94,11 +94,13 @@ class Delivered:
     """What a client received: text per key, keys per choice in the order they began, the
     tool calls and choices it saw, and the identity fields of the stream's first event."""
 
-    text: dict[Key, str] = field(default_factory=dict)
     order: dict[int, list[Key]] = field(default_factory=dict)
     tools: set[tuple[int, int]] = field(default_factory=set)
     choices: set[int] = field(default_factory=set)
     identity: dict[str, Any] = field(default_factory=dict)
+    _parts: dict[Key, list[str]] = field(default_factory=dict, repr=False)
+    _text: dict[Key, str] = field(default_factory=dict, repr=False)
+    _joined: bool = field(default=True, repr=False)
 
     @property
     def chars(self) -> int:
@@ -120,10 +122,22 @@ class Delivered:
                     if tool is not None:
                         self.tools.add((choice["index"], tool))
         for key, piece in pieces_of(payload):
-            if key not in self.text:
-                self.text[key] = ""
+            parts = self._parts.get(key)
+            if parts is None:
+                parts = self._parts[key] = []
                 self.order.setdefault(key[0], []).append(key)
-            self.text[key] += piece
+            parts.append(piece)
+            # Joined when read (:attr:`text`): appending to a string held in a dict would
+            # copy it for every piece, quadratic in a long answer.
+            self._joined = False
+
+    @property
+    def text(self) -> dict[Key, str]:
+        """The text delivered per key, joined from its pieces once after the last add."""
+        if not self._joined:
+            self._text = {key: "".join(parts) for key, parts in self._parts.items()}
+            self._joined = True
+        return self._text
 
 
 def continued(delivered: Delivered) -> Delivered:
