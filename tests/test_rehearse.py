@@ -568,7 +568,8 @@ from relaygate.transport import AsyncTransport
 
 server = uvicorn.Server(uvicorn.Config(create_mock_app(), host="127.0.0.1", port=0,
                                        log_level="critical", lifespan="off"))
-threading.Thread(target=server.run, daemon=True).start()
+serving = threading.Thread(target=server.run, daemon=True)
+serving.start()
 deadline = time.monotonic() + 20
 while not server.started and time.monotonic() < deadline:
     time.sleep(0.01)
@@ -585,7 +586,10 @@ async def main() -> None:
         print("route:", answer.headers.get("x-relaygate-route"))
 
 asyncio.run(main())
+# Stop the server and wait for its thread: an interpreter that finalises under a running
+# event loop thread may crash on the way out.
 server.should_exit = True
+serving.join(timeout=20)
 """
 
 
