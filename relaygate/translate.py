@@ -1,13 +1,17 @@
 """Byte streams translated from one vendor's event format to another's, incrementally.
 
-A :class:`Translator` is pure: it is fed bytes split anywhere and answers the translated
-bytes of the complete events so far. :class:`TranslatedStream` runs one over a
+A :class:`StreamTranslator` is pure: it is fed bytes split anywhere and answers the
+translated bytes of the complete events so far. :class:`TranslatedStream` runs one over a
 :class:`~relaygate.exchange.ByteSource` and is one itself, so a translated stream plugs in
-wherever a raw one does (the provider handler, the front doors).
+wherever a raw one does: the provider handler reads every vendor's stream through one (wire
+format → OpenAI chunks, or chat chunks → Responses events), the Messages front door reads
+the pipeline's answer through one (OpenAI chunks → Anthropic events). Translators compose:
+:class:`Chained` feeds one's output to the next.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from relaygate.exchange import ByteSource
@@ -15,23 +19,61 @@ from relaygate.exchange import ByteSource
 MAX_DRAIN_BYTES = 65536
 """Most bytes read and dropped after the translated stream has ended."""
 
+UNREADABLE: tuple[type[Exception], ...] = (ValueError, TypeError, AttributeError, KeyError)
+"""What a translator raises on bytes or a body of a shape it does not read: an invalid
+answer, never a gateway failure."""
 
-class Translator(Protocol):
-    """Incremental translation of one stream."""
+
+class StreamTranslator(Protocol):
+    """Incremental translation of one stream (one instance per stream).
+
+    ``feed`` takes the bytes as they arrive, in chunks cut anywhere, and answers the bytes
+    they complete (possibly ``b""``); ``end`` answers what remains once the input ended
+    cleanly (a closing usage event, ``data: [DONE]``). Both raise :class:`ValueError` when
+    the input is not a valid stream, or ended before its answer did (the stream is then
+    reported broken); an exception of the reader's own kind (a stream break) passes through
+    as it is. ``done`` turns true once the translated stream is complete: nothing more of
+    the input is translated.
+    """
 
     @property
     def done(self) -> bool:
-        """Whether the translated stream has ended (nothing more is read)."""
+        """Whether the translated stream has ended."""
         ...
 
     def feed(self, data: bytes) -> bytes:
         """The translation of the complete events in what was fed so far (``b""`` if none)."""
         ...
 
-    def close(self) -> bytes:
-        """The last translated bytes at the end of the input; may raise when the input
-        ended where it should not have."""
+    def end(self) -> bytes:
+        """The last translated bytes at the end of the input."""
         ...
+
+
+class Chained:
+    """Two stream translators in a row: ``first``'s output is ``second``'s input (a
+    vendor's wire format → chat chunks → Responses events)."""
+
+    __slots__ = ("_first", "_second")
+
+    def __init__(self, first: StreamTranslator, second: StreamTranslator) -> None:
+        self._first = first
+        self._second = second
+
+    @property
+    def done(self) -> bool:
+        """Whether the second translator has ended."""
+        return self._second.done
+
+    def feed(self, data: bytes) -> bytes:
+        """See :meth:`StreamTranslator.feed`."""
+        middle = self._first.feed(data)
+        return self._second.feed(middle) if middle else b""
+
+    def end(self) -> bytes:
+        """See :meth:`StreamTranslator.end`."""
+        out = self._second.feed(self._first.end())
+        return out if self._second.done else out + self._second.end()
 
 
 class TranslatedStream:
@@ -42,27 +84,52 @@ class TranslatedStream:
     dropped (up to :data:`MAX_DRAIN_BYTES`), so that a source with end-of-stream
     bookkeeping (a :class:`~relaygate.exchange.ResponseStream`'s telemetry) sees its end
     rather than an early close, and the connection is left clean for reuse; a source that
-    breaks after the translated end does not make the complete answer a broken one."""
+    breaks after the translated end does not make the complete answer a broken one.
 
-    __slots__ = ("_source", "_translator")
+    With ``invalid``, what the translator raises of :data:`UNREADABLE` (bytes it cannot
+    read, an input that ended early) releases the source and is raised as
+    ``invalid(message)`` (the provider handler's stream break); without, it passes through.
+    """
 
-    def __init__(self, source: ByteSource, translator: Translator) -> None:
+    __slots__ = ("_ended", "_invalid", "_source", "_translator")
+
+    def __init__(
+        self,
+        source: ByteSource,
+        translator: StreamTranslator,
+        invalid: Callable[[str], Exception] | None = None,
+    ) -> None:
         self._source = source
         self._translator = translator
+        self._invalid = invalid
+        self._ended = False
 
     def __aiter__(self) -> TranslatedStream:
         return self
 
     async def __anext__(self) -> bytes:
+        if self._invalid is None:
+            return await self._next()
+        try:
+            return await self._next()
+        except UNREADABLE as exc:
+            await self._source.aclose()
+            raise self._invalid(f"upstream stream unreadable: {exc}") from None
+
+    async def _next(self) -> bytes:
         translator = self._translator
         while True:
+            if self._ended:
+                raise StopAsyncIteration
             if translator.done:
+                self._ended = True
                 await self._drain()
                 raise StopAsyncIteration
             try:
                 data: bytes = await self._source.__anext__()
             except StopAsyncIteration:
-                tail = translator.close()
+                self._ended = True
+                tail = translator.end()
                 if tail:
                     return tail
                 raise

@@ -28,7 +28,7 @@ class Upper:
             out += line.upper()
         return out
 
-    def close(self) -> bytes:
+    def end(self) -> bytes:
         if not self.done:
             raise ValueError("ended early")
         return b""

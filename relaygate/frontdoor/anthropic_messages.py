@@ -301,8 +301,9 @@ def event(name: str, payload: Mapping[str, Any]) -> bytes:
 
 
 class EventTranslator:
-    """Pure, incremental: :meth:`feed` OpenAI chunk SSE bytes (split anywhere), get
-    Anthropic event bytes; :meth:`close` at the end. Text and each tool call become
+    """Pure, incremental (a :class:`~relaygate.translate.StreamTranslator`): :meth:`feed`
+    OpenAI chunk SSE bytes (split anywhere), get Anthropic event bytes; :meth:`end` at the
+    end. Text and each tool call become
     content blocks in the order they start; ``message_delta`` (stop reason, usage) and
     ``message_stop`` follow ``[DONE]``, or the end of a stream that had finished."""
 
@@ -329,7 +330,7 @@ class EventTranslator:
                 out.extend(self._data(line[5:].strip()))
         return b"".join(out)
 
-    def close(self) -> bytes:
+    def end(self) -> bytes:
         """The end of the input: the closing events if the answer finished, else an error
         event (the stream ended early)."""
         if self.done:

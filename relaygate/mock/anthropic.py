@@ -142,7 +142,7 @@ class _Answer:
         if events is not None:
             out = events.feed(data)
             if not more:
-                out += events.close()
+                out += events.end()
             await self._send({"type": "http.response.body", "body": out, "more_body": more})
             return
         self._body += data

@@ -27,7 +27,7 @@ import base64
 import binascii
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -35,12 +35,12 @@ import structlog
 
 from relaygate.config.model import Target
 from relaygate.errors import GatewayError, error_body
-from relaygate.exchange import ByteSource, GatewayRequest, Operation
+from relaygate.exchange import GatewayRequest, Operation
 from relaygate.providers.anthropic_stream import ChunkTranslator, chat_usage, finish_reason
 from relaygate.providers.base import UpstreamRequest
 from relaygate.providers.openai_compat import USER_AGENT, parse_json_object
 from relaygate.strategies.attempt_bound import stream_idle_s
-from relaygate.translate import TranslatedStream
+from relaygate.translate import StreamTranslator
 
 log = structlog.get_logger("relaygate.providers.anthropic")
 
@@ -411,30 +411,16 @@ def openai_error(status: int, body: bytes) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
-class AnthropicTranslation:
-    """The answer translation of the ``anthropic`` provider (see
-    :class:`~relaygate.providers.base.AnswerTranslation`); ``clock`` stamps ``created``."""
-
-    clock: Callable[[], float] = time.time
-
-    def translate_stream(self, request: GatewayRequest, source: ByteSource) -> ByteSource:
-        """OpenAI chunks read from Anthropic's event stream ``source``."""
-        return TranslatedStream(source, ChunkTranslator(int(self.clock())))
-
-    def translate_error(self, request: GatewayRequest, status: int, body: bytes) -> bytes:
-        """See :func:`openai_error`."""
-        return openai_error(status, body)
-
-
-@dataclass(frozen=True, slots=True)
 class Anthropic:
-    """The ``anthropic`` provider (chat only): ``x-api-key`` and ``anthropic-version``
-    headers, ``POST {base}/messages``. ``clock`` stamps ``created`` on answers."""
+    """The ``anthropic`` provider (chat only), a
+    :class:`~relaygate.providers.base.TranslatingAdapter`: ``x-api-key`` and
+    ``anthropic-version`` headers, ``POST {base}/messages``. ``clock`` stamps ``created`` on
+    answers."""
 
     name: str = "anthropic"
     base_url: str = BASE_URL
-    translation: AnthropicTranslation = field(default_factory=AnthropicTranslation)
     clock: Callable[[], float] = time.time
+    stream_content_types: tuple[str, ...] = ()
 
     def build_request(
         self, request: GatewayRequest, target: Target, extra_headers: Mapping[str, str]
@@ -479,3 +465,11 @@ class Anthropic:
     def parse_response(self, request: GatewayRequest, status: int, body: bytes) -> Any:
         """The ``chat.completion`` of an Anthropic message answer."""
         return to_chat_completion(parse_json_object(body), int(self.clock()))
+
+    def stream_translator(self, request: GatewayRequest) -> StreamTranslator:
+        """OpenAI chunks read from Anthropic's event stream (:class:`ChunkTranslator`)."""
+        return ChunkTranslator(int(self.clock()))
+
+    def error_body(self, status: int, headers: Mapping[str, str], body: bytes) -> bytes:
+        """See :func:`openai_error`."""
+        return openai_error(status, body)

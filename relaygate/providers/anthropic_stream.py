@@ -77,8 +77,9 @@ def _object(value: Any) -> dict[str, Any]:
 
 
 class ChunkTranslator:
-    """Pure, incremental translation: :meth:`feed` bytes of Anthropic's stream, get bytes of
-    OpenAI's; :meth:`close` at the end of the input."""
+    """Pure, incremental translation (a :class:`~relaygate.translate.StreamTranslator`):
+    :meth:`feed` bytes of Anthropic's stream, get bytes of OpenAI's; :meth:`end` at the end
+    of the input."""
 
     def __init__(self, created: int) -> None:
         self._created = created
@@ -105,7 +106,7 @@ class ChunkTranslator:
                 out.extend(self._event(line[5:].strip()))
         return b"".join(out)
 
-    def close(self) -> bytes:
+    def end(self) -> bytes:
         """The end of the input: a last unterminated line is read; raises
         :class:`StreamInterrupted` when ``message_stop`` never came."""
         tail = self.feed(b"\n") if self._buffer else b""

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from relaygate.config.model import Target
-from relaygate.exchange import ByteSource, GatewayRequest
+from relaygate.exchange import GatewayRequest
 from relaygate.security.egress import EgressPolicy
+from relaygate.translate import StreamTranslator
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,70 +93,30 @@ class ProviderAdapter(Protocol):
         ...
 
 
-class AnswerTranslation(Protocol):
-    """Optional hooks of an adapter whose wire format is not OpenAI's, found as its
-    ``translation`` attribute (:func:`translation_of`; adapters without one are
-    OpenAI-shaped and pass answers through). With a translation:
+class TranslatingAdapter(ProviderAdapter, Protocol):
+    """An adapter whose provider speaks a wire format of its own, not OpenAI's: the one
+    translation interface (Anthropic, Gemini, Cohere, Bedrock, and the Responses bridge over
+    any adapter), found by :func:`translating_adapter`. Adapters without it are
+    OpenAI-shaped and their answers pass through as sent. With it:
 
-    - :meth:`ProviderAdapter.parse_response` returns the OpenAI payload, which the handler
-      serialises as the answer's body (the upstream's bytes are not sent on);
-    - a streamed 2xx answer is read through :meth:`translate_stream`, whose output must be
-      OpenAI ``chat.completion.chunk`` SSE events (``data:`` lines, a usage chunk, ``[DONE]``):
-      the pipeline's one :class:`~relaygate.exchange.ResponseStream` wraps it, so telemetry,
-      deadlines (the idle bound stays on the raw upstream stream) and mid-stream recovery
-      work unchanged; the source's exceptions must pass through, and a vendor's in-band
-      error or truncated stream must raise
-      :class:`~relaygate.providers.client.StreamInterrupted` (a break);
-    - a 4xx/5xx body is rewritten by :meth:`translate_error` into OpenAI's error shape; the
+    - :meth:`ProviderAdapter.parse_response` answers the OpenAI payload, which the handler
+      sends re-encoded (never the upstream's bytes); it raises
+      :class:`~relaygate.providers.translation.Refused` for a 2xx answer that is a refusal
+      to be answered as an error (Gemini's prompt block);
+    - :meth:`stream_translator` makes the per-stream
+      :class:`~relaygate.translate.StreamTranslator` a streamed 2xx answer is read through
+      (a :class:`~relaygate.translate.TranslatedStream`) before anything reads it, so the
+      pipeline's one stream type, telemetry, deadlines (the idle bound stays on the raw
+      upstream stream) and mid-stream recovery see OpenAI chunks; a vendor's in-band error
+      or a truncated stream raises ``ValueError`` or
+      :class:`~relaygate.providers.client.StreamInterrupted` (a break), a refusal at the
+      stream's start :class:`~relaygate.providers.translation.Refused`;
+    - :meth:`error_body` answers an OpenAI-shaped error body for a non-2xx answer; the
       status stays the upstream's, as sent (policy equivalences such as 529 ≈ 503 live in
       :data:`~relaygate.strategies.triggers.STATUS_ALIASES`).
-    """
 
-    def translate_stream(self, request: GatewayRequest, source: ByteSource) -> ByteSource:
-        """OpenAI chunk events read from the vendor's stream ``source``."""
-        ...
-
-    def translate_error(self, request: GatewayRequest, status: int, body: bytes) -> bytes:
-        """OpenAI's ``{"error": {...}}`` body for the vendor's error ``body``."""
-        ...
-
-
-def translation_of(adapter: object) -> AnswerTranslation | None:
-    """``adapter.translation`` when the adapter has one, else ``None`` (OpenAI-shaped)."""
-    translation: AnswerTranslation | None = getattr(adapter, "translation", None)
-    return translation
-
-
-class StreamTranslator(Protocol):
-    """Turns one streamed answer's wire bytes into OpenAI-style SSE bytes, incrementally.
-
-    One instance per stream (it keeps partial frames between calls). ``feed`` takes the
-    bytes as they arrive, in chunks cut anywhere, and answers the SSE bytes they complete
-    (possibly ``b""``); ``end`` answers what remains once the wire stream ended cleanly
-    (a closing usage event, ``data: [DONE]``). Both raise :class:`ValueError` when the
-    wire bytes are not a valid stream (the stream is then reported broken).
-    """
-
-    def feed(self, data: bytes) -> bytes:
-        """SSE bytes completed by ``data``."""
-        ...
-
-    def end(self) -> bytes:
-        """SSE bytes closing the stream after its last wire chunk."""
-        ...
-
-
-class TranslatingAdapter(ProviderAdapter, Protocol):
-    """An adapter whose provider speaks its own wire format, not OpenAI's (additive hook).
-
-    The provider handler asks for these only when the adapter has them
-    (:func:`stream_translation_of`): ``parse_response`` answers the OpenAI payload, which is
-    sent re-encoded (never the upstream's bytes); ``stream_translator`` makes the
-    per-stream translator applied to a streamed 2xx answer before anything reads it (so
-    the pipeline's one stream type, telemetry, deadlines and recovery see OpenAI chunks);
-    ``error_body`` answers an OpenAI-shaped error body for a non-2xx answer.
-    ``stream_content_types`` are the content types (substrings) of the provider's
-    streamed answers besides ``text/event-stream``.
+    ``stream_content_types`` are the content types (substrings) of the provider's streamed
+    answers besides ``text/event-stream`` (Bedrock's eventstream).
     """
 
     stream_content_types: tuple[str, ...]
@@ -169,7 +130,7 @@ class TranslatingAdapter(ProviderAdapter, Protocol):
         ...
 
 
-def stream_translation_of(adapter: ProviderAdapter) -> TranslatingAdapter | None:
+def translating_adapter(adapter: ProviderAdapter) -> TranslatingAdapter | None:
     """``adapter`` when it translates a wire format of its own, else ``None``."""
     if getattr(adapter, "stream_translator", None) is None:
         return None

@@ -141,6 +141,8 @@ class ChunkWriter:
     usage_chunk: bool
     _opened: set[int] = field(default_factory=set)
     _finishes: dict[int, str] = field(default_factory=dict)
+    closed: bool = False
+    """Whether :meth:`close` has written the closing events."""
 
     def chunk(self, choices: list[dict[str, Any]], usage: Any = None) -> bytes:
         """One chunk event with ``choices`` (and ``usage`` when given)."""
@@ -175,6 +177,7 @@ class ChunkWriter:
 
     def close(self, usage: dict[str, Any] | None) -> list[bytes]:
         """The closing events: finish chunks, usage, ``[DONE]``."""
+        self.closed = True
         out: list[bytes] = []
         indexes = sorted(self._finishes)
         for position, index in enumerate(indexes):

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import aiohttp
 import httpx
 
-from relaygate.providers.base import StreamTranslator, UpstreamRequest
+from relaygate.providers.base import UpstreamRequest
 from relaygate.security.egress import EgressDenied, GuardedResolver
 from relaygate.strategies.attempt_bound import idle_due
 
@@ -107,7 +107,6 @@ class UpstreamStream:
         "_task",
         "_timer",
         "idle_timeout_s",
-        "translator",
     )
 
     def __init__(
@@ -128,11 +127,6 @@ class UpstreamStream:
         self._stalled = False
         self._cancelling = 0
         self._done = False
-        self.translator: StreamTranslator | None = None
-        """Set for a provider with a wire format of its own: every chunk read passes
-        through it, and what it answers (OpenAI SSE bytes) is what the stream yields; a
-        chunk it turns into nothing is not yielded. Bytes it cannot decode break the
-        stream (:class:`StreamInterrupted`)."""
 
     def __aiter__(self) -> UpstreamStream:
         return self
@@ -162,27 +156,13 @@ class UpstreamStream:
                         raise
                     finally:
                         self._since = None
-                translator = self.translator
-                if translator is not None and chunk:
-                    chunk = translator.feed(chunk)
                 if chunk:
                     return chunk
         except StopAsyncIteration:
             self._done = True
             self._disarm()
             await self._close()
-            translator = self.translator
-            if translator is not None:
-                self.translator = None
-                tail = self._translated_end(translator)
-                if tail:
-                    return tail
             raise
-        except ValueError as exc:
-            self._done = True
-            self._disarm()
-            await self._close()
-            raise StreamInterrupted(f"upstream stream failed: {exc}") from None
         except StreamStalled:
             self._disarm()
             await self._close()
@@ -192,14 +172,6 @@ class UpstreamStream:
             await self._close()
             # Named the same whichever wire client read it (aiohttp, httpx...).
             raise StreamInterrupted(STREAM_BROKE) from exc
-
-    @staticmethod
-    def _translated_end(translator: StreamTranslator) -> bytes:
-        """What ``translator`` answers at the clean end of the wire stream."""
-        try:
-            return translator.end()
-        except ValueError as exc:
-            raise StreamInterrupted(f"upstream stream failed: {exc}") from None
 
     def _watch(self) -> None:
         """The watchdog's timer: cancel a read that has waited too long, else look again."""

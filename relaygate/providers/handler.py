@@ -39,24 +39,24 @@ from relaygate.exchange import (
     ResponseStream,
 )
 from relaygate.exporters import semconv as sc
-from relaygate.providers.base import prepare_adapter, stream_translation_of, translation_of
+from relaygate.providers.base import prepare_adapter, translating_adapter
 from relaygate.providers.client import (
     EgressRefused,
     StreamInterrupted,
     StreamStalled,
     UpstreamClient,
     UpstreamFailure,
-    UpstreamStream,
 )
 from relaygate.providers.embeddings import conform
 from relaygate.providers.registry import ProviderRegistry
 from relaygate.providers.responses.bridge import responses_adapter
-from relaygate.providers.translation import Refused, TranslatedStream, Translation
+from relaygate.providers.translation import Refused
 from relaygate.security.custody import caller_destination
 from relaygate.security.egress import DEFAULT_POLICY, EgressPolicy
 from relaygate.security.forwarding import never_forwarded
 from relaygate.sse import MAX_PRELUDE_BYTES, carries_content
 from relaygate.strategies.reasons import Reason
+from relaygate.translate import TranslatedStream
 
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 """Characters no header value may carry on the wire (what aiohttp refuses to send)."""
@@ -108,9 +108,10 @@ class ProviderHandler:
         adapter = self._registry.get(target.provider)
         if request.operation is Operation.RESPONSES:
             adapter = responses_adapter(adapter)
-        # A provider whose wire bytes are translated frame by frame (Bedrock's eventstream,
-        # the Responses bridge): its streams are re-framed as OpenAI SSE where they are read.
-        framed = stream_translation_of(adapter)
+        # A provider with a wire format of its own (Anthropic, Gemini, Cohere, Bedrock, the
+        # Responses bridge): its answers, streams and errors are translated below. None for
+        # the OpenAI-compatible providers, whose answers pass through untouched.
+        translating = translating_adapter(adapter)
         await prepare_adapter(adapter, target)
         try:
             wire = adapter.build_request(request, target, extra)
@@ -157,28 +158,13 @@ class ProviderHandler:
         except UpstreamFailure as exc:
             return _failed(target.provider, Reason.CONNECT_ERROR, f"unreachable ({exc})")
 
-        # A provider with its own wire format translated as a whole (Gemini, Cohere): its
-        # answer is in OpenAI's shape from here on. Others translate in place below.
-        reshaper: Translation | None = getattr(adapter, "wire_translation", None)
-        upstream: UpstreamStream | TranslatedStream | None = answer.stream
-        if reshaper is not None:
-            if answer.stream is not None:
-                upstream = reshaper.stream(request, answer.stream)
-            else:
-                try:
-                    answer = reshaper.answer(request, answer)
-                except ValueError as exc:
-                    return _failed(
-                        target.provider, Reason.INVALID_RESPONSE, str(exc), answer.status
-                    )
-        translation = translation_of(adapter)
+        upstream = answer.stream
         if upstream is not None:
-            if framed is not None and isinstance(upstream, UpstreamStream):
-                upstream.translator = framed.stream_translator(request)
+            source: ByteSource = upstream
+            if translating is not None:
+                translator = translating.stream_translator(request)
+                source = TranslatedStream(upstream, translator, invalid=StreamInterrupted)
                 answer.headers["content-type"] = "text/event-stream"
-            source: ByteSource = (
-                upstream if translation is None else translation.translate_stream(request, upstream)
-            )
             hold = bool(target.first_token_timeout_ms)
             idle = upstream.idle_timeout_s
             if hold:
@@ -203,15 +189,15 @@ class ProviderHandler:
                     upstream_status=answer.status,
                 )
             except StreamInterrupted as exc:
+                # A translator's break leaves the connection open: release it.
+                await source.aclose()
                 return _failed(
                     target.provider, Reason.STREAM_ERROR, f"stream broke ({exc})", answer.status
                 )
             except Refused as exc:
                 # A refusal at the stream's start (Gemini's prompt block): an error answer.
                 await upstream.aclose()
-                return GatewayResponse(
-                    status=exc.status, headers={**answer.headers, **JSON_HEADERS}, body=exc.body
-                )
+                return _refused(answer.headers, exc)
             except BaseException:
                 # Cut by the timeout layer, or the client went away: release the connection.
                 await source.aclose()
@@ -233,16 +219,17 @@ class ProviderHandler:
             body = answer.body
             try:
                 payload = adapter.parse_response(request, answer.status, answer.body)
-                if translation is not None or framed is not None:
+                if translating is not None:
                     body = orjson.dumps(payload)
+                    answer.headers["content-type"] = "application/json"
                 if request.operation is Operation.EMBEDDINGS and conform(
                     payload, request.body.get("encoding_format")
                 ):
                     body = orjson.dumps(payload)
+            except Refused as exc:
+                return _refused(answer.headers, exc)
             except ValueError as exc:
                 return _failed(target.provider, Reason.INVALID_RESPONSE, str(exc), answer.status)
-            if framed is not None:
-                answer.headers["content-type"] = "application/json"
             return GatewayResponse(
                 status=answer.status, headers=answer.headers, body=body, payload=payload
             )
@@ -254,18 +241,16 @@ class ProviderHandler:
                 answer.status,
             )
         error = (
-            framed.error_body(answer.status, answer.headers, answer.body)
-            if framed is not None
-            else openai_error_body(target.provider, answer.status, answer.body)
-            if translation is None
-            else translation.translate_error(request, answer.status, answer.body)
+            openai_error_body(target.provider, answer.status, answer.body)
+            if translating is None
+            else translating.error_body(answer.status, answer.headers, answer.body)
         )
         return GatewayResponse(
             status=answer.status, headers={**answer.headers, **JSON_HEADERS}, body=error
         )
 
 
-async def _opening(stream: ByteSource | TranslatedStream, hold: bool) -> bytes:
+async def _opening(stream: ByteSource, hold: bool) -> bytes:
     """The bytes handed on first: the first chunk, or with ``hold`` every chunk up to and
     including the first carrying content (the opening is small; past
     :data:`~relaygate.sse.MAX_PRELUDE_BYTES` it is handed on as it is, and a stream that ends
@@ -277,6 +262,13 @@ async def _opening(stream: ByteSource | TranslatedStream, hold: bool) -> bytes:
         except StopAsyncIteration:
             break
     return held
+
+
+def _refused(headers: dict[str, str], refusal: Refused) -> GatewayResponse:
+    """The error answer of a 2xx answer that is a refusal (Gemini's prompt block)."""
+    return GatewayResponse(
+        status=refusal.status, headers={**headers, **JSON_HEADERS}, body=refusal.body
+    )
 
 
 def _failed(provider: str, reason: Reason, detail: str, sent: int | None = None) -> GatewayResponse:

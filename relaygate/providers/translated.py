@@ -4,8 +4,7 @@ A :class:`VendorRow` is data: where the vendor lives, how it takes its key, and 
 functions translating each operation both ways (the vendor modules,
 ``providers/google/`` and ``providers/cohere/``, define one row each).
 :class:`TranslatedAdapter` turns a row into a
-:class:`~relaygate.providers.base.ProviderAdapter` with a
-:class:`~relaygate.providers.translation.Translation` as its ``wire_translation``.
+:class:`~relaygate.providers.base.TranslatingAdapter`.
 """
 
 from __future__ import annotations
@@ -30,8 +29,9 @@ from relaygate.providers.chatshape import (
     wants_usage_chunk,
 )
 from relaygate.providers.openai_compat import USER_AGENT, parse_json_object
-from relaygate.providers.translation import UNREADABLE, EventTranslator, TranslationTable
+from relaygate.providers.translation import UNREADABLE, EventTranslator, Refused, SseEvents
 from relaygate.strategies.attempt_bound import stream_idle_s
+from relaygate.translate import StreamTranslator
 
 Body = Mapping[str, Any]
 
@@ -73,7 +73,7 @@ def new_id() -> str:
 
 
 class TranslatedAdapter:
-    """:class:`~relaygate.providers.base.ProviderAdapter` for a :class:`VendorRow`.
+    """:class:`~relaygate.providers.base.TranslatingAdapter` for a :class:`VendorRow`.
 
     Serves chat (plain and streamed) and embeddings; ``/v1/completions`` is refused (400
     ``unsupported_operation``, which falls back). ``clock`` dates answers (``created``),
@@ -86,9 +86,9 @@ class TranslatedAdapter:
         self.row = row
         self._clock = clock
         self._ids = ids
-        self.wire_translation = TranslationTable(
-            success=self._success, error=row.error, translator=self._translator
-        )
+
+    stream_content_types: tuple[str, ...] = ()
+    """The vendors' streams are ``text/event-stream``."""
 
     @property
     def name(self) -> str:
@@ -147,18 +147,23 @@ class TranslatedAdapter:
         )
 
     def parse_response(self, request: GatewayRequest, status: int, body: bytes) -> Any:
-        """See :meth:`relaygate.providers.base.ProviderAdapter.parse_response` (the body is
-        already in OpenAI's shape: :attr:`translation` made it so)."""
-        return parse_json_object(body)
-
-    def _success(self, request: GatewayRequest, payload: Any) -> Any:
+        """The OpenAI answer (chat completion or embeddings list) of the vendor's 2xx
+        ``body``; :class:`ValueError` when it is not one, :class:`Refused` when it is a
+        refusal answered as an error (Gemini's prompt block)."""
+        payload = parse_json_object(body)
         assert request.target is not None
         model = self._model(request, merged_body(request, request.target))
-        if request.operation is Operation.EMBEDDINGS:
-            return self.row.embed_response(payload, model)
-        return self.row.chat_response(payload, model, self._created(), self._ids())
+        try:
+            if request.operation is Operation.EMBEDDINGS:
+                return self.row.embed_response(payload, model)
+            return self.row.chat_response(payload, model, self._created(), self._ids())
+        except Refused:
+            raise
+        except UNREADABLE as exc:
+            raise ValueError(f"upstream answer unreadable: {exc}") from None
 
-    def _translator(self, request: GatewayRequest) -> EventTranslator:
+    def stream_translator(self, request: GatewayRequest) -> StreamTranslator:
+        """See :meth:`relaygate.providers.base.TranslatingAdapter.stream_translator`."""
         assert request.target is not None
         body = merged_body(request, request.target)
         writer = ChunkWriter(
@@ -167,4 +172,13 @@ class TranslatedAdapter:
             created=self._created(),
             usage_chunk=wants_usage_chunk(body),
         )
-        return self.row.stream(writer)
+        events: EventTranslator = self.row.stream(writer)
+        return SseEvents(events)
+
+    def error_body(self, status: int, headers: Mapping[str, str], body: bytes) -> bytes:
+        """See :meth:`relaygate.providers.base.TranslatingAdapter.error_body`."""
+        try:
+            payload = orjson.loads(body) if body else None
+        except orjson.JSONDecodeError:
+            payload = None
+        return self.row.error(status, payload)[1]

@@ -1,36 +1,28 @@
-"""The glue between a provider that speaks its own wire format and the pipeline's OpenAI shape.
-
-An adapter whose provider does not speak OpenAI's API carries a :class:`Translation` as its
-``translation`` attribute (adapters without one are passed through as before). The provider
-handler asks it to turn every complete answer (success or error, any status) into OpenAI's
-shape (:meth:`Translation.answer`), and wraps a streamed answer's bytes in a
-:class:`TranslatedStream` that yields OpenAI ``chat.completion.chunk`` SSE events, so the
-pipeline's one stream type (:class:`~relaygate.exchange.ResponseStream`) reads usage, finish
-reasons, model and id, and deadlines and mid-stream recovery work, unchanged.
+"""Vendor-neutral parts of the translators for providers whose stream is SSE events.
 
 The vendor modules keep the translation itself in pure functions; what lives here is
-vendor-neutral: an incremental SSE event splitter, the :class:`EventTranslator` state
-machine interface, the stream wrapper, and OpenAI error bodies by status.
+shared: an incremental SSE event splitter (:class:`SseSplitter`), the per-event
+:class:`EventTranslator` interface a vendor's stream state machine implements, and
+:class:`SseEvents`, which makes one a byte-level
+:class:`~relaygate.translate.StreamTranslator` (the one stream translation interface every
+translating adapter answers: :class:`~relaygate.providers.base.TranslatingAdapter`);
+:class:`Refused` for a 2xx answer that is a refusal; and OpenAI error bodies by status.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
 
 from relaygate.errors import error_body
-from relaygate.exchange import GatewayRequest
-from relaygate.providers.client import StreamInterrupted, UpstreamResponse, UpstreamStream
+from relaygate.translate import UNREADABLE as UNREADABLE
 
 DONE_EVENT = b"data: [DONE]\n\n"
 """The last event of a complete OpenAI stream."""
 
-UNREADABLE = (ValueError, TypeError, AttributeError, KeyError)
-"""What a translator raises on a body of a shape it does not read: an answer that is
-invalid, never a gateway failure."""
 
 MAX_EVENT_BYTES = 1 << 20
 """Longest SSE event a translated stream buffers; a longer one breaks the stream."""
@@ -99,6 +91,11 @@ class EventTranslator(Protocol):
         """OpenAI events closing the stream."""
         ...
 
+    @property
+    def done(self) -> bool:
+        """Whether the answer is complete (the closing events have been made)."""
+        ...
+
 
 @dataclass(slots=True)
 class SseSplitter:
@@ -159,139 +156,32 @@ def translate_all(
     return out
 
 
-class TranslatedStream:
-    """An :class:`~relaygate.providers.client.UpstreamStream` seen through a translator.
+class SseEvents:
+    """A :class:`~relaygate.translate.StreamTranslator` made of an SSE splitter and a
+    vendor's :class:`EventTranslator`: the byte-level translator of a vendor whose stream is
+    SSE events (Gemini, Cohere). Bytes that do not split into events within
+    :data:`MAX_EVENT_BYTES`, or an event the translator cannot read, raise ``ValueError``
+    (a broken stream); a :class:`Refused` (only ever before any output) passes through."""
 
-    Yields OpenAI SSE bytes (one ``bytes`` per upstream chunk that made any); upstream
-    chunks that make none are read past. The upstream's breaks and stalls pass through
-    unchanged (:class:`~relaygate.providers.client.StreamInterrupted`,
-    :class:`~relaygate.providers.client.StreamStalled`), as does ``idle_timeout_s``, which
-    the provider handler sets on it as on the raw stream. An event the translator cannot
-    read breaks the stream; a :class:`Refused` before anything was yielded propagates (the
-    handler answers it as an error), after that it is yielded as an error event.
-    """
+    __slots__ = ("_events", "_splitter")
 
-    __slots__ = ("_done", "_source", "_splitter", "_started", "_translator")
-
-    def __init__(self, source: UpstreamStream, translator: EventTranslator) -> None:
-        self._source = source
-        self._translator = translator
+    def __init__(self, events: EventTranslator) -> None:
+        self._events = events
         self._splitter = SseSplitter()
-        self._done = False
-        self._started = False
 
     @property
-    def idle_timeout_s(self) -> float | None:
-        """The upstream's idle bound (see :class:`UpstreamStream`)."""
-        return self._source.idle_timeout_s
+    def done(self) -> bool:
+        """Whether the vendor's answer is complete."""
+        return self._events.done
 
-    @idle_timeout_s.setter
-    def idle_timeout_s(self, value: float | None) -> None:
-        self._source.idle_timeout_s = value
+    def feed(self, data: bytes) -> bytes:
+        """See :meth:`relaygate.translate.StreamTranslator.feed`."""
+        events = self._events
+        pairs = self._splitter.push(data)
+        return b"".join(out for name, raw in pairs for out in events.feed(name, raw))
 
-    def __aiter__(self) -> TranslatedStream:
-        return self
-
-    async def __anext__(self) -> bytes:
-        while not self._done:
-            try:
-                chunk = await self._source.__anext__()
-            except StopAsyncIteration:
-                self._done = True
-                out = self._translate(self._splitter.close(), closing=True)
-            else:
-                try:
-                    events = self._splitter.push(chunk)
-                except ValueError as exc:
-                    raise StreamInterrupted(str(exc)) from None
-                out = self._translate(events, closing=False)
-            if out:
-                self._started = True
-                return out
-        raise StopAsyncIteration
-
-    def _translate(self, events: list[tuple[str | None, bytes]], closing: bool) -> bytes:
-        translator = self._translator
-        out: list[bytes] = []
-        try:
-            for name, data in events:
-                out.extend(translator.feed(name, data))
-            if closing:
-                out.extend(translator.end())
-        except Refused as exc:
-            if not self._started and not out:
-                raise
-            self._done = True
-            out.append(b"data: " + exc.body + b"\n\n")
-        except UNREADABLE as exc:
-            raise StreamInterrupted(f"upstream stream unreadable: {exc}") from None
-        return b"".join(out)
-
-    async def aclose(self) -> None:
-        """Release the upstream connection."""
-        self._done = True
-        await self._source.aclose()
-
-
-class Translation(Protocol):
-    """What an adapter for a non-OpenAI wire format adds (its ``translation`` attribute)."""
-
-    def answer(self, request: GatewayRequest, response: UpstreamResponse) -> UpstreamResponse:
-        """``response`` (a complete body, any status) in OpenAI's shape: a 2xx body as the
-        OpenAI payload, an error as ``{"error": {...}}`` with the status the fallback rules
-        should act on. Raises ``ValueError`` for a 2xx body that is not a valid answer."""
-        ...
-
-    def stream(self, request: GatewayRequest, source: UpstreamStream) -> TranslatedStream:
-        """``source``, a 2xx streamed answer, as OpenAI chunks."""
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class TranslationTable:
-    """A :class:`Translation` made of pure functions, one vendor's row.
-
-    ``success(request, payload)`` translates a parsed 2xx body (raising :class:`Refused` to
-    answer it as an error), ``error(status, payload_or_none, raw)`` an error answer to
-    ``(status, OpenAI error body)``, and ``translator(request)`` makes a stream's
-    :class:`EventTranslator`.
-    """
-
-    success: Callable[[GatewayRequest, Any], Any]
-    error: Callable[[int, Any], tuple[int, bytes]]
-    translator: Callable[[GatewayRequest], EventTranslator]
-
-    def answer(self, request: GatewayRequest, response: UpstreamResponse) -> UpstreamResponse:
-        """See :meth:`Translation.answer`."""
-        try:
-            payload = orjson.loads(response.body) if response.body else None
-        except orjson.JSONDecodeError:
-            payload = None
-        status = response.status
-        if 200 <= status < 300:
-            if not isinstance(payload, dict):
-                raise ValueError("upstream answered with a body that is not a JSON object")
-            try:
-                out = self.success(request, payload)
-            except Refused as exc:
-                return _replaced(response, exc.status, exc.body)
-            except UNREADABLE as exc:
-                raise ValueError(f"upstream answer unreadable: {exc}") from None
-            return _replaced(response, status, orjson.dumps(out))
-        if 400 <= status < 600:
-            new_status, body = self.error(status, payload)
-            return _replaced(response, new_status, body)
-        return response
-
-    def stream(self, request: GatewayRequest, source: UpstreamStream) -> TranslatedStream:
-        """See :meth:`Translation.stream`."""
-        return TranslatedStream(source, self.translator(request))
-
-
-_BODY_HEADERS = ("content-length", "content-encoding", "content-type", "transfer-encoding")
-
-
-def _replaced(response: UpstreamResponse, status: int, body: bytes) -> UpstreamResponse:
-    headers = {k: v for k, v in response.headers.items() if k not in _BODY_HEADERS}
-    headers["content-type"] = "application/json"
-    return UpstreamResponse(status=status, headers=headers, body=body)
+    def end(self) -> bytes:
+        """See :meth:`relaygate.translate.StreamTranslator.end`."""
+        events = self._events
+        tail = [out for name, raw in self._splitter.close() for out in events.feed(name, raw)]
+        return b"".join(tail + events.end())

@@ -58,7 +58,7 @@ def test_the_answer_golden_translates_and_matches_the_sdk() -> None:
 def test_the_stream_golden_translates_and_the_sdk_accumulates_it() -> None:
     raw = (GOLDEN / "chat_stream.sse").read_bytes()
     translator = EventTranslator()
-    out = translator.feed(raw) + translator.close()
+    out = translator.feed(raw) + translator.end()
     assert out == b"\n".join(
         line
         for line in (GOLDEN / "messages_stream.sse").read_bytes().split(b"\n")
@@ -82,10 +82,10 @@ def test_the_stream_golden_translates_and_the_sdk_accumulates_it() -> None:
 def test_the_stream_translates_the_same_however_it_is_split() -> None:
     raw = (GOLDEN / "chat_stream.sse").read_bytes()
     whole = EventTranslator()
-    expected = whole.feed(raw) + whole.close()
+    expected = whole.feed(raw) + whole.end()
     for cut in range(1, len(raw)):
         translator = EventTranslator()
-        out = translator.feed(raw[:cut]) + translator.feed(raw[cut:]) + translator.close()
+        out = translator.feed(raw[:cut]) + translator.feed(raw[cut:]) + translator.end()
         assert out == expected, cut
 
 
@@ -94,10 +94,10 @@ def test_a_stream_that_breaks_ends_with_an_error_event() -> None:
     head = raw[: raw.index(b"data: ", raw.index(b'"content":"look."'))]
     broken = head + b'data: {"error": {"message": "interrupted", "type": "upstream_error"}}\n\n'
     translator = EventTranslator()
-    names = [name for name, _ in events_of(translator.feed(broken) + translator.close())]
+    names = [name for name, _ in events_of(translator.feed(broken) + translator.end())]
     assert names[-1] == "error" and "message_stop" not in names
     ended = EventTranslator()
-    names = [name for name, _ in events_of(ended.feed(head) + ended.close())]
+    names = [name for name, _ in events_of(ended.feed(head) + ended.end())]
     assert names[-1] == "error"
 
 

@@ -184,7 +184,7 @@ def test_the_stream_golden_translates_and_both_sides_match_the_sdks() -> None:
             EVENTS.validate_python(event)
     case = golden("stream_text_and_tool.chunks.json")
     translator = ChunkTranslator(case["created"])
-    chunks = chunks_of(translator.feed(raw) + translator.close())
+    chunks = chunks_of(translator.feed(raw) + translator.end())
     assert chunks == case["chunks"]
     for chunk in chunks:
         openai.types.chat.ChatCompletionChunk.model_validate(chunk)
@@ -193,21 +193,21 @@ def test_the_stream_golden_translates_and_both_sides_match_the_sdks() -> None:
 def test_the_stream_translates_the_same_however_it_is_split() -> None:
     raw = (GOLDEN / "stream_text_and_tool.sse").read_bytes()
     whole = ChunkTranslator(0)
-    expected = whole.feed(raw) + whole.close()
+    expected = whole.feed(raw) + whole.end()
     for cut in range(1, len(raw)):
         translator = ChunkTranslator(0)
-        out = translator.feed(raw[:cut]) + translator.feed(raw[cut:]) + translator.close()
+        out = translator.feed(raw[:cut]) + translator.feed(raw[cut:]) + translator.end()
         assert out == expected, cut
     bytewise = ChunkTranslator(0)
-    out = b"".join(bytewise.feed(raw[i : i + 1]) for i in range(len(raw))) + bytewise.close()
+    out = b"".join(bytewise.feed(raw[i : i + 1]) for i in range(len(raw))) + bytewise.end()
     assert out == expected
 
 
 def test_crlf_line_ends_translate_too() -> None:
     raw = (GOLDEN / "stream_text_and_tool.sse").read_bytes()
     lf, crlf = ChunkTranslator(0), ChunkTranslator(0)
-    expected = lf.feed(raw) + lf.close()
-    assert crlf.feed(raw.replace(b"\n", b"\r\n")) + crlf.close() == expected
+    expected = lf.feed(raw) + lf.end()
+    assert crlf.feed(raw.replace(b"\n", b"\r\n")) + crlf.end() == expected
 
 
 def test_an_error_event_or_a_stream_without_message_stop_is_a_break() -> None:
@@ -216,7 +216,7 @@ def test_an_error_event_or_a_stream_without_message_stop_is_a_break() -> None:
     translator = ChunkTranslator(0)
     translator.feed(head)
     with pytest.raises(StreamInterrupted, match="before message_stop"):
-        translator.close()
+        translator.end()
     anthropic.types.ErrorResponse.model_validate(sse_events(OVERLOADED_EVENT)[0])
     with pytest.raises(StreamInterrupted, match="overloaded_error"):
         ChunkTranslator(0).feed(head + OVERLOADED_EVENT)

@@ -62,18 +62,34 @@ def test_a_chat_only_target_gets_the_chat_request_at_its_chat_path() -> None:
     }
 
 
-@pytest.mark.parametrize("provider", ["anthropic", "google", "cohere"])
-def test_vendors_translated_answer_by_answer_are_refused_so_fallback_moves_on(
+@pytest.mark.parametrize(
+    ("provider", "path"),
+    [("anthropic", "/v1/messages"), ("google", "/v1/models/m:generateContent"),
+     ("cohere", "/v1/chat")],
+)  # fmt: skip
+def test_other_vendors_get_the_chat_request_in_their_own_wire_format(
+    provider: str, path: str
+) -> None:
+    tgt = target("config", provider, api_key="k", custom_host="http://up.test/v1")
+    body = {"model": "m", "instructions": "Be brief.", "input": "hi"}
+    request = gateway_request(body, operation=Operation.RESPONSES, target=tgt)
+    wire = responses_adapter(default_registry().get(provider)).build_request(request, tgt, {})
+    assert wire.url == "http://up.test" + path
+    sent = orjson.loads(wire.content)
+    assert "input" not in sent and "instructions" not in sent
+    assert b"Be brief." in wire.content and b"hi" in wire.content
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "google", "cohere", "bedrock", "groq"])
+def test_a_stateful_request_is_refused_by_every_target_that_does_not_speak_responses(
     provider: str,
 ) -> None:
     tgt = target("config", provider, api_key="k", custom_host="http://up.test/v1")
-    request = gateway_request(
-        {"model": "m", "input": "hi"}, operation=Operation.RESPONSES, target=tgt
-    )
+    request = gateway_request(BODY, operation=Operation.RESPONSES, target=tgt)
     with pytest.raises(GatewayError) as refused:
         responses_adapter(default_registry().get(provider)).build_request(request, tgt, {})
     assert refused.value.status == 400
-    assert refused.value.code == "unsupported_operation"
+    assert refused.value.param == "previous_response_id"
 
 
 async def test_the_in_process_transport_serves_responses() -> None:

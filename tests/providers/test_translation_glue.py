@@ -1,5 +1,5 @@
-"""The vendor-neutral glue of translated providers: SSE splitting, the translated stream, the
-chunk writer and the translation of complete answers."""
+"""The vendor-neutral glue of translated providers: SSE splitting, the one translated stream
+over a vendor's stream translator, the chunk writer and the translation of complete answers."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ import pytest
 from relaygate.config.model import Target
 from relaygate.exchange import GatewayRequest, Operation, RequestContext, ResponseStream
 from relaygate.providers.chatshape import ChunkWriter
-from relaygate.providers.client import StreamInterrupted, UpstreamResponse, UpstreamStream
+from relaygate.providers.client import StreamInterrupted, UpstreamStream
 from relaygate.providers.cohere.adapter import COHERE
 from relaygate.providers.google.adapter import GOOGLE
 from relaygate.providers.translated import TranslatedAdapter
-from relaygate.providers.translation import DONE_EVENT, Refused, SseSplitter, TranslatedStream
+from relaygate.providers.translation import DONE_EVENT, Refused, SseSplitter
 from relaygate.sse import carries_content
+from relaygate.translate import TranslatedStream
 
 
 def test_splitter_reads_events_however_they_are_cut() -> None:
@@ -93,18 +94,21 @@ DONE = {
 }
 
 
+def _translated(adapter: TranslatedAdapter, source: UpstreamStream) -> TranslatedStream:
+    """What the provider handler reads a translating adapter's stream through."""
+    translator = adapter.stream_translator(_request(adapter.name))
+    return TranslatedStream(source, translator, invalid=StreamInterrupted)
+
+
 async def test_a_translated_stream_feeds_the_pipeline_stream_its_facts() -> None:
     adapter = TranslatedAdapter(GOOGLE, clock=lambda: 7.0, ids=lambda: "chatcmpl-1")
     source = _Source([_gemini_event(TEXT)[:10], _gemini_event(TEXT)[10:], _gemini_event(DONE)])
-    translated = adapter.wire_translation.stream(_request("google"), _stream(source))
-    assert translated.idle_timeout_s == 3.0
-    translated.idle_timeout_s = None
-    assert translated.idle_timeout_s is None
+    translated = _translated(adapter, _stream(source))
     first = await translated.__anext__()
     assert carries_content(first)
     stream = ResponseStream(translated, first, breaks=(StreamInterrupted,))
     body = b"".join([chunk async for chunk in stream])
-    assert body.endswith(DONE_EVENT)
+    assert body.endswith(DONE_EVENT) and body.count(DONE_EVENT) == 1
     assert stream.usage == (3, 2)
     assert stream.finish_reasons == ["stop"]
     assert stream.response_id == "chatcmpl-1"
@@ -112,10 +116,9 @@ async def test_a_translated_stream_feeds_the_pipeline_stream_its_facts() -> None
 
 
 async def test_a_break_passes_through_as_the_pipeline_stream_failure() -> None:
-    adapter = TranslatedAdapter(GOOGLE)
     source = _Source([_gemini_event(TEXT)], error=ConnectionResetError("cut"))
     upstream = UpstreamStream(source, source.aclose, (ConnectionResetError,))
-    translated = adapter.wire_translation.stream(_request("google"), upstream)
+    translated = _translated(TranslatedAdapter(GOOGLE), upstream)
     stream = ResponseStream(
         translated, await translated.__anext__(), breaks=(StreamInterrupted,),
         break_event=lambda detail: b"data: broke\n\n",
@@ -127,35 +130,48 @@ async def test_a_break_passes_through_as_the_pipeline_stream_failure() -> None:
 
 async def test_a_refusal_before_anything_was_yielded_propagates() -> None:
     blocked = _gemini_event({"promptFeedback": {"blockReason": "SAFETY"}})
-    translated = TranslatedAdapter(GOOGLE).wire_translation.stream(
-        _request("google"), _stream(_Source([blocked]))
-    )
+    translated = _translated(TranslatedAdapter(GOOGLE), _stream(_Source([blocked])))
     with pytest.raises(Refused):
         await translated.__anext__()
 
 
-async def test_an_unreadable_event_breaks_the_stream() -> None:
-    translated = TranslatedStream(
-        _stream(_Source([b"data: {not json\n\n"])),
-        TranslatedAdapter(COHERE).wire_translation.translator(_request("cohere")),
-    )
+async def test_an_unreadable_event_breaks_the_stream_and_releases_the_connection() -> None:
+    source = _Source([b"data: {not json\n\n"])
+    translated = _translated(TranslatedAdapter(COHERE), _stream(source))
     with pytest.raises(StreamInterrupted):
         await translated.__anext__()
+    assert source.closed
 
 
-def test_a_complete_answer_is_rewritten_with_its_status() -> None:
-    translation = TranslatedAdapter(COHERE, clock=lambda: 1.0, ids=lambda: "x").wire_translation
+async def test_a_cohere_stream_is_complete_at_message_end_whatever_follows() -> None:
+    events = [
+        {"type": "message-start", "id": "c1"},
+        {"type": "content-delta", "delta": {"message": {"content": {"text": "Hi"}}}},
+        {"type": "message-end", "delta": {"finish_reason": "COMPLETE"}},
+    ]
+    raw = [b"data: " + orjson.dumps(e) + b"\n\n" for e in events]
+    source = _Source(raw, error=ConnectionResetError("reset after the end"))
+    upstream = UpstreamStream(source, source.aclose, (ConnectionResetError,))
+    body = b"".join([c async for c in _translated(TranslatedAdapter(COHERE), upstream)])
+    assert body.endswith(DONE_EVENT) and b'"Hi"' in body
+
+
+def test_a_complete_answer_and_an_error_are_translated() -> None:
+    adapter = TranslatedAdapter(COHERE, clock=lambda: 1.0, ids=lambda: "x")
     request = _request("cohere", stream=False)
-    ok = UpstreamResponse(
-        200,
-        {"content-type": "application/json", "content-length": "999"},
-        orjson.dumps({"id": "c", "finish_reason": "COMPLETE", "message": {"content": []}}),
-    )
-    answered = translation.answer(request, ok)
-    assert answered.status == 200 and "content-length" not in answered.headers
-    assert orjson.loads(answered.body)["object"] == "chat.completion"
-    failed = translation.answer(request, UpstreamResponse(429, {}, b'{"message": "slow down"}'))
-    assert failed.status == 429
-    assert orjson.loads(failed.body)["error"]["message"] == "slow down"
+    ok = orjson.dumps({"id": "c", "finish_reason": "COMPLETE", "message": {"content": []}})
+    assert adapter.parse_response(request, 200, ok)["object"] == "chat.completion"
+    failed = adapter.error_body(429, {}, b'{"message": "slow down"}')
+    assert orjson.loads(failed)["error"]["message"] == "slow down"
+    assert orjson.loads(adapter.error_body(502, {}, b"<html>"))["error"]["code"] == "upstream_502"
     with pytest.raises(ValueError):
-        translation.answer(request, UpstreamResponse(200, {}, b"<html>"))
+        adapter.parse_response(request, 200, b"<html>")
+
+
+def test_a_blocked_prompt_answer_is_a_refusal() -> None:
+    request = _request("google", stream=False)
+    blocked = orjson.dumps({"promptFeedback": {"blockReason": "SAFETY"}})
+    with pytest.raises(Refused) as refused:
+        TranslatedAdapter(GOOGLE).parse_response(request, 200, blocked)
+    assert refused.value.status == 400
+    assert orjson.loads(refused.value.body)["error"]["code"] == "content_filter"

@@ -24,13 +24,14 @@ import orjson
 from relaygate.config.model import Target
 from relaygate.errors import GatewayError
 from relaygate.exchange import GatewayRequest, Operation
-from relaygate.providers.base import StreamTranslator, UpstreamRequest
+from relaygate.providers.base import UpstreamRequest
 from relaygate.providers.bedrock.converse import from_converse, openai_error, to_converse
 from relaygate.providers.bedrock.signing import CredentialChain, configured_credentials, sign
 from relaygate.providers.bedrock.stream import ConverseStreamTranslator
 from relaygate.providers.openai_compat import USER_AGENT, parse_json_object
 from relaygate.security.custody import caller_destination
 from relaygate.strategies.attempt_bound import stream_idle_s
+from relaygate.translate import StreamTranslator
 
 DEFAULT_REGION = "us-east-1"
 EVENTSTREAM = "application/vnd.amazon.eventstream"

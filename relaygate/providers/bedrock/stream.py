@@ -26,7 +26,7 @@ DONE = b"data: [DONE]\n\n"
 
 
 class ConverseStreamTranslator:
-    """A :class:`~relaygate.providers.base.StreamTranslator` for one ConverseStream answer.
+    """A :class:`~relaygate.translate.StreamTranslator` for one ConverseStream answer.
 
     ``response_id``, ``model`` and ``created`` fill every chunk; ``include_usage`` sends
     the separate usage chunk.
@@ -47,8 +47,13 @@ class ConverseStreamTranslator:
         self._closed = False
         self._pending: ValueError | None = None
 
+    @property
+    def done(self) -> bool:
+        """Whether the closing chunks and ``[DONE]`` have been written."""
+        return self._closed
+
     def feed(self, data: bytes) -> bytes:
-        """See :meth:`relaygate.providers.base.StreamTranslator.feed`.
+        """See :meth:`relaygate.translate.StreamTranslator.feed`.
 
         Events decoded before a failure (an exception event, a corrupt frame) in the same
         read are answered first; the failure is raised by the next call.
@@ -73,7 +78,7 @@ class ConverseStreamTranslator:
             raise pending
 
     def end(self) -> bytes:
-        """See :meth:`relaygate.providers.base.StreamTranslator.end`."""
+        """See :meth:`relaygate.translate.StreamTranslator.end`."""
         self._raise_pending()
         if self._finish is None:
             raise ValueError("bedrock event stream ended before messageStop")

@@ -85,6 +85,11 @@ class CohereStreamTranslator:
             return writer.close(usage_of(_path(payload, "delta", "usage")))
         return []
 
+    @property
+    def done(self) -> bool:
+        """See :class:`~relaygate.providers.translation.EventTranslator`."""
+        return self._writer.closed
+
     def end(self) -> list[bytes]:
         """See :class:`~relaygate.providers.translation.EventTranslator`."""
         if not self._ended:

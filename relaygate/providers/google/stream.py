@@ -80,6 +80,11 @@ class GeminiStreamTranslator:
                 writer.finish(index, finish_reason(reason, bool(self._calls.get(index))))
         return out
 
+    @property
+    def done(self) -> bool:
+        """See :class:`~relaygate.providers.translation.EventTranslator`."""
+        return self._writer.closed
+
     def end(self) -> list[bytes]:
         """See :class:`~relaygate.providers.translation.EventTranslator`."""
         if not self._writer.finished:

@@ -5,7 +5,8 @@
 :class:`ResponsesBridge`: a translating adapter that builds the inner adapter's chat
 request from the Responses request (:func:`~.request.to_chat`), and turns the answer back
 (:func:`~.answer.from_chat`; a stream through :class:`~.events.ResponsesEvents`, after the
-inner adapter's own stream translator when it has one, e.g. Bedrock's).
+inner adapter's own stream translator when it has one: Anthropic's, Gemini's, Cohere's,
+Bedrock's).
 """
 
 from __future__ import annotations
@@ -17,18 +18,17 @@ from typing import Any
 import orjson
 
 from relaygate.config.model import Target
-from relaygate.errors import GatewayError
 from relaygate.exchange import GatewayRequest, Operation
 from relaygate.providers.base import (
     ProviderAdapter,
-    StreamTranslator,
     UpstreamRequest,
     prepare_adapter,
-    stream_translation_of,
+    translating_adapter,
 )
 from relaygate.providers.responses.answer import from_chat
 from relaygate.providers.responses.events import ResponsesEvents
 from relaygate.providers.responses.request import to_chat
+from relaygate.translate import Chained, StreamTranslator
 
 
 def serves_natively(adapter: ProviderAdapter) -> bool:
@@ -41,27 +41,13 @@ def responses_adapter(adapter: ProviderAdapter) -> ProviderAdapter:
     return adapter if serves_natively(adapter) else ResponsesBridge(adapter)
 
 
-class _Chained:
-    """Two stream translators in a row: ``first``'s output is ``second``'s input."""
-
-    def __init__(self, first: StreamTranslator, second: StreamTranslator) -> None:
-        self._first = first
-        self._second = second
-
-    def feed(self, data: bytes) -> bytes:
-        return self._second.feed(self._first.feed(data))
-
-    def end(self) -> bytes:
-        return self._second.feed(self._first.end()) + self._second.end()
-
-
 class ResponsesBridge:
     """A :class:`~relaygate.providers.base.TranslatingAdapter` serving the Responses API
     through ``inner``'s chat completions."""
 
     def __init__(self, inner: ProviderAdapter, clock: Callable[[], float] = time.time) -> None:
         self._inner = inner
-        self._translation = stream_translation_of(inner)
+        self._translation = translating_adapter(inner)
         self._clock = clock
         self.stream_content_types: tuple[str, ...] = getattr(inner, "stream_content_types", ())
 
@@ -81,19 +67,10 @@ class ResponsesBridge:
     def build_request(
         self, request: GatewayRequest, target: Target, extra_headers: Mapping[str, str]
     ) -> UpstreamRequest:
-        """The inner adapter's chat request for the Responses ``request``.
-
-        Providers translated by the answer-level hooks (Anthropic, Gemini, Cohere) are not
-        bridged yet: the request is refused with 400, so a fallback moves on to a target
-        that serves it."""
-        inner = self._inner
-        if getattr(inner, "translation", None) or getattr(inner, "wire_translation", None):
-            raise GatewayError(
-                400,
-                f"provider '{inner.name}' does not serve the Responses API through relaygate",
-                code="unsupported_operation",
-            )
-        return inner.build_request(self._chat(request), target, extra_headers)
+        """The inner adapter's chat request for the Responses ``request`` (a 400
+        :class:`~relaygate.errors.GatewayError` for what only a target speaking Responses
+        can serve: :func:`~relaygate.providers.responses.request.to_chat`)."""
+        return self._inner.build_request(self._chat(request), target, extra_headers)
 
     def parse_response(self, request: GatewayRequest, status: int, body: bytes) -> Any:
         """The ``response`` object for the inner adapter's chat completion."""
@@ -105,7 +82,7 @@ class ResponsesBridge:
         events = ResponsesEvents(request.body, created=int(self._clock()))
         if self._translation is None:
             return events
-        return _Chained(self._translation.stream_translator(self._chat(request)), events)
+        return Chained(self._translation.stream_translator(self._chat(request)), events)
 
     def error_body(self, status: int, headers: Mapping[str, str], body: bytes) -> bytes:
         """The inner adapter's error body (OpenAI-shaped, as the Responses API's errors are)."""

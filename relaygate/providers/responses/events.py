@@ -43,7 +43,7 @@ class _Call:
 
 
 class ResponsesEvents:
-    """A :class:`~relaygate.providers.base.StreamTranslator` from chat SSE to Responses
+    """A :class:`~relaygate.translate.StreamTranslator` from chat SSE to Responses
     events, for one stream answering ``request`` (the Responses request body)."""
 
     def __init__(self, request: Mapping[str, Any], *, created: int) -> None:
@@ -61,8 +61,14 @@ class ResponsesEvents:
         self._usage: dict[str, Any] | None = None
         self._done = False
 
+    @property
+    def done(self) -> bool:
+        """Whether the last event (``response.completed``, ``.incomplete``, or an in-band
+        error) has been written."""
+        return self._done
+
     def feed(self, data: bytes) -> bytes:
-        """See :meth:`relaygate.providers.base.StreamTranslator.feed`."""
+        """See :meth:`relaygate.translate.StreamTranslator.feed`."""
         data = self._tail + data if self._tail else data
         cut = data.rfind(b"\n")
         if cut < 0:
@@ -79,7 +85,7 @@ class ResponsesEvents:
         return b"".join(out)
 
     def end(self) -> bytes:
-        """See :meth:`relaygate.providers.base.StreamTranslator.end`."""
+        """See :meth:`relaygate.translate.StreamTranslator.end`."""
         tail = self.feed(b"\n") if self._tail else b""
         if self._done:
             return tail
