@@ -476,7 +476,8 @@ class ConfigNode(_Spec):
     strict_open_ai_compliance: bool | None = _field(
         "strict_open_ai_compliance",
         "strictOpenAiCompliance",
-        description="Translated providers (anthropic): refuse a chat parameter the provider "
+        description="Translated providers (anthropic, google, cohere, bedrock): refuse a chat "
+        "parameter the provider "
         "cannot honour with 400 `unsupported_parameter` instead of dropping it with a "
         "warning; default: the `x-portkey-strict-open-ai-compliance` request header, else "
         "false.",

@@ -9,9 +9,9 @@ Pure translation both ways (reference: https://docs.anthropic.com/en/api/message
   user turn (consecutive same-role turns are merged); ``tools``/``tool_choice``/
   ``parallel_tool_calls`` map to Anthropic's; ``stop`` becomes ``stop_sequences``;
   ``temperature``, ``top_p``, ``top_k`` pass on; ``user`` becomes ``metadata.user_id``.
-- parameters Anthropic has no equivalent for (:data:`UNSUPPORTED`) are dropped with a
+- parameters Anthropic has no equivalent for (:data:`PARAMETERS`) are dropped with a
   warning log, or refused with a 400 ``unsupported_parameter`` when the request is strict
-  (:func:`strict_compliance`);
+  (:mod:`relaygate.providers.parameters`);
 - answer: content blocks become ``message.content``/``tool_calls``, ``stop_reason`` a
   ``finish_reason`` (:data:`FINISH_REASONS`), ``usage`` OpenAI's (cache read and creation
   tokens counted in ``prompt_tokens`` and reported as they are);
@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-import structlog
 
 from relaygate.config.model import Target
 from relaygate.errors import GatewayError, error_body
@@ -39,10 +38,16 @@ from relaygate.exchange import GatewayRequest, Operation
 from relaygate.providers.anthropic_stream import ChunkTranslator, chat_usage, finish_reason
 from relaygate.providers.base import UpstreamRequest
 from relaygate.providers.openai_compat import USER_AGENT, parse_json_object
+from relaygate.providers.parameters import (
+    COMMON_UNSUPPORTED,
+    NO_PENALTIES,
+    ParameterTable,
+    strict_compliance,
+    warn_dropped,
+)
+from relaygate.providers.parameters import STRICT_HEADER as STRICT_HEADER
 from relaygate.strategies.attempt_bound import stream_idle_s
 from relaygate.translate import StreamTranslator
-
-log = structlog.get_logger("relaygate.providers.anthropic")
 
 BASE_URL = "https://api.anthropic.com/v1"
 """Where the Messages API lives (``custom_host`` replaces it, version path included)."""
@@ -53,13 +58,6 @@ API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
 """``max_tokens`` sent when the request sets neither ``max_completion_tokens`` nor
 ``max_tokens`` (Anthropic requires one)."""
-
-STRICT_HEADER = "x-portkey-strict-open-ai-compliance"
-"""Request header asking for strict OpenAI compliance (Portkey's name): ``true`` refuses a
-parameter the target cannot honour with a 400 instead of dropping it."""
-
-STRICT_OPTION = "strict_open_ai_compliance"
-"""The target setting with the same meaning as :data:`STRICT_HEADER`."""
 
 PASSED: Mapping[str, str] = {
     "temperature": "temperature",
@@ -87,29 +85,14 @@ HANDLED: frozenset[str] = frozenset(
 )
 """Request fields the translation reads."""
 
-UNSUPPORTED: frozenset[str] = frozenset(
-    {
-        "frequency_penalty",
-        "presence_penalty",
-        "logit_bias",
-        "logprobs",
-        "top_logprobs",
-        "seed",
-        "response_format",
-        "service_tier",
-        "store",
-        "modalities",
-        "audio",
-        "prediction",
-        "reasoning_effort",
-        "web_search_options",
-        "functions",
-        "function_call",
-        "metadata",
-    }
+PARAMETERS = ParameterTable(
+    provider="anthropic",
+    handled=HANDLED,
+    unsupported=COMMON_UNSUPPORTED | NO_PENALTIES | {"reasoning_effort"},
 )
-"""OpenAI chat parameters the Messages API cannot honour (dropped or, strict, refused);
-other unknown fields are dropped the same way."""
+"""OpenAI chat parameters the Messages API cannot honour (dropped with a warning or, strict,
+refused: :mod:`relaygate.providers.parameters`); other unknown fields are treated the same."""
+
 
 ERROR_TYPES: Mapping[int, str] = {
     400: "invalid_request_error",
@@ -135,15 +118,6 @@ def error_type(status: int) -> str:
     if status in ERROR_TYPES:
         return ERROR_TYPES[status]
     return "api_error" if status >= 500 else "invalid_request_error"
-
-
-def strict_compliance(request: GatewayRequest, target: Target) -> bool:
-    """Whether unsupported parameters are refused (400) rather than dropped: the target's
-    ``strict_open_ai_compliance`` setting, else the :data:`STRICT_HEADER` request header."""
-    option = target.provider_options.get(STRICT_OPTION)
-    if isinstance(option, bool):
-        return option
-    return request.headers.get(STRICT_HEADER, "").strip().lower() == "true"
 
 
 def _refuse(message: str, param: str, code: str = "unsupported_parameter") -> GatewayError:
@@ -317,9 +291,7 @@ def to_messages_request(
     dropped (sorted). ``strict`` refuses a dropped parameter instead. A last assistant
     message is sent as Anthropic's prefill (the answer continues it). Raises a 400
     :class:`GatewayError` for what cannot be translated."""
-    dropped = sorted(k for k in body if k not in HANDLED and body[k] is not None)
-    if strict and dropped:
-        raise _refuse(f"parameter '{dropped[0]}' is not supported by this target", dropped[0])
+    dropped = PARAMETERS.screen(body, strict=strict)
     n = body.get("n")
     if n not in (None, 1):
         raise _refuse("only n=1 is supported", "n")
@@ -436,13 +408,7 @@ class Anthropic:
             {**request.body, **target.override_params} if target.override_params else request.body
         )
         wire, dropped = to_messages_request(body, strict=strict_compliance(request, target))
-        if dropped:
-            log.warning(
-                "provider_parameters_dropped",
-                provider=self.name,
-                target=target.path,
-                parameters=",".join(dropped)[:256],
-            )
+        warn_dropped(self.name, request, target, dropped)
         headers = {
             "content-type": "application/json",
             "accept": "text/event-stream" if request.stream else "application/json",

@@ -29,6 +29,7 @@ from relaygate.providers.chatshape import (
     wants_usage_chunk,
 )
 from relaygate.providers.openai_compat import USER_AGENT, parse_json_object
+from relaygate.providers.parameters import ParameterTable, check_parameters
 from relaygate.providers.translation import UNREADABLE, EventTranslator, Refused, SseEvents
 from relaygate.strategies.attempt_bound import stream_idle_s
 from relaygate.translate import StreamTranslator
@@ -50,7 +51,9 @@ class VendorRow:
       the OpenAI answers (``id`` is used when the vendor gave none);
     - ``error(status, payload)``: ``(status, OpenAI error body)`` of an error answer;
     - ``stream(writer)``: the :class:`~relaygate.providers.translation.EventTranslator` of
-      one stream, writing through ``writer``.
+      one stream, writing through ``writer``;
+    - ``parameters``: the chat parameters it honours and those it does not
+      (:mod:`relaygate.providers.parameters`).
     """
 
     name: str
@@ -65,6 +68,7 @@ class VendorRow:
     embed_response: Callable[[Body, str], dict[str, Any]]
     error: Callable[[int, Any], tuple[int, bytes]]
     stream: Callable[[ChunkWriter], EventTranslator]
+    parameters: ParameterTable
 
 
 def new_id() -> str:
@@ -116,6 +120,7 @@ class TranslatedAdapter:
         model = self._model(request, body)
         try:
             if request.operation is Operation.CHAT:
+                check_parameters(row.parameters, request, target, body)
                 payload = row.chat_request(body, model)
                 path = row.chat_path(model, request.stream)
             else:

@@ -25,10 +25,16 @@ from relaygate.config.model import Target
 from relaygate.errors import GatewayError
 from relaygate.exchange import GatewayRequest, Operation
 from relaygate.providers.base import UpstreamRequest
-from relaygate.providers.bedrock.converse import from_converse, openai_error, to_converse
+from relaygate.providers.bedrock.converse import (
+    PARAMETERS,
+    from_converse,
+    openai_error,
+    to_converse,
+)
 from relaygate.providers.bedrock.signing import CredentialChain, configured_credentials, sign
 from relaygate.providers.bedrock.stream import ConverseStreamTranslator
 from relaygate.providers.openai_compat import USER_AGENT, parse_json_object
+from relaygate.providers.parameters import check_parameters
 from relaygate.security.custody import caller_destination
 from relaygate.strategies.attempt_bound import stream_idle_s
 from relaygate.translate import StreamTranslator
@@ -93,6 +99,7 @@ class Bedrock:
         body = (
             {**request.body, **target.override_params} if target.override_params else request.body
         )
+        check_parameters(PARAMETERS, request, target, body)
         content = orjson.dumps(to_converse(body))
         options = target.provider_options
         credentials = configured_credentials(options)

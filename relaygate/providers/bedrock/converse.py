@@ -14,7 +14,7 @@ alternating), ``max_tokens``/``max_completion_tokens`` → ``inferenceConfig.max
 conversation holds tool calls, which Converse then requires). Refused (400): ``n`` above
 1, image URLs that are not ``data:`` URLs (Converse takes image bytes), tool-call
 arguments that are not a JSON object.
-Dropped (Converse has no equivalent): :data:`DROPPED`.
+Not sent (Converse has no equivalent): :data:`PARAMETERS`.
 """
 
 from __future__ import annotations
@@ -27,6 +27,12 @@ from typing import Any
 import orjson
 
 from relaygate.errors import GatewayError, error_body
+from relaygate.providers.parameters import (
+    COMMON_UNSUPPORTED,
+    NO_PENALTIES,
+    READ_BY_ALL,
+    ParameterTable,
+)
 
 FINISH_REASONS: Mapping[str, str] = {
     "end_turn": "stop",
@@ -64,21 +70,16 @@ _ERROR_TYPES: Mapping[int, str] = {
     429: "rate_limit_error",
 }
 
-DROPPED: tuple[str, ...] = (
-    "frequency_penalty",
-    "presence_penalty",
-    "logit_bias",
-    "logprobs",
-    "top_logprobs",
-    "seed",
-    "user",
-    "parallel_tool_calls",
-    "response_format",
-    "service_tier",
-    "store",
-    "metadata",
+PARAMETERS = ParameterTable(
+    provider="bedrock",
+    handled=READ_BY_ALL
+    | {"n", "max_tokens", "max_completion_tokens", "temperature", "top_p"},  # n: only 1
+    unsupported=COMMON_UNSUPPORTED
+    | NO_PENALTIES
+    | {"user", "top_k", "parallel_tool_calls", "reasoning_effort"},
 )
-"""OpenAI parameters Converse has no field for: not sent."""
+"""OpenAI parameters Converse has no field for (dropped with a warning or, strict, refused:
+:mod:`relaygate.providers.parameters`)."""
 
 _IMAGE_FORMATS = {
     "image/png": "png",

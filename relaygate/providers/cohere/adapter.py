@@ -7,7 +7,7 @@ with ``"stream": true`` in the body) and ``{base}/embed``; base
 
 from __future__ import annotations
 
-from relaygate.providers.cohere.chat import chat_request, chat_response
+from relaygate.providers.cohere.chat import PARAMETERS, chat_request, chat_response
 from relaygate.providers.cohere.embed import embed_request, embed_response
 from relaygate.providers.cohere.errors import error_answer
 from relaygate.providers.cohere.stream import CohereStreamTranslator
@@ -27,6 +27,7 @@ COHERE = VendorRow(
     chat_response=chat_response,
     embed_response=embed_response,
     error=error_answer,
+    parameters=PARAMETERS,
     stream=CohereStreamTranslator,
 )
 """The ``cohere`` provider (v2 API)."""

@@ -32,6 +32,7 @@ from relaygate.providers.chatshape import (
     unsupported,
     usage_object,
 )
+from relaygate.providers.parameters import COMMON_UNSUPPORTED, READ_BY_ALL, ParameterTable
 
 PROVIDER = "cohere"
 
@@ -58,6 +59,14 @@ RENAMED: Mapping[str, str] = {
     "presence_penalty": "presence_penalty",
 }
 """OpenAI request fields sent to Cohere under Cohere's name."""
+
+PARAMETERS = ParameterTable(
+    provider=PROVIDER,
+    handled=READ_BY_ALL | {"n", "response_format", "logprobs", *RENAMED},  # n: only 1
+    unsupported=COMMON_UNSUPPORTED | {"user", "parallel_tool_calls", "reasoning_effort"},
+)
+"""What a Cohere chat request honours, and the OpenAI parameters it does not (dropped with a
+warning or, strict, refused: :mod:`relaygate.providers.parameters`)."""
 
 TOOL_CHOICES: Mapping[str, str | None] = {"auto": None, "required": "REQUIRED", "none": "NONE"}
 """OpenAI ``tool_choice`` strings → Cohere's (``None``: Cohere's default, not sent)."""

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-from relaygate.providers.google.chat import chat_request, chat_response
+from relaygate.providers.google.chat import PARAMETERS, chat_request, chat_response
 from relaygate.providers.google.embed import embed_request, embed_response, is_batch
 from relaygate.providers.google.errors import error_answer
 from relaygate.providers.google.stream import GeminiStreamTranslator
@@ -48,6 +48,7 @@ GOOGLE = VendorRow(
     chat_response=chat_response,
     embed_response=embed_response,
     error=error_answer,
+    parameters=PARAMETERS,
     stream=GeminiStreamTranslator,
 )
 """The ``google`` provider (Gemini API)."""

@@ -34,6 +34,7 @@ from relaygate.providers.chatshape import (
     unsupported,
     usage_object,
 )
+from relaygate.providers.parameters import COMMON_UNSUPPORTED, READ_BY_ALL, ParameterTable
 from relaygate.providers.translation import Refused, openai_error
 
 PROVIDER = "google"
@@ -68,29 +69,14 @@ GENERATION_PARAMS: Mapping[str, str] = {
 }
 """OpenAI request fields copied into ``generationConfig`` under Gemini's name."""
 
-DROPPED: frozenset[str] = frozenset(
-    {
-        "model",
-        "messages",
-        "stream",
-        "stream_options",
-        "user",
-        "logit_bias",
-        "logprobs",
-        "top_logprobs",
-        "parallel_tool_calls",
-        "service_tier",
-        "store",
-        "metadata",
-        "reasoning_effort",
-        "prediction",
-        "modalities",
-        "audio",
-        "web_search_options",
-    }
+PARAMETERS = ParameterTable(
+    provider=PROVIDER,
+    handled=READ_BY_ALL | {"response_format", *GENERATION_PARAMS},
+    unsupported=COMMON_UNSUPPORTED
+    | {"user", "logprobs", "parallel_tool_calls", "reasoning_effort"},
 )
-"""OpenAI fields a Gemini request does without (read elsewhere, or dropped); any other
-field not translated here is dropped too."""
+"""What a Gemini chat request honours, and the OpenAI parameters it does not (dropped with a
+warning or, strict, refused: :mod:`relaygate.providers.parameters`)."""
 
 TOOL_MODES: Mapping[str, str] = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
 """OpenAI ``tool_choice`` strings → ``functionCallingConfig.mode``."""
