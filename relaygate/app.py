@@ -30,7 +30,7 @@ from relaygate.config.source import server_config_of
 from relaygate.drain import EDGE_STATE_KEY, Drain, EdgeState
 from relaygate.errors import GatewayError, error_body
 from relaygate.exchange import CLIENT_DISCONNECTED, GATEWAY_SHUTTING_DOWN, ClientLink, Operation
-from relaygate.frontdoor.anthropic_door import AnthropicMessagesDoor
+from relaygate.frontdoor.anthropic_door import COUNT_TOKENS_ROUTE, AnthropicMessagesDoor
 from relaygate.frontdoor.door import FrontDoor
 from relaygate.gateway import EdgeResponse, Gateway, GatewayDeps
 from relaygate.middleware.auth import bearer, presented_key
@@ -170,9 +170,11 @@ class ApiEndpoint:
         error: GatewayError,
         **kw: Any,
     ) -> EdgeResponse:
-        """The gateway's refusal, in the door's shape when there is one."""
-        refusal = gateway.refuse(operation, headers, error, **kw)
-        return refusal if self._door is None else self._door.answer(refusal)
+        """The gateway's refusal, in the door's shape (and on its route) when there is one."""
+        door = self._door
+        if door is None:
+            return gateway.refuse(operation, headers, error, **kw)
+        return door.answer(gateway.refuse(operation, headers, error, route=door.route, **kw))
 
     async def _handle(
         self,
@@ -186,10 +188,13 @@ class ApiEndpoint:
         if door is None:
             return await gateway.handle(self._operation, body, headers, link, principal)
         try:
-            body = door.request(body)
+            parsed, body = door.request(body)
         except GatewayError as exc:
             return self._refuse(gateway, self._operation, headers, exc)
-        return door.answer(await gateway.handle(self._operation, body, headers, link, principal))
+        answer = await gateway.handle(
+            self._operation, body, headers, link, principal, route=door.route, parsed=parsed
+        )
+        return door.answer(answer)
 
 
 async def _watch_client(receive: Receive, drain: Drain, task: asyncio.Task[Any]) -> None:
@@ -386,7 +391,8 @@ def create_app(
             type="not_found_error",
             code="count_tokens_unsupported",
         )
-        answer = messages_door.answer(ref.current.refuse(None, headers, refusal))
+        refused = ref.current.refuse(None, headers, refusal, route=COUNT_TOKENS_ROUTE)
+        answer = messages_door.answer(refused)
         return Response(answer.body, status_code=answer.status, headers=dict(answer.headers))
 
     async def openapi(_: Request) -> Response:
@@ -435,7 +441,7 @@ def create_app(
     routes = [
         *(Route(path, endpoint) for path, endpoint in api.items()),
         Route("/v1/models", models, methods=["GET"]),
-        Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
+        Route(COUNT_TOKENS_ROUTE, count_tokens, methods=["POST"]),
         *([Route("/metrics", require_key(admin, metrics), methods=["GET"])] if metrics_on else []),
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),

@@ -85,16 +85,21 @@ class EdgeCodec:
         body: bytes,
         headers: Mapping[str, str],
         ctx: RequestContext,
+        parsed: Any = None,
     ) -> GatewayRequest:
         """The validated request for ``body`` and (lower-case) ``headers``; sets
-        ``ctx.metadata`` from ``x-portkey-metadata``. Raises :class:`GatewayError` (4xx)."""
+        ``ctx.metadata`` from ``x-portkey-metadata``. Raises :class:`GatewayError` (4xx).
+        ``parsed``: ``body`` already decoded (a front door built it), not decoded again."""
         self.check_size(len(body))
-        try:
-            parsed = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            if _DECODER_DEPTH_ERROR in str(exc):
-                self._too_deep("request body", None)
-            raise GatewayError(400, "request body is not valid JSON", code="invalid_json") from None
+        if parsed is None:
+            try:
+                parsed = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                if _DECODER_DEPTH_ERROR in str(exc):
+                    self._too_deep("request body", None)
+                raise GatewayError(
+                    400, "request body is not valid JSON", code="invalid_json"
+                ) from None
         if not isinstance(parsed, dict):
             raise GatewayError(400, "request body must be a JSON object", code="invalid_body")
         self._check_depth(body, parsed, "request body", None)

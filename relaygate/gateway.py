@@ -261,6 +261,9 @@ class Gateway:
         headers: Mapping[str, str],
         client: ClientLink | None = None,
         principal: KeyScope | None = None,
+        *,
+        route: str | None = None,
+        parsed: dict[str, Any] | None = None,
     ) -> EdgeResponse:
         """Answer one API request; ``headers`` must have lower-case names.
 
@@ -270,16 +273,21 @@ class Gateway:
         (status 499 for a client that went away, 503 for a shutdown) before the
         cancellation propagates. ``principal`` is the caller's key scope when the edge
         already authenticated it (:meth:`authenticate`); otherwise the auth layer does.
+        A front door passes its ``route`` (the request span's ``http.route``) and the body
+        it built, already ``parsed`` (``body`` is then its exact bytes), so it is not
+        decoded again.
         """
         sync = self._circuit_sync
         if sync is not None and not sync.started:
             sync.start()
-        observation = self.observe.start(operation, headers, client=client, principal=principal)
+        observation = self.observe.start(
+            operation, headers, client=client, principal=principal, route=route
+        )
         ctx = observation.ctx
         token = otel_context.attach(trace.set_span_in_context(observation.span))
         request: GatewayRequest | None = None
         try:
-            request = self.codec.parse(operation, body, headers, ctx)
+            request = self.codec.parse(operation, body, headers, ctx, parsed)
             ctx.deadline = self._now() + self._deadline_s
             response = await self.handler(request)
         except GatewayError as exc:
@@ -322,11 +330,15 @@ class Gateway:
         *,
         method: str = "POST",
         extra: Sequence[tuple[str, str]] = (),
+        route: str | None = None,
     ) -> EdgeResponse:
         """The answer for a request an edge refuses before the pipeline (401 before the
         body, 404, 405, 408, 413), observed like any other: logged, counted, and carrying
-        ``x-request-id`` and ``x-portkey-trace-id``; ``extra`` headers are added."""
-        return self.observe.refuse(operation, headers, error, method=method, extra=extra)
+        ``x-request-id`` and ``x-portkey-trace-id``; ``extra`` headers are added; ``route``
+        as for :meth:`handle`."""
+        return self.observe.refuse(
+            operation, headers, error, method=method, extra=extra, route=route
+        )
 
 
 _SYNCS: weakref.WeakKeyDictionary[Any, CircuitSync] = weakref.WeakKeyDictionary()

@@ -99,15 +99,17 @@ class AsyncTransport(httpx.AsyncBaseTransport):
         self, door: FrontDoor, request: httpx.Request, headers: dict[str, str]
     ) -> httpx.Response:
         """A call in another vendor's API: translated in, through the pipeline, and back."""
+        route = door.route
         try:
-            body = door.request(await request.aread())
+            parsed, body = door.request(await request.aread())
         except GatewayError as exc:
-            answer = door.answer(self.gateway.refuse(Operation.CHAT, headers, exc))
+            answer = door.answer(self.gateway.refuse(Operation.CHAT, headers, exc, route=route))
             return httpx.Response(answer.status, headers=answer.headers, content=answer.body)
         link = ClientLink()
-        return _response(
-            door.answer(await self.gateway.handle(Operation.CHAT, body, headers, link)), link
+        answer = await self.gateway.handle(
+            Operation.CHAT, body, headers, link, route=route, parsed=parsed
         )
+        return _response(door.answer(answer), link)
 
     async def aclose(self) -> None:
         """Close the gateway's own upstream client."""

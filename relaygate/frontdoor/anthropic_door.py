@@ -10,6 +10,8 @@ Messages API (translation in :mod:`relaygate.frontdoor.anthropic_messages`).
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 
 from relaygate.edge import EdgeResponse
@@ -26,8 +28,17 @@ from relaygate.translate import TranslatedStream
 _JSON = "application/json"
 
 
+MESSAGES_ROUTE = "/v1/messages"
+"""Where Anthropic's Messages API is served."""
+
+COUNT_TOKENS_ROUTE = "/v1/messages/count_tokens"
+"""Anthropic's token counting route (answered 404: no relaygate target counts tokens)."""
+
+
 class AnthropicMessagesDoor:
     """Anthropic's Messages API over the chat pipeline."""
+
+    route = MESSAGES_ROUTE
 
     def headers(self, headers: dict[str, str]) -> dict[str, str]:
         """``x-api-key`` read as the gateway key when no other key header is present."""
@@ -36,16 +47,18 @@ class AnthropicMessagesDoor:
             return {**headers, "authorization": f"Bearer {key}"}
         return headers
 
-    def request(self, body: bytes) -> bytes:
-        """The chat request for a Messages request body (400 when it is not one)."""
+    def request(self, body: bytes) -> tuple[dict[str, Any], bytes]:
+        """The chat request for a Messages request body, parsed and as bytes (400 when it
+        is not one)."""
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise GatewayError(400, "request body is not valid JSON", code="invalid_json") from exc
         if not isinstance(payload, dict):
             raise GatewayError(400, "request body must be a JSON object", code="invalid_body")
+        chat = to_chat_request(payload)
         try:
-            return orjson.dumps(to_chat_request(payload))
+            return chat, orjson.dumps(chat)
         except orjson.JSONEncodeError as exc:  # a tool input nested past orjson's limit
             raise GatewayError(
                 400, "a value in the request is nested too deeply", code="invalid_value"

@@ -10,22 +10,26 @@ there is refused like any bad input), and every answer, refusals included, throu
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from relaygate.edge import EdgeResponse
 
 
 class FrontDoor(Protocol):
-    """A vendor API served over the chat pipeline."""
+    """A vendor API served over the chat pipeline, at ``route`` (the request span's
+    ``http.route``)."""
+
+    route: str
 
     def headers(self, headers: dict[str, str]) -> dict[str, str]:
         """The request's (lower-case) headers as the pipeline reads them (the vendor's key
         header as the gateway key...)."""
         ...
 
-    def request(self, body: bytes) -> bytes:
-        """The pipeline's request body for the vendor's; raises a 400
-        :class:`~relaygate.errors.GatewayError` for an invalid one."""
+    def request(self, body: bytes) -> tuple[dict[str, Any], bytes]:
+        """The pipeline's request body for the vendor's, parsed and as bytes (the pipeline
+        does not decode it again); raises a 400 :class:`~relaygate.errors.GatewayError` for
+        an invalid one."""
         ...
 
     def answer(self, response: EdgeResponse) -> EdgeResponse:

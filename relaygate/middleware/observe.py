@@ -70,9 +70,12 @@ class Observe:
         path: str | None = None,
         client: ClientLink | None = None,
         principal: KeyScope | None = None,
+        route: str | None = None,
     ) -> Observation:
         """Begin observing a request for ``operation`` (``None``: its path named none;
-        ``path`` is then the raw path, never a label)."""
+        ``path`` is then the raw path, never a label). ``route`` is the SERVER span's
+        ``http.route`` when the request came in another vendor's API (``/v1/messages``);
+        by default the operation's OpenAI route."""
         tel = self._tel
         start = tel.clock()
         tel.guard(tel.metrics.in_flight.inc)
@@ -87,9 +90,11 @@ class Observe:
                 sc.REQUEST_ID: request_id,
             }
             if operation is not None:
-                attributes[sc.HTTP_ROUTE] = ROUTES[operation]
                 attributes[sc.GEN_AI_OPERATION_NAME] = operation.value
-                name = f"{method} {ROUTES[operation]}"
+                route = route or ROUTES[operation]
+            if route is not None:
+                attributes[sc.HTTP_ROUTE] = route
+                name = f"{method} {route}"
             else:
                 name = method
             span = tel.tracer.start_span(
@@ -115,10 +120,12 @@ class Observe:
         *,
         method: str = "POST",
         extra: Sequence[tuple[str, str]] = (),
+        route: str | None = None,
     ) -> EdgeResponse:
         """The observed answer for a request an edge refuses before the pipeline: ``error``'s
-        status, body and headers, the usual ids, plus ``extra`` headers (``allow``, ...)."""
-        observation = self.start(operation, headers, method=method)
+        status, body and headers, the usual ids, plus ``extra`` headers (``allow``, ...);
+        ``route`` as for :meth:`start`."""
+        observation = self.start(operation, headers, method=method, route=route)
         answer = observation.answer(error.to_response(), None)
         present = {name for name, _ in answer.headers}
         answer.headers.extend((k, v) for k, v in error.headers.items() if k not in present)
