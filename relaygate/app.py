@@ -30,7 +30,11 @@ from relaygate.config.source import server_config_of
 from relaygate.drain import EDGE_STATE_KEY, Drain, EdgeState
 from relaygate.errors import GatewayError, error_body
 from relaygate.exchange import CLIENT_DISCONNECTED, GATEWAY_SHUTTING_DOWN, ClientLink, Operation
-from relaygate.frontdoor.anthropic_door import COUNT_TOKENS_ROUTE, AnthropicMessagesDoor
+from relaygate.frontdoor.anthropic_door import (
+    COUNT_TOKENS_ROUTE,
+    AnthropicCountTokensDoor,
+    AnthropicMessagesDoor,
+)
 from relaygate.frontdoor.door import FrontDoor
 from relaygate.gateway import EdgeResponse, Gateway, GatewayDeps
 from relaygate.middleware.auth import bearer, presented_key
@@ -381,20 +385,6 @@ def create_app(
 
     spec = orjson.dumps(openapi_document(metrics=metrics_on))
 
-    messages_door = AnthropicMessagesDoor()
-
-    async def count_tokens(request: Request) -> Response:
-        headers = messages_door.headers({k.lower(): v for k, v in request.headers.items()})
-        refusal = GatewayError(
-            404,
-            "POST /v1/messages/count_tokens is not served: no relaygate target counts tokens",
-            type="not_found_error",
-            code="count_tokens_unsupported",
-        )
-        refused = ref.current.refuse(None, headers, refusal, route=COUNT_TOKENS_ROUTE)
-        answer = messages_door.answer(refused)
-        return Response(answer.body, status_code=answer.status, headers=dict(answer.headers))
-
     async def openapi(_: Request) -> Response:
         return Response(spec, media_type="application/json")
 
@@ -435,13 +425,15 @@ def create_app(
         "/v1/chat/completions": ApiEndpoint(ref, Operation.CHAT, drain),
         "/v1/completions": ApiEndpoint(ref, Operation.TEXT_COMPLETION, drain),
         "/v1/embeddings": ApiEndpoint(ref, Operation.EMBEDDINGS, drain),
-        "/v1/messages": ApiEndpoint(ref, Operation.CHAT, drain, messages_door),
+        "/v1/messages": ApiEndpoint(ref, Operation.CHAT, drain, AnthropicMessagesDoor()),
+        COUNT_TOKENS_ROUTE: ApiEndpoint(
+            ref, Operation.COUNT_TOKENS, drain, AnthropicCountTokensDoor()
+        ),
         "/v1/responses": ApiEndpoint(ref, Operation.RESPONSES, drain),
     }
     routes = [
         *(Route(path, endpoint) for path, endpoint in api.items()),
         Route("/v1/models", models, methods=["GET"]),
-        Route(COUNT_TOKENS_ROUTE, count_tokens, methods=["POST"]),
         *([Route("/metrics", require_key(admin, metrics), methods=["GET"])] if metrics_on else []),
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),

@@ -36,6 +36,9 @@ class Operation(StrEnum):
     EMBEDDINGS = "embeddings"
     RESPONSES = "responses"
     """OpenAI's Responses API (``POST /v1/responses``)."""
+    COUNT_TOKENS = "count_tokens"
+    """Anthropic's token counting (``POST /v1/messages/count_tokens``): answered by
+    ``anthropic`` targets, refused by the others (not a GenAI convention value)."""
 
 
 @dataclass(slots=True)

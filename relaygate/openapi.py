@@ -547,12 +547,13 @@ def openapi_document(*, metrics: bool = True) -> dict[str, Any]:
     paths: dict[str, Any] = {
         route: {"post": _api_operation(operation)} for operation, route in ROUTES.items()
     }
+    door_parameters = [_ref("parameters", name) for name in _REQUEST_HEADERS]
     paths["/v1/messages"] = {
-        "post": messages_operation(
-            [_ref("parameters", name) for name in _REQUEST_HEADERS], _answer_headers(), _ERRORS
-        )
+        "post": messages_operation(door_parameters, _answer_headers(), _ERRORS)
     }
-    paths["/v1/messages/count_tokens"] = {"post": count_tokens_operation(_answer_headers())}
+    paths["/v1/messages/count_tokens"] = {
+        "post": count_tokens_operation(door_parameters, _answer_headers(), _ERRORS)
+    }
     paths["/v1/models"] = _get(
         "listModels",
         "The models the configured targets pin",

@@ -21,7 +21,7 @@ from relaygate.config.source import server_config_of
 from relaygate.edge import EdgeResponse
 from relaygate.errors import GatewayError
 from relaygate.exchange import CLIENT_DISCONNECTED, ClientLink, Operation, ResponseStream
-from relaygate.frontdoor.anthropic_door import AnthropicMessagesDoor
+from relaygate.frontdoor.anthropic_door import AnthropicCountTokensDoor, AnthropicMessagesDoor
 from relaygate.frontdoor.door import FrontDoor
 from relaygate.gateway import Gateway, GatewayDeps
 
@@ -30,10 +30,14 @@ _SUFFIXES: tuple[tuple[str, Operation], ...] = (
     ("/completions", Operation.TEXT_COMPLETION),
     ("/embeddings", Operation.EMBEDDINGS),
     ("/messages", Operation.CHAT),
+    ("/messages/count_tokens", Operation.COUNT_TOKENS),
     ("/responses", Operation.RESPONSES),
 )
 
-_DOORS: dict[str, FrontDoor] = {"/messages": AnthropicMessagesDoor()}
+_DOORS: dict[str, FrontDoor] = {
+    "/messages": AnthropicMessagesDoor(),
+    "/messages/count_tokens": AnthropicCountTokensDoor(),
+}
 """Path suffixes served in another vendor's API (:mod:`relaygate.frontdoor`)."""
 
 
@@ -81,7 +85,7 @@ class AsyncTransport(httpx.AsyncBaseTransport):
         headers = {k.lower(): v for k, v in request.headers.items()}
         door = next((d for suffix, d in _DOORS.items() if path.endswith(suffix)), None)
         if door is not None and operation is not None and request.method == "POST":
-            return await self._through_door(door, request, door.headers(headers))
+            return await self._through_door(door, operation, request, door.headers(headers))
         if operation is None or request.method != "POST":
             status = 404 if operation is None else 405
             message = "unknown route" if operation is None else "method not allowed; use POST"
@@ -96,18 +100,22 @@ class AsyncTransport(httpx.AsyncBaseTransport):
         return _response(await self.gateway.handle(operation, content, headers, link), link)
 
     async def _through_door(
-        self, door: FrontDoor, request: httpx.Request, headers: dict[str, str]
+        self,
+        door: FrontDoor,
+        operation: Operation,
+        request: httpx.Request,
+        headers: dict[str, str],
     ) -> httpx.Response:
         """A call in another vendor's API: translated in, through the pipeline, and back."""
         route = door.route
         try:
             parsed, body = door.request(await request.aread())
         except GatewayError as exc:
-            answer = door.answer(self.gateway.refuse(Operation.CHAT, headers, exc, route=route))
+            answer = door.answer(self.gateway.refuse(operation, headers, exc, route=route))
             return httpx.Response(answer.status, headers=answer.headers, content=answer.body)
         link = ClientLink()
         answer = await self.gateway.handle(
-            Operation.CHAT, body, headers, link, route=route, parsed=parsed
+            operation, body, headers, link, route=route, parsed=parsed
         )
         return _response(door.answer(answer), link)
 

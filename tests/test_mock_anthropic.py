@@ -158,3 +158,30 @@ def test_the_request_is_recorded_as_it_came(server: RunningServer) -> None:
     assert recorded["path"] == "/v1/messages"
     assert recorded["body"]["max_tokens"] == 32
     assert "x-api-key" in recorded["headers"] or "authorization" in recorded["headers"]
+
+
+def test_count_tokens_counts_the_words_of_the_system_and_message_texts(
+    server: RunningServer,
+) -> None:
+    counted = client(server).messages.count_tokens(
+        model="claude-x",
+        system="Be brief.",
+        messages=[
+            {"role": "user", "content": [{"type": "text", "text": "one two three"}]},
+            {"role": "assistant", "content": "four"},
+        ],
+    )
+    assert counted.input_tokens == 2 + 3 + 1
+
+
+def test_count_tokens_answers_scripted_errors_and_a_wrong_key_in_anthropics_shape(
+    server: RunningServer,
+) -> None:
+    httpx.post(f"{server.url}/_mock/script", json={"script": "429"}, timeout=30)
+    ask: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    with pytest.raises(anthropic.RateLimitError) as limited:
+        client(server).messages.count_tokens(**ask)
+    assert limited.value.body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
+    wrong = anthropic.Anthropic(base_url=server.url, api_key="nope", max_retries=0)
+    with pytest.raises(anthropic.AuthenticationError):
+        wrong.messages.count_tokens(**ask)

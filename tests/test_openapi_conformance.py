@@ -68,7 +68,8 @@ OPERATIONS = {
 """Every operation the document must list (a missing one would go untested silently)."""
 
 REFUSED_ALWAYS = {("POST", "/v1/messages/count_tokens")}
-"""Operations documented as always refused: no valid request of theirs answers 200."""
+"""Operations no target of this test's config serves, so no valid request of theirs answers
+200 (token counting needs an ``anthropic`` target)."""
 
 PLAIN: dict[str, dict[str, Any]] = {
     "/v1/chat/completions": {"model": "m", "messages": [{"role": "user", "content": "hi"}]},

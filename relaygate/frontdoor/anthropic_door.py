@@ -1,5 +1,6 @@
-"""``POST /v1/messages``: the :class:`~relaygate.frontdoor.door.FrontDoor` of Anthropic's
-Messages API (translation in :mod:`relaygate.frontdoor.anthropic_messages`).
+"""``POST /v1/messages`` and ``/v1/messages/count_tokens``: the
+:class:`~relaygate.frontdoor.door.FrontDoor` of Anthropic's Messages API and of its token
+counting (translation in :mod:`relaygate.frontdoor.anthropic_messages`).
 
 - the gateway key may come as ``x-api-key`` (what the ``anthropic`` SDK sends, older
   versions) as well as ``Authorization: Bearer`` and ``x-portkey-api-key``;
@@ -23,6 +24,7 @@ from relaygate.frontdoor.anthropic_messages import (
     to_chat_request,
     to_message,
 )
+from relaygate.providers.anthropic import token_count
 from relaygate.translate import TranslatedStream
 
 _JSON = "application/json"
@@ -32,7 +34,7 @@ MESSAGES_ROUTE = "/v1/messages"
 """Where Anthropic's Messages API is served."""
 
 COUNT_TOKENS_ROUTE = "/v1/messages/count_tokens"
-"""Anthropic's token counting route (answered 404: no relaygate target counts tokens)."""
+"""Anthropic's token counting route (answered by ``anthropic`` targets)."""
 
 
 class AnthropicMessagesDoor:
@@ -56,7 +58,7 @@ class AnthropicMessagesDoor:
             raise GatewayError(400, "request body is not valid JSON", code="invalid_json") from exc
         if not isinstance(payload, dict):
             raise GatewayError(400, "request body must be a JSON object", code="invalid_body")
-        chat = to_chat_request(payload)
+        chat = to_chat_request(self._prepared(payload))
         try:
             return chat, orjson.dumps(chat)
         except orjson.JSONEncodeError as exc:  # a tool input nested past orjson's limit
@@ -82,8 +84,10 @@ class AnthropicMessagesDoor:
                 chat = None
             if isinstance(chat, dict):
                 try:
-                    body = orjson.dumps(to_message(chat))
-                except orjson.JSONEncodeError:  # an upstream's tool arguments nested too deep
+                    body = self._answered(chat)
+                except (ValueError, orjson.JSONEncodeError):
+                    # Not an answer of this route, or an upstream's tool arguments nested
+                    # past the encoder's limit.
                     body = b""
                 if body:
                     return EdgeResponse(response.status, headers, body)
@@ -93,3 +97,31 @@ class AnthropicMessagesDoor:
         return EdgeResponse(
             response.status, headers, anthropic_error(response.status, response.body)
         )
+
+    def _prepared(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The Messages request to translate for ``payload`` (itself)."""
+        return payload
+
+    def _answered(self, chat: dict[str, Any]) -> bytes:
+        """The body answering a served chat completion: the Anthropic ``message``."""
+        return orjson.dumps(to_message(chat))
+
+
+class AnthropicCountTokensDoor(AnthropicMessagesDoor):
+    """Anthropic's ``POST /v1/messages/count_tokens`` over the pipeline: the request is
+    translated as a Messages request would be (it has no ``max_tokens`` and is never
+    streamed) and routed as :data:`~relaygate.exchange.Operation.COUNT_TOKENS`, which
+    ``anthropic`` targets answer and others refuse (400 ``unsupported_operation``, which
+    falls back); the answer is Anthropic's ``{"input_tokens": n}``."""
+
+    route = COUNT_TOKENS_ROUTE
+
+    def _prepared(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """``payload`` with the ``max_tokens`` the translation requires, never streamed."""
+        prepared = {k: v for k, v in payload.items() if k != "stream"}
+        prepared.setdefault("max_tokens", 1)
+        return prepared
+
+    def _answered(self, chat: dict[str, Any]) -> bytes:
+        """The ``{"input_tokens": n}`` the target answered (``ValueError`` without one)."""
+        return orjson.dumps(token_count(chat))

@@ -1,8 +1,9 @@
 """The OpenAPI description of ``POST /v1/messages`` (merged into :mod:`relaygate.openapi`).
 
 Schemas follow https://docs.anthropic.com/en/api/messages, narrowed to what the front door
-translates; errors are Anthropic's shape. ``POST /v1/messages/count_tokens`` is listed as
-what it is: always a 404 ``not_found_error`` (no relaygate target counts tokens).
+translates; errors are Anthropic's shape. ``POST /v1/messages/count_tokens``
+(https://docs.anthropic.com/en/api/messages-count-tokens) is answered by ``anthropic``
+targets; others refuse it with 400, which a fallback moves on from.
 """
 
 from __future__ import annotations
@@ -23,6 +24,26 @@ _TEXT_BLOCK = {
     "properties": {"type": {"const": "text"}, "text": {"type": "string"}},
 }
 
+_MESSAGES: dict[str, Any] = {
+    "type": "array",
+    "minItems": 1,
+    "items": {
+        "type": "object",
+        "required": ["role", "content"],
+        "properties": {
+            "role": {"enum": ["user", "assistant"]},
+            "content": {
+                "anyOf": [
+                    {"type": "string"},
+                    {"type": "array", "items": _TEXT_BLOCK},
+                ]
+            },
+        },
+    },
+}
+
+_SYSTEM: dict[str, Any] = {"anyOf": [{"type": "string"}, {"type": "array", "items": _TEXT_BLOCK}]}
+
 MESSAGES_SCHEMAS: dict[str, Any] = {
     "MessagesRequest": {
         "type": "object",
@@ -35,24 +56,8 @@ MESSAGES_SCHEMAS: dict[str, Any] = {
         "properties": {
             "model": {"type": "string", "minLength": 1},
             "max_tokens": {"type": "integer", "minimum": 1},
-            "messages": {
-                "type": "array",
-                "minItems": 1,
-                "items": {
-                    "type": "object",
-                    "required": ["role", "content"],
-                    "properties": {
-                        "role": {"enum": ["user", "assistant"]},
-                        "content": {
-                            "anyOf": [
-                                {"type": "string"},
-                                {"type": "array", "items": _TEXT_BLOCK},
-                            ]
-                        },
-                    },
-                },
-            },
-            "system": {"anyOf": [{"type": "string"}, {"type": "array", "items": _TEXT_BLOCK}]},
+            "messages": _MESSAGES,
+            "system": _SYSTEM,
             "stream": {"type": "boolean"},
             "temperature": {"type": "number", "minimum": 0, "maximum": 1},
             "stop_sequences": {"type": "array", "items": {"type": "string"}},
@@ -82,6 +87,24 @@ MESSAGES_SCHEMAS: dict[str, Any] = {
             },
         },
     },
+    "CountTokensRequest": {
+        "type": "object",
+        "description": "Anthropic's count_tokens request: a Messages request without "
+        "`max_tokens`, translated the same way and routed to a target that counts tokens "
+        "(an `anthropic` target; others refuse with 400, which a fallback moves on from).",
+        "required": ["model", "messages"],
+        "properties": {
+            "model": {"type": "string", "minLength": 1},
+            "messages": _MESSAGES,
+            "system": _SYSTEM,
+        },
+    },
+    "TokenCount": {
+        "type": "object",
+        "description": "The target's count of the request's input tokens.",
+        "required": ["input_tokens"],
+        "properties": {"input_tokens": {"type": "integer", "minimum": 0}},
+    },
     "MessagesError": {
         "type": "object",
         "description": "Anthropic's error shape, used by every 4xx/5xx answer of this route "
@@ -109,11 +132,17 @@ MESSAGES_SCHEMAS: dict[str, Any] = {
 """Components added to the document's ``schemas``."""
 
 
-def messages_operation(
-    parameters: list[dict[str, Any]], headers: dict[str, Any], errors: dict[str, str]
+def _door_operation(
+    ids: tuple[str, str],
+    request: str,
+    content: dict[str, Any],
+    parameters: list[dict[str, Any]],
+    headers: dict[str, Any],
+    errors: dict[str, str],
 ) -> dict[str, Any]:
-    """The ``post`` operation of ``/v1/messages``: the API's request ``parameters``, answer
-    ``headers`` (plus ``request-id``) and error statuses with their descriptions."""
+    """A ``post`` operation of Anthropic's API: ``ids`` its operation id and summary,
+    ``request`` its body schema, ``content`` its 200 answer; the API's request
+    ``parameters``, answer ``headers`` (plus ``request-id``) and error statuses."""
     answer_headers = {
         **headers,
         "request-id": {
@@ -123,23 +152,17 @@ def messages_operation(
     }
     error = {_JSON: {"schema": _schema("MessagesError")}}
     return {
-        "operationId": "createMessage",
-        "summary": "Anthropic Messages API, routed by the config to any target",
+        "operationId": ids[0],
+        "summary": ids[1],
         "tags": ["anthropic"],
         "parameters": parameters,
         "security": [{}, {"GatewayKey": []}, {"PortkeyApiKey": []}, {"AnthropicApiKey": []}],
-        "requestBody": {
-            "required": True,
-            "content": {_JSON: {"schema": _schema("MessagesRequest")}},
-        },
+        "requestBody": {"required": True, "content": {_JSON: {"schema": _schema(request)}}},
         "responses": {
             "200": {
-                "description": "The served target's answer as a Message, or its event stream.",
+                "description": "The served target's answer.",
                 "headers": answer_headers,
-                "content": {
-                    _JSON: {"schema": _schema("Message")},
-                    _SSE: {"schema": _schema("MessagesStreamEvent")},
-                },
+                "content": content,
             },
             **{
                 status: {"description": text, "headers": answer_headers, "content": error}
@@ -149,31 +172,31 @@ def messages_operation(
     }
 
 
+def messages_operation(
+    parameters: list[dict[str, Any]], headers: dict[str, Any], errors: dict[str, str]
+) -> dict[str, Any]:
+    """The ``post`` operation of ``/v1/messages`` (see :func:`_door_operation`)."""
+    content = {
+        _JSON: {"schema": _schema("Message")},
+        _SSE: {"schema": _schema("MessagesStreamEvent")},
+    }
+    ids = ("createMessage", "Anthropic Messages API, routed by the config to any target")
+    return _door_operation(ids, "MessagesRequest", content, parameters, headers, errors)
+
+
+def count_tokens_operation(
+    parameters: list[dict[str, Any]], headers: dict[str, Any], errors: dict[str, str]
+) -> dict[str, Any]:
+    """The ``post`` operation of ``/v1/messages/count_tokens`` (see :func:`_door_operation`)."""
+    content = {_JSON: {"schema": _schema("TokenCount")}}
+    ids = ("countMessageTokens", "Anthropic token counting, answered by anthropic targets")
+    return _door_operation(ids, "CountTokensRequest", content, parameters, headers, errors)
+
+
 ANTHROPIC_KEY_SCHEME: dict[str, Any] = {
     "type": "apiKey",
     "in": "header",
     "name": "x-api-key",
-    "description": "The gateway key as the anthropic SDK sends it (on `/v1/messages` only).",
+    "description": "The gateway key as the anthropic SDK sends it (on Anthropic's routes only).",
 }
 """The ``x-api-key`` security scheme."""
-
-
-def count_tokens_operation(headers: dict[str, Any]) -> dict[str, Any]:
-    """The ``post`` operation of ``/v1/messages/count_tokens``: always refused."""
-    return {
-        "operationId": "countMessageTokens",
-        "summary": "Not served: no relaygate target counts tokens",
-        "tags": ["anthropic"],
-        "requestBody": {
-            "required": False,
-            "description": "Anthropic's count_tokens request; not read.",
-            "content": {_JSON: {"schema": {"type": "object"}}},
-        },
-        "responses": {
-            "404": {
-                "description": "Always: `not_found_error` (`count_tokens_unsupported`).",
-                "headers": headers,
-                "content": {_JSON: {"schema": _schema("MessagesError")}},
-            }
-        },
-    }

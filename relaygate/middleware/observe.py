@@ -91,7 +91,7 @@ class Observe:
             }
             if operation is not None:
                 attributes[sc.GEN_AI_OPERATION_NAME] = operation.value
-                route = route or ROUTES[operation]
+                route = route or ROUTES.get(operation)
             if route is not None:
                 attributes[sc.HTTP_ROUTE] = route
                 name = f"{method} {route}"

@@ -13,6 +13,9 @@ scripts, ``--error-rate``: statuses, latency, hangs, garbage, ``cut_after_chunks
 - ``x-api-key`` is accepted as the mock's key (Anthropic's header).
 
 ``GET /_mock/requests`` records such a request as it came (path, headers, Messages body).
+
+``POST /v1/messages/count_tokens`` answers ``{"input_tokens": n}``, ``n`` the words of the
+request's text (:func:`counted_tokens`), or a scripted error status in Anthropic's shape.
 """
 
 from __future__ import annotations
@@ -170,3 +173,22 @@ class _Answer:
         if not isinstance(chat, dict):
             return self._body, False
         return orjson.dumps(to_message(chat)), True
+
+
+def counted_tokens(payload: dict[str, Any]) -> int:
+    """The mock's token count of a count_tokens request: the words of its ``system`` and of
+    every message's text (a string ``content`` or the ``text`` of a block)."""
+    words = 0
+    stack: list[tuple[str, Any]] = [
+        ("system", payload.get("system")),
+        ("", payload.get("messages")),
+    ]
+    while stack:
+        key, item = stack.pop()
+        if isinstance(item, str):
+            words += len(item.split()) if key in ("system", "content", "text") else 0
+        elif isinstance(item, dict):
+            stack.extend(item.items())
+        elif isinstance(item, list):
+            stack.extend((key, value) for value in item)
+    return words

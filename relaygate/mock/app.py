@@ -21,7 +21,8 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive
 
-from relaygate.mock.anthropic import AnthropicWire
+from relaygate.frontdoor.anthropic_messages import anthropic_error
+from relaygate.mock.anthropic import AnthropicWire, counted_tokens
 from relaygate.mock.bedrock import BedrockSimulator
 from relaygate.mock.cohere import CohereWire
 from relaygate.mock.faults import REQUEST_TEXT_WORDS, Fault, MockSettings, parse_faults
@@ -463,6 +464,28 @@ class _MockApp:
         """``/v2/embed`` in Cohere's format."""
         return await self._handle(request, "embed", COHERE)
 
+    async def count_tokens(self, request: Request) -> Response:
+        """Anthropic's ``/v1/messages/count_tokens``: ``input_tokens`` as
+        :func:`~relaygate.mock.anthropic.counted_tokens` counts them; the script's error
+        status, a wrong key (``x-api-key`` or a bearer token: 401) and a body that is no
+        request (400) in Anthropic's error shape."""
+        body = _parse_body(await request.body())
+        self.state.record(request, None if body is _NOT_JSON else body)
+        status = self.state.next_fault().status
+        payload: dict[str, Any] = body if isinstance(body, dict) else {}
+        key, expected = request.headers.get("x-api-key", ""), self.settings.api_key
+        if not self._authorized(request) and not (
+            expected and key and hmac.compare_digest(key.encode(), expected.encode())
+        ):
+            status = 401
+        elif not isinstance(payload.get("messages"), list):
+            status = 400
+        self.state.count(str(status))
+        if status >= 400:
+            error = anthropic_error(status, b"")
+            return Response(error, status, self.name_header, media_type="application/json")
+        return _json_response({"input_tokens": counted_tokens(payload)}, 200, self.name_header)
+
     async def not_found(self, request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         if not request.url.path.startswith("/_mock/"):
@@ -517,6 +540,8 @@ class _MockApp:
             routes.append(Route(f"{prefix}/responses", self.responses, methods=["POST"]))
         for path in ("/v1/models", "/models", "/openai/models"):
             routes.append(Route(path, self.models, methods=["GET"]))
+        for path in ("/v1/messages/count_tokens", "/messages/count_tokens"):
+            routes.append(Route(path, self.count_tokens, methods=["POST"]))
         routes.append(Route("/v1beta/models/{target}", self.gemini, methods=["POST"]))
         routes.append(Route("/v2/chat", self.cohere_chat, methods=["POST"]))
         routes.append(Route("/v2/embed", self.cohere_embed, methods=["POST"]))

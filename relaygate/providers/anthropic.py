@@ -321,6 +321,20 @@ def to_messages_request(
     return out, dropped
 
 
+COUNTED_FIELDS: frozenset[str] = frozenset({"model", "messages", "system", "tools", "tool_choice"})
+"""The Messages request fields ``/v1/messages/count_tokens`` takes
+(https://docs.anthropic.com/en/api/messages-count-tokens)."""
+
+
+def token_count(payload: Mapping[str, Any]) -> dict[str, int]:
+    """``{"input_tokens": n}`` of a count_tokens answer; :class:`ValueError` when it has no
+    count."""
+    count = payload.get("input_tokens")
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+        raise ValueError("upstream answered a token count without input_tokens")
+    return {"input_tokens": count}
+
+
 def tool_call(block: Mapping[str, Any], arguments: str | None = None) -> dict[str, Any]:
     """The OpenAI ``tool_calls`` entry of a ``tool_use`` block."""
     args = arguments if arguments is not None else orjson.dumps(block.get("input") or {}).decode()
@@ -397,8 +411,11 @@ class Anthropic:
     def build_request(
         self, request: GatewayRequest, target: Target, extra_headers: Mapping[str, str]
     ) -> UpstreamRequest:
-        """See :meth:`relaygate.providers.base.ProviderAdapter.build_request`."""
-        if request.operation is not Operation.CHAT:
+        """See :meth:`relaygate.providers.base.ProviderAdapter.build_request`; token
+        counting (:data:`~relaygate.exchange.Operation.COUNT_TOKENS`) sends the
+        :data:`COUNTED_FIELDS` of the same translation to ``{base}/messages/count_tokens``."""
+        counting = request.operation is Operation.COUNT_TOKENS
+        if request.operation is not Operation.CHAT and not counting:
             raise GatewayError(
                 400,
                 f"provider '{self.name}' does not serve {request.operation.value}",
@@ -409,6 +426,8 @@ class Anthropic:
         )
         wire, dropped = to_messages_request(body, strict=strict_compliance(request, target))
         warn_dropped(self.name, request, target, dropped)
+        if counting:
+            wire = {k: v for k, v in wire.items() if k in COUNTED_FIELDS}
         headers = {
             "content-type": "application/json",
             "accept": "text/event-stream" if request.stream else "application/json",
@@ -421,7 +440,8 @@ class Anthropic:
             headers["x-api-key"] = target.api_key.reveal()
         return UpstreamRequest(
             method="POST",
-            url=(target.custom_host or self.base_url) + "/messages",
+            url=(target.custom_host or self.base_url)
+            + ("/messages/count_tokens" if counting else "/messages"),
             headers=headers,
             content=orjson.dumps(wire),
             stream=request.stream,
@@ -429,8 +449,12 @@ class Anthropic:
         )
 
     def parse_response(self, request: GatewayRequest, status: int, body: bytes) -> Any:
-        """The ``chat.completion`` of an Anthropic message answer."""
-        return to_chat_completion(parse_json_object(body), int(self.clock()))
+        """The ``chat.completion`` of an Anthropic message answer; for token counting,
+        ``{"input_tokens": n}`` as Anthropic answered it."""
+        payload = parse_json_object(body)
+        if request.operation is Operation.COUNT_TOKENS:
+            return token_count(payload)
+        return to_chat_completion(payload, int(self.clock()))
 
     def stream_translator(self, request: GatewayRequest) -> StreamTranslator:
         """OpenAI chunks read from Anthropic's event stream (:class:`ChunkTranslator`)."""

@@ -319,8 +319,45 @@ def test_messages_errors_are_anthropic_shaped(gateway: Gateway) -> None:
         json={"model": "m", "messages": [{"role": "user", "content": "x"}]},
         timeout=CLIENT_TIMEOUT_S,
     )
-    assert count.status_code == 404
+    assert count.status_code == 400  # no config named: refused like any request
     assert count.json() == {
         "type": "error",
-        "error": {"type": "not_found_error", "message": count.json()["error"]["message"]},
+        "error": {"type": "invalid_request_error", "message": count.json()["error"]["message"]},
     }
+
+
+def test_anthropic_sdk_counts_tokens_at_an_anthropic_target(gateway: Gateway) -> None:
+    _prepare(gateway, "", "")
+    client = _anthropic_client(gateway, bearer=False)
+    raw = client.messages.with_raw_response.count_tokens(
+        model="claude-any",
+        system="Be brief.",
+        messages=[{"role": "user", "content": "Count these four words."}],
+        tools=TOOLS_ANTHROPIC,
+        extra_headers={"x-portkey-config": "gpt-first"},
+    )
+    # The OpenAI-compatible target cannot count (refused before any call), so the
+    # fallback reaches claude, which counts the words of the system prompt and message.
+    assert raw.parse().input_tokens == 2 + 4
+    assert raw.headers["x-portkey-last-used-option-index"] == "config.targets[1]"
+    assert gateway.gpt.hits() == 0
+    (asked,) = gateway.claude.requests()
+    assert asked["path"] == "/v1/messages/count_tokens"
+    assert asked["headers"]["x-api-key"] == "sk-claude"
+    assert set(asked["body"]) == {"model", "messages", "system", "tools"}
+    assert asked["body"]["model"] == "claude-x"
+    assert asked["body"]["tools"][0]["name"] == "lookup"
+
+
+def test_a_failing_count_is_an_anthropic_error_the_sdk_raises(gateway: Gateway) -> None:
+    _prepare(gateway, "529,529", "")
+    client = _anthropic_client(gateway, bearer=True)
+    with pytest.raises(anthropic.APIStatusError) as caught:
+        client.messages.count_tokens(
+            model="claude-any",
+            messages=[{"role": "user", "content": "hi"}],
+            extra_headers={"x-portkey-config": "claude-retry"},
+        )
+    assert caught.value.status_code == 529
+    assert caught.value.body["error"]["type"] == "overloaded_error"  # type: ignore[index]
+    assert gateway.claude.hits() == 2  # tried, and retried once

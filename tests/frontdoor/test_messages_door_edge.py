@@ -43,15 +43,19 @@ async def test_a_messages_request_is_traced_on_its_own_route(
     assert orjson.loads(upstream.requests[0].content)["messages"] == ASK["messages"]
 
 
-async def test_a_refused_messages_request_and_count_tokens_name_their_routes(
+async def test_a_refused_messages_request_and_a_refused_count_name_their_routes(
     telemetry: Telemetry, spans: InMemorySpanExporter
 ) -> None:
     async with asgi_client(gateway_app(CONFIG, telemetry, RecordingTransport())) as client:
         refused = await client.post("/v1/messages", json={"model": "m", "messages": []})
         counted = await client.post("/v1/messages/count_tokens", json=ASK)
     assert refused.status_code == 400 and refused.json()["type"] == "error"
-    assert counted.status_code == 404
-    assert counted.json()["error"]["type"] == "not_found_error"
+    # An OpenAI target counts no tokens: a clear 400 in Anthropic's shape.
+    assert counted.status_code == 400
+    assert counted.json()["error"] == {
+        "type": "invalid_request_error",
+        "message": "provider 'openai' does not serve count_tokens",
+    }
     assert server_routes(spans) == [
         ("POST /v1/messages", "/v1/messages"),
         ("POST /v1/messages/count_tokens", "/v1/messages/count_tokens"),
@@ -79,3 +83,19 @@ def test_the_door_hands_over_its_chat_body_parsed_and_the_codec_keeps_it() -> No
     request = codec.parse(Operation.CHAT, raw, {}, ctx, parsed)
     assert request.body is parsed  # not decoded again
     assert request.raw_body == raw and request.stream is True
+
+
+async def test_a_count_served_by_an_anthropic_target_and_an_unreadable_one(
+    telemetry: Telemetry,
+) -> None:
+    config = {"default_config": {"provider": "anthropic", "api_key": "sk-ant",
+                                 "custom_host": "http://claude.test/v1"}}  # fmt: skip
+    counted = RecordingTransport(httpx.Response(200, json={"input_tokens": 12}))
+    async with asgi_client(gateway_app(config, telemetry, counted)) as client:
+        answer = await client.post("/v1/messages/count_tokens", json=ASK)
+    assert answer.status_code == 200 and answer.json() == {"input_tokens": 12}
+    assert str(counted.requests[0].url) == "http://claude.test/v1/messages/count_tokens"
+    garbage = RecordingTransport(httpx.Response(200, json={"tokens": "many"}))
+    async with asgi_client(gateway_app(config, telemetry, garbage)) as client:
+        answer = await client.post("/v1/messages/count_tokens", json=ASK)
+    assert answer.status_code == 502 and answer.json()["type"] == "error"

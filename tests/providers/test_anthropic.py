@@ -352,3 +352,25 @@ def test_strict_comes_from_the_target_setting_else_the_header(
     headers = {STRICT_HEADER: header} if header is not None else None
     request = gateway_request({"model": "m", "messages": []}, target=tgt, headers=headers)
     assert strict_compliance(request, tgt) is refused
+
+
+def test_token_counting_sends_the_fields_count_tokens_takes_to_its_path() -> None:
+    from relaygate.exchange import Operation
+    from relaygate.providers.anthropic import Anthropic
+
+    body = {
+        "model": "m", "max_tokens": 1, "temperature": 0.5, "stop": ["x"],
+        "messages": [{"role": "system", "content": "Be brief."},
+                     {"role": "user", "content": "hi"}],
+    }  # fmt: skip
+    request = gateway_request(body, target=TARGET, operation=Operation.COUNT_TOKENS)
+    wire = Anthropic().build_request(request, TARGET, {})
+    assert wire.url.endswith("/messages/count_tokens") and not wire.stream
+    assert orjson.loads(wire.content) == {
+        "model": "m",
+        "system": [{"type": "text", "text": "Be brief."}],
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+    }
+    assert Anthropic().parse_response(request, 200, b'{"input_tokens": 7}') == {"input_tokens": 7}
+    with pytest.raises(ValueError):
+        Anthropic().parse_response(request, 200, b'{"type": "message", "content": []}')
