@@ -34,14 +34,34 @@ async def test_counters_count_and_expire_with_their_ttl() -> None:
 
 async def test_values_expire_and_the_least_recently_used_key_goes_first() -> None:
     clock = Clock()
-    memory = MemoryBackend(max_entries=2, clock=clock)
-    await memory.run([Set("x", b"1", 10), Set("y", b"2", 10)])
-    assert await memory.run([Get("x")]) == [b"1"]  # x is now the most recently used
-    await memory.run([Set("z", b"3", 10)])
-    assert await memory.run([Get("x"), Get("y"), Get("z")]) == [b"1", None, b"3"]
-    assert len(memory) == 2
+    memory = MemoryBackend(cache_entries=2, clock=clock)
+    await memory.run([Set("cache:x", b"1", 10), Set("cache:y", b"2", 10)])
+    assert await memory.run([Get("cache:x")]) == [b"1"]  # x is now the most recently used
+    await memory.run([Set("cache:z", b"3", 10)])
+    assert await memory.run([Get("cache:x"), Get("cache:y"), Get("cache:z")]) == [
+        b"1",
+        None,
+        b"3",
+    ]
+    assert memory.sizes() == (0, 2)
     clock.now += 10
-    assert await memory.run([Get("x")]) == [None]
+    assert await memory.run([Get("cache:x")]) == [None]
+
+
+async def test_counters_have_their_own_bound() -> None:
+    memory = MemoryBackend(counter_entries=2)
+    await memory.run([Incr("rl:a", 1, 60), Incr("rl:b", 1, 60), Incr("rl:c", 1, 60)])
+    assert await memory.run([Get("rl:a"), Get("rl:b"), Get("rl:c")]) == [None, b"1", b"1"]
+    assert memory.sizes() == (2, 0)
+
+
+async def test_filling_the_cache_never_evicts_a_counter() -> None:
+    memory = MemoryBackend(counter_entries=2, cache_entries=3)
+    await memory.run([Incr("rl:key", 5, 60), Set("cb:circuit", b"open", 60)])
+    for n in range(1000):
+        await memory.run([Get(f"cache:{n}"), Set(f"cache:{n}", b"answer", 60)])
+    assert await memory.run([Get("rl:key"), Get("cb:circuit")]) == [b"5", b"open"]
+    assert memory.sizes() == (2, 3)
 
 
 class FlakyRemote:
