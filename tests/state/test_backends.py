@@ -128,6 +128,34 @@ async def test_a_down_remote_is_answered_locally_counted_logged_once_and_retried
     assert _metric(telemetry, "relaygate_state_backend_up") == 1
 
 
+async def test_a_flapping_remote_logs_once_per_interval(telemetry: Telemetry) -> None:
+    clock = Clock()
+    remote = FlakyRemote()
+    state = SharedState(
+        remote,
+        MemoryBackend(clock=clock),
+        telemetry,
+        retry_interval_s=0.1,
+        log_interval_s=30.0,
+        clock=clock,
+    )
+    with capture_logs() as logs:
+        for _ in range(20):  # down for one round trip, then up again, twenty times
+            remote.down = True
+            await state.run([Incr("n", 1, 60)])
+            remote.down = False
+            clock.now += 0.2
+            await state.run([Incr("n", 1, 60)])
+    assert [line["event"] for line in logs] == ["state_backend_down", "state_backend_recovered"]
+    assert _metric(telemetry, "relaygate_state_backend_errors_total") == 20
+    assert _metric(telemetry, "relaygate_state_backend_up") == 1
+    clock.now += 30
+    remote.down = True
+    with capture_logs() as logs:
+        await state.run([Incr("n", 1, 60)])
+    assert [line["event"] for line in logs] == ["state_backend_down"]  # a new interval
+
+
 @pytest.mark.parametrize("error", [TimeoutError("slow"), OSError("reset"), RuntimeError("x")])
 async def test_any_remote_error_falls_back(telemetry: Telemetry, error: Exception) -> None:
     class Broken(FlakyRemote):
