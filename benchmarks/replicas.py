@@ -6,10 +6,11 @@ requests-per-minute and a tokens-per-minute limit (far above what the run reache
 nothing is refused), with the default circuit breaker on:
 
 - ``relaygate-mem``: 1 worker, that state in the process (the same features without Redis);
-- ``relaygate-redis``: 1 worker, ``state: {redis: ...}`` (``timeout_ms``:
-  :data:`REDIS_TIMEOUT_MS`): each request is one pipelined round trip (count the request,
-  read the key's counters), then a background write of its tokens; the breaker's decisions
-  are read every ``circuit_sync_ms`` (default 500 ms);
+- ``relaygate-redis``: 1 worker, ``state: {redis: ...}`` with its defaults: each request
+  needs one round trip (count the request, read the key's counters), then a background
+  write of its tokens, each shared with the other requests in flight
+  (:mod:`relaygate.state.redis`); the breaker's decisions are read every
+  ``circuit_sync_ms`` (500 ms);
 - ``relaygate-redis-2w``: the same with 2 workers;
 - ``relaygate-2r``: 2 replicas (two ``relaygate serve`` processes on two ports), one worker
   each, sharing the one ``redis-server``.
@@ -42,7 +43,6 @@ from benchmarks.systems import CHAT_PATH, System, chat_body
 
 __all__ = [
     "KEY",
-    "REDIS_TIMEOUT_MS",
     "SHARED_STATE",
     "SYSTEMS",
     "Setup",
@@ -70,13 +70,6 @@ class Setup:
     label: str
     """Its row's name in the report."""
 
-
-REDIS_TIMEOUT_MS = 1000
-"""``state.redis.timeout_ms`` in these rows (the default is 250). At 64 connections a process
-runs well past what one core serves, and its event loop's own lag, which a round trip's
-timeout also counts, passes 250 ms at the tail: round trips to a healthy Redis then time out
-and are answered from local state (counted, and the row flagged). The rows measure the cost
-of sharing state, so they give the round trips room."""
 
 SYSTEMS: dict[str, Setup] = {
     "relaygate-mem": Setup(1, False, 1, "relaygate, key limits + breaker, in-process state"),
@@ -128,8 +121,7 @@ def shared_state_config(base: dict[str, Any], redis_port: int | None) -> dict[st
     limits = {"requests_per_minute": 10**9, "tokens_per_minute": 10**12}
     config["auth"] = {"keys": [{"name": "bench", "hash": hash_key(KEY), "limits": limits}]}
     if redis_port is not None:
-        url = f"redis://127.0.0.1:{redis_port}/0"
-        config["state"] = {"redis": {"url": url, "timeout_ms": REDIS_TIMEOUT_MS}}
+        config["state"] = {"redis": {"url": f"redis://127.0.0.1:{redis_port}/0"}}
     return config
 
 
