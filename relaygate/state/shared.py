@@ -71,8 +71,13 @@ class SharedState:
             self._recovered()
         return results
 
-    def _failed(self, now: float, exc: Exception) -> None:
+    def _failed(self, started: float, exc: Exception) -> None:
+        """A round trip sent at ``started`` failed. Requests that shared it (sent before
+        the backend was known down) fail together and count once."""
+        if not self.up and started < self._down_until:
+            return
         tel = self._tel
+        now = self._clock()
         tel.guard(tel.metrics.state_errors.inc)
         self._down_until = now + self._retry_s
         if self.up:

@@ -9,8 +9,10 @@ from collections.abc import Iterator
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from relaygate.state.backend import Get, Incr, Set
+from relaygate.state.backend import Get, Incr, MemoryBackend, Set
 from relaygate.state.redis import RedisBackend
+from relaygate.state.shared import SharedState
+from relaygate.telemetry import Telemetry
 from tests.redis_server import RedisServer, redis_server
 from tests.servers import free_port
 
@@ -58,3 +60,18 @@ async def test_a_failed_pipeline_fails_every_waiting_batch() -> None:
     assert len(outcomes) == 50
     assert all(isinstance(o, RedisConnectionError) for o in outcomes), outcomes[:3]
     assert backend.round_trips < 50
+
+
+async def test_requests_that_shared_a_failed_round_trip_count_one_failure(
+    telemetry: Telemetry,
+) -> None:
+    remote = RedisBackend(f"redis://127.0.0.1:{free_port()}/0", timeout_s=2)
+    state = SharedState(remote, MemoryBackend(), telemetry, retry_interval_s=60)
+    try:
+        answers = await asyncio.gather(*(state.run([Incr("n", 1, 60)]) for _ in range(20)))
+    finally:
+        await state.aclose()
+    # Every request answered from local state, one count each; one failure recorded.
+    assert sorted(a[0] for a in answers) == list(range(1, 21))
+    errors = telemetry.metrics.registry.get_sample_value("relaygate_state_backend_errors_total")
+    assert errors == remote.round_trips == 1
