@@ -254,7 +254,7 @@ class Bench:
 
     def start_shared_state(self) -> None:
         """``redis-server`` and the shared-state systems (:mod:`benchmarks.replicas`): one
-        OTLP sink per system, one worker processes on core 0, more on cores 0-1."""
+        OTLP sink per system; a single process on core 0, more than one on cores 0-1."""
         assert self.upstreams is not None
         redis = replicas.start_redis(self.procs, self.opts.run_dir, self.side_cores)
         self.redis = redis
