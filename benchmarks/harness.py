@@ -1,11 +1,14 @@
 """relaygate's benchmark: relaygate against a direct call, its floor and (optionally) peers.
 
-``bash benchmarks/run.sh [flags]`` installs nginx and wrk, then runs this module, which:
+``bash benchmarks/run.sh [flags]`` installs nginx, wrk and redis-server, then runs this
+module, which:
 
 1. starts the upstreams on loopback: nginx (fast 200 JSON, 503, SSE stream), the 50 ms
    delay server, and OTLP sinks; then the systems under test: relaygate with telemetry fully
    on (pinned to core 0), relaygate with telemetry off (core 0), relaygate with 2 workers
-   (cores 0-1), the bare pass-through floor proxy (core 0) and, with ``--peers``, Portkey and
+   (cores 0-1), the shared-state systems of :mod:`benchmarks.replicas` with their
+   ``redis-server`` (1 worker on core 0, 2 workers and 2 replicas on cores 0-1, Redis on
+   core 1), the bare pass-through floor proxy (core 0) and, with ``--peers``, Portkey and
    LiteLLM (core 0). Load generator and upstreams run on core 1.
 2. checks that every system answers every kind of request correctly, calibrates how many
    spans each kind of request exports, warms everything up and reads idle memory;
@@ -40,8 +43,16 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from benchmarks import loadgen, peers, profiling, report
-from benchmarks.procs import Processes, Service, free_port, http_ok, port_open
+from benchmarks import loadgen, peers, profiling, replicas, report
+from benchmarks.procs import (
+    Measured,
+    Processes,
+    Service,
+    ServiceGroup,
+    free_port,
+    http_ok,
+    port_open,
+)
 from benchmarks.systems import (
     TAIL_SAMPLING,
     Kind,
@@ -58,7 +69,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 SLOW_C1_DURATION_FACTOR = 2.5
 """How much longer than other runs the 50 ms upstream runs at 1 connection last."""
-RELAYGATES = ("relaygate", "relaygate-off", "relaygate-2w", "relaygate-tail")
+RELAYGATES = ("relaygate", "relaygate-off", "relaygate-2w", "relaygate-tail", *replicas.SYSTEMS)
 """The relaygate systems under test."""
 SSE_EVENTS = 7
 """Events in the upstream's SSE answer: six chunks, then ``data: [DONE]``."""
@@ -129,6 +140,8 @@ def scenarios(with_peers: bool) -> list[Scenario]:
             add("relaygate", "fallback", conns, "relaygate", "relaygate, fallback 503 → 200")
         if conns == 64:
             add("relaygate-2w", "single", conns, "relaygate-2w", "relaygate, 2 workers")
+            for name, setup in replicas.SYSTEMS.items():
+                add(name, "single", conns, name, setup.label)
         for peer in peer_names:
             add(peer, "single", conns, peer, f"{peer}, single target")
             if conns == 16:
@@ -154,6 +167,9 @@ class Bench:
         self.opts = opts
         self.procs = Processes(opts.run_dir)
         self.services: dict[str, Service] = {}
+        self.groups: dict[str, ServiceGroup] = {}
+        """Systems of several processes (replicas), measured together."""
+        self.redis: Service | None = None
         self.systems: dict[str, System] = {}
         self.sinks: dict[str, Service] = {}
         self.results: dict[str, Any] = {"options": _jsonable(asdict(opts)), "notes": []}
@@ -221,13 +237,53 @@ class Bench:
         config = relaygate_server_config(
             self.upstreams, port, telemetry, sink.port if sink else None, tail_sampling
         )
+        svc = self._serve(name, config, port, workers, cores)
+        self.services[name] = svc
+        self.systems[name] = relaygate_system(name, port)
+        return svc
+
+    def _serve(
+        self, name: str, config: dict[str, Any], port: int, workers: int, cores: str | None
+    ) -> Service:
+        """``relaygate serve`` on ``config``; ready when ``/health`` answers."""
         path = write_json(self.opts.run_dir / f"{name}.json", config)
         argv = ["-m", "relaygate.cli", "serve", "--config", str(path), "--workers", str(workers)]
         svc = self._python(name, argv, port, cores)
         svc.wait_ready(lambda: http_ok(f"http://127.0.0.1:{port}/health"))
-        self.services[name] = svc
-        self.systems[name] = relaygate_system(name, port)
         return svc
+
+    def start_shared_state(self) -> None:
+        """``redis-server`` and the shared-state systems (:mod:`benchmarks.replicas`): one
+        OTLP sink per system; a single process on core 0, more than one on cores 0-1."""
+        assert self.upstreams is not None
+        redis = replicas.start_redis(self.procs, self.opts.run_dir, self.side_cores)
+        self.redis = redis
+        both = "0,1" if self.opts.pin else None
+        for name, setup in replicas.SYSTEMS.items():
+            sink = self.start_sink(f"{name}-otlp-sink")
+            single = setup.workers == 1 and setup.replicas == 1
+            members = []
+            for index in range(setup.replicas):
+                port = free_port()
+                base = relaygate_server_config(self.upstreams, port, True, sink.port)
+                config = replicas.shared_state_config(base, redis.port if setup.redis else None)
+                member = name if setup.replicas == 1 else f"{name}-{index + 1}"
+                cores = self.gw_cores if single else both
+                members.append(self._serve(member, config, port, setup.workers, cores))
+            if setup.replicas == 1:
+                self.services[name] = members[0]
+            else:
+                self.groups[name] = ServiceGroup(name, members)
+            self.systems[name] = replicas.shared_state_system(name, [m.port for m in members])
+
+    def measured(self, name: str) -> Measured | None:
+        """The process tree (or group of them) measured for system ``name``."""
+        return self.groups.get(name) or self.services.get(name)
+
+    def under_test(self) -> dict[str, Measured]:
+        """Every system under test that runs processes, with what is measured for it."""
+        found = {name: self.measured(name) for name in self.systems}
+        return {name: svc for name, svc in found.items() if svc is not None}
 
     def start_floor(self) -> Service:
         """The bare pass-through proxy under uvicorn (uvloop, httptools)."""
@@ -258,6 +314,7 @@ class Bench:
         )
         both = "0,1" if self.opts.pin else None
         self.start_relaygate("relaygate-2w", telemetry=True, workers=2, cores=both)
+        self.start_shared_state()
         self.start_floor()
         if self.opts.peers:
             assert self.upstreams is not None
@@ -276,7 +333,8 @@ class Bench:
         """One request of every kind to every system: status, body and route must be right."""
         checks: list[dict[str, Any]] = []
         for name, system in self.systems.items():
-            for kind, request in system.requests.items():
+            sent = [(kind, each) for kind in system.requests for each in system.spread(kind)]
+            for kind, request in sent:
                 status, headers, body = post(request)
                 ok = 200 <= status < 300
                 if kind == "stream" and name in ("direct", "floor", *RELAYGATES):
@@ -324,33 +382,49 @@ class Bench:
         for name, system in self.systems.items():
             if name == "direct":
                 continue
-            svc = self.services[name]
+            svc = self.measured(name)
             for kind, request in system.requests.items():
                 if kind == "stream":
                     loadgen.run_stream(request, 50, svc)
                 else:
                     conns = 1 if kind == "slow" else 16
                     loadgen.run_wrk(
-                        request, conns, seconds, svc, self.opts.run_dir, cores=self.side_cores
+                        system.spread(kind),
+                        conns,
+                        seconds,
+                        svc,
+                        self.opts.run_dir,
+                        cores=self.side_cores,
                     )
 
     # --- measurement ---------------------------------------------------------------------
 
     def measure(self, scenario: Scenario) -> dict[str, Any]:
-        """One run of ``scenario``."""
+        """One run of ``scenario``; for a system whose state is in Redis, also the CPU
+        ``redis-server`` spent per request and the round trips to it that failed."""
         system = self.systems[scenario.system]
         request = system.request(scenario.kind)
-        measured = self.services.get(scenario.measured) if scenario.measured else None
+        measured = self.measured(scenario.measured) if scenario.measured else None
         if scenario.streaming:
             return loadgen.run_stream(request, self.opts.stream_count, measured)
-        return loadgen.run_wrk(
-            request,
+        redis = self.redis if scenario.system in replicas.SHARED_STATE else None
+        ports = [each.port for each in system.spread(scenario.kind)]
+        redis_before = redis.cpu_seconds() if redis else 0.0
+        errors_before = replicas.state_errors(ports) if redis else 0.0
+        row = loadgen.run_wrk(
+            system.spread(scenario.kind),
             scenario.connections,
             self.opts.duration_s * scenario.duration_factor,
             measured,
             self.opts.run_dir,
             cores=self.side_cores,
         )
+        if redis is not None:
+            served = row["requests"]
+            spent = redis.cpu_seconds() - redis_before
+            row["redis_cpu_ms_per_req"] = spent * 1000 / served if served else None
+            row["state_backend_errors"] = int(replicas.state_errors(ports) - errors_before)
+        return row
 
     def run_scenarios(self) -> None:
         """Every scenario, ``reps`` times, interleaved."""
@@ -382,13 +456,14 @@ class Bench:
     def memory(self, phase: str) -> None:
         """Resident memory of every system under test now, under ``memory.<phase>``."""
         mem = self.results.setdefault("memory", {})
-        for name, svc in self.services.items():
-            if name in self.systems:
-                mem.setdefault(name, {})[phase] = svc.rss_bytes() / 2**20
+        for name, svc in self.under_test().items():
+            mem.setdefault(name, {})[phase] = svc.rss_bytes() / 2**20
+        if self.redis is not None:
+            mem.setdefault("redis-server", {})[phase] = self.redis.rss_bytes() / 2**20
 
     def idle_cpu(self, seconds: float = 10.0) -> None:
         """CPU each system under test uses per second with no requests (timers, threads)."""
-        services = {n: svc for n, svc in self.services.items() if n in self.systems}
+        services = self.under_test()
         before = {n: svc.cpu_seconds() for n, svc in services.items()}
         started = time.monotonic()
         time.sleep(seconds)

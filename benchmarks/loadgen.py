@@ -14,12 +14,13 @@ import os
 import resource
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from benchmarks import stream_client
-from benchmarks.procs import Service
+from benchmarks.procs import Measured
 
 HERE = Path(__file__).resolve().parent
 WRK_SCRIPT = HERE / "wrk_post.lua"
@@ -88,54 +89,80 @@ def parse_wrk(output: str) -> dict[str, Any]:
 
 
 def run_wrk(
-    request: Request,
+    request: Request | Sequence[Request],
     connections: int,
     duration_s: float,
-    measured: Service | None,
+    measured: Measured | None,
     run_dir: Path,
     threads: int = 1,
     cores: str | None = None,
 ) -> dict[str, Any]:
-    """One bounded wrk run; returns throughput, latency percentiles, errors and CPU use."""
-    env = _wrk_env(request, run_dir / "wrk-body.json")
-    argv = wrk_command(request, connections, duration_s, threads, cores)
+    """One bounded wrk run; returns throughput, latency percentiles, errors and CPU use.
+
+    Given several requests (the same request to each of several replicas), one wrk per
+    request runs at the same time, the connections split evenly between them: requests,
+    throughput and errors are their sums, each latency percentile the worst of the runs
+    (wrk's histograms cannot be merged from its output), the mean weighted by requests.
+    """
+    sent = [request] if isinstance(request, Request) else list(request)
+    share = max(1, connections // len(sent))
+    limit_s = wrk_seconds(duration_s)
     cpu_before = measured.cpu_seconds() if measured else 0.0
     lg_before = _children_cpu_seconds()
     started = time.perf_counter()
-    done = subprocess.run(
-        argv,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=wrk_seconds(duration_s) + 60,
-        check=False,
-    )
+    running = []
+    for index, each in enumerate(sent):
+        env = _wrk_env(each, run_dir / f"wrk-body-{index}.json")
+        argv = wrk_command(each, share, duration_s, threads, cores)
+        running.append(
+            subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        )
+    outputs = []
+    for proc in running:
+        try:
+            out, err = proc.communicate(timeout=limit_s + 60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        outputs.append(
+            (proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
+        )
     elapsed = time.perf_counter() - started
     cpu_after = measured.cpu_seconds() if measured else 0.0
     lg_cpu = _children_cpu_seconds() - lg_before
-    if done.returncode != 0:
-        raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-    raw = parse_wrk(done.stdout)
-    requests = int(raw["requests"])
-    seconds = raw["duration_us"] / 1e6
-    socket_errors = sum(
-        int(raw[key]) for key in ("errors_connect", "errors_read", "errors_write", "errors_timeout")
-    )
+    raws = []
+    for code, out, err in outputs:
+        if code != 0:
+            raise RuntimeError(f"wrk failed ({code}):\n{out}\n{err}")
+        raws.append(parse_wrk(out))
+    requests = sum(int(raw["requests"]) for raw in raws)
+    seconds = max(raw["duration_us"] for raw in raws) / 1e6
+
+    def worst(key: str) -> float:
+        return float(max(raw[key] for raw in raws)) / 1000
+
+    errors = ("errors_connect", "errors_read", "errors_write", "errors_timeout")
     row: dict[str, Any] = {
         "requests": requests,
         "seconds": round(seconds, 3),
-        "rps": requests / seconds if seconds else 0.0,
-        "p50_ms": raw["p50_us"] / 1000,
-        "p90_ms": raw["p90_us"] / 1000,
-        "p99_ms": raw["p99_us"] / 1000,
-        "p999_ms": raw["p99.9_us"] / 1000,
-        "mean_ms": raw["latency_mean_us"] / 1000,
-        "max_ms": raw["latency_max_us"] / 1000,
-        "non_2xx": int(raw["non_2xx"]),
-        "socket_errors": socket_errors,
+        "rps": sum(
+            int(raw["requests"]) / (raw["duration_us"] / 1e6) for raw in raws if raw["duration_us"]
+        ),
+        "p50_ms": worst("p50_us"),
+        "p90_ms": worst("p90_us"),
+        "p99_ms": worst("p99_us"),
+        "p999_ms": worst("p99.9_us"),
+        "mean_ms": sum(raw["latency_mean_us"] * int(raw["requests"]) for raw in raws)
+        / max(requests, 1)
+        / 1000,
+        "max_ms": worst("latency_max_us"),
+        "non_2xx": sum(int(raw["non_2xx"]) for raw in raws),
+        "socket_errors": sum(int(raw[key]) for raw in raws for key in errors),
         "loadgen_cpu_ms_per_req": lg_cpu * 1000 / requests if requests else None,
         "wall_s": round(elapsed, 2),
     }
+    if len(raws) > 1:
+        row["wrk_runs"] = len(raws)
     if measured is not None:
         cpu = cpu_after - cpu_before
         row["cpu_s"] = round(cpu, 3)
@@ -145,7 +172,7 @@ def run_wrk(
     return row
 
 
-def run_stream(request: Request, count: int, measured: Service | None) -> dict[str, Any]:
+def run_stream(request: Request, count: int, measured: Measured | None) -> dict[str, Any]:
     """``count`` sequential streamed requests on one connection: TTFB and total times."""
     cpu_before = measured.cpu_seconds() if measured else 0.0
     timings = stream_client.run(

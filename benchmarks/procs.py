@@ -209,3 +209,33 @@ class Processes:
             with contextlib.suppress(Exception):
                 service.stop()
         self.services.clear()
+
+
+@dataclass
+class ServiceGroup:
+    """Several started processes measured as one system (replicas behind one load): CPU
+    time and resident memory are their sums, and it is alive while all of them are."""
+
+    name: str
+    members: list[Service]
+
+    @property
+    def port(self) -> int:
+        """The first member's port."""
+        return self.members[0].port
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds used so far by every member's process tree."""
+        return sum(member.cpu_seconds() for member in self.members)
+
+    def rss_bytes(self) -> int:
+        """Resident memory of every member's process tree now."""
+        return sum(member.rss_bytes() for member in self.members)
+
+    def alive(self) -> bool:
+        """Whether every member is still running."""
+        return all(member.alive() for member in self.members)
+
+
+Measured = Service | ServiceGroup
+"""What a load run brackets with CPU and memory readings: one process tree or a group."""

@@ -45,8 +45,19 @@ METRICS = (
     "total_p90_ms",
     "total_p99_ms",
     "events_per_stream",
+    "redis_cpu_ms_per_req",
 )
 """Per-run figures whose median over repetitions is reported."""
+
+SHARED_STATE_ROWS = (
+    ("relaygate.single.c64", "1 worker, no limits, no Redis (the single-process figure)"),
+    ("relaygate-mem.single.c64", "1 worker, key limits + breaker, in-process state"),
+    ("relaygate-redis.single.c64", "1 worker, key limits + shared breaker in Redis"),
+    ("relaygate-2w.single.c64", "2 workers, no limits, no Redis"),
+    ("relaygate-redis-2w.single.c64", "2 workers, key limits + breaker in Redis"),
+    ("relaygate-2r.single.c64", "2 replicas (1 worker each) sharing Redis"),
+)
+"""The rows of the many-replicas table (``benchmarks/replicas.py``), in order."""
 
 RATIOS = (
     "rps_x_direct",
@@ -222,6 +233,7 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         agg["non_2xx"] = sum(int(r.get("non_2xx", 0)) for r in rows)
         agg["socket_errors"] = sum(int(r.get("socket_errors", 0)) for r in rows)
         agg["requests"] = sum(int(r.get("requests", 0)) for r in rows)
+        agg["state_backend_errors"] = sum(int(r.get("state_backend_errors", 0)) for r in rows)
         failures = [r["failed"] for r in rows if "failed" in r]
         dead = any(r.get("alive") is False for r in rows)
         problems = []
@@ -231,6 +243,8 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             problems.append(f"{agg['socket_errors']} socket errors")
         if failures:
             problems.append(f"{len(failures)} failed runs")
+        if agg["state_backend_errors"]:
+            problems.append(f"{agg['state_backend_errors']} failed Redis round trips")
         if dead:
             problems.append("process died")
         agg["flag"] = "; ".join(problems)
@@ -448,8 +462,8 @@ def render(results: dict[str, Any]) -> str:
         + "Processes "
         + (
             "pinned: relaygate (1 worker), the floor proxy and peers on core 0; wrk, nginx, the "
-            "50 ms upstream, the OTLP sinks and the harness on core 1; relaygate with 2 workers "
-            "on cores 0-1."
+            "50 ms upstream, the OTLP sinks, redis-server and the harness on core 1; relaygate "
+            "with 2 workers and the 2 replicas on cores 0-1."
             if opts.get("pin")
             else "not pinned."
         )
@@ -560,6 +574,7 @@ def render(results: dict[str, Any]) -> str:
             table,
             "lrrrrrrrrl",
         )
+    lines += _shared_state_section(agg)
     lines += _memory_section(results)
     lines += _integrity_section(results)
     notes = results.get("notes") or []
@@ -587,6 +602,63 @@ def _fmt_load(load: Any) -> str:
     if not load:
         return "?"
     return " ".join(f"{x:.2f}" for x in load)
+
+
+def _shared_state_section(agg: dict[str, dict[str, Any]]) -> list[str]:
+    """The many-replicas table: each setup's throughput and CPU per request at 64
+    connections, relaygate's and ``redis-server``'s apart, beside the single process."""
+    present = [(key, label) for key, label in SHARED_STATE_ROWS if key in agg]
+    if len(present) < 2:
+        return []
+    single = agg.get("relaygate.single.c64", {})
+    base_rps, base_cpu = single.get("rps"), single.get("cpu_ms_per_req")
+    lines = ["", "#### Many workers and replicas (single target, 64 connections)", ""]
+    lines.append(
+        "Shared state: a gateway key with requests- and tokens-per-minute limits (never "
+        "reached) and the default circuit breaker, its state in the process or in one "
+        "`redis-server` the harness starts on core 1. 2 replicas are two `relaygate serve` "
+        "processes, each loaded by its own wrk with 32 connections at the same time: req/s "
+        "is the sum, p50/p99 the worse of the two. CPU ms/req is relaygate's process trees; "
+        "Redis that of `redis-server` in the same run; total ÷ 1 process compares their sum "
+        "with the single-process figure of the first row."
+    )
+    lines.append("")
+    table = []
+    for key, label in present:
+        row = agg[key]
+        cpu, redis = row.get("cpu_ms_per_req"), row.get("redis_cpu_ms_per_req")
+        total = cpu + (redis or 0.0) if cpu is not None else None
+        table.append(
+            [
+                label,
+                _fmt(row.get("rps"), 0),
+                _fmt(_ratio(row.get("rps"), base_rps), 2, "x"),
+                _fmt(row.get("p50_ms"), 2),
+                _fmt(row.get("p99_ms"), 2),
+                _fmt(cpu, 3),
+                _fmt(redis, 3),
+                _fmt(total, 3),
+                _fmt(_ratio(total, base_cpu), 2, "x"),
+                row.get("flag") or "ok",
+            ]
+        )
+    lines += _table(
+        [
+            "setup",
+            "req/s",
+            "x1 process",
+            "p50 ms",
+            "p99 ms",
+            "CPU ms/req",
+            "Redis CPU ms/req",
+            "total ms/req",
+            "total ÷ 1 process",
+            "errors",
+        ],
+        table,
+        "lrrrrrrrrl",
+    )
+    return lines
 
 
 def _memory_section(results: dict[str, Any]) -> list[str]:

@@ -10,9 +10,9 @@
 #                                           with --peers, --quick; see benchmarks/streams.py)
 #   bash benchmarks/run.sh --help           every flag
 #
-# Installs what it needs, idempotently, saying what first: nginx, wrk and util-linux from
-# Debian's packages (as root, or with `sudo -n`; otherwise it names them and stops), py-spy
-# into the venv when profiling. `--help` installs nothing. Writes
+# Installs what it needs, idempotently, saying what first: nginx, wrk, util-linux and
+# redis-server from Debian's packages (as root, or with `sudo -n`;
+# otherwise it names them and stops), py-spy into the venv when profiling. `--help` installs nothing. Writes
 # benchmarks/results/latest.{md,json} and the results in benchmarks/README.md. Every process
 # it starts is stopped when it exits.
 set -euo pipefail
@@ -29,10 +29,12 @@ ensure_tools() {
   command -v nginx >/dev/null 2>&1 || [ -x "${RELAYGATE_SBIN:-/usr/sbin}/nginx" ] || missing+=(nginx)
   command -v wrk >/dev/null 2>&1 || missing+=(wrk)
   command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
+  # The shared-state rows start their own redis-server (no daemon, a free loopback port).
+  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
   if [ "${#missing[@]}" -gt 0 ]; then
     # shellcheck source=scripts/apt-install.sh
     . "$REPO/scripts/apt-install.sh"
-    apt_install bench "the benchmark (floor proxy, load generator, CPU pinning)" "${missing[@]}"
+    apt_install bench "the benchmark (floor proxy, load generator, CPU pinning, shared state)" "${missing[@]}"
   fi
   if [ ! -x "$PYTHON" ]; then
     log "no virtualenv at $REPO/.venv: run 'make install' first"

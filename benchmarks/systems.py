@@ -16,7 +16,7 @@ kind. ``direct`` sends the same bodies straight to the upstreams.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -144,10 +144,17 @@ class System:
     name: str
     port: int
     requests: dict[Kind, Request] = field(default_factory=dict)
+    replicas: tuple[int, ...] = ()
+    """Ports of further replicas serving the same requests (load is spread over all)."""
 
     def request(self, kind: Kind) -> Request:
         """The request of ``kind``; ``KeyError`` if this system does not serve it."""
         return self.requests[kind]
+
+    def spread(self, kind: Kind) -> list[Request]:
+        """The request of ``kind`` to each replica, this system's own port first."""
+        first = self.requests[kind]
+        return [first, *(replace(first, port=port) for port in self.replicas)]
 
 
 def direct_system(up: Upstreams) -> System:

@@ -36,6 +36,7 @@ __all__ = [
     "MAX_BINDINGS",
     "CircuitEntry",
     "CircuitRegistry",
+    "Origin",
     "TransitionListener",
 ]
 
@@ -54,6 +55,10 @@ MAX_BINDINGS = 32
 Binding = tuple[str, str, str, str]
 """``(config, target, provider, model)`` label values a circuit is reported under."""
 
+Origin = tuple[str, bool, Target, str | None, str]
+"""Where a circuit was first reached: ``(config id, caller supplied, target, requested
+model, operation)``, from which its labels are made when it changes before it was bound."""
+
 TransitionListener = Callable[["CircuitEntry", CircuitState, CircuitState], None]
 """Called with the circuit, the state it left and the state it entered."""
 
@@ -70,6 +75,8 @@ class CircuitEntry:
     changed_at: float = 0.0
     labels: dict[str, str] = field(default_factory=dict)
     """Display names: ``target`` paths/names it was reached as (for the status page)."""
+    origin: Origin | None = None
+    """Its first attempt's config and target (see :data:`Origin`)."""
 
     def state(self, now: float) -> CircuitState:
         """The state an attempt at ``now`` would see."""

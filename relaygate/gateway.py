@@ -151,7 +151,7 @@ class Gateway:
         self._now = now
         self.loads = deps.loads or LoadBoard()
         self.circuits = deps.circuits if deps.circuits is not None else CircuitRegistry()
-        self._circuit_listener = circuit_telemetry(self.telemetry)
+        self._circuit_listener = circuit_telemetry(self.telemetry, self.circuits)
         self.circuits.listen(self._circuit_listener)
         self._circuit_sync = _circuit_sync(self.state, self.circuits, self.telemetry, server)
         gate = CircuitGate(self.circuits, server.breaker.settings(), self.telemetry)

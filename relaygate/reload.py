@@ -96,6 +96,8 @@ def restart_only_changes(old: ServerConfig, new: ServerConfig) -> list[str]:
         changed.append("state.redis")
     if old.state.cache.max_entries != new.state.cache.max_entries:
         changed.append("state.cache.max_entries")
+    if old.state.counters != new.state.counters:
+        changed.append("state.counters.max_entries")
     return changed
 
 

@@ -18,7 +18,7 @@ SCRIPTS = {
     "chromium": (REPO / "scripts" / "ensure-chromium.sh", ["chromium", "chromium-driver"]),
     "prometheus": (REPO / "scripts" / "ensure-prometheus.sh", ["prometheus"]),
     "redis": (REPO / "scripts" / "ensure-redis.sh", ["redis-server"]),
-    "bench": (REPO / "benchmarks" / "run.sh", ["nginx", "wrk", "util-linux"]),
+    "bench": (REPO / "benchmarks" / "run.sh", ["nginx", "wrk", "util-linux", "redis-server"]),
 }
 TOOLS = ("bash", "sed", "awk", "dirname", "tr", "cat", "env", "tee", "chmod", "rm", "printf")
 

@@ -13,10 +13,12 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from relaygate.config.schema import Int, LowerName, Number
+from relaygate.state.backend import DEFAULT_CACHE_ENTRIES, DEFAULT_COUNTER_ENTRIES
 from relaygate.strategies.ratelimit import Price, RateLimits
 
 __all__ = [
     "CacheStoreSettings",
+    "CounterStoreSettings",
     "LimitSpec",
     "PriceSettings",
     "RateLimitSettings",
@@ -50,12 +52,22 @@ class RedisSettings(_Section):
 class CacheStoreSettings(_Section):
     """Bounds of the response cache (configs turn it on with `cache: {mode: simple}`)."""
 
-    max_entries: Annotated[Int, Field(gt=0)] = 10_000
-    """Entries of the in-process cache (least recently used dropped first)."""
+    max_entries: Annotated[Int, Field(gt=0)] = DEFAULT_CACHE_ENTRIES
+    """Entries of the in-process cache (least recently used dropped first); a store of its
+    own, so filling it never evicts a rate-limit counter."""
     max_entry_bytes: Annotated[Int, Field(gt=0)] = 1024 * 1024
     """Answers larger than this are not cached."""
     share_across_keys: bool = False
     """Serve an answer cached for one gateway key (or caller credential) to another."""
+
+
+class CounterStoreSettings(_Section):
+    """Bound of the in-process store of rate-limit and budget counters (and, with Redis,
+    of the local fallback's)."""
+
+    max_entries: Annotated[Int, Field(gt=0)] = DEFAULT_COUNTER_ENTRIES
+    """Counter keys kept (least recently used dropped first; a dropped counter restarts
+    from 0). Each limited key or target uses up to five at a time."""
 
 
 class StateSettings(_Section):
@@ -65,6 +77,8 @@ class StateSettings(_Section):
     """Shared state in Redis; without it, each process keeps its own."""
     cache: CacheStoreSettings = Field(default_factory=CacheStoreSettings)
     """Bounds of the response cache."""
+    counters: CounterStoreSettings = Field(default_factory=CounterStoreSettings)
+    """Bound of the in-process counter store, apart from the cache's."""
 
 
 class LimitSpec(_Section):

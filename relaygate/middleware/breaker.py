@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 from opentelemetry.trace import get_current_span
 
-from relaygate.circuits import CircuitEntry, CircuitRegistry, TransitionListener
+from relaygate.circuits import CircuitEntry, CircuitRegistry, Origin, TransitionListener
 from relaygate.config.model import BreakerSettings, Node, Target, iter_targets
 from relaygate.errors import synthesized
 from relaygate.exchange import AttemptRecord, GatewayRequest, GatewayResponse, ResponseStream
@@ -164,6 +164,8 @@ class CircuitLayer:
             if settings is None:
                 return await inner(request)
             entry = registry.entry(target, request.model)
+            if entry.origin is None:
+                entry.origin = _origin(request)
             admission, moved = registry.admit(entry, settings)
             if moved or entry.circuit.state is not CircuitState.CLOSED:
                 _settle(tel, registry, entry, request, moved)
@@ -219,22 +221,25 @@ def _settle(
     the request's target labels, so its gauge and transitions are reported under them
     (closed circuits that never changed cost no label work)."""
     if moved or entry.circuit.state is not CircuitState.CLOSED:
-        _bind(tel, registry, entry, request)
+        _bind(tel, registry, entry, _origin(request))
     registry.announce(entry, moved)
 
 
-def _bind(
-    tel: Telemetry, registry: CircuitRegistry, entry: CircuitEntry, request: GatewayRequest
-) -> None:
-    """Report ``entry`` under the request's target labels from now on (gauge set at once)."""
+def _origin(request: GatewayRequest) -> Origin:
+    """Where ``request``'s attempt reaches its target's circuit (its labels are made from it)."""
     target = request.target
     config = request.config
     assert target is not None and config is not None
+    return (config.id, config.caller_supplied, target, request.model, request.operation.value)
+
+
+def _bind(tel: Telemetry, registry: CircuitRegistry, entry: CircuitEntry, origin: Origin) -> None:
+    """Report ``entry`` under the labels of ``origin`` from now on (gauge set at once)."""
+    config_id, supplied, target, requested, operation = origin
     try:
         metrics = tel.metrics
-        supplied = config.caller_supplied
-        model = metrics.model_label(target, request.model, supplied)
-        series = metrics.series(config.id, target, model, request.operation.value, supplied)
+        model = metrics.model_label(target, requested, supplied)
+        series = metrics.series(config_id, target, model, operation, supplied)
         if registry.bind(entry, series.labels, target.label):
             _set_state(tel, series.labels, entry.circuit.state)
     except Exception:  # telemetry never fails a request
@@ -247,11 +252,18 @@ def _set_state(tel: Telemetry, labels: tuple[str, ...], state: CircuitState) -> 
         gauge.labels(*labels, each.value).set(1.0 if each is state else 0.0)
 
 
-def circuit_telemetry(tel: Telemetry) -> TransitionListener:
-    """A transition listener recording the state gauge, the transitions counter, a span
-    event on the current span and a log line (warning when a circuit opens)."""
+def circuit_telemetry(tel: Telemetry, registry: CircuitRegistry) -> TransitionListener:
+    """A transition listener of ``registry`` recording the state gauge, the transitions
+    counter, a span event on the current span and a log line (warning when a circuit
+    opens). A circuit that changes before any attempt bound it to labels (a state adopted
+    from another replica) is bound to those of its first attempt, so its gauge shows the
+    change at once."""
 
     def listener(entry: CircuitEntry, old: CircuitState, new: CircuitState) -> None:
+        if not entry.bindings and entry.origin is not None:
+            # Changed without an attempt here (adopted from another replica): reported
+            # under the labels of its first attempt, at once.
+            _bind(tel, registry, entry, entry.origin)
         try:
             for labels in entry.bindings:
                 _set_state(tel, labels, new)

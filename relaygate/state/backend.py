@@ -15,7 +15,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["Get", "Incr", "MemoryBackend", "Op", "Result", "Set", "StateBackend"]
+__all__ = [
+    "CACHE_PREFIX",
+    "DEFAULT_CACHE_ENTRIES",
+    "DEFAULT_COUNTER_ENTRIES",
+    "Get",
+    "Incr",
+    "MemoryBackend",
+    "Op",
+    "Result",
+    "Set",
+    "StateBackend",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,66 +90,101 @@ def as_int(value: Result) -> int:
         return 0
 
 
-class MemoryBackend:
-    """State kept in this process: a bounded LRU map of keys with expiry times.
+CACHE_PREFIX = "cache:"
+"""The prefix of every cached answer's key; the in-process backend keeps these apart."""
 
-    At most ``max_entries`` keys are kept; past that the least recently used is dropped
-    (a counter so dropped starts again from 0, a cached answer is a miss). ``clock`` is the
-    time source in seconds (monotonic), injectable for tests. Each call runs synchronously:
-    nothing awaits, so a batch is atomic with respect to other requests of the process.
+DEFAULT_COUNTER_ENTRIES = 50_000
+"""Keys of the in-process counter store by default (``state.counters.max_entries``)."""
+
+DEFAULT_CACHE_ENTRIES = 10_000
+"""Entries of the in-process response cache by default (``state.cache.max_entries``)."""
+
+
+class _Store:
+    """One bounded LRU map of keys to values with expiry times (monotonic seconds)."""
+
+    __slots__ = ("data", "max")
+
+    def __init__(self, max_entries: int) -> None:
+        self.max = max_entries
+        self.data: OrderedDict[str, tuple[int | bytes, float]] = OrderedDict()
+
+    def live(self, key: str, now: float) -> int | bytes | None:
+        """The value of ``key`` unless absent or expired (an expired one is dropped)."""
+        found = self.data.get(key)
+        if found is None:
+            return None
+        if found[1] <= now:
+            del self.data[key]
+            return None
+        self.data.move_to_end(key)
+        return found[0]
+
+    def put(self, key: str, value: int | bytes, expires: float) -> None:
+        """Store ``value`` until ``expires``, dropping the least recently used past the bound."""
+        data = self.data
+        data[key] = (value, expires)
+        data.move_to_end(key)
+        while len(data) > self.max:
+            data.popitem(last=False)
+
+
+class MemoryBackend:
+    """State kept in this process: two bounded LRU maps of keys with expiry times.
+
+    Cached answers (keys starting with :data:`CACHE_PREFIX`) live in a store of at most
+    ``cache_entries`` keys, everything else (rate-limit and budget counters, circuit
+    records) in one of at most ``counter_entries``; past its bound a store drops its least
+    recently used key (a counter so dropped starts again from 0, a cached answer is a miss).
+    The stores are separate so that a flood of distinct cached requests can never evict a
+    counter and so reset a limit. ``clock`` is the time source in seconds (monotonic),
+    injectable for tests. Each call runs synchronously: nothing awaits, so a batch is atomic
+    with respect to other requests of the process.
     """
 
     shared = False
 
     def __init__(
-        self, max_entries: int = 100_000, clock: Callable[[], float] = time.monotonic
+        self,
+        counter_entries: int = DEFAULT_COUNTER_ENTRIES,
+        cache_entries: int = DEFAULT_CACHE_ENTRIES,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._max = max_entries
+        self._counters = _Store(counter_entries)
+        self._cache = _Store(cache_entries)
         self._clock = clock
-        self._data: OrderedDict[str, tuple[int | bytes, float]] = OrderedDict()
 
     def __len__(self) -> int:
-        return len(self._data)
+        return len(self._counters.data) + len(self._cache.data)
+
+    def sizes(self) -> tuple[int, int]:
+        """Keys held now: ``(counters, cached answers)``."""
+        return len(self._counters.data), len(self._cache.data)
+
+    def _store(self, key: str) -> _Store:
+        return self._cache if key.startswith(CACHE_PREFIX) else self._counters
 
     async def run(self, ops: Sequence[Op]) -> list[Result]:
-        """Run ``ops`` on the local map (see :class:`StateBackend`)."""
+        """Run ``ops`` on the local maps (see :class:`StateBackend`)."""
         return self.run_now(ops)
 
     def run_now(self, ops: Sequence[Op]) -> list[Result]:
         """:meth:`run` without awaiting (the batch completes before returning)."""
         now = self._clock()
-        data = self._data
         out: list[Result] = []
         for op in ops:
+            store = self._store(op.key)
             if isinstance(op, Get):
-                found = data.get(op.key)
-                if found is None or found[1] <= now:
-                    if found is not None:
-                        del data[op.key]
-                    out.append(None)
-                    continue
-                data.move_to_end(op.key)
-                value = found[0]
+                value = store.live(op.key, now)
                 out.append(str(value).encode() if isinstance(value, int) else value)
             elif isinstance(op, Incr):
-                found = data.get(op.key)
-                current = 0
-                if found is not None and found[1] > now:
-                    current = as_int(found[0])
-                total = current + op.amount
-                self._put(op.key, total, now + op.ttl_s)
+                total = as_int(store.live(op.key, now)) + op.amount
+                store.put(op.key, total, now + op.ttl_s)
                 out.append(total)
             else:
-                self._put(op.key, op.value, now + op.ttl_s)
+                store.put(op.key, op.value, now + op.ttl_s)
                 out.append(None)
         return out
-
-    def _put(self, key: str, value: int | bytes, expires: float) -> None:
-        data = self._data
-        data[key] = (value, expires)
-        data.move_to_end(key)
-        while len(data) > self._max:
-            data.popitem(last=False)
 
     async def aclose(self) -> None:
         """Nothing to release."""

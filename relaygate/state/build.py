@@ -12,9 +12,12 @@ __all__ = ["build_state"]
 
 
 def build_state(settings: StateSettings, telemetry: Telemetry) -> StateBackend:
-    """In-process state (bounded by ``cache.max_entries``), or Redis in front of it when
-    ``redis`` is set (:class:`~relaygate.state.shared.SharedState`)."""
-    local = MemoryBackend(max_entries=settings.cache.max_entries)
+    """In-process state (counters bounded by ``counters.max_entries``, cached answers apart
+    by ``cache.max_entries``), or Redis in front of it when ``redis`` is set
+    (:class:`~relaygate.state.shared.SharedState`)."""
+    local = MemoryBackend(
+        counter_entries=settings.counters.max_entries, cache_entries=settings.cache.max_entries
+    )
     redis = settings.redis
     if redis is None:
         return local

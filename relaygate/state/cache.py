@@ -18,6 +18,7 @@ from typing import Any
 
 from relaygate.config.model import RoutingConfig
 from relaygate.security.keys import KeyScope
+from relaygate.state.backend import CACHE_PREFIX
 
 __all__ = ["cache_key", "decode_entry", "encode_entry"]
 
@@ -52,7 +53,7 @@ def cache_key(
     digest.update(
         json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     )
-    return "cache:" + digest.hexdigest()
+    return CACHE_PREFIX + digest.hexdigest()
 
 
 def encode_entry(content_type: str, body: bytes) -> bytes:

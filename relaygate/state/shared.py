@@ -11,7 +11,8 @@ While the remote backend is down, limits are counted per process (each replica a
 admits up to the whole limit) and cached answers are per process. Every failed round trip
 counts in ``relaygate_state_backend_errors_total``; ``relaygate_state_backend_up`` is 1
 while the remote backend answers; a ``state_backend_down`` warning is logged at most once
-per ``log_interval_s``, and ``state_backend_recovered`` once when it answers again.
+per ``log_interval_s`` (a backend that flaps does not flood the log), and
+``state_backend_recovered`` once when it answers again after a logged one.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class SharedState:
         self._clock = clock
         self._down_until = 0.0
         self._logged_at: float | None = None
+        self._down_logged = False
         self.up = True
         """Whether the last remote round trip succeeded."""
         self.shared = remote.shared
@@ -69,8 +71,13 @@ class SharedState:
             self._recovered()
         return results
 
-    def _failed(self, now: float, exc: Exception) -> None:
+    def _failed(self, started: float, exc: Exception) -> None:
+        """A round trip sent at ``started`` failed. Requests that shared it (sent before
+        the backend was known down) fail together and count once."""
+        if not self.up and started < self._down_until:
+            return
         tel = self._tel
+        now = self._clock()
         tel.guard(tel.metrics.state_errors.inc)
         self._down_until = now + self._retry_s
         if self.up:
@@ -78,6 +85,7 @@ class SharedState:
             tel.guard(tel.metrics.state_up.set, 0)
         if self._logged_at is None or now - self._logged_at >= self._log_s:
             self._logged_at = now
+            self._down_logged = True
             tel.guard(
                 tel.logger.warning,
                 "state_backend_down",
@@ -89,9 +97,10 @@ class SharedState:
     def _recovered(self) -> None:
         tel = self._tel
         self.up = True
-        self._logged_at = None
         tel.guard(tel.metrics.state_up.set, 1)
-        tel.guard(tel.logger.warning, "state_backend_recovered")
+        if self._down_logged:
+            self._down_logged = False
+            tel.guard(tel.logger.warning, "state_backend_recovered")
 
     async def aclose(self) -> None:
         """Close the remote backend's connections."""

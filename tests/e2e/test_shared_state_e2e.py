@@ -68,9 +68,21 @@ def ask(server: RunningServer, content: str, client: httpx.Client) -> httpx.Resp
 
 
 def metric(server: RunningServer, client: httpx.Client, name: str) -> float:
+    """The sum of every series of ``name`` on ``server``'s ``/metrics`` (0 when none)."""
     text = client.get(f"{server.url}/metrics").text
-    found = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
-    return float(found.group(1)) if found else 0.0
+    found = re.finditer(rf"^{name}(?:\{{[^}}]*\}})? (\S+)$", text, re.MULTILINE)
+    return sum(float(each.group(1)) for each in found)
+
+
+def circuit_gauge(server: RunningServer, client: httpx.Client, state: str) -> float:
+    """``relaygate_circuit_state`` of the first target's circuit in ``state``, summed."""
+    text = client.get(f"{server.url}/metrics").text
+    total = 0.0
+    for found in re.finditer(r"^relaygate_circuit_state\{([^}]*)\} (\S+)$", text, re.MULTILINE):
+        labels = found.group(1)
+        if 'target="config.targets[0]"' in labels and f'state="{state}"' in labels:
+            total += float(found.group(2))
+    return total
 
 
 def away_from_a_minute_boundary() -> None:
@@ -189,6 +201,12 @@ def test_one_replicas_failures_open_the_circuit_seen_by_the_other(
         assert ask(two, "warm two", client).headers["x-relaygate-route"] == "config.targets[0]:200"
         mocks["alpha"].script("500,500")
         failed = [ask(one, f"fail {i}", client) for i in range(2)]
+        # The second replica's gauge shows the circuit open as soon as it adopts it, before
+        # it is asked anything more.
+        served_before = metric(two, client, "relaygate_requests_total")
+        wait_for(lambda: circuit_gauge(two, client, "open") == 1)
+        assert circuit_gauge(two, client, "closed") == 0
+        assert metric(two, client, "relaygate_requests_total") == served_before
         # Within a sync interval the second replica skips the target it never saw fail.
         skipped: list[tuple[int, int, httpx.Response]] = []
 

@@ -34,14 +34,34 @@ async def test_counters_count_and_expire_with_their_ttl() -> None:
 
 async def test_values_expire_and_the_least_recently_used_key_goes_first() -> None:
     clock = Clock()
-    memory = MemoryBackend(max_entries=2, clock=clock)
-    await memory.run([Set("x", b"1", 10), Set("y", b"2", 10)])
-    assert await memory.run([Get("x")]) == [b"1"]  # x is now the most recently used
-    await memory.run([Set("z", b"3", 10)])
-    assert await memory.run([Get("x"), Get("y"), Get("z")]) == [b"1", None, b"3"]
-    assert len(memory) == 2
+    memory = MemoryBackend(cache_entries=2, clock=clock)
+    await memory.run([Set("cache:x", b"1", 10), Set("cache:y", b"2", 10)])
+    assert await memory.run([Get("cache:x")]) == [b"1"]  # x is now the most recently used
+    await memory.run([Set("cache:z", b"3", 10)])
+    assert await memory.run([Get("cache:x"), Get("cache:y"), Get("cache:z")]) == [
+        b"1",
+        None,
+        b"3",
+    ]
+    assert memory.sizes() == (0, 2)
     clock.now += 10
-    assert await memory.run([Get("x")]) == [None]
+    assert await memory.run([Get("cache:x")]) == [None]
+
+
+async def test_counters_have_their_own_bound() -> None:
+    memory = MemoryBackend(counter_entries=2)
+    await memory.run([Incr("rl:a", 1, 60), Incr("rl:b", 1, 60), Incr("rl:c", 1, 60)])
+    assert await memory.run([Get("rl:a"), Get("rl:b"), Get("rl:c")]) == [None, b"1", b"1"]
+    assert memory.sizes() == (2, 0)
+
+
+async def test_filling_the_cache_never_evicts_a_counter() -> None:
+    memory = MemoryBackend(counter_entries=2, cache_entries=3)
+    await memory.run([Incr("rl:key", 5, 60), Set("cb:circuit", b"open", 60)])
+    for n in range(1000):
+        await memory.run([Get(f"cache:{n}"), Set(f"cache:{n}", b"answer", 60)])
+    assert await memory.run([Get("rl:key"), Get("cb:circuit")]) == [b"5", b"open"]
+    assert memory.sizes() == (2, 3)
 
 
 class FlakyRemote:
@@ -106,6 +126,34 @@ async def test_a_down_remote_is_answered_locally_counted_logged_once_and_retried
         assert await state.run([Incr("n", 1, 60)]) == [2]
     assert [line["event"] for line in logs] == ["state_backend_recovered"]
     assert _metric(telemetry, "relaygate_state_backend_up") == 1
+
+
+async def test_a_flapping_remote_logs_once_per_interval(telemetry: Telemetry) -> None:
+    clock = Clock()
+    remote = FlakyRemote()
+    state = SharedState(
+        remote,
+        MemoryBackend(clock=clock),
+        telemetry,
+        retry_interval_s=0.1,
+        log_interval_s=30.0,
+        clock=clock,
+    )
+    with capture_logs() as logs:
+        for _ in range(20):  # down for one round trip, then up again, twenty times
+            remote.down = True
+            await state.run([Incr("n", 1, 60)])
+            remote.down = False
+            clock.now += 0.2
+            await state.run([Incr("n", 1, 60)])
+    assert [line["event"] for line in logs] == ["state_backend_down", "state_backend_recovered"]
+    assert _metric(telemetry, "relaygate_state_backend_errors_total") == 20
+    assert _metric(telemetry, "relaygate_state_backend_up") == 1
+    clock.now += 30
+    remote.down = True
+    with capture_logs() as logs:
+        await state.run([Incr("n", 1, 60)])
+    assert [line["event"] for line in logs] == ["state_backend_down"]  # a new interval
 
 
 @pytest.mark.parametrize("error", [TimeoutError("slow"), OSError("reset"), RuntimeError("x")])

@@ -176,6 +176,25 @@ async def test_a_shared_cache_serves_every_key(telemetry: Telemetry) -> None:
     assert len(upstream.requests) == 1
 
 
+async def test_a_flood_of_cached_requests_never_resets_a_keys_count(telemetry: Telemetry) -> None:
+    # The cache holds 4 answers; bob then asks 40 distinct cached questions. Were counters
+    # and cached answers one store, alice's count would be evicted and her limit reset.
+    upstream = RecordingTransport()
+    config = server(
+        limits={"requests_per_minute": 3}, cache=True, state={"cache": {"max_entries": 4}}
+    )
+    app = gateway_app(config, telemetry, upstream, wall=lambda: 1_000_020.0)
+    ask = [{**BODY, "messages": [{"role": "user", "content": f"q{n}"}]} for n in range(40)]
+    async with asgi_client(app) as client:
+        before = [(await post(client, ALICE, ask[n])).status_code for n in range(2)]
+        for body in ask:
+            assert (await post(client, BOB, body)).headers["x-portkey-cache-status"] == "MISS"
+            await drained(app)
+        after = [(await post(client, ALICE, ask[n])).status_code for n in range(2, 4)]
+    assert before + after == [200, 200, 200, 429]
+    assert app.state.gateway.state.sizes()[1] == 4  # the cache kept to its own bound
+
+
 async def test_failures_and_streams_are_not_cached(telemetry: Telemetry) -> None:
     stream_body = sse_event(chat_payload()) + b"data: [DONE]\n\n"
     upstream = RecordingTransport(
@@ -264,6 +283,16 @@ def test_a_reload_names_the_state_settings_it_cannot_apply() -> None:
 
     old = ServerConfig.model_validate({})
     new = ServerConfig.model_validate(
-        {"state": {"redis": {"url": "redis://127.0.0.1:6379/0"}, "cache": {"max_entries": 5}}}
+        {
+            "state": {
+                "redis": {"url": "redis://127.0.0.1:6379/0"},
+                "cache": {"max_entries": 5},
+                "counters": {"max_entries": 7},
+            }
+        }
     )
-    assert restart_only_changes(old, new) == ["state.redis", "state.cache.max_entries"]
+    assert restart_only_changes(old, new) == [
+        "state.redis",
+        "state.cache.max_entries",
+        "state.counters.max_entries",
+    ]
