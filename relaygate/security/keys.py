@@ -14,9 +14,10 @@ import hashlib
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from relaygate.strategies.ratelimit import RateLimits
+if TYPE_CHECKING:  # imported for annotations only: strategies imports config, which imports this
+    from relaygate.strategies.ratelimit import RateLimits
 
 HASH_PREFIX: Final = "sha256:"
 """How a stored key hash starts."""
