@@ -123,6 +123,14 @@ def chat_scope(body: bytes, *extra: tuple[bytes, bytes]) -> dict[str, Any]:
     }
 
 
+def served_scope(scope: dict[str, Any]) -> dict[str, Any]:
+    """``scope`` as relaygate's own server protocol hands it over: with the connection's
+    client watch (:class:`~relaygate.drain.ClientWatch`) in its extensions."""
+    from relaygate.drain import CLIENT_WATCH_KEY, ClientWatch
+
+    return {**scope, "extensions": {CLIENT_WATCH_KEY: {"watch": ClientWatch()}}}
+
+
 def measure(mode: str, kind: str, requests: int) -> float:
     """CPU milliseconds per request of ``requests`` requests of ``kind`` (this process)."""
     from opentelemetry.sdk.trace import ReadableSpan
@@ -167,7 +175,7 @@ def measure(mode: str, kind: str, requests: int) -> float:
     config = server_config(mode)
     configure_logging(config["telemetry"]["logs"]["level"], "json", env={})
     app = create_app(config, GatewayDeps(upstream=Upstream()))
-    scope = chat_scope(CHAT_BODY, (b"x-portkey-config", kind.encode()))
+    scope = served_scope(chat_scope(CHAT_BODY, (b"x-portkey-config", kind.encode())))
     statuses: set[int] = set()
 
     async def receive() -> dict[str, Any]:

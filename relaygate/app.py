@@ -27,7 +27,7 @@ from starlette.types import Receive, Scope, Send
 
 from relaygate.config.server import ServerConfig
 from relaygate.config.source import server_config_of
-from relaygate.drain import EDGE_STATE_KEY, Drain, EdgeState
+from relaygate.drain import CLIENT_WATCH_KEY, EDGE_STATE_KEY, ClientWatch, Drain, EdgeState
 from relaygate.errors import GatewayError, error_body
 from relaygate.exchange import CLIENT_DISCONNECTED, GATEWAY_SHUTTING_DOWN, ClientLink, Operation
 from relaygate.frontdoor.anthropic_door import AnthropicMessagesDoor
@@ -54,9 +54,11 @@ class ApiEndpoint:
     It reads the body (413 past ``limits.max_body_bytes``, 408 when it stalls for
     ``limits.body_idle_timeout_ms``), then answers while watching the connection: a client
     that goes away cancels the work at once, upstream call or stream included, and the
-    request is recorded as ``client_disconnected``. When the app's :class:`Drain` ends, a
-    request still running is cut: a stream ends with an in-band ``gateway_shutting_down``
-    error event, an unanswered request gets 503.
+    request is recorded as ``client_disconnected``. Under relaygate's own server protocol
+    the connection's :class:`~relaygate.drain.ClientWatch` (in the scope's extensions) does
+    the watching; elsewhere a task per request waits for the ASGI disconnect message. When
+    the app's :class:`Drain` ends, a request still running is cut: a stream ends with an
+    in-band ``gateway_shutting_down`` error event, an unanswered request gets 503.
     """
 
     def __init__(
@@ -125,7 +127,8 @@ class ApiEndpoint:
                 self._refuse(gateway, operation, headers, stalled, extra=[("connection", "close")]),
             )
             return
-        await self._answer(gateway, bytes(body), headers, principal, receive, send)
+        watch = _client_watch(scope)
+        await self._answer(gateway, bytes(body), headers, principal, receive, send, watch)
 
     async def _answer(
         self,
@@ -135,13 +138,20 @@ class ApiEndpoint:
         principal: KeyScope | None,
         receive: Receive,
         send: Send,
+        watch: ClientWatch | None,
     ) -> None:
         task = asyncio.current_task()
         assert task is not None
         link = ClientLink()
         drain = self._drain
         drain.enter(task, link)
-        watcher = asyncio.get_running_loop().create_task(_watch_client(receive, drain, task))
+        # relaygate's own server protocol cuts the request when its connection is lost;
+        # mounted in another server, a task waits for the ASGI disconnect message instead.
+        watcher: asyncio.Task[None] | None = None
+        if watch is not None:
+            watch.hold(drain, task)
+        else:
+            watcher = asyncio.get_running_loop().create_task(_watch_client(receive, drain, task))
         response: EdgeResponse | None = None
         head_sent = False
         try:
@@ -160,7 +170,10 @@ class ApiEndpoint:
                 await _end_for_shutdown(send, response, head_sent)
         finally:
             drain.leave(task)
-            watcher.cancel()
+            if watcher is not None:
+                watcher.cancel()
+            elif watch is not None:
+                watch.release(task)
 
     def _refuse(
         self,
@@ -190,6 +203,15 @@ class ApiEndpoint:
         except GatewayError as exc:
             return self._refuse(gateway, self._operation, headers, exc)
         return door.answer(await gateway.handle(self._operation, body, headers, link, principal))
+
+
+def _client_watch(scope: Scope) -> ClientWatch | None:
+    """The connection's :class:`ClientWatch` when relaygate's own protocol serves it."""
+    extensions = scope.get("extensions")
+    if not extensions:
+        return None
+    watch = extensions.get(CLIENT_WATCH_KEY, {}).get("watch")
+    return watch if isinstance(watch, ClientWatch) else None
 
 
 async def _watch_client(receive: Receive, drain: Drain, task: asyncio.Task[Any]) -> None:

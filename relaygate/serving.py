@@ -13,6 +13,10 @@ connection, with the app's ``limits`` (handed over in the lifespan state, see
 * ``max_connections``: a connection beyond this many open ones is answered 503 (OpenAI's
   error shape, ``connection: close``) as soon as its headers are in.
 
+Each request's scope carries the connection's :class:`~relaygate.drain.ClientWatch` (under
+``extensions``), which the protocol fires when the connection is lost: the API edge then
+cuts the request at once without a task per request waiting for the disconnect.
+
 Answers are OpenAI-shaped JSON errors. (uvicorn's own ``limit_concurrency`` is not used: it
 answers ``text/plain`` and counts running tasks as well as connections.) It also starts the
 app's shutdown drain when uvicorn begins its graceful shutdown.
@@ -35,7 +39,7 @@ from uvicorn.server import ServerState
 from uvicorn.supervisors.multiprocess import Multiprocess
 
 from relaygate.config.server import LimitsSettings, ServerConfig
-from relaygate.drain import EDGE_STATE_KEY, EdgeState
+from relaygate.drain import CLIENT_WATCH_KEY, EDGE_STATE_KEY, ClientWatch, EdgeState
 from relaygate.errors import error_body
 
 UVICORN_OPTIONS: dict[str, Any] = {
@@ -147,6 +151,8 @@ class EdgeProtocol(HttpToolsProtocol):
         self._header_room: int | None = None
         self._header_timer: asyncio.TimerHandle | None = None
         self._refused = False
+        self._watch = ClientWatch()
+        self._watch_extension: dict[object, object] = {"watch": self._watch}
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Count the connection against the cap and start the first request's header clock."""
@@ -157,9 +163,10 @@ class EdgeProtocol(HttpToolsProtocol):
         self._arm_header_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """Stop the header clock, then as uvicorn."""
+        """Stop the header clock, then as uvicorn, then cut the request being answered."""
         self._disarm_header_timer()
         super().connection_lost(exc)
+        self._watch.lost()
 
     def data_received(self, data: bytes) -> None:
         """Feed the parser, never letting a request's head grow past ``max_header_bytes``."""
@@ -190,6 +197,7 @@ class EdgeProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         """A new request: start its header clock unless the connection's is running."""
         super().on_message_begin()
+        self.scope["extensions"] = {CLIENT_WATCH_KEY: self._watch_extension}
         if self._header_timer is None:
             self._arm_header_timer()
 
