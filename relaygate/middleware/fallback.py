@@ -107,7 +107,11 @@ class FallbackLayer:
         async def visit(node: Node, request: GatewayRequest, inp: RoutingInput) -> GatewayResponse:
             if isinstance(node, Target):
                 return await inner(request.derive(target=node))
-            attrs = {sc.STRATEGY_MODE: node.mode, sc.STRATEGY_PATH: node.path}
+            attrs = (
+                {sc.STRATEGY_MODE: node.mode, sc.STRATEGY_PATH: node.path}
+                if tel.detail == "full"  # else the layer span is a no-op
+                else None
+            )
             scope = tel.layer_span(sc.SPAN_STRATEGY, attrs)
             with scope:
                 spread = node.mode in _SPREAD and len(node.children) > 1
