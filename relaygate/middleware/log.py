@@ -285,26 +285,28 @@ def _count(
 def _annotate(span: Span, record: AttemptRecord, etype: str | None, facts: Facts) -> None:
     """The attempt's outcome on its span: status as sent (none if nothing was answered),
     outcome, ``error.type`` and ERROR status on failure, and what the answer said."""
+    # One set_attributes call (a host's SDK span warns about None values: none are set).
+    attrs: dict[str, Any] = {sc.OUTCOME: record.reason}
     if record.status is not None:
-        span.set_attribute(sc.HTTP_RESPONSE_STATUS_CODE, record.status)
-    span.set_attribute(sc.OUTCOME, record.reason)
+        attrs[sc.HTTP_RESPONSE_STATUS_CODE] = record.status
     if etype is not None:
         if record.ttfc_s is not None and record.reason in _STREAM_FAILURES:
             span.add_event(sc.EVENT_STREAM_ERROR, {sc.STREAM_ERROR_DETAIL: facts.detail or ""})
             if record.reason == Reason.STREAM_IDLE:
                 span.add_event(sc.EVENT_TIMEOUT, {sc.TIMEOUT_KIND: record.reason})
-        span.set_attribute(sc.ERROR_TYPE, etype)
+        attrs[sc.ERROR_TYPE] = etype
         span.set_status(Status(StatusCode.ERROR))
     if facts.model is not None:
-        span.set_attribute(sc.GEN_AI_RESPONSE_MODEL, facts.model)
+        attrs[sc.GEN_AI_RESPONSE_MODEL] = facts.model
     if facts.response_id is not None:
-        span.set_attribute(sc.GEN_AI_RESPONSE_ID, facts.response_id)
+        attrs[sc.GEN_AI_RESPONSE_ID] = facts.response_id
     if facts.finish_reasons:
-        span.set_attribute(sc.GEN_AI_RESPONSE_FINISH_REASONS, facts.finish_reasons)
+        attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] = facts.finish_reasons
     usage = facts.usage
     if usage is not None:
-        span.set_attribute(sc.GEN_AI_USAGE_INPUT_TOKENS, usage[0])
-        span.set_attribute(sc.GEN_AI_USAGE_OUTPUT_TOKENS, usage[1])
+        attrs[sc.GEN_AI_USAGE_INPUT_TOKENS] = usage[0]
+        attrs[sc.GEN_AI_USAGE_OUTPUT_TOKENS] = usage[1]
+    span.set_attributes(attrs)
 
 
 def _log(
