@@ -26,8 +26,8 @@ from opentelemetry.util.types import AttributeValue
 from prometheus_client import CollectorRegistry
 
 from relaygate.exchange import GatewayResponse, RequestContext, ResponseStream
-from relaygate.exporters.spans import LeanSpan
 from relaygate.exporters.prometheus import GatewayMetrics
+from relaygate.exporters.spans import LeanSpan
 from relaygate.strategies.reasons import classify
 
 Detail = Literal["full", "attempts", "off"]
