@@ -125,10 +125,12 @@ def chat_scope(body: bytes, *extra: tuple[bytes, bytes]) -> dict[str, Any]:
 
 def served_scope(scope: dict[str, Any]) -> dict[str, Any]:
     """``scope`` as relaygate's own server protocol hands it over: with the connection's
-    client watch (:class:`~relaygate.drain.ClientWatch`) in its extensions."""
+    client watch (:class:`~relaygate.drain.ClientWatch`) in its extensions, the body in."""
     from relaygate.drain import CLIENT_WATCH_KEY, ClientWatch
 
-    return {**scope, "extensions": {CLIENT_WATCH_KEY: {"watch": ClientWatch()}}}
+    watch = ClientWatch()
+    watch.body_complete = True
+    return {**scope, "extensions": {CLIENT_WATCH_KEY: {"watch": watch}}}
 
 
 def measure(mode: str, kind: str, requests: int) -> float:

@@ -105,19 +105,21 @@ class ApiEndpoint:
             await send_edge(send, self._refuse(gateway, operation, headers, exc))
             return
         body = bytearray()
-        more = True
-        loop = asyncio.get_running_loop()
+        more: bool | None = True
+        watch = _client_watch(scope)
         idle_s = gateway.server.limits.body_idle_timeout_ms / 1000
         try:
-            async with asyncio.timeout(None) as idle:
-                while more:
-                    idle.reschedule(loop.time() + idle_s)
-                    message = await receive()
-                    if message["type"] == "http.disconnect":
-                        return
-                    body += message.get("body", b"")
-                    gateway.codec.check_size(len(body))
-                    more = message.get("more_body", False)
+            if watch is not None and watch.body_complete:
+                # relaygate's protocol has the whole body: this read cannot stall.
+                more = _take(await receive(), body, gateway)
+            if more:
+                loop = asyncio.get_running_loop()
+                async with asyncio.timeout(None) as idle:
+                    while more:
+                        idle.reschedule(loop.time() + idle_s)
+                        more = _take(await receive(), body, gateway)
+            if more is None:
+                return
         except GatewayError as exc:
             await send_edge(send, self._refuse(gateway, operation, headers, exc))
             return
@@ -128,7 +130,6 @@ class ApiEndpoint:
                 self._refuse(gateway, operation, headers, stalled, extra=[("connection", "close")]),
             )
             return
-        watch = _client_watch(scope)
         await self._answer(gateway, bytes(body), headers, principal, receive, send, watch)
 
     async def _answer(
@@ -204,6 +205,17 @@ class ApiEndpoint:
         except GatewayError as exc:
             return self._refuse(gateway, self._operation, headers, exc)
         return door.answer(await gateway.handle(self._operation, body, headers, link, principal))
+
+
+def _take(message: Mapping[str, Any], body: bytearray, gateway: Gateway) -> bool | None:
+    """Add a body message to ``body`` (413 past the size limit); whether more follows,
+    ``None`` when the client went away instead."""
+    if message["type"] == "http.disconnect":
+        return None
+    body += message.get("body", b"")
+    gateway.codec.check_size(len(body))
+    more: bool = message.get("more_body", False)
+    return more
 
 
 def _client_watch(scope: Scope) -> ClientWatch | None:

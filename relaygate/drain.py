@@ -95,11 +95,15 @@ class ClientWatch:
     An HTTP/1.1 connection answers one request at a time, so one slot suffices.
     """
 
-    __slots__ = ("_drain", "_task")
+    __slots__ = ("_drain", "_task", "body_complete")
 
     def __init__(self) -> None:
         self._drain: Drain | None = None
         self._task: asyncio.Task[object] | None = None
+        self.body_complete = False
+        """Whether the last request the connection parsed has all its body in (requests are
+        parsed in order, so then every earlier one has too): reading it cannot stall, and
+        the app reads it without an idle timer."""
 
     def hold(self, drain: Drain, task: asyncio.Task[object]) -> None:
         """Watch ``task`` (registered in ``drain``) until :meth:`release`."""

@@ -151,6 +151,8 @@ class EdgeProtocol(HttpToolsProtocol):
         self._header_room: int | None = None
         self._header_timer: asyncio.TimerHandle | None = None
         self._refused = False
+        # When the current request's head began, until its timer is armed or it is in.
+        self._head_since: float | None = None
         self._watch = ClientWatch()
         self._watch_extension: dict[object, object] = {"watch": self._watch}
 
@@ -177,13 +179,13 @@ class EdgeProtocol(HttpToolsProtocol):
             if room is None or len(data) <= room:
                 if room is not None:
                     self._header_room = room - len(data)
-                super().data_received(data)
+                self._feed(data)
                 return
             # Feed what the head may still take; the rest only if that completed it.
             head, data = data[:room], data[room:]
             self._header_room = 0
             if head:
-                super().data_received(head)
+                self._feed(head)
             if self.transport.is_closing() or self._refused:
                 return
             if self._header_room == 0:
@@ -195,21 +197,25 @@ class EdgeProtocol(HttpToolsProtocol):
                 return
 
     def on_message_begin(self) -> None:
-        """A new request: start its header clock unless the connection's is running."""
+        """A new request: start its header clock unless the connection's is running (the
+        timer itself only if the head is still incomplete after this read)."""
         super().on_message_begin()
         self.scope["extensions"] = {CLIENT_WATCH_KEY: self._watch_extension}
+        self._watch.body_complete = False
         if self._header_timer is None:
-            self._arm_header_timer()
+            self._head_since = self.loop.time()
 
     def on_headers_complete(self) -> None:
         """The head is in: stop the clock and the byte count, then as uvicorn."""
         self._header_room = None
+        self._head_since = None
         self._disarm_header_timer()
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         """The request is in: bytes that follow are the next request's head."""
         super().on_message_complete()
+        self._watch.body_complete = True
         self._header_room = self._header_cap
 
     def shutdown(self) -> None:
@@ -217,6 +223,17 @@ class EdgeProtocol(HttpToolsProtocol):
         if self._edge is not None:
             self._edge.drain.begin()
         super().shutdown()
+
+    def _feed(self, data: bytes) -> None:
+        """Parse ``data``; a head begun in it and still incomplete gets its timer now (most
+        heads arrive whole: they never need one)."""
+        super().data_received(data)
+        since = self._head_since
+        if since is not None and self._header_timer is None and not self._refused:
+            self._head_since = None
+            self._header_timer = self.loop.call_at(
+                since + self._header_timeout_s, self._headers_late
+            )
 
     def _arm_header_timer(self) -> None:
         self._header_timer = self.loop.call_later(self._header_timeout_s, self._headers_late)
