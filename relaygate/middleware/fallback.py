@@ -224,7 +224,7 @@ class FallbackLayer:
             assert config is not None, "config resolve runs before fallback"
             inp = RoutingInput(params=request.body, metadata=request.ctx.metadata)
             response = await visit(config.root, request, inp)
-            if request.operation is not Operation.RESPONSES:
+            if response.resume is not None and request.operation is not Operation.RESPONSES:
                 # Recovery reads and rewrites chat chunks; Responses events end as broken.
                 make_recoverable(response, request.ctx, tel, max_recovery)
             return response
