@@ -279,12 +279,16 @@ class KeptChunks:
         if self.room >= 0:
             self.chunks.append(chunk)
             return True
+        self.overflow()
+        return False
+
+    def overflow(self) -> None:
+        """The cap is passed: release the chunks and report it (once)."""
         if not self.overflowed:
             self.overflowed = True
             self.chunks = []
             if self._on_overflow is not None:
                 self._on_overflow()
-        return False
 
 
 class ResponseStream:
@@ -433,9 +437,15 @@ class ResponseStream:
                     self._feed(chunk)
                     break
         kept = self._kept
-        if kept is not None and not kept.keep(chunk):
-            self._kept = None
-            self._recover = None
+        if kept is not None:
+            # KeptChunks.keep, inlined: this runs for every chunk of a recoverable stream.
+            room = kept.room = kept.room - len(chunk)
+            if room >= 0:
+                kept.chunks.append(chunk)
+            else:
+                kept.overflow()
+                self._kept = None
+                self._recover = None
         return chunk
 
     def _broke(self, exc: Exception) -> None:
