@@ -13,12 +13,18 @@ figure is the best of ``--repeat`` runs of ``--requests`` requests, CPU time of 
 process (the span export thread included).
 
 Run: ``python -m benchmarks.inprocess_bench [--requests 4000] [--repeat 3]``.
+
+``--calls`` counts instead, with :mod:`cProfile`, the Python function calls one request
+makes (functions written in Python, relaygate's and its libraries'; C built-ins left out),
+in the event loop's thread: a figure that does not drift with the machine's load.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import os
+import pstats
 import subprocess
 import sys
 import time
@@ -123,8 +129,19 @@ def chat_scope(body: bytes, *extra: tuple[bytes, bytes]) -> dict[str, Any]:
     }
 
 
-def measure(mode: str, kind: str, requests: int) -> float:
-    """CPU milliseconds per request of ``requests`` requests of ``kind`` (this process)."""
+def served_scope(scope: dict[str, Any]) -> dict[str, Any]:
+    """``scope`` as relaygate's own server protocol hands it over: with the connection's
+    client watch (:class:`~relaygate.drain.ClientWatch`) in its extensions, the body in."""
+    from relaygate.drain import CLIENT_WATCH_KEY, ClientWatch
+
+    watch = ClientWatch()
+    watch.body_complete = True
+    return {**scope, "extensions": {CLIENT_WATCH_KEY: {"watch": watch}}}
+
+
+def measure(mode: str, kind: str, requests: int, calls: bool = False) -> float:
+    """CPU milliseconds per request of ``requests`` requests of ``kind`` (this process);
+    with ``calls``, Python function calls per request instead."""
     from opentelemetry.sdk.trace import ReadableSpan
     from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
@@ -167,7 +184,7 @@ def measure(mode: str, kind: str, requests: int) -> float:
     config = server_config(mode)
     configure_logging(config["telemetry"]["logs"]["level"], "json", env={})
     app = create_app(config, GatewayDeps(upstream=Upstream()))
-    scope = chat_scope(CHAT_BODY, (b"x-portkey-config", kind.encode()))
+    scope = served_scope(chat_scope(CHAT_BODY, (b"x-portkey-config", kind.encode())))
     statuses: set[int] = set()
 
     async def receive() -> dict[str, Any]:
@@ -184,12 +201,21 @@ def measure(mode: str, kind: str, requests: int) -> float:
     import uvloop
 
     uvloop.run(run(300))
+    profile = cProfile.Profile() if calls else None
     started = time.process_time()
+    if profile is not None:
+        profile.enable()
     uvloop.run(run(requests))
+    if profile is not None:
+        profile.disable()
     app.state.gateway.telemetry.shutdown()  # flush: encoding counts too
     spent = time.process_time() - started
     if statuses != {200}:
         raise SystemExit(f"unexpected statuses {statuses}")
+    if profile is not None:
+        stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+        python = sum(v[1] for (path, _, _), v in stats.items() if path != "~")
+        return float(python) / requests
     return spent * 1000 / requests
 
 
@@ -199,12 +225,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--calls", action="store_true", help="Python function calls per request instead"
+    )
     parser.add_argument("--child", nargs=2, metavar=("TELEMETRY", "KIND"), help=argparse.SUPPRESS)
     ns = parser.parse_args(argv)
     if ns.child:
-        figure = measure(ns.child[0], ns.child[1], ns.requests)
+        figure = measure(ns.child[0], ns.child[1], ns.requests, ns.calls)
         print(f"{figure:.4f}", file=sys.__stdout__)
         return 0
+    if ns.calls:
+        return _print_calls(ns.requests)
     print(f"{ns.requests} requests per run, best of {ns.repeat} runs, CPU ms per request")
     print(
         f"{'kind':10} {'telemetry on':>13} {'tail':>8} {'off':>8} {'on / off':>9} "
@@ -215,17 +246,30 @@ def main(argv: list[str] | None = None) -> int:
         for telemetry in MODES:
             runs = []
             for _ in range(ns.repeat):
-                argv_child = ["--requests", str(ns.requests), "--child", telemetry, kind]
-                out = subprocess.run(
-                    [sys.executable, "-m", "benchmarks.inprocess_bench", *argv_child],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                )
-                runs.append(float(out.stdout.strip().splitlines()[-1]))
+                runs.append(_child(telemetry, kind, ns.requests))
             best[telemetry] = min(runs)
         on, tail, off = (best[mode] for mode in MODES)
         print(f"{kind:10} {on:13.3f} {tail:8.3f} {off:8.3f} {on / off:8.2f}x {tail / off:10.2f}x")
+    return 0
+
+
+def _child(mode: str, kind: str, requests: int, *extra: str) -> float:
+    argv_child = ["--requests", str(requests), *extra, "--child", mode, kind]
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.inprocess_bench", *argv_child],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def _print_calls(requests: int) -> int:
+    print(f"Python function calls per request ({requests} requests, cProfile)")
+    print(f"{'kind':10} " + " ".join(f"{mode:>8}" for mode in MODES))
+    for kind in ("single", "fallback"):
+        counts = [_child(mode, kind, requests, "--calls") for mode in MODES]
+        print(f"{kind:10} " + " ".join(f"{count:8.1f}" for count in counts))
     return 0
 
 

@@ -79,6 +79,10 @@ NOT_SHOWN: dict[str, str] = {
         "log calls that raised and were swallowed so the request could still be answered. "
         "Alert on any increase in Prometheus rather than watching it on a traffic dashboard."
     ),
+    sc.M_RECOVERY_GIVEN_UP: (
+        "Rare by design (a stream longer than limits.max_recovery_bytes): read it in "
+        "Prometheus when a long stream that broke was not recovered, or raise the limit."
+    ),
     sc.M_FINAL_ERRORS: (
         "Retries and fallbacks not made on final errors (content-policy refusals, schema "
         "errors): the attempts themselves already show in the attempts panels as status_4xx; "

@@ -14,11 +14,16 @@ import asyncio
 from dataclasses import dataclass
 
 from relaygate.config.server import LimitsSettings
-from relaygate.exchange import GATEWAY_SHUTTING_DOWN, ClientLink
+from relaygate.exchange import CLIENT_DISCONNECTED, GATEWAY_SHUTTING_DOWN, ClientLink
 
 EDGE_STATE_KEY = "relaygate.edge"
 """Key of the app's :class:`EdgeState` in the ASGI lifespan state (read by the server's
 connection protocol, :mod:`relaygate.serving`)."""
+
+CLIENT_WATCH_KEY = "relaygate.client_watch"
+"""Key of the extension in a request scope's ``extensions`` whose ``"watch"`` is the
+connection's :class:`ClientWatch`, set by relaygate's own connection protocol
+(:mod:`relaygate.serving`)."""
 
 
 class Drain:
@@ -77,3 +82,44 @@ class EdgeState:
 
     limits: LimitsSettings
     drain: Drain
+
+
+class ClientWatch:
+    """One connection's watch on the request it is answering: when the connection is lost,
+    that request is cut as :data:`~relaygate.exchange.CLIENT_DISCONNECTED`.
+
+    relaygate's connection protocol owns one per connection and hands it to the app in the
+    request scope (:data:`CLIENT_WATCH_KEY`); the app holds the request's task while
+    answering (:meth:`hold`) and releases it after (:meth:`release`), so no task per request
+    waits for a disconnect.
+    An HTTP/1.1 connection answers one request at a time, so one slot suffices.
+    """
+
+    __slots__ = ("_drain", "_task", "body_complete")
+
+    def __init__(self) -> None:
+        self._drain: Drain | None = None
+        self._task: asyncio.Task[object] | None = None
+        self.body_complete = False
+        """Whether the last request the connection parsed has all its body in (requests are
+        parsed in order, so then every earlier one has too): reading it cannot stall, and
+        the app reads it without an idle timer."""
+
+    def hold(self, drain: Drain, task: asyncio.Task[object]) -> None:
+        """Watch ``task`` (registered in ``drain``) until :meth:`release`."""
+        self._drain = drain
+        self._task = task
+
+    def release(self, task: asyncio.Task[object]) -> None:
+        """Stop watching ``task`` (a no-op when another task is held)."""
+        if self._task is task:
+            self._drain = None
+            self._task = None
+
+    def lost(self) -> bool:
+        """The connection is gone: cut the held request if it is still in flight."""
+        drain, task = self._drain, self._task
+        self._drain = self._task = None
+        if drain is None or task is None:
+            return False
+        return drain.cut(task, CLIENT_DISCONNECTED)

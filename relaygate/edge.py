@@ -176,14 +176,14 @@ class EdgeCodec:
         a 2xx answer)."""
         out: list[tuple[str, str]] = []
         own = response.target is None
+        typed = False
         for name, value in response.headers.items():
-            if (
-                name == "content-type"
-                or name.startswith(PASSTHROUGH_PREFIXES)
-                or (own and name in GATEWAY_ANSWER_HEADERS)
-            ):
+            if name == "content-type":
+                typed = True
                 out.append((name, value))
-        if not any(name == "content-type" for name, _ in out):
+            elif name.startswith(PASSTHROUGH_PREFIXES) or (own and name in GATEWAY_ANSWER_HEADERS):
+                out.append((name, value))
+        if not typed:
             out.append(("content-type", "application/json"))
         out.append(("x-request-id", ctx.request_id))
         out.append(("x-portkey-trace-id", ctx.trace_id))
@@ -191,7 +191,10 @@ class EdgeCodec:
         if target is not None:
             out.append(("x-portkey-last-used-option-index", target.path))
             out.append(("x-portkey-provider", target.provider))
-            retries = sum(1 for a in ctx.attempts if a.target is target) - 1
+            retries = -1
+            for a in ctx.attempts:
+                if a.target is target:
+                    retries += 1
             out.append(("x-portkey-retry-attempt-count", str(max(retries, 0))))
             if response.ok:
                 # Only a successful answer was served; a failed one names its last target

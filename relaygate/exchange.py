@@ -258,6 +258,42 @@ Recover = Callable[["ResponseStream"], Awaitable[bytes]]
 chunk the client gets next (or raises ``StopAsyncIteration``)."""
 
 
+class KeptChunks:
+    """The chunks a recoverable stream delivered to its client, kept (by reference) for
+    mid-stream recovery, up to ``max_bytes`` in all.
+
+    Past the cap the chunks are released at once, ``overflowed`` is set and ``on_overflow``
+    (if given) is called once: recovery for that stream is given up, and memory stays
+    bounded however long the stream runs.
+    """
+
+    __slots__ = ("_on_overflow", "chunks", "overflowed", "room")
+
+    def __init__(self, max_bytes: int, on_overflow: Callable[[], None] | None = None) -> None:
+        self.chunks: list[bytes] = []
+        self.room = max_bytes
+        """Bytes that may still be kept."""
+        self.overflowed = False
+        self._on_overflow = on_overflow
+
+    def keep(self, chunk: bytes) -> bool:
+        """Keep ``chunk``; ``False`` (the chunks released) once the cap is passed."""
+        self.room -= len(chunk)
+        if self.room >= 0:
+            self.chunks.append(chunk)
+            return True
+        self.overflow()
+        return False
+
+    def overflow(self) -> None:
+        """The cap is passed: release the chunks and report it (once)."""
+        if not self.overflowed:
+            self.overflowed = True
+            self.chunks = []
+            if self._on_overflow is not None:
+                self._on_overflow()
+
+
 class ResponseStream:
     """The one stream type of the pipeline: a streamed answer's bytes plus what they said.
 
@@ -291,8 +327,9 @@ class ResponseStream:
     given) is yielded
     as a last chunk (so the client sees an error event, not a clean-looking end) and the
     stream then ends. A stream made recoverable (:meth:`recoverable`) keeps every chunk it
-    yields in a list and, when it fails midway, ends at once and hands over to its
-    ``recover`` callback instead of yielding the break event. Callbacks added with
+    yields in a :class:`KeptChunks` and, when it fails midway, ends at once and hands over
+    to its ``recover`` callback instead of yielding the break event; once the kept chunks
+    pass their byte cap, it is no longer recoverable. Callbacks added with
     :meth:`on_end` run once, in the order added, when the stream ends, breaks, or is closed;
     a callback added after the end runs at once.
     """
@@ -343,7 +380,7 @@ class ResponseStream:
         self._head = True
         self._pending = True
         self._choices: dict[int, str] = {}
-        self._kept: list[bytes] | None = None
+        self._kept: KeptChunks | None = None
         self._recover: Recover | None = None
         self.failure: str | None = None
         self.detail: str | None = None
@@ -361,9 +398,10 @@ class ResponseStream:
         else:
             self._ends.append(callback)
 
-    def recoverable(self, kept: list[bytes], recover: Recover) -> None:
+    def recoverable(self, kept: KeptChunks, recover: Recover) -> None:
         """Keep every chunk yielded from now on in ``kept``, and call ``recover`` (once)
-        when the stream fails midway, in place of yielding the break event."""
+        when the stream fails midway, in place of yielding the break event; past ``kept``'s
+        byte cap, neither (the break event is yielded as without recovery)."""
         self._kept = kept
         self._recover = recover
 
@@ -401,8 +439,16 @@ class ResponseStream:
                 if at >= 0 and chunk[at + len(key)] != _NULL_START:
                     self._feed(chunk)
                     break
-        if self._kept is not None:
-            self._kept.append(chunk)
+        kept = self._kept
+        if kept is not None:
+            # KeptChunks.keep, inlined: this runs for every chunk of a recoverable stream.
+            room = kept.room = kept.room - len(chunk)
+            if room >= 0:
+                kept.chunks.append(chunk)
+            else:
+                kept.overflow()
+                self._kept = None
+                self._recover = None
         return chunk
 
     def _broke(self, exc: Exception) -> None:

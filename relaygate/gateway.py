@@ -174,7 +174,14 @@ class Gateway:
                 max_entry_bytes=server.state.cache.max_entry_bytes,
                 share_across_keys=server.state.cache.share_across_keys,
             ),
-            FallbackLayer(self.telemetry, rand=deps.rand, now=now, loads=self.loads, circuits=gate),
+            FallbackLayer(
+                self.telemetry,
+                rand=deps.rand,
+                now=now,
+                loads=self.loads,
+                circuits=gate,
+                max_recovery_bytes=limits.max_recovery_bytes,
+            ),
         ]
         rules = [
             TargetLimit(spec.provider, spec.model, spec.limits())

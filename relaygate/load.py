@@ -36,15 +36,9 @@ TargetKey = tuple[str, str, str, str, str]
 
 
 def target_key(target: Target) -> TargetKey:
-    """The :data:`TargetKey` of ``target`` (empty strings for what it does not set)."""
-    options = target.provider_options
-    return (
-        target.provider,
-        target.custom_host or "",
-        target.model or "",
-        str(options.get("resource_name") or ""),
-        str(options.get("deployment_id") or ""),
-    )
+    """The :data:`TargetKey` of ``target`` (empty strings for what it does not set),
+    computed once per compiled target (:attr:`~relaygate.config.model.Target.endpoint`)."""
+    return target.endpoint
 
 
 class _Entry:

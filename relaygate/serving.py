@@ -13,6 +13,10 @@ connection, with the app's ``limits`` (handed over in the lifespan state, see
 * ``max_connections``: a connection beyond this many open ones is answered 503 (OpenAI's
   error shape, ``connection: close``) as soon as its headers are in.
 
+Each request's scope carries the connection's :class:`~relaygate.drain.ClientWatch` (under
+``extensions``), which the protocol fires when the connection is lost: the API edge then
+cuts the request at once without a task per request waiting for the disconnect.
+
 Answers are OpenAI-shaped JSON errors. (uvicorn's own ``limit_concurrency`` is not used: it
 answers ``text/plain`` and counts running tasks as well as connections.) It also starts the
 app's shutdown drain when uvicorn begins its graceful shutdown.
@@ -35,7 +39,7 @@ from uvicorn.server import ServerState
 from uvicorn.supervisors.multiprocess import Multiprocess
 
 from relaygate.config.server import LimitsSettings, ServerConfig
-from relaygate.drain import EDGE_STATE_KEY, EdgeState
+from relaygate.drain import CLIENT_WATCH_KEY, EDGE_STATE_KEY, ClientWatch, EdgeState
 from relaygate.errors import error_body
 
 UVICORN_OPTIONS: dict[str, Any] = {
@@ -147,6 +151,10 @@ class EdgeProtocol(HttpToolsProtocol):
         self._header_room: int | None = None
         self._header_timer: asyncio.TimerHandle | None = None
         self._refused = False
+        # When the current request's head began, until its timer is armed or it is in.
+        self._head_since: float | None = None
+        self._watch = ClientWatch()
+        self._watch_extension: dict[object, object] = {"watch": self._watch}
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Count the connection against the cap and start the first request's header clock."""
@@ -157,9 +165,10 @@ class EdgeProtocol(HttpToolsProtocol):
         self._arm_header_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """Stop the header clock, then as uvicorn."""
+        """Stop the header clock, then as uvicorn, then cut the request being answered."""
         self._disarm_header_timer()
         super().connection_lost(exc)
+        self._watch.lost()
 
     def data_received(self, data: bytes) -> None:
         """Feed the parser, never letting a request's head grow past ``max_header_bytes``."""
@@ -170,13 +179,13 @@ class EdgeProtocol(HttpToolsProtocol):
             if room is None or len(data) <= room:
                 if room is not None:
                     self._header_room = room - len(data)
-                super().data_received(data)
+                self._feed(data)
                 return
             # Feed what the head may still take; the rest only if that completed it.
             head, data = data[:room], data[room:]
             self._header_room = 0
             if head:
-                super().data_received(head)
+                self._feed(head)
             if self.transport.is_closing() or self._refused:
                 return
             if self._header_room == 0:
@@ -188,20 +197,25 @@ class EdgeProtocol(HttpToolsProtocol):
                 return
 
     def on_message_begin(self) -> None:
-        """A new request: start its header clock unless the connection's is running."""
+        """A new request: start its header clock unless the connection's is running (the
+        timer itself only if the head is still incomplete after this read)."""
         super().on_message_begin()
+        self.scope["extensions"] = {CLIENT_WATCH_KEY: self._watch_extension}
+        self._watch.body_complete = False
         if self._header_timer is None:
-            self._arm_header_timer()
+            self._head_since = self.loop.time()
 
     def on_headers_complete(self) -> None:
         """The head is in: stop the clock and the byte count, then as uvicorn."""
         self._header_room = None
+        self._head_since = None
         self._disarm_header_timer()
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         """The request is in: bytes that follow are the next request's head."""
         super().on_message_complete()
+        self._watch.body_complete = True
         self._header_room = self._header_cap
 
     def shutdown(self) -> None:
@@ -209,6 +223,17 @@ class EdgeProtocol(HttpToolsProtocol):
         if self._edge is not None:
             self._edge.drain.begin()
         super().shutdown()
+
+    def _feed(self, data: bytes) -> None:
+        """Parse ``data``; a head begun in it and still incomplete gets its timer now (most
+        heads arrive whole: they never need one)."""
+        super().data_received(data)
+        since = self._head_since
+        if since is not None and self._header_timer is None and not self._refused:
+            self._head_since = None
+            self._header_timer = self.loop.call_at(
+                since + self._header_timeout_s, self._headers_late
+            )
 
     def _arm_header_timer(self) -> None:
         self._header_timer = self.loop.call_later(self._header_timeout_s, self._headers_late)

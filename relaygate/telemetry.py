@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry
 
 from relaygate.exchange import GatewayResponse, RequestContext, ResponseStream
 from relaygate.exporters.prometheus import GatewayMetrics
+from relaygate.exporters.spans import LeanSpan
 from relaygate.strategies.reasons import classify
 
 Detail = Literal["full", "attempts", "off"]
@@ -231,6 +232,14 @@ def exemplar(span: Span | None = None, *, kept: bool = False) -> dict[str, str] 
     Under tail sampling, only of a trace that is exported: decided kept, or still undecided
     and ``kept`` (the caller knows the trace will be kept: a failed attempt, a fallback)."""
     span = span or trace.get_current_span()
+    if type(span) is LeanSpan:  # relaygate's own span: its ids are formatted once
+        trace_hex, _, sampled = span.hex_ids()
+        if not sampled:
+            return None
+        buffer = span.buffer
+        if buffer is not None and not buffer.exports(kept):
+            return None
+        return {"trace_id": trace_hex}
     ctx = span.get_span_context()
     if not ctx.trace_flags.sampled:
         return None
@@ -242,7 +251,11 @@ def exemplar(span: Span | None = None, *, kept: bool = False) -> dict[str, str] 
 
 def trace_ids(span: Span | None = None) -> tuple[str, str] | None:
     """Hex ``(trace_id, span_id)`` of the current (or given) span, if valid."""
-    ctx = (span or trace.get_current_span()).get_span_context()
+    span = span or trace.get_current_span()
+    if type(span) is LeanSpan:  # always valid; its ids are formatted once
+        ids = span.hex_ids()
+        return ids[0], ids[1]
+    ctx = span.get_span_context()
     if not ctx.is_valid:
         return None
     return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")

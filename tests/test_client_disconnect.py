@@ -12,10 +12,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
+import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 from prometheus_client import generate_latest
 
+from relaygate.drain import CLIENT_WATCH_KEY, ClientWatch
 from relaygate.exporters import semconv as sc
 from relaygate.providers.base import UpstreamRequest
 from relaygate.providers.client import UpstreamResponse, UpstreamStream
@@ -67,21 +69,36 @@ class EndlessUpstream:
         return None
 
 
+SERVED_BY = ["asgi-disconnect", "relaygate-protocol"]
+"""How the loss is reported: an ASGI ``http.disconnect`` message (relaygate mounted in any
+server), or relaygate's own connection protocol firing the scope's :class:`ClientWatch`
+while ``receive`` never reports anything more."""
+
+
 async def leave_when(
-    app: Any, body: dict[str, Any], cue: asyncio.Event | None
+    app: Any, body: dict[str, Any], cue: asyncio.Event | None, served_by: str = SERVED_BY[0]
 ) -> list[dict[str, Any]]:
     """Call ``app``; the client disconnects once ``cue`` is set (or its first body chunk
-    arrives when ``cue`` is None). Returns what the app sent."""
+    arrives when ``cue`` is None), reported as ``served_by`` says. Returns what the app
+    sent."""
     sent: list[dict[str, Any]] = []
     first_chunk = asyncio.Event()
     cue = cue or first_chunk
     messages = [{"type": "http.request", "body": orjson.dumps(body), "more_body": False}]
+    watch = ClientWatch() if served_by == "relaygate-protocol" else None
 
     async def receive() -> dict[str, Any]:
         if messages:
             return messages.pop()
+        if watch is not None:
+            await asyncio.Event().wait()  # the protocol's watch reports the loss instead
         await cue.wait()
         return {"type": "http.disconnect"}
+
+    async def lose_connection() -> None:
+        await cue.wait()
+        assert watch is not None
+        watch.lost()
 
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
@@ -95,7 +112,13 @@ async def leave_when(
         "root_path": "",
         "headers": [(b"content-type", b"application/json")],
     }
+    if watch is None:
+        await asyncio.wait_for(app(scope, receive, send), WAIT_S)
+        return sent
+    scope["extensions"] = {CLIENT_WATCH_KEY: {"watch": watch}}
+    server = asyncio.get_running_loop().create_task(lose_connection())
     await asyncio.wait_for(app(scope, receive, send), WAIT_S)
+    await server
     return sent
 
 
@@ -116,13 +139,14 @@ def recorded_as_client_left(telemetry: Telemetry, spans: InMemorySpanExporter) -
     return server, client
 
 
+@pytest.mark.parametrize("served_by", SERVED_BY)
 async def test_a_stream_whose_client_left_is_closed_upstream_and_recorded(
-    telemetry: Telemetry, spans: InMemorySpanExporter
+    telemetry: Telemetry, spans: InMemorySpanExporter, served_by: str
 ) -> None:
     upstream = EndlessUpstream()
     app = gateway_app(CONFIG, telemetry, upstream)
     body = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
-    sent = await leave_when(app, body, None)
+    sent = await leave_when(app, body, None, served_by)
     assert upstream.stream_closed.is_set()
     assert sent[0]["status"] == 200
     server, client = recorded_as_client_left(telemetry, spans)
@@ -130,13 +154,14 @@ async def test_a_stream_whose_client_left_is_closed_upstream_and_recorded(
     assert client.attributes[sc.OUTCOME] == "client_disconnected"
 
 
+@pytest.mark.parametrize("served_by", SERVED_BY)
 async def test_a_plain_call_whose_client_left_is_cancelled_and_recorded(
-    telemetry: Telemetry, spans: InMemorySpanExporter
+    telemetry: Telemetry, spans: InMemorySpanExporter, served_by: str
 ) -> None:
     upstream = EndlessUpstream()
     app = gateway_app(CONFIG, telemetry, upstream)
     body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
-    sent = await leave_when(app, body, upstream.called)
+    sent = await leave_when(app, body, upstream.called, served_by)
     assert upstream.cancelled.is_set()
     assert sent == [], "nothing is written to a client that is gone"
     server, _ = recorded_as_client_left(telemetry, spans)

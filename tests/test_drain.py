@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from relaygate.config import parse_server_config
-from relaygate.drain import Drain
+from relaygate.drain import ClientWatch, Drain
 from relaygate.exchange import CLIENT_DISCONNECTED, GATEWAY_SHUTTING_DOWN, ClientLink
 
 
@@ -55,3 +55,22 @@ def test_edge_limits_and_shutdown_have_safe_defaults() -> None:
     assert server.shutdown.telemetry_flush_timeout_ms == 3_000
     # Drain plus flush fit in Kubernetes' default 30 s grace period.
     assert server.shutdown.drain_timeout_ms + server.shutdown.telemetry_flush_timeout_ms < 30_000
+
+
+async def test_a_lost_connection_cuts_only_the_request_it_still_holds() -> None:
+    drain = Drain(0.01)
+    loop = asyncio.get_running_loop()
+    answered, running = loop.create_task(asyncio.sleep(60)), loop.create_task(asyncio.sleep(60))
+    watch = ClientWatch()
+    for task in (answered, running):
+        drain.enter(task, ClientLink())
+    watch.hold(drain, answered)
+    watch.release(answered)
+    assert not watch.lost(), "an answered request is not cut"
+    watch.hold(drain, running)
+    watch.release(answered)  # an earlier request's release leaves the current one held
+    assert watch.lost()
+    assert not watch.lost(), "a connection is lost once"
+    await asyncio.gather(running, return_exceptions=True)
+    assert running.cancelled()
+    answered.cancel()

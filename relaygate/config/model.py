@@ -150,6 +150,21 @@ class Target:
     breaker: BreakerSettings | None = None
     """The circuit breaker in force (``cb_config``, inherited); ``None``: the server's
     default breaker."""
+    endpoint: tuple[str, str, str, str, str] = field(init=False, repr=False, compare=False)
+    """What is actually called, computed once: provider, base URL, model, Azure resource
+    and deployment (empty strings for what the target does not set); the key of its load
+    (:func:`relaygate.load.target_key`)."""
+
+    def __post_init__(self) -> None:
+        options = self.provider_options
+        endpoint = (
+            self.provider,
+            self.custom_host or "",
+            self.model or "",
+            str(options.get("resource_name") or ""),
+            str(options.get("deployment_id") or ""),
+        )
+        object.__setattr__(self, "endpoint", endpoint)
 
     @property
     def label(self) -> str:

@@ -110,6 +110,11 @@ class ListenSettings(_Section):
     """TCP port; 0 picks a free one."""
 
 
+DEFAULT_MAX_RECOVERY_BYTES = 4 * 1024 * 1024
+"""The default of ``limits.max_recovery_bytes``: what a recoverable stream keeps of what it
+delivered (an answer of tens of thousands of tokens in OpenAI's chunk events)."""
+
+
 class LimitsSettings(_Section):
     """Bounds that protect the gateway from oversized or endless requests."""
 
@@ -147,6 +152,11 @@ class LimitsSettings(_Section):
     max_connections: Annotated[Int, Field(gt=0)] = 2048
     """Under `relaygate serve`: open client connections per worker process; a connection
     beyond this is answered 503 and closed."""
+    max_recovery_bytes: Annotated[Int, Field(gt=0)] = DEFAULT_MAX_RECOVERY_BYTES
+    """A stream under `recover_streams` keeps the bytes it delivered (to compare a
+    recovering stream against) up to this many; past it they are released, recovery for
+    that stream is given up (`relaygate_stream_recovery_given_up_total`) and a later break
+    ends it with the error event as without recovery."""
 
 
 class ShutdownSettings(_Section):

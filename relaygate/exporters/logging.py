@@ -186,6 +186,45 @@ class _Stdout:
     debug = info = warning = warn = error = critical = exception = fatal = msg
 
 
+class _OwnJsonLines:
+    """relaygate's own JSON lines as :func:`configure_logging` set structlog up, written
+    without structlog's logger machinery: the same processors, in the same order, on the
+    same event dict, to the same stream (about a fifth of a line's cost is saved).
+
+    In force only while structlog's processors are still the ones configured (a host or
+    ``structlog.testing.capture_logs`` that reconfigures it gets its own way)."""
+
+    __slots__ = ("level", "processors", "stream")
+
+    def __init__(self, processors: list[Any], stream: Any, level: int) -> None:
+        self.processors = processors
+        self.stream = stream
+        self.level = level
+
+    def in_force(self) -> bool:
+        """Whether structlog still runs the configured processors."""
+        return structlog.is_configured() and structlog.get_config()["processors"] is (
+            self.processors
+        )
+
+    def write(self, method: str, event: str, fields: dict[str, Any]) -> None:
+        """Render and write one line (``fields`` becomes the event dict, as structlog's
+        bound logger makes it: the fields, then ``event``)."""
+        event_dict: Any = fields
+        event_dict["event"] = event
+        try:
+            for processor in self.processors:
+                event_dict = processor(None, method, event_dict)
+        except structlog.DropEvent:
+            return
+        self.stream.write(event_dict + b"\n")
+        self.stream.flush()
+
+
+_own_lines: _OwnJsonLines | None = None
+"""Set by :func:`configure_logging` for the JSON format."""
+
+
 class RelaygateLogger:
     """The logger relaygate's own events go to, honouring ``telemetry.logs`` without ever
     changing the host application's logging.
@@ -222,25 +261,33 @@ class RelaygateLogger:
         caller can skip building a line that would be dropped."""
         return self._level <= level
 
+    def _emit(self, method: str, level: int, event: str, fields: dict[str, Any]) -> None:
+        own = _own_lines
+        if own is not None and own.in_force():
+            if own.level <= level:
+                own.write(method, event, fields)
+            return
+        getattr(self._sink(), method)(event, **fields)
+
     def debug(self, event: str, **fields: Any) -> None:
         """Log ``event`` at debug level."""
         if self._level <= logging.DEBUG:
-            self._sink().debug(event, **fields)
+            self._emit("debug", logging.DEBUG, event, fields)
 
     def info(self, event: str, **fields: Any) -> None:
         """Log ``event`` at info level."""
         if self._level <= logging.INFO:
-            self._sink().info(event, **fields)
+            self._emit("info", logging.INFO, event, fields)
 
     def warning(self, event: str, **fields: Any) -> None:
         """Log ``event`` at warning level."""
         if self._level <= logging.WARNING:
-            self._sink().warning(event, **fields)
+            self._emit("warning", logging.WARNING, event, fields)
 
     def error(self, event: str, **fields: Any) -> None:
         """Log ``event`` at error level."""
         if self._level <= logging.ERROR:
-            self._sink().error(event, **fields)
+            self._emit("error", logging.ERROR, event, fields)
 
     def exception(self, event: str, **fields: Any) -> None:
         """Log ``event`` at error level with the exception being handled."""
@@ -257,6 +304,7 @@ def configure_logging(
     environment) override the arguments. ``fmt`` ``auto`` picks ``console`` on a terminal and
     ``json`` otherwise. Library users who configure structlog themselves need not call this.
     """
+    global _own_lines
     levelno, fmt = resolve_settings(level, fmt, env)
     # JSON lines are rendered to bytes and written to stdout's buffer, skipping a decode and
     # print() per line; both loggers flush every line.
@@ -265,8 +313,11 @@ def configure_logging(
         if fmt == "console"
         else structlog.BytesLoggerFactory(sys.stdout.buffer)
     )
+    chain = processors(fmt)
+    # relaygate's own lines skip structlog's logger machinery while this stays in force.
+    _own_lines = None if fmt == "console" else _OwnJsonLines(chain, sys.stdout.buffer, levelno)
     structlog.configure(
-        processors=processors(fmt),
+        processors=chain,
         wrapper_class=structlog.make_filtering_bound_logger(levelno),
         logger_factory=factory,
         cache_logger_on_first_use=True,

@@ -100,6 +100,9 @@ def setup_tracing(
     provider.add_span_processor(processor)
     shutdown = bounded(provider.shutdown, flush_timeout_s)
     tracer = LeanTracer.of(provider, processor, TRACER_NAME)
+    # relaygate's own ParentBased(ALWAYS_ON) samples every local root: the tracer skips
+    # asking it for those.
+    tracer.roots_sampled = sampler is not None and sample_ratio >= 1
     if tail_policy is not None and tail_policy.samples:
         tracer.tail = TailSampler(processor, tail_policy, max_spans_per_trace, max_buffered_spans)
     return Tracing(tracer, shutdown, chosen, tracer.tail)

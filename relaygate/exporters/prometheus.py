@@ -574,6 +574,12 @@ class GatewayMetrics:
             "the requests they belonged to were answered as usual.",
             (),
         )
+        self.recovery_given_up = CounterFamily(
+            sc.M_RECOVERY_GIVEN_UP,
+            "Recoverable streams that delivered more than limits.max_recovery_bytes: their kept "
+            "chunks were released and a later break is not recovered.",
+            (),
+        )
         self.final_errors = CounterFamily(
             sc.M_FINAL_ERRORS,
             "Retries and fallbacks not made because the upstream's error is final (a "
@@ -654,6 +660,7 @@ class GatewayMetrics:
                 self.genai_tokens,
                 self.label_overflow,
                 self.telemetry_errors,
+                self.recovery_given_up,
                 self.final_errors,
                 self.config_reloads,
                 self.config_generation,

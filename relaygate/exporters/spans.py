@@ -67,6 +67,9 @@ class LeanTracer(trace.Tracer):
         self.id_generator = id_generator
         self.tail: TailSampler | None = None
         """Tail sampling: each request's spans wait for its decision (unset: none)."""
+        self.roots_sampled = False
+        """Whether ``sampler`` is known to sample every local root with nothing more to
+        say (``ParentBased(ALWAYS_ON)``): such a span is then started without asking it."""
         random_ids = getattr(id_generator, "is_trace_id_random", None)
         self._root_flags = TraceFlags(
             TraceFlags.RANDOM_TRACE_ID if random_ids is not None and random_ids() else 0
@@ -119,6 +122,8 @@ class LeanTracer(trace.Tracer):
             flags = parent.trace_flags & TraceFlags.RANDOM_TRACE_ID
         else:
             parent, trace_id, flags = None, self.id_generator.generate_trace_id(), self._root_flags
+            if self.roots_sampled:
+                return self._root(name, trace_id, flags, kind, attributes, links, start_time)
         result = self.sampler.should_sample(context, trace_id, name, kind, attributes, links)
         sampled = result.decision is Decision.RECORD_AND_SAMPLE
         span_context = SpanContext(
@@ -133,12 +138,38 @@ class LeanTracer(trace.Tracer):
         root = LeanSpan(
             self, name, span_context, parent, kind, result.attributes, links, start_time
         )
+        self._open(root, kind, parent is not None and parent.trace_flags.sampled)
+        return root
+
+    def _root(
+        self,
+        name: str,
+        trace_id: int,
+        flags: int,
+        kind: SpanKind,
+        attributes: types.Attributes,
+        links: Sequence[Link] | None,
+        start_time: int | None,
+    ) -> LeanSpan:
+        """A sampled local root (:attr:`roots_sampled`): what the sampler would answer."""
+        span_context = SpanContext(
+            trace_id,
+            self.id_generator.generate_span_id(),
+            False,
+            TraceFlags(flags | TraceFlags.SAMPLED),
+            None,
+        )
+        root = LeanSpan(self, name, span_context, None, kind, attributes, links, start_time)
+        self._open(root, kind, False)
+        return root
+
+    def _open(self, root: LeanSpan, kind: SpanKind, parent_sampled: bool) -> None:
+        """Open ``root``'s tail-sampling buffer when it is a request's span."""
         tail = self.tail
         if tail is not None and kind is SpanKind.SERVER:
             # A request's span: its trace waits for the request's tail-sampling decision.
-            buffer = root.buffer = tail.open(parent is not None and parent.trace_flags.sampled)
+            buffer = root.buffer = tail.open(parent_sampled)
             buffer.root = root
-        return root
 
     @contextmanager
     def start_as_current_span(  # type: ignore[override]  # the API's own decorator is private
@@ -172,6 +203,7 @@ class LeanSpan(trace.Span):
         "_context",
         "_end",
         "_events",
+        "_ids",
         "_kind",
         "_links",
         "_name",
@@ -210,6 +242,19 @@ class LeanSpan(trace.Span):
         self._end = 0
         self.buffer: TraceBuffer | None = None
         """The tail-sampling buffer of the request this span belongs to, if any."""
+        self._ids: tuple[str, str, bool] | None = None
+
+    def hex_ids(self) -> tuple[str, str, bool]:
+        """Hex trace id, hex span id and whether the span is sampled (formatted once)."""
+        ids = self._ids
+        if ids is None:
+            ctx = self._context
+            ids = self._ids = (
+                format(ctx.trace_id, "032x"),
+                format(ctx.span_id, "016x"),
+                ctx.trace_flags.sampled,
+            )
+        return ids
 
     def get_span_context(self) -> SpanContext:
         """This span's context."""

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from opentelemetry.trace import get_current_span
 
 from relaygate.config.model import Node, Strategy, Target, iter_targets
+from relaygate.config.server import DEFAULT_MAX_RECOVERY_BYTES
 from relaygate.errors import GatewayError
 from relaygate.exchange import GatewayRequest, GatewayResponse, Operation
 from relaygate.exporters import semconv as sc
@@ -66,7 +67,8 @@ class FallbackLayer:
     ``rand`` draws the loadbalance choice; ``now`` is the event-loop clock the request
     deadline is expressed in; ``loads`` is the gateway's :class:`~relaygate.load.LoadBoard`,
     read by ``loadbalance`` nodes whose ``balance`` sees load (idle loads without one);
-    ``circuits`` the gateway's circuit breakers (``None``: none).
+    ``circuits`` the gateway's circuit breakers (``None``: none); ``max_recovery_bytes``
+    how much of a recoverable stream is kept for mid-stream recovery.
     """
 
     def __init__(
@@ -76,8 +78,10 @@ class FallbackLayer:
         now: Callable[[], float] | None = None,
         loads: LoadBoard | None = None,
         circuits: CircuitGate | None = None,
+        max_recovery_bytes: int = DEFAULT_MAX_RECOVERY_BYTES,
     ) -> None:
         self._tel = telemetry
+        self._max_recovery = max_recovery_bytes
         self._rand = rand
         self._now = now
         self._loads = loads
@@ -89,6 +93,7 @@ class FallbackLayer:
         clock = self._now
         board = self._loads
         gate = self._circuits
+        max_recovery = self._max_recovery
 
         def choose_children(node: Strategy, inp: RoutingInput) -> tuple[Node, ...]:
             if node.balance == "weighted" or node.mode != "loadbalance":
@@ -102,7 +107,11 @@ class FallbackLayer:
         async def visit(node: Node, request: GatewayRequest, inp: RoutingInput) -> GatewayResponse:
             if isinstance(node, Target):
                 return await inner(request.derive(target=node))
-            attrs = {sc.STRATEGY_MODE: node.mode, sc.STRATEGY_PATH: node.path}
+            attrs = (
+                {sc.STRATEGY_MODE: node.mode, sc.STRATEGY_PATH: node.path}
+                if tel.detail == "full"  # else the layer span is a no-op
+                else None
+            )
             scope = tel.layer_span(sc.SPAN_STRATEGY, attrs)
             with scope:
                 spread = node.mode in _SPREAD and len(node.children) > 1
@@ -215,9 +224,9 @@ class FallbackLayer:
             assert config is not None, "config resolve runs before fallback"
             inp = RoutingInput(params=request.body, metadata=request.ctx.metadata)
             response = await visit(config.root, request, inp)
-            if request.operation is not Operation.RESPONSES:
+            if response.resume is not None and request.operation is not Operation.RESPONSES:
                 # Recovery reads and rewrites chat chunks; Responses events end as broken.
-                make_recoverable(response, request.ctx, tel)
+                make_recoverable(response, request.ctx, tel, max_recovery)
             return response
 
         return route

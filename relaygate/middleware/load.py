@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Callable
 
 from relaygate.exchange import GatewayRequest, GatewayResponse, ResponseStream
-from relaygate.load import LoadBoard, TargetKey, target_key
+from relaygate.load import LoadBoard, TargetKey
 from relaygate.pipeline import Handler
 from relaygate.strategies.balance import latency_sample
 from relaygate.strategies.reasons import Reason, classify
@@ -42,7 +42,7 @@ class LoadLayer:
         async def load(request: GatewayRequest) -> GatewayResponse:
             target = request.target
             assert target is not None, "the fallback layer binds a target before the attempt"
-            key = target_key(target)
+            key = target.endpoint  # target_key(target), computed once per target
             if not board.started(key):
                 return await inner(request)
             now = clock or asyncio.get_running_loop().time

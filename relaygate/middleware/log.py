@@ -26,6 +26,7 @@ import asyncio
 import logging
 from typing import Any, NamedTuple
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
@@ -64,15 +65,31 @@ class Facts(NamedTuple):
 _NO_FACTS = Facts()
 
 
-def _payload_facts(payload: Any) -> Facts:
+def _payload_facts(payload: Any, full: bool = True) -> Facts:
+    """What a complete answer's payload says: its usage, and with ``full`` also its model,
+    id and finish reasons."""
     if payload is None:
         return _NO_FACTS
+    if not full:
+        usage = usage_of(payload)
+        return _NO_FACTS if usage is None else Facts(usage)
     return Facts(
         usage_of(payload),
         string_field(payload, "model"),
         string_field(payload, "id"),
         finish_reasons_of(payload) or None,
     )
+
+
+def _shows_facts(tel: Telemetry, span: Span) -> bool:
+    """Whether the attempt's span or debug line shows the answer's own facts."""
+    if span.is_recording():
+        return True
+    try:
+        return logs_at(tel.logger, logging.DEBUG)
+    except Exception:  # telemetry never fails a request
+        tel.errors += 1
+        return False
 
 
 def _stream_facts(stream: ResponseStream) -> Facts:
@@ -111,8 +128,13 @@ class LogLayer:
                 if span is _NOOP:
                     response = await inner(request)
                 else:
-                    with trace.use_span(span, end_on_exit=False, record_exception=False):
+                    # The attempt's span is current while it runs (a plain attach: its
+                    # outcome, errors included, is recorded on it below).
+                    token = otel_context.attach(trace.set_span_in_context(span))
+                    try:
                         response = await inner(request)
+                    finally:
+                        otel_context.detach(token)
             except asyncio.CancelledError:
                 # Not a timeout (the timeout layer, inside, answers those): the client went
                 # away, the drain ended, or the caller cancelled. Nothing was answered.
@@ -129,7 +151,10 @@ class LogLayer:
             record = _append(request, span, response.status_as_sent, _reason(response), duration)
             stream = response.stream
             if stream is None:
-                _record(tel, request, series, span, record, _payload_facts(response.payload))
+                # The answer's model, id and finish reasons are read only for a line or span
+                # that shows them; its usage always (the token metrics).
+                facts = _payload_facts(response.payload, _shows_facts(tel, span))
+                _record(tel, request, series, span, record, facts)
                 return response
             record.ttfc_s = duration
             tel.guard(series.ttft.observe, duration, exemplar(span))
@@ -260,26 +285,28 @@ def _count(
 def _annotate(span: Span, record: AttemptRecord, etype: str | None, facts: Facts) -> None:
     """The attempt's outcome on its span: status as sent (none if nothing was answered),
     outcome, ``error.type`` and ERROR status on failure, and what the answer said."""
+    # One set_attributes call (a host's SDK span warns about None values: none are set).
+    attrs: dict[str, Any] = {sc.OUTCOME: record.reason}
     if record.status is not None:
-        span.set_attribute(sc.HTTP_RESPONSE_STATUS_CODE, record.status)
-    span.set_attribute(sc.OUTCOME, record.reason)
+        attrs[sc.HTTP_RESPONSE_STATUS_CODE] = record.status
     if etype is not None:
         if record.ttfc_s is not None and record.reason in _STREAM_FAILURES:
             span.add_event(sc.EVENT_STREAM_ERROR, {sc.STREAM_ERROR_DETAIL: facts.detail or ""})
             if record.reason == Reason.STREAM_IDLE:
                 span.add_event(sc.EVENT_TIMEOUT, {sc.TIMEOUT_KIND: record.reason})
-        span.set_attribute(sc.ERROR_TYPE, etype)
+        attrs[sc.ERROR_TYPE] = etype
         span.set_status(Status(StatusCode.ERROR))
     if facts.model is not None:
-        span.set_attribute(sc.GEN_AI_RESPONSE_MODEL, facts.model)
+        attrs[sc.GEN_AI_RESPONSE_MODEL] = facts.model
     if facts.response_id is not None:
-        span.set_attribute(sc.GEN_AI_RESPONSE_ID, facts.response_id)
+        attrs[sc.GEN_AI_RESPONSE_ID] = facts.response_id
     if facts.finish_reasons:
-        span.set_attribute(sc.GEN_AI_RESPONSE_FINISH_REASONS, facts.finish_reasons)
+        attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] = facts.finish_reasons
     usage = facts.usage
     if usage is not None:
-        span.set_attribute(sc.GEN_AI_USAGE_INPUT_TOKENS, usage[0])
-        span.set_attribute(sc.GEN_AI_USAGE_OUTPUT_TOKENS, usage[1])
+        attrs[sc.GEN_AI_USAGE_INPUT_TOKENS] = usage[0]
+        attrs[sc.GEN_AI_USAGE_OUTPUT_TOKENS] = usage[1]
+    span.set_attributes(attrs)
 
 
 def _log(

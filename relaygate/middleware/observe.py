@@ -234,7 +234,19 @@ class Observation:
         # Overhead over the whole request: total minus upstream attempts and backoff waits.
         # Attempts last as long as their spans (a stream's until it ended), so what is left
         # of the whole request, a stream's included, is the gateway's own time.
-        upstream = sum(a.duration_s + a.backoff_s for a in ctx.attempts)
+        # One plain pass over the attempts (no generator frames on the hot path): their
+        # time, how many were made (a target skipped by its circuit breaker is in the
+        # story but was not attempted) and whether any carries a note.
+        attempts = ctx.attempts
+        upstream = 0.0
+        made = 0
+        noted = False
+        for a in attempts:
+            upstream += a.duration_s + a.backoff_s
+            if a.reason != "circuit_open":
+                made += 1
+            if a.note:
+                noted = True
         overhead = max(total - upstream, 0.0)
         config = ctx.config
         config_id = config.id if config is not None else "none"
@@ -248,13 +260,12 @@ class Observation:
         buffer = getattr(span, "buffer", None)
         if buffer is not None:
             head = self.head_s
-            attempts = ctx.attempts
             decision = buffer.decide(
                 RequestFacts(
                     outcome,
                     [a.reason for a in attempts],
                     ctx.fallbacks,
-                    any(a.note for a in attempts),
+                    noted,
                     total if head is None else head,
                     buffer.parent_sampled,
                     span.get_span_context().trace_id,
@@ -268,9 +279,7 @@ class Observation:
         metrics.request_counter(series, config_id, op, status_class(status), outcome).inc()
         series.duration.observe(total, ex)
         series.overhead.observe(overhead)
-        if ctx.attempts:
-            # A target skipped by its circuit breaker is in the story but was not attempted.
-            made = sum(1 for a in ctx.attempts if a.reason != "circuit_open")
+        if attempts:
             series.attempts_per_request.observe(made)
         exhausted = bool(ctx.attempts) and not response.ok and response.target is not None
         if exhausted:

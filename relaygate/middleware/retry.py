@@ -164,8 +164,14 @@ class RetryLayer:
             if settings.attempts == 0:
                 request.ctx.attempts_started += 1
                 return await attempt(inner, request.derive(attempt=1))
-            provider = sc.gen_ai_provider_name(target.provider)
-            attrs = {sc.TARGET_PATH: target.path, sc.GEN_AI_PROVIDER_NAME: provider}
+            attrs = (
+                {
+                    sc.TARGET_PATH: target.path,
+                    sc.GEN_AI_PROVIDER_NAME: sc.gen_ai_provider_name(target.provider),
+                }
+                if tel.detail == "full"  # else the layer span is a no-op
+                else None
+            )
             scope = tel.layer_span(sc.SPAN_RETRY, attrs)
             with scope as span:
                 return scope.settle(await attempts(request, settings, span, 0, None))

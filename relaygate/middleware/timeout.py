@@ -118,11 +118,15 @@ class TimeoutLayer:
                 # Only the request's overall deadline applies: a safety net, not a setting of
                 # this target, so it gets no span of its own (an expiry is still an event).
                 return await bounded(request, bound)
-            attrs: dict[str, AttributeValue] = {
-                sc.TARGET_PATH: target.path,
-                sc.TIMEOUT_MS: int(bound.seconds * 1000),
-                sc.TIMEOUT_KIND: bound.source.value,
-            }
+            attrs: dict[str, AttributeValue] | None = (
+                {
+                    sc.TARGET_PATH: target.path,
+                    sc.TIMEOUT_MS: int(bound.seconds * 1000),
+                    sc.TIMEOUT_KIND: bound.source.value,
+                }
+                if tel.detail == "full"  # else the layer span is a no-op
+                else None
+            )
             scope = tel.layer_span(sc.SPAN_TIMEOUT, attrs)
             with scope:
                 response = await bounded(request, bound)

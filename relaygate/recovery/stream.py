@@ -20,6 +20,11 @@ it failed), and :class:`_Recovery` takes over:
 
 The break, the recovery and a divergence are span events on the request span, notes on the
 recovering attempt in the route story (``200(recovered@412 chars)``) and debug log lines.
+
+The delivered chunks are kept up to ``max_bytes`` (``limits.max_recovery_bytes``); a stream
+that delivers more releases them and is no longer recovered (counted in
+``relaygate_stream_recovery_given_up_total``, a ``recovery_given_up`` debug line): a later
+break ends it with the in-band error event, as without recovery.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from opentelemetry import trace
 from relaygate.errors import synthesized
 from relaygate.exchange import (
     GatewayResponse,
+    KeptChunks,
     RequestContext,
     ResponseStream,
     Resume,
@@ -77,15 +83,17 @@ def failure_reason(stream: ResponseStream) -> Reason:
         return Reason.STREAM_ERROR
 
 
-def make_recoverable(response: GatewayResponse, ctx: RequestContext, tel: Telemetry) -> None:
-    """Give ``response`` a :class:`RecoveringStream` when it is a streamed 2xx answer with a
-    ``resume``; leave it as it is otherwise."""
+def make_recoverable(
+    response: GatewayResponse, ctx: RequestContext, tel: Telemetry, max_bytes: int
+) -> None:
+    """Give ``response`` a :class:`RecoveringStream` keeping up to ``max_bytes`` delivered
+    when it is a streamed 2xx answer with a ``resume``; leave it as it is otherwise."""
     resume = response.resume
     stream = response.stream
     if resume is None or stream is None or not response.ok:
         return
     response.resume = None
-    response.stream = RecoveringStream(stream, resume, ctx, tel, response)
+    response.stream = RecoveringStream(stream, resume, ctx, tel, max_bytes, response)
 
 
 class RecoveringStream(ResponseStream):
@@ -94,10 +102,11 @@ class RecoveringStream(ResponseStream):
     Iterating it iterates the current source: the first attempt's stream, then, after a
     break, the recovery. Its facts (``failure``, ``detail``, ``usage``, ``finish_reasons``,
     ``closed_early``) are those of the attempt that ended it; ``model`` and ``response_id``
-    stay the first attempt's, which every recovered chunk carries too.
+    stay the first attempt's, which every recovered chunk carries too. Past ``max_bytes``
+    delivered, recovery is given up (see the module docstring).
     """
 
-    __slots__ = ("_current",)
+    __slots__ = ("_current", "_delivered")
 
     def __init__(
         self,
@@ -105,10 +114,22 @@ class RecoveringStream(ResponseStream):
         resume: Resume,
         ctx: RequestContext,
         tel: Telemetry,
+        max_bytes: int,
         answer: GatewayResponse | None = None,
     ) -> None:
         super().__init__(first)
-        kept: list[bytes] = []
+
+        def given_up() -> None:
+            tel.guard(tel.metrics.recovery_given_up.inc)
+            tel.guard(
+                tel.logger.debug,
+                "recovery_given_up",
+                request_id=ctx.request_id,
+                max_recovery_bytes=max_bytes,
+            )
+
+        kept = KeptChunks(max_bytes, given_up)
+        self._delivered = kept
         recovery = _Recovery(self, resume, ctx, tel, kept, answer)
         self._current: Any = first
         first.recoverable(kept, recovery.take_over)
@@ -120,7 +141,8 @@ class RecoveringStream(ResponseStream):
         return current
 
     def _attempt_ended(self, stream: ResponseStream) -> None:
-        if stream.failure is not None and not stream.closed_early:
+        midway = stream.failure is not None and not stream.closed_early
+        if midway and not self._delivered.overflowed:
             return  # it failed midway: the recovery takes over and ends this stream
         self.finish_from(stream)
 
@@ -169,7 +191,7 @@ class _Recovery:
         resume: Resume,
         ctx: RequestContext,
         tel: Telemetry,
-        kept: list[bytes],
+        kept: KeptChunks,
         answer: GatewayResponse | None,
     ) -> None:
         self._owner = owner
@@ -227,13 +249,16 @@ class _Recovery:
             else:
                 await self._pull(self._source)
         chunk = self._out.popleft()
-        self._kept.append(chunk)
+        self._kept.keep(chunk)
         return chunk
 
     async def _start(self) -> None:
         """Run the rest of the plan and take its streamed answer as the new source."""
         resume = self._resume
-        delivered = delivered_of(self._kept)
+        if self._kept.overflowed:
+            self._fail("the delivered stream passed limits.max_recovery_bytes")
+            return
+        delivered = delivered_of(self._kept.chunks)
         if delivered is None:
             self._fail("the delivered stream ends inside an event")
             return
@@ -333,7 +358,8 @@ class _Recovery:
         if self._answer is not None and self._target is not None:
             self._answer.target = self._target  # the target serving the answer from now on
         self._event(sc.EVENT_STREAM_RECOVERED, {sc.RECOVERED_CHARS: chars})
-        if self._kept and not b"".join(self._kept[-2:]).endswith(b"\n\n"):
+        kept = self._kept.chunks
+        if kept and not b"".join(kept[-2:]).endswith(b"\n\n"):
             self._out.append(b"\n")
         self._out.extend(self._held)
         self._held = []

@@ -29,12 +29,17 @@ from relaygate.exporters.spans import LeanSpan, LeanTracer
 Scenario = Callable[[trace.Tracer], None]
 
 
-def _run(scenario: Scenario, lean: bool, sampler: Sampler = ALWAYS_ON) -> list[ReadableSpan]:
+def _run(
+    scenario: Scenario, lean: bool, sampler: Sampler = ALWAYS_ON, roots_sampled: bool = False
+) -> list[ReadableSpan]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider(sampler=sampler)
     processor = SimpleSpanProcessor(exporter)
     provider.add_span_processor(processor)
-    tracer = LeanTracer.of(provider, processor) if lean else provider.get_tracer("relaygate")
+    tracer: trace.Tracer = provider.get_tracer("relaygate")
+    if lean:
+        tracer = LeanTracer.of(provider, processor)
+        tracer.roots_sampled = roots_sampled
     scenario(tracer)
     return list(exporter.get_finished_spans())
 
@@ -114,6 +119,24 @@ def test_a_fallback_story_is_exported_the_same() -> None:
     ]
     assert spans[0]["parent"] == 2 and spans[2]["parent"] == 3 and spans[3]["parent"] is None
     assert spans[3]["attributes"]["list"] == ("a", "b")
+
+
+def test_roots_started_without_asking_the_sampler_are_what_it_would_have_made() -> None:
+    """relaygate's own ``ParentBased(ALWAYS_ON)`` is not asked at local roots; under a remote
+    parent it still decides."""
+    sampler = ParentBased(ALWAYS_ON)
+    sdk = _shape(_run(_request_story, lean=False, sampler=sampler))
+    assert _shape(_run(_request_story, lean=True, sampler=sampler, roots_sampled=True)) == sdk
+    remote = SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(0))
+
+    def under_unsampled_remote(tracer: trace.Tracer) -> None:
+        token = otel_context.attach(trace.set_span_in_context(trace.NonRecordingSpan(remote)))
+        try:
+            tracer.start_span("server", kind=SpanKind.SERVER).end()
+        finally:
+            otel_context.detach(token)
+
+    assert _run(under_unsampled_remote, lean=True, sampler=sampler, roots_sampled=True) == []
 
 
 def test_none_values_are_dropped_rather_than_exported() -> None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import orjson
 import pytest
 import structlog
 from opentelemetry.sdk.trace import TracerProvider
 
-from relaygate.exporters.logging import configure_logging
+from relaygate.exporters.logging import RelaygateLogger, configure_logging
 
 
 @pytest.fixture(autouse=True)
@@ -65,3 +66,27 @@ def test_timestamps_have_structlogs_iso_utc_format_and_follow_the_clock() -> Non
     assert abs((parse(theirs) - parse(ours)).total_seconds()) < 1
     later = [stamp(None, "info", {})["timestamp"] for _ in range(1000)]
     assert later == sorted(later) and later[0] >= ours
+
+
+def test_relaygates_own_lines_are_the_lines_structlog_writes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Written without structlog's logger machinery, a line is the same line: same fields,
+    same order, credentials masked, the configured level honoured."""
+    configure_logging("info", "json", env={})
+    fields: dict[str, Any] = {
+        "status": 200,
+        "route": "config.targets[0]:200",
+        "attempts": [{"target_path": "config.targets[0]", "status": 200}],
+        "key": None,
+        "api_key": "sk-never-logged",
+    }
+    RelaygateLogger("debug", "json", {}).info("request", **fields)
+    structlog.get_logger("relaygate").info("request", **fields)
+    RelaygateLogger("debug", "json", {}).debug("below_the_configured_level")
+    out = capsys.readouterr().out
+    direct, via = (orjson.loads(line) for line in out.strip().splitlines())
+    assert direct.pop("timestamp") and via.pop("timestamp")
+    assert list(direct.items()) == list(via.items())
+    assert direct["api_key"] == "***" and "sk-never-logged" not in out
+    assert "below_the_configured_level" not in out

@@ -157,6 +157,12 @@ def reference(registry: CollectorRegistry) -> SimpleNamespace:
             "the requests they belonged to were answered as usual.",
             registry=reg,
         ),
+        recovery_given_up=Counter(
+            sc.M_RECOVERY_GIVEN_UP,
+            "Recoverable streams that delivered more than limits.max_recovery_bytes: their kept "
+            "chunks were released and a later break is not recovered.",
+            registry=reg,
+        ),
         final_errors=Counter(
             sc.M_FINAL_ERRORS,
             "Retries and fallbacks not made because the upstream's error is final (a "
@@ -277,6 +283,7 @@ def record(m: Any) -> None:
     m.label_overflow.labels("model").inc()
     m.telemetry_errors.inc()
     m.telemetry_errors.inc(2)
+    m.recovery_given_up.inc()
     m.final_errors.labels("default", "content_filter", "fallback").inc()
     m.config_reloads.labels("ok").inc()
     m.config_reloads.labels("refused")  # created, never incremented

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 from structlog.testing import capture_logs
@@ -59,8 +60,19 @@ def whole(text: str) -> httpx.Response:
     return sse_response(ChunkStream(events))
 
 
-def gateway(telemetry: Telemetry, answers: dict[str, httpx.Response]) -> Gateway:
+def gateway(telemetry: Telemetry, answers: dict[str, httpx.Response], **limits: int) -> Gateway:
+    """A fallback from target a to target b answering ``answers`` (by host), with
+    ``limits``; :func:`gateway_asked` also returns the hosts asked, in order."""
+    return gateway_asked(telemetry, answers, **limits)[0]
+
+
+def gateway_asked(
+    telemetry: Telemetry, answers: dict[str, httpx.Response], **limits: int
+) -> tuple[Gateway, list[str]]:
+    asked: list[str] = []
+
     async def reply(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.host)
         return answers[request.url.host]
 
     def target(name: str) -> dict[str, Any]:
@@ -76,11 +88,13 @@ def gateway(telemetry: Telemetry, answers: dict[str, httpx.Response]) -> Gateway
             "default_config": {
                 "strategy": {"mode": "fallback"},
                 "targets": [target("a"), target("b")],
-            }
+            },
+            "limits": limits,
         }
     )
     client = httpx.AsyncClient(transport=httpx.MockTransport(reply))
-    return Gateway(server, GatewayDeps(upstream=HttpxUpstream(client), telemetry=telemetry))
+    gw = Gateway(server, GatewayDeps(upstream=HttpxUpstream(client), telemetry=telemetry))
+    return gw, asked
 
 
 async def run(gw: Gateway) -> bytes:
@@ -146,6 +160,44 @@ async def test_a_recovered_stream_reads_as_one_answer_and_tells_the_recovery(
         s.parent is not None and s.parent.trace_id == server.context.trace_id for s in clients
     )
     assert (tokens(telemetry, "a"), tokens(telemetry, "b")) == (0, 9)
+    assert metric(telemetry, "relaygate_requests_in_flight") == 0
+
+
+A_DELIVERS = len(sse_event(chunk(TEXT[:10], cid="a"))) + len(sse_event(chunk(TEXT[10:20], cid="a")))
+"""The bytes a's broken stream delivers before it breaks (see :func:`broken`)."""
+
+
+@pytest.mark.parametrize(
+    ("max_recovery_bytes", "recovered", "given_up"),
+    [
+        (10_000, True, 0),
+        # Recovered, and the continuation it forwards passes the cap: a second break would
+        # not be recovered.
+        (A_DELIVERS, True, 1),
+        (A_DELIVERS - 1, False, 1),
+    ],
+)
+async def test_a_stream_past_the_recovery_cap_is_not_recovered_and_counted(
+    telemetry: Telemetry, max_recovery_bytes: int, recovered: bool, given_up: int
+) -> None:
+    answers = {"a.test": broken(TEXT[:20]), "b.test": whole(TEXT)}
+    gw, asked = gateway_asked(telemetry, answers, max_recovery_bytes=max_recovery_bytes)
+    with capture_logs() as logs:
+        events = events_of(await run(gw))
+    line = next(e for e in logs if e["event"] == "request")
+    assert metric(telemetry, "relaygate_stream_recovery_given_up_total") == given_up
+    if recovered:
+        assert text_of(events) == TEXT and events[-1] == "[DONE]"
+        assert asked == ["a.test", "b.test"]
+        return
+    assert text_of(events) == TEXT[:20]
+    assert "upstream stream interrupted" in events[-1]["error"]["message"]
+    assert asked == ["a.test"], "no target is asked to continue a stream past the cap"
+    assert line["route"] == f"{A}:stream_error"
+    assert line["outcome"] == "stream_error"
+    assert [e["max_recovery_bytes"] for e in logs if e["event"] == "recovery_given_up"] == [
+        max_recovery_bytes
+    ]
     assert metric(telemetry, "relaygate_requests_in_flight") == 0
 
 
