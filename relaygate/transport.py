@@ -91,9 +91,22 @@ class AsyncTransport(httpx.AsyncBaseTransport):
             message = "unknown route" if operation is None else "method not allowed; use POST"
             refusal = GatewayError(status, f"{message}: {request.method} {path}")
             extra = [("allow", "POST")] if status == 405 else []
-            answer = self.gateway.refuse(
-                operation, headers, refusal, method=request.method, extra=extra
-            )
+            if door is not None:
+                # A door's route refuses in its vendor's error shape, as served.
+                answer = door.answer(
+                    self.gateway.refuse(
+                        operation,
+                        headers,
+                        refusal,
+                        method=request.method,
+                        extra=extra,
+                        route=door.route,
+                    )
+                )
+            else:
+                answer = self.gateway.refuse(
+                    operation, headers, refusal, method=request.method, extra=extra
+                )
             return httpx.Response(status, headers=answer.headers, content=answer.body)
         content = await request.aread()
         link = ClientLink()

@@ -75,6 +75,28 @@ async def test_the_in_process_transport_traces_the_messages_route(
     assert server_routes(spans) == [("POST /v1/messages", "/v1/messages")]
 
 
+async def test_a_get_on_a_door_route_is_a_405_in_anthropics_shape_served_or_in_process(
+    telemetry: Telemetry,
+) -> None:
+    from relaygate.gateway import GatewayDeps
+
+    transport = AsyncTransport(
+        CONFIG, GatewayDeps(upstream=RecordingTransport().client(), telemetry=telemetry)
+    )
+    async with (
+        asgi_client(gateway_app(CONFIG, telemetry, RecordingTransport())) as served,
+        httpx.AsyncClient(transport=transport, base_url="http://gw") as in_process,
+    ):
+        for client in (served, in_process):
+            for path in ("/v1/messages", "/v1/messages/count_tokens"):
+                answer = await client.get(path)
+                assert answer.status_code == 405, path
+                assert answer.headers["allow"] == "POST"
+                body = answer.json()
+                assert body["type"] == "error", body
+                assert body["error"]["type"] == "invalid_request_error"
+
+
 def test_the_door_hands_over_its_chat_body_parsed_and_the_codec_keeps_it() -> None:
     parsed, raw = AnthropicMessagesDoor().request(orjson.dumps({**ASK, "stream": True}))
     assert orjson.loads(raw) == parsed and parsed["stream"] is True
