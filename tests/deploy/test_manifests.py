@@ -45,6 +45,7 @@ KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
 """The oldest Kubernetes relaygate's manifests support, and the newest the validator knows."""
 
 BENCHMARKS = ROOT / "benchmarks" / "README.md"
+DEPLOY_README = ROOT / "deploy" / "README.md"
 SECRET_FREE_ENV = {"PATH": os.environ.get("PATH", "")}
 
 
@@ -276,9 +277,23 @@ def test_image_user_is_the_pods_user() -> None:
 def test_resource_requests_follow_the_benchmarks(rendered: Rendered) -> None:
     """Memory: the request holds the benchmarked idle RSS and the limit twice the request;
     CPU: a request (what the HPA measures against) and no limit (throttling would delay
-    every request in flight)."""
+    every request in flight), sized for at least the CPU per request ``make bench`` last
+    measured, with the throughput deploy/README.md states for it."""
     resources = rendered.gateway()["resources"]
     text = BENCHMARKS.read_text(encoding="utf-8")
+    measured = re.search(
+        r"CPU per request, single target [^|]*\|\s*([\d.]+(?: / [\d.]+)*) ms", text
+    )
+    assert measured, "benchmarks/README.md has no single-target CPU figure"
+    worst_ms = max(float(ms) for ms in measured.group(1).split(" / "))
+    docs = DEPLOY_README.read_text(encoding="utf-8")
+    sized = re.search(r"sized for \*\*([\d.]+) ms per request\*\*", docs)
+    assert sized and "make bench" in docs, "deploy/README.md cites no measured sizing"
+    sized_ms = float(sized.group(1))
+    assert sized_ms >= worst_ms, f"make bench measured {worst_ms} ms, sized for {sized_ms}"
+    cpu_m = _millicores(resources["requests"]["cpu"])
+    claim = re.search(rf"`cpu: {resources['requests']['cpu']}` \(about (\d+) requests/s", docs)
+    assert claim and abs(int(claim.group(1)) - cpu_m / sized_ms) <= 0.05 * cpu_m / sized_ms
     match = re.search(r"resident memory idle[^|]*\|\s*([\d.]+) MiB", text)
     assert match, "benchmarks/README.md has no idle memory figure"
     idle_mib = float(match.group(1))
@@ -287,6 +302,10 @@ def test_resource_requests_follow_the_benchmarks(rendered: Rendered) -> None:
     assert _mib(resources["limits"]["memory"]) >= 2 * request_mib
     assert resources["requests"]["cpu"]
     assert "cpu" not in resources.get("limits", {})
+
+
+def _millicores(quantity: str) -> float:
+    return float(quantity[:-1]) if quantity.endswith("m") else float(quantity) * 1000
 
 
 def _mib(quantity: str) -> float:
