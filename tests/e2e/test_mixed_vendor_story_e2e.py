@@ -9,7 +9,9 @@ Each SDK gets the OpenAI-compatible target's tool call back in its own shape, an
 signals name every vendor tried and why it failed: the CLIENT spans at an OTLP receiver
 (``gen_ai.provider.name``, the status as sent, ``error.type``), the per-target series of
 ``/metrics`` and the JSON log's request line (its route and attempts). A second table of
-cases has the OpenAI-compatible target fail and each other vendor answer the tool call.
+cases has the OpenAI-compatible target fail and each other vendor answer the tool call: the
+vendor's own usage fields, its finish reason and (streamed) the time to its first chunk
+reach the span and the per-target series.
 """
 
 from __future__ import annotations
@@ -327,14 +329,35 @@ def test_each_vendor_answers_the_tool_call_when_the_openai_target_fails(
     gateway: Gateway, sdk: str, stream: bool, vendor: str
 ) -> None:
     gateway.mocks["gpt"].script("503")
+    before = scrape(gateway.server)
     answer = SDKS[sdk](gateway, f"gpt-then-{vendor}", stream=stream)
     assert answer.finish == "tool_calls"
     ((name, arguments),) = answer.calls
     assert name == "lookup" and isinstance(arguments, dict) and arguments
     _check_asked_in_its_wire_format(gateway, vendor)
-    seen = _signals(gateway, answer.request_id, scrape(gateway.server), 2)
+    seen = _signals(gateway, answer.request_id, before, 2)
     assert seen["line"]["route"] == "config.targets[0]:503>config.targets[1]:200"
     assert [
         (s["attributes"]["gen_ai.provider.name"], s["attributes"].get("error.type"))
         for s in seen["spans"]
     ] == [("openai", "503"), (VENDORS[vendor][1], None)]
+    # The answering vendor's own usage fields and finish reason, read for telemetry.
+    answered = seen["spans"][1]["attributes"]
+    assert answered["gen_ai.response.finish_reasons"] == ("tool_calls",)
+    assert answered["gen_ai.usage.input_tokens"] > 0 and answered["gen_ai.usage.output_tokens"] > 0
+    provider = VENDORS[vendor][0]
+    tokens = delta(
+        before, seen["after"], "relaygate_upstream_tokens_total", "target", "provider", "type"
+    )
+    assert tokens == {
+        (vendor, provider, "input"): answered["gen_ai.usage.input_tokens"],
+        (vendor, provider, "output"): answered["gen_ai.usage.output_tokens"],
+    }
+    first_chunks = delta(
+        before,
+        seen["after"],
+        "relaygate_upstream_time_to_first_chunk_seconds_count",
+        "target",
+        "provider",
+    )
+    assert first_chunks == ({(vendor, provider): 1.0} if stream else {})
