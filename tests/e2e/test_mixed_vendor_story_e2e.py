@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import anthropic
+import httpx
 import openai
 import pytest
 import yaml
@@ -361,3 +362,47 @@ def test_each_vendor_answers_the_tool_call_when_the_openai_target_fails(
         "provider",
     )
     assert first_chunks == ({(vendor, provider): 1.0} if stream else {})
+
+
+@pytest.mark.parametrize("auth", ["x-api-key", "authorization"])
+def test_the_messages_stream_on_the_wire_has_event_lines_and_usage_in_message_delta(
+    gateway: Gateway, auth: str
+) -> None:
+    for name, script, _, _ in FAILURES:
+        gateway.mocks[name].script(script)
+    key = "sk-client" if auth == "x-api-key" else "Bearer sk-client"
+    ask = {
+        "model": "any",
+        "max_tokens": 64,
+        "stream": True,
+        "messages": [{"role": "user", "content": QUESTION}],
+        "tools": [TOOL_ANTHROPIC],
+    }
+    headers = {auth: key, "anthropic-version": "2023-06-01", "x-portkey-config": "every-vendor"}
+    with httpx.stream(
+        "POST",
+        f"{gateway.server.url}/v1/messages",
+        json=ask,
+        headers=headers,
+        timeout=CLIENT_TIMEOUT_S,
+    ) as answer:
+        assert answer.status_code == 200
+        assert answer.headers["content-type"].startswith("text/event-stream")
+        assert answer.headers["request-id"] == answer.headers["x-request-id"]
+        wire = answer.read()
+    events = []
+    for block in wire.decode().split("\n\n"):
+        lines = [line for line in block.splitlines() if line and not line.startswith(":")]
+        if lines:
+            name, data = lines
+            assert name.startswith("event: ") and data.startswith("data: "), block
+            payload = json.loads(data[6:])
+            assert payload["type"] == name[7:]
+            events.append(payload)
+    kinds = [event["type"] for event in events]
+    assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
+    (last_delta,) = [event for event in events if event["type"] == "message_delta"]
+    assert last_delta["delta"]["stop_reason"] == "tool_use"
+    assert last_delta["usage"]["output_tokens"] > 0
+    (tool,) = [e for e in events if e["type"] == "content_block_start"]
+    assert tool["content_block"]["name"] == "lookup"
