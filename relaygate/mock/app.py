@@ -533,7 +533,7 @@ class _MockApp:
 
     def routes(self) -> list[Route]:
         routes: list[Route] = []
-        for prefix in ("/v1", "", "/openai/deployments/{deployment}"):
+        for prefix in ("/v1", "", "/openai/deployments/{deployment}", "/openai/v1"):
             routes.append(Route(f"{prefix}/chat/completions", self.chat, methods=["POST"]))
             routes.append(Route(f"{prefix}/completions", self.completions, methods=["POST"]))
             routes.append(Route(f"{prefix}/embeddings", self.embeddings, methods=["POST"]))
@@ -607,8 +607,9 @@ def create_mock_app(settings: MockSettings = _DEFAULT_SETTINGS) -> ASGIApp:
 
     Serves ``POST /v1/chat/completions``, ``POST /v1/completions``,
     ``POST /v1/embeddings`` and ``GET /v1/models``, the same without the ``/v1``
-    prefix, and Azure-style ``/openai/deployments/{deployment}/...`` (where a
-    missing body ``model`` defaults to the deployment name).  Control endpoints:
+    prefix, Azure-style ``/openai/deployments/{deployment}/...`` (where a
+    missing body ``model`` defaults to the deployment name) and Azure's v1 routes
+    ``/openai/v1/...`` (the Responses API's).  Control endpoints:
     ``GET /_mock/stats``, ``POST /_mock/script`` (``{"script": spec, "loop": bool}``),
     ``POST /_mock/reset`` (counters, script position, recorded requests, RNG
     reseeded) and ``GET /_mock/requests`` (JSON list, oldest first, of the last

@@ -23,7 +23,7 @@ from relaygate.exporters.logging import processors
 from relaygate.mock.bedrock import event_frame, signature_problem
 from relaygate.providers.base import UpstreamRequest
 from relaygate.providers.bedrock import Bedrock
-from relaygate.providers.bedrock.signing import CredentialChain
+from relaygate.providers.bedrock.signing import CredentialChain, chain_region
 from relaygate.telemetry import Telemetry
 from tests.fakes import ChunkStream, RecordingTransport, gateway_request, target
 from tests.inprocess import asgi_client, gateway_app
@@ -297,3 +297,20 @@ async def test_a_target_with_keys_and_region_never_resolves_the_chain() -> None:
     await adapter.prepare(tgt)
     wire = adapter.build_request(gateway_request(CHAT, target=tgt), tgt, {})
     assert wire.url.startswith("https://bedrock-runtime.us-west-2.amazonaws.com/")
+
+
+@pytest.mark.parametrize(
+    ("environ", "configured", "region"),
+    [
+        ({"AWS_REGION": "eu-north-1"}, "us-west-2", "eu-north-1"),
+        ({"AWS_REGION": ""}, "us-west-2", "us-west-2"),
+        ({}, "ap-south-1", "ap-south-1"),
+        ({}, None, None),
+        ({}, "", None),
+    ],
+)
+def test_the_chain_region_prefers_aws_region_then_botocores(
+    environ: dict[str, str], configured: str | None, region: str | None
+) -> None:
+    # botocore itself reads only AWS_DEFAULT_REGION and the profile (``configured``).
+    assert chain_region(configured, environ) == region

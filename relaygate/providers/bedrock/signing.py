@@ -24,6 +24,7 @@ collection would walk).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -103,8 +104,15 @@ def _botocore_chain() -> tuple[Any, str | None]:
     from botocore.session import Session
 
     session = Session()
-    region = session.get_config_variable("region")
-    return session.get_credentials(), region if isinstance(region, str) and region else None
+    return session.get_credentials(), chain_region(session.get_config_variable("region"))
+
+
+def chain_region(configured: object, environ: Mapping[str, str] = os.environ) -> str | None:
+    """The AWS configuration's default region: ``AWS_REGION`` when set (the name current AWS
+    SDKs read first), else what botocore resolved (``configured``: ``AWS_DEFAULT_REGION``,
+    else the profile's ``region``), else ``None``."""
+    region = environ.get("AWS_REGION") or configured
+    return region if isinstance(region, str) and region else None
 
 
 def sign(
