@@ -225,8 +225,10 @@ def test_recorded_fallback_ratio_over_two_replicas_is_what_clients_saw(live: Liv
     equal to the clients' own fallbacks per request over both replicas.
 
     The rule takes ``rate()`` per replica series and sums them; ``rate()`` extrapolates each
-    series towards the window start by at most one scrape interval, which the warm-up keeps
-    to about a percent of the measured phase.
+    series towards the window start by at most one scrape interval. The two replicas are
+    scraped at their own offsets within the interval, so the sum weighs each replica's
+    increase by a slightly different factor: about a percent on a quiet machine, a few
+    percent when scrapes are delayed under load, hence the 8 % tolerance.
     """
     prometheus = live.prometheus
     expr = f'config:relaygate_fallbacks_per_request:ratio_rate5m{{config="{CONFIG}"}}'
@@ -242,7 +244,7 @@ def test_recorded_fallback_ratio_over_two_replicas_is_what_clients_saw(live: Liv
     sent = sum(r.measured_sent for r in live.replicas)
     fell_back = sum(r.measured_fell_back for r in live.replicas)
     observed = fell_back / sent
-    assert ratio == pytest.approx(observed, rel=0.03)
+    assert ratio == pytest.approx(observed, rel=0.08)
 
 
 def _has_data(live: Live, query: str) -> bool:

@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -245,7 +246,12 @@ class Chromium:
         )
         usable = binary if binary and os.access(binary, os.X_OK) else None
         binary = require_tool("chromium", usable, INSTALL_HINT)
-        self._profile = tempfile.TemporaryDirectory(prefix="relaygate-chromium-")
+        # Chromium's helper processes may still be writing the profile while the browser
+        # exits: the whole process group is ended first, and a file appearing during the
+        # removal does not fail the tests that already passed.
+        self._profile = tempfile.TemporaryDirectory(
+            prefix="relaygate-chromium-", ignore_cleanup_errors=True
+        )
         profile = Path(self._profile.name)
         log = (profile / "chromium.log").open("wb")
         self._proc = subprocess.Popen(
@@ -253,6 +259,7 @@ class Chromium:
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         log.close()
         port_file = profile / "DevToolsActivePort"
@@ -281,12 +288,16 @@ class Chromium:
     def stop(self) -> None:
         """End the browser and remove its profile."""
         if self._proc is not None:
-            self._proc.terminate()
+            group = self._proc.pid
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGTERM)
             try:
                 self._proc.wait(timeout=WAIT_S)
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
         if self._profile is not None:
             self._profile.cleanup()
 
