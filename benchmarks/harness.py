@@ -10,8 +10,7 @@ module, which:
    ``redis-server`` (1 worker on core 0, 2 workers and 2 replicas on cores 0-1, Redis on
    core 1), the bare pass-through floor proxy and the two floors of
    :mod:`benchmarks.stack_floors` (aiohttp's server, Starlette routing; core 0) and, with
-   ``--peers``, Portkey and
-   LiteLLM (core 0). Load generator and upstreams run on core 1.
+   ``--peers``, Portkey and LiteLLM (core 0). Load generator and upstreams run on core 1.
 2. checks that every system answers every kind of request correctly, calibrates how many
    spans each kind of request exports, warms everything up and reads idle memory;
 3. runs every scenario ``--reps`` times, interleaved (direct baseline next to the gateway
