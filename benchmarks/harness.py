@@ -155,8 +155,7 @@ def scenarios(with_peers: bool) -> list[Scenario]:
             add("floor-aiohttp", "single", conns, "floor-aiohttp", "floor on aiohttp's server")
             label = "floor through Starlette routing"
             add("floor-starlette", "single", conns, "floor-starlette", label)
-        if conns in (1, 16):
-            add("relaygate-off", "single", conns, "relaygate-off", "relaygate, telemetry off")
+        add("relaygate-off", "single", conns, "relaygate-off", "relaygate, telemetry off")
         label = "relaygate, tail sampling (production setting)"
         add("relaygate-tail", "single", conns, "relaygate-tail", label)
         if conns == 16:
