@@ -80,6 +80,19 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": answer})
 
 
+async def forward(path: str, body: bytes) -> tuple[int, str, bytes]:
+    """What :func:`app` does for a non-streamed request, framework-free: parse and
+    re-serialise ``body``, post it to the upstream ``path`` picks, and return the answer's
+    status, content type and body (the other floors of :mod:`benchmarks.stack_floors`)."""
+    payload = orjson.dumps(orjson.loads(body))
+    url = PASS_BASE + path if PASS_BASE else UPSTREAMS.get(path, UPSTREAM)
+    async with _client().post(
+        url, data=payload, headers={"content-type": "application/json"}
+    ) as response:
+        content_type = response.headers.get("content-type", "application/json")
+        return response.status, content_type, await response.read()
+
+
 async def _relay_stream(
     response: aiohttp.ClientResponse, status: int, content_type: str, send: Any
 ) -> None:

@@ -8,8 +8,9 @@ module, which:
    on (pinned to core 0), relaygate with telemetry off (core 0), relaygate with 2 workers
    (cores 0-1), the shared-state systems of :mod:`benchmarks.replicas` with their
    ``redis-server`` (1 worker on core 0, 2 workers and 2 replicas on cores 0-1, Redis on
-   core 1), the bare pass-through floor proxy (core 0) and, with ``--peers``, Portkey and
-   LiteLLM (core 0). Load generator and upstreams run on core 1.
+   core 1), the bare pass-through floor proxy and the two floors of
+   :mod:`benchmarks.stack_floors` (aiohttp's server, Starlette routing; core 0) and, with
+   ``--peers``, Portkey and LiteLLM (core 0). Load generator and upstreams run on core 1.
 2. checks that every system answers every kind of request correctly, calibrates how many
    spans each kind of request exports, warms everything up and reads idle memory;
 3. runs every scenario ``--reps`` times, interleaved (direct baseline next to the gateway
@@ -72,6 +73,24 @@ SLOW_C1_DURATION_FACTOR = 2.5
 RELAYGATES = ("relaygate", "relaygate-off", "relaygate-2w", "relaygate-tail", *replicas.SYSTEMS)
 """The relaygate systems under test."""
 SSE_EVENTS = 7
+FLOORS = ("floor", "floor-aiohttp", "floor-starlette")
+"""The floor proxies: relaygate's server stack bare (the floor every ratio is to), aiohttp's
+server, and Starlette routing on relaygate's stack (:mod:`benchmarks.stack_floors`)."""
+STACK_CONNECTIONS = 16
+"""The connection count at which every step from the floors to relaygate is measured."""
+
+
+def floor_args(name: str, port: int) -> list[str]:
+    """The Python arguments that serve floor proxy ``name`` on ``port``."""
+    if name == "floor-aiohttp":
+        return ["-m", "benchmarks.stack_floors", "--port", str(port)]
+    app = "benchmarks.stack_floors:starlette_app" if name == "floor-starlette" else None
+    argv = ["-m", "uvicorn", app or "benchmarks.floor_proxy:app"]
+    argv += ["--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop"]
+    argv += ["--http", "httptools", "--log-level", "warning", "--no-access-log"]
+    return [*argv, "--lifespan", "off"]
+
+
 """Events in the upstream's SSE answer: six chunks, then ``data: [DONE]``."""
 
 
@@ -132,10 +151,13 @@ def scenarios(with_peers: bool) -> list[Scenario]:
         add("direct", "single", conns, None, "direct to nginx (fast 200)")
         add("relaygate", "single", conns, "relaygate", "relaygate, single target")
         add("floor", "single", conns, "floor", "floor: bare aiohttp pass-through proxy")
-        if conns in (1, 16):
-            add("relaygate-off", "single", conns, "relaygate-off", "relaygate, telemetry off")
-            label = "relaygate, tail sampling (production setting)"
-            add("relaygate-tail", "single", conns, "relaygate-tail", label)
+        if conns == STACK_CONNECTIONS:
+            add("floor-aiohttp", "single", conns, "floor-aiohttp", "floor on aiohttp's server")
+            label = "floor through Starlette routing"
+            add("floor-starlette", "single", conns, "floor-starlette", label)
+        add("relaygate-off", "single", conns, "relaygate-off", "relaygate, telemetry off")
+        label = "relaygate, tail sampling (production setting)"
+        add("relaygate-tail", "single", conns, "relaygate-tail", label)
         if conns == 16:
             add("relaygate", "fallback", conns, "relaygate", "relaygate, fallback 503 → 200")
         if conns == 64:
@@ -285,8 +307,9 @@ class Bench:
         found = {name: self.measured(name) for name in self.systems}
         return {name: svc for name, svc in found.items() if svc is not None}
 
-    def start_floor(self) -> Service:
-        """The bare pass-through proxy under uvicorn (uvloop, httptools)."""
+    def start_floor(self, name: str = "floor") -> Service:
+        """A floor proxy (:data:`FLOORS`): the bare pass-through under uvicorn (uvloop,
+        httptools), or one of :mod:`benchmarks.stack_floors`."""
         assert self.upstreams is not None
         port = free_port()
         env = _clean_env()
@@ -294,14 +317,11 @@ class Bench:
         env["FLOOR_UPSTREAM"] = self.upstreams.base("fast") + "/chat/completions"
         env["FLOOR_SLOW_UPSTREAM"] = self.upstreams.base("slow") + "/chat/completions"
         env["FLOOR_STREAM_UPSTREAM"] = self.upstreams.base("sse") + "/chat/completions"
-        argv = [sys.executable, "-m", "uvicorn", "benchmarks.floor_proxy:app"]
-        argv += ["--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop"]
-        argv += ["--http", "httptools", "--log-level", "warning", "--no-access-log"]
-        argv += ["--lifespan", "off"]
-        svc = self.procs.start("floor", argv, port, self.gw_cores, env, cwd=REPO)
+        argv = [sys.executable, *floor_args(name, port)]
+        svc = self.procs.start(name, argv, port, self.gw_cores, env, cwd=REPO)
         svc.wait_ready(lambda: port_open(port))
-        self.services["floor"] = svc
-        self.systems["floor"] = floor_system(port)
+        self.services[name] = svc
+        self.systems[name] = floor_system(port, name)
         return svc
 
     def start_all(self) -> None:
@@ -315,7 +335,8 @@ class Bench:
         both = "0,1" if self.opts.pin else None
         self.start_relaygate("relaygate-2w", telemetry=True, workers=2, cores=both)
         self.start_shared_state()
-        self.start_floor()
+        for name in FLOORS:
+            self.start_floor(name)
         if self.opts.peers:
             assert self.upstreams is not None
             for peer in peers.start_peers(self.procs, self.upstreams, self.gw_cores, self.notes):

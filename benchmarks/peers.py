@@ -37,8 +37,12 @@ PORTKEY_PACKAGE = os.environ.get("RELAYGATE_PORTKEY_PACKAGE", "@portkey-ai/gatew
 PORTKEY_NODE_SERVER = os.environ.get("RELAYGATE_PORTKEY_NODE_SERVER", "1.14.2")
 """Version ``@hono/node-server`` is pinned to under Portkey's gateway: the last one Portkey's
 issue 1389 reports working, later ones handing it fetch responses whose headers are
-immutable, which Portkey's header update then fails on. With Node 20 Portkey's streamed
-answers still fail that way (its issue 1550): the streaming row is then flagged."""
+immutable, which Portkey's header update then fails on. Its streamed answers still fail that
+way (its issue 1550) unless :data:`PORTKEY_STREAM_SHIM` is preloaded."""
+
+PORTKEY_STREAM_SHIM = Path(__file__).with_name("portkey_streams.cjs")
+"""Node preload (``node -r``) giving Portkey's upstream event-stream responses mutable
+headers, without which every streamed request through Portkey answers 500."""
 
 LITELLM_PACKAGE = os.environ.get("RELAYGATE_LITELLM_PACKAGE", "litellm[proxy]")
 """pip requirement of LiteLLM's proxy."""
@@ -92,6 +96,11 @@ def install_litellm() -> Path:
     return exe
 
 
+def portkey_argv(script: Path, port: int) -> list[str]:
+    """The command line of Portkey's gateway: Node with the stream shim preloaded."""
+    return ["node", "-r", str(PORTKEY_STREAM_SHIM), str(script), f"--port={port}", "--headless"]
+
+
 def start_portkey(procs: Processes, up: Upstreams, cores: str | None) -> Peer:
     """Portkey's gateway on a free port (Node, one process)."""
     script = install_portkey()
@@ -100,7 +109,7 @@ def start_portkey(procs: Processes, up: Upstreams, cores: str | None) -> Peer:
     env["NODE_ENV"] = "production"
     svc = procs.start(
         "portkey",
-        ["node", str(script), f"--port={port}", "--headless"],
+        portkey_argv(script, port),
         port,
         cores,
         env,

@@ -574,6 +574,7 @@ def render(results: dict[str, Any]) -> str:
             table,
             "lrrrrrrrrl",
         )
+    lines += _stack_section(agg)
     lines += _shared_state_section(agg)
     lines += _memory_section(results)
     lines += _integrity_section(results)
@@ -602,6 +603,57 @@ def _fmt_load(load: Any) -> str:
     if not load:
         return "?"
     return " ".join(f"{x:.2f}" for x in load)
+
+
+STACK_STEPS = (
+    ("floor-aiohttp", "aiohttp's web server + the same aiohttp client (no ASGI)"),
+    ("floor", "bare ASGI proxy on relaygate's server stack (uvicorn, httptools, uvloop)"),
+    ("floor-starlette", "the same through Starlette routing, Request and Response"),
+    ("relaygate-off", "relaygate, telemetry off (the pipeline)"),
+    ("relaygate-tail", "relaygate, tail sampling at the production setting"),
+    ("relaygate", "relaygate, all telemetry on, every trace exported"),
+)
+"""The steps from the cheapest proxy to relaygate fully instrumented, in order."""
+
+
+def _stack_section(agg: dict[str, dict[str, Any]], conns: int = 16) -> list[str]:
+    """Where the ratio to the floor goes: each step's CPU per request at ``conns``
+    connections, over the cheapest floor, over the floor every ratio is to, and over the
+    step before (medians of the same run)."""
+    steps = [(name, what, agg.get(f"{name}.single.c{conns}")) for name, what in STACK_STEPS]
+    if sum(1 for _, _, a in steps if a) < 2:
+        return []
+    base = (agg.get(f"floor-aiohttp.single.c{conns}") or {}).get("cpu_ms_per_req")
+    floor = (agg.get(f"floor.single.c{conns}") or {}).get("cpu_ms_per_req")
+    lines = ["", f"#### Where the CPU goes (single target, {conns} connections)", ""]
+    lines.append(
+        "Each step adds one layer to the one before: the server stack (aiohttp's server → "
+        "uvicorn → Starlette), relaygate's pipeline, then its telemetry. CPU per request "
+        "over the aiohttp-server floor, over the floor every other ratio is to, and over "
+        "the step before."
+    )
+    lines.append("")
+    table = []
+    before: float | None = None
+    for _name, what, a in steps:
+        cpu = (a or {}).get("cpu_ms_per_req")
+        table.append(
+            [
+                what,
+                _fmt(cpu, 3),
+                _fmt(_ratio(cpu, base), 2, "x"),
+                _fmt(_ratio(cpu, floor), 2, "x"),
+                _fmt(_ratio(cpu, before), 2, "x"),
+                (a or {}).get("flag") or ("ok" if a else "not run"),
+            ]
+        )
+        before = cpu if cpu is not None else before
+    lines += _table(
+        ["step", "CPU ms/req", "x aiohttp floor", "x floor", "x step before", "errors"],
+        table,
+        "lrrrrl",
+    )
+    return lines
 
 
 def _shared_state_section(agg: dict[str, dict[str, Any]]) -> list[str]:

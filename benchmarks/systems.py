@@ -189,17 +189,16 @@ def relaygate_system(name: str, port: int) -> System:
     )
 
 
-def floor_system(port: int) -> System:
-    """The bare pass-through proxy: the fast, 50 ms and streaming upstreams by path."""
-    return System(
-        "floor",
-        port,
-        {
-            "single": Request(port, "/", (), chat_body()),
-            "slow": Request(port, "/slow", (), chat_body()),
-            "stream": Request(port, "/stream", (), chat_body(stream=True)),
-        },
-    )
+def floor_system(port: int, name: str = "floor") -> System:
+    """The bare pass-through proxy: the fast, 50 ms and streaming upstreams by path (the
+    floors of :mod:`benchmarks.stack_floors` answer the first two only)."""
+    requests: dict[Kind, Request] = {
+        "single": Request(port, "/", (), chat_body()),
+        "slow": Request(port, "/slow", (), chat_body()),
+    }
+    if name == "floor":
+        requests["stream"] = Request(port, "/stream", (), chat_body(stream=True))
+    return System(name, port, requests)
 
 
 def portkey_system(port: int, up: Upstreams) -> System:
