@@ -97,3 +97,20 @@ def test_the_report_shows_each_setup_beside_the_single_process(tmp_path: Path) -
         "2 replicas (1 worker each) sharing Redis",
         "setup",
     ]
+
+
+def test_a_peers_efficiency_is_judged_at_every_scenario_streams_included() -> None:
+    """The worst scenario decides: 30x less CPU than the peer everywhere but one 20x
+    scenario (the stream) misses a 25x goal; with that scenario unmeasured, nothing is
+    judged."""
+    mine = {f"relaygate.{key}": {"cpu_ms_per_req": 0.1} for key, _ in report.EFFICIENCY_SCENARIOS}
+    theirs = {f"litellm.{key}": {"cpu_ms_per_req": 3.0} for key, _ in report.EFFICIENCY_SCENARIOS}
+    assert report._efficiency_row({**mine, **theirs}, "litellm", 25.0)["verdict"] == "met"
+    theirs["litellm.stream.c1"] = {"cpu_ms_per_req": 2.0}
+    row = report._efficiency_row({**mine, **theirs}, "litellm", 25.0)
+    assert row["verdict"] == "MISSED"
+    assert row["measured"].endswith("/ 20.0x")
+    del theirs["litellm.stream.c1"]
+    assert report._efficiency_row({**mine, **theirs}, "litellm", 25.0)["verdict"] == (
+        "not measured"
+    )
