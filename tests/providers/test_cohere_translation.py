@@ -1,7 +1,7 @@
 """The Cohere v2 translators against golden fixtures written from Cohere's API reference.
 
-(Cohere's SDK pulls in ``tokenizers`` and more; the fixtures follow the documented shapes,
-and the field names were checked against the SDK's generated v2 types by hand.)
+(The Cohere sides of these fixtures are held to the official ``cohere`` SDK's v2 types in
+``test_cohere_sdk_types.py``.)
 """
 
 from __future__ import annotations
