@@ -15,7 +15,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
-from typing import Final, cast
+from collections.abc import Callable, Coroutine
+from typing import Any, Final, cast
 
 CHAT_BODY: Final = (
     b'{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,'
@@ -94,18 +95,35 @@ class DelayProtocol(asyncio.Protocol):
             self._transport.write(self._answer)
 
 
-async def serve(host: str, port: int, delay_ms: float) -> None:
-    """Serve until SIGTERM or SIGINT."""
+async def serve_until_stopped(
+    factory: Callable[[], asyncio.Protocol], host: str, port: int, backlog: int = 1024
+) -> None:
+    """Serve connections with protocols from ``factory`` until SIGTERM or SIGINT (the
+    loopback servers of the benchmark share this)."""
     loop = asyncio.get_running_loop()
-    answer = response_bytes()
-    server = await loop.create_server(
-        lambda: DelayProtocol(delay_ms / 1000, answer), host, port, backlog=1024
-    )
+    server = await loop.create_server(factory, host, port, backlog=backlog)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with server:
         await stop.wait()
+
+
+def run_fast(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` on uvloop when it is installed (it comes with uvicorn[standard]),
+    else on asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
+
+
+async def serve(host: str, port: int, delay_ms: float) -> None:
+    """Serve until SIGTERM or SIGINT."""
+    answer = response_bytes()
+    await serve_until_stopped(lambda: DelayProtocol(delay_ms / 1000, answer), host, port)
 
 
 def main() -> None:
@@ -115,12 +133,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--delay-ms", type=float, default=50.0)
     ns = parser.parse_args()
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
-        asyncio.run(serve(ns.host, ns.port, ns.delay_ms))
-    else:
-        uvloop.run(serve(ns.host, ns.port, ns.delay_ms))
+    run_fast(serve(ns.host, ns.port, ns.delay_ms))
 
 
 if __name__ == "__main__":

@@ -15,10 +15,9 @@ import argparse
 import asyncio
 import gzip
 import json
-import signal
 from typing import Final, cast
 
-from benchmarks.delay_upstream import content_length
+from benchmarks.delay_upstream import content_length, serve_until_stopped
 
 _HEADER_END: Final = b"\r\n\r\n"
 _OK: Final = (
@@ -148,14 +147,8 @@ class SinkProtocol(asyncio.Protocol):
 
 async def serve(host: str, port: int) -> None:
     """Serve until SIGTERM or SIGINT."""
-    loop = asyncio.get_running_loop()
     stats = SinkStats()
-    server = await loop.create_server(lambda: SinkProtocol(stats), host, port, backlog=1024)
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    async with server:
-        await stop.wait()
+    await serve_until_stopped(lambda: SinkProtocol(stats), host, port)
 
 
 def main() -> None:

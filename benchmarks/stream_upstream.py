@@ -28,11 +28,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import resource
-import signal
 import time
 from typing import Final, cast
 
-from benchmarks.delay_upstream import CHAT_BODY, content_length
+from benchmarks.delay_upstream import CHAT_BODY, content_length, run_fast, serve_until_stopped
 
 _HEADER_END: Final = b"\r\n\r\n"
 _MAX_HEADER: Final = 64 * 1024
@@ -191,14 +190,8 @@ def raise_open_files_limit() -> int:
 
 async def serve(host: str, port: int) -> None:
     """Serve until SIGTERM or SIGINT."""
-    loop = asyncio.get_running_loop()
     seen: set[bytes] = set()
-    server = await loop.create_server(lambda: StreamProtocol(seen), host, port, backlog=4096)
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    async with server:
-        await stop.wait()
+    await serve_until_stopped(lambda: StreamProtocol(seen), host, port, backlog=4096)
 
 
 def main() -> None:
@@ -208,12 +201,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     ns = parser.parse_args()
     raise_open_files_limit()
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
-        asyncio.run(serve(ns.host, ns.port))
-    else:
-        uvloop.run(serve(ns.host, ns.port))
+    run_fast(serve(ns.host, ns.port))
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from relaygate.frontdoor.anthropic_door import (
     AnthropicCountTokensDoor,
     AnthropicMessagesDoor,
 )
-from relaygate.frontdoor.door import FrontDoor
+from relaygate.frontdoor.door import FrontDoor, refuse_at
 from relaygate.gateway import EdgeResponse, Gateway, GatewayDeps
 from relaygate.middleware.auth import bearer, presented_key
 from relaygate.openapi import openapi_document
@@ -190,10 +190,7 @@ class ApiEndpoint:
         **kw: Any,
     ) -> EdgeResponse:
         """The gateway's refusal, in the door's shape (and on its route) when there is one."""
-        door = self._door
-        if door is None:
-            return gateway.refuse(operation, headers, error, **kw)
-        return door.answer(gateway.refuse(operation, headers, error, route=door.route, **kw))
+        return refuse_at(gateway, self._door, operation, headers, error, **kw)
 
     async def _handle(
         self,

@@ -22,7 +22,7 @@ from relaygate.edge import EdgeResponse
 from relaygate.errors import GatewayError
 from relaygate.exchange import CLIENT_DISCONNECTED, ClientLink, Operation, ResponseStream
 from relaygate.frontdoor.anthropic_door import AnthropicCountTokensDoor, AnthropicMessagesDoor
-from relaygate.frontdoor.door import FrontDoor
+from relaygate.frontdoor.door import FrontDoor, refuse_at
 from relaygate.gateway import Gateway, GatewayDeps
 
 _SUFFIXES: tuple[tuple[str, Operation], ...] = (
@@ -91,22 +91,9 @@ class AsyncTransport(httpx.AsyncBaseTransport):
             message = "unknown route" if operation is None else "method not allowed; use POST"
             refusal = GatewayError(status, f"{message}: {request.method} {path}")
             extra = [("allow", "POST")] if status == 405 else []
-            if door is not None:
-                # A door's route refuses in its vendor's error shape, as served.
-                answer = door.answer(
-                    self.gateway.refuse(
-                        operation,
-                        headers,
-                        refusal,
-                        method=request.method,
-                        extra=extra,
-                        route=door.route,
-                    )
-                )
-            else:
-                answer = self.gateway.refuse(
-                    operation, headers, refusal, method=request.method, extra=extra
-                )
+            answer = refuse_at(
+                self.gateway, door, operation, headers, refusal, method=request.method, extra=extra
+            )
             return httpx.Response(status, headers=answer.headers, content=answer.body)
         content = await request.aread()
         link = ClientLink()
@@ -124,7 +111,7 @@ class AsyncTransport(httpx.AsyncBaseTransport):
         try:
             parsed, body = door.request(await request.aread())
         except GatewayError as exc:
-            answer = door.answer(self.gateway.refuse(operation, headers, exc, route=route))
+            answer = refuse_at(self.gateway, door, operation, headers, exc)
             return httpx.Response(answer.status, headers=answer.headers, content=answer.body)
         link = ClientLink()
         answer = await self.gateway.handle(

@@ -12,9 +12,11 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import redis
 
+from benchmarks.replicas import redis_argv
 from tests.servers import free_port
 from tests.tools import require_tool
 
@@ -43,19 +45,7 @@ class RedisServer:
     def start(self) -> None:
         """Start the server and wait until it answers PING."""
         self.process = subprocess.Popen(
-            [
-                self.program,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                self._dir.name,
-            ],
+            redis_argv(self.program, self.port, Path(self._dir.name)),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

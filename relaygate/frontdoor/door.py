@@ -10,9 +10,15 @@ there is refused like any bad input), and every answer, refusals included, throu
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 from relaygate.edge import EdgeResponse
+from relaygate.errors import GatewayError
+from relaygate.exchange import Operation
+
+if TYPE_CHECKING:  # the gateway assembles the pipeline, which imports the doors' modules
+    from relaygate.gateway import Gateway
 
 
 class FrontDoor(Protocol):
@@ -35,3 +41,18 @@ class FrontDoor(Protocol):
     def answer(self, response: EdgeResponse) -> EdgeResponse:
         """The vendor's answer for the pipeline's (body, stream and errors translated)."""
         ...
+
+
+def refuse_at(
+    gateway: Gateway,
+    door: FrontDoor | None,
+    operation: Operation | None,
+    headers: Mapping[str, str],
+    error: GatewayError,
+    **kw: Any,
+) -> EdgeResponse:
+    """``gateway``'s refusal of ``error``, in ``door``'s error shape and on its route when
+    the request came through one (the served app and the in-process transport alike)."""
+    if door is None:
+        return gateway.refuse(operation, headers, error, **kw)
+    return door.answer(gateway.refuse(operation, headers, error, route=door.route, **kw))
