@@ -37,7 +37,7 @@ from relaygate.errors import GatewayError, error_body
 from relaygate.exchange import GatewayRequest, Operation
 from relaygate.providers.anthropic_stream import ChunkTranslator, chat_usage, finish_reason
 from relaygate.providers.base import UpstreamRequest
-from relaygate.providers.openai_compat import USER_AGENT, parse_json_object
+from relaygate.providers.openai_compat import json_headers, parse_json_object
 from relaygate.providers.parameters import (
     COMMON_UNSUPPORTED,
     NO_PENALTIES,
@@ -428,14 +428,8 @@ class Anthropic:
         warn_dropped(self.name, request, target, dropped)
         if counting:
             wire = {k: v for k, v in wire.items() if k in COUNTED_FIELDS}
-        headers = {
-            "content-type": "application/json",
-            "accept": "text/event-stream" if request.stream else "application/json",
-            "accept-encoding": "identity",
-            "user-agent": USER_AGENT,
-            "anthropic-version": str(target.provider_options.get("api_version") or API_VERSION),
-        }
-        headers.update(extra_headers)
+        version = str(target.provider_options.get("api_version") or API_VERSION)
+        headers = json_headers(request.stream, extra_headers, {"anthropic-version": version})
         if target.api_key:
             headers["x-api-key"] = target.api_key.reveal()
         return UpstreamRequest(

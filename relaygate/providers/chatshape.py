@@ -47,6 +47,20 @@ def required_model(provider: str, body: Mapping[str, Any]) -> str:
     return model
 
 
+def any_text_of(content: Any) -> str:
+    """The text of ``content``: a string, or the string ``text`` of every part of a list
+    joined, whatever the part's ``type`` (a Responses ``output_text`` part included)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            part.get("text", "")
+            for part in content
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+        )
+    return ""
+
+
 def text_of(content: Any) -> str:
     """The text of a message ``content``: a string, or the ``text`` parts of a list joined."""
     if isinstance(content, str):

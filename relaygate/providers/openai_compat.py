@@ -37,6 +37,28 @@ RESPONSES_PATHS: Mapping[Operation, str] = MappingProxyType(
 USER_AGENT = "relaygate"
 
 
+def json_headers(
+    stream: bool,
+    extra: Mapping[str, str],
+    own: Mapping[str, str] | None = None,
+    accept_stream: str = "text/event-stream",
+) -> dict[str, str]:
+    """The headers of a JSON call upstream: its content type, what it accepts
+    (``accept_stream`` for a streamed answer, else JSON), no compression, relaygate's user
+    agent, then the provider's ``own`` headers and last ``extra`` (forwarded headers, trace
+    context), which win. Credentials are the adapter's to add."""
+    headers = {
+        "content-type": "application/json",
+        "accept": accept_stream if stream else "application/json",
+        "accept-encoding": "identity",
+        "user-agent": USER_AGENT,
+    }
+    if own:
+        headers.update(own)
+    headers.update(extra)
+    return headers
+
+
 @dataclass(frozen=True, slots=True)
 class OpenAICompatible:
     """An OpenAI-compatible provider: a base URL and how the key is sent.
@@ -67,13 +89,7 @@ class OpenAICompatible:
                 f"provider '{self.name}' does not serve {request.operation.value}",
                 code="unsupported_operation",
             )
-        headers = {
-            "content-type": "application/json",
-            "accept": "text/event-stream" if request.stream else "application/json",
-            "accept-encoding": "identity",
-            "user-agent": USER_AGENT,
-        }
-        headers.update(extra_headers)
+        headers = json_headers(request.stream, extra_headers)
         if target.api_key:
             headers[self.auth_header] = self.auth_prefix + target.api_key.reveal()
         return UpstreamRequest(

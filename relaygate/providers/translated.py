@@ -28,7 +28,7 @@ from relaygate.providers.chatshape import (
     required_model,
     wants_usage_chunk,
 )
-from relaygate.providers.openai_compat import USER_AGENT, parse_json_object
+from relaygate.providers.openai_compat import json_headers, parse_json_object
 from relaygate.providers.parameters import ParameterTable, check_parameters
 from relaygate.providers.translation import UNREADABLE, EventTranslator, Refused, SseEvents
 from relaygate.strategies.attempt_bound import stream_idle_s
@@ -133,13 +133,7 @@ class TranslatedAdapter:
                 f"provider '{row.name}' cannot take this request ({type(exc).__name__})",
                 code="untranslatable_request",
             ) from None
-        headers = {
-            "content-type": "application/json",
-            "accept": "text/event-stream" if request.stream else "application/json",
-            "accept-encoding": "identity",
-            "user-agent": USER_AGENT,
-        }
-        headers.update(extra_headers)
+        headers = json_headers(request.stream, extra_headers)
         if target.api_key:
             headers[row.auth_header] = row.auth_prefix + target.api_key.reveal()
         return UpstreamRequest(

@@ -33,7 +33,7 @@ from relaygate.providers.bedrock.converse import (
 )
 from relaygate.providers.bedrock.signing import CredentialChain, configured_credentials, sign
 from relaygate.providers.bedrock.stream import ConverseStreamTranslator
-from relaygate.providers.openai_compat import USER_AGENT, parse_json_object
+from relaygate.providers.openai_compat import json_headers, parse_json_object
 from relaygate.providers.parameters import check_parameters
 from relaygate.security.custody import caller_destination
 from relaygate.strategies.attempt_bound import stream_idle_s
@@ -127,13 +127,7 @@ class Bedrock:
         base = target.custom_host or f"https://bedrock-runtime.{region}.amazonaws.com"
         action = "converse-stream" if request.stream else "converse"
         url = f"{base}/model/{quote(model, safe='')}/{action}"
-        headers = {
-            "content-type": "application/json",
-            "accept": EVENTSTREAM if request.stream else "application/json",
-            "accept-encoding": "identity",
-            "user-agent": USER_AGENT,
-            **extra_headers,
-        }
+        headers = json_headers(request.stream, extra_headers, accept_stream=EVENTSTREAM)
         return UpstreamRequest(
             method="POST",
             url=url,

@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 
 from relaygate.errors import GatewayError, error_body
+from relaygate.providers.chatshape import any_text_of
 from relaygate.providers.parameters import (
     COMMON_UNSUPPORTED,
     NO_PENALTIES,
@@ -96,19 +97,6 @@ def _refuse(message: str, param: str) -> GatewayError:
 def finish_reason(stop_reason: object) -> str:
     """The OpenAI finish reason of a Converse ``stopReason``."""
     return FINISH_REASONS.get(stop_reason, "stop") if isinstance(stop_reason, str) else "stop"
-
-
-def _text_of(content: Any) -> str:
-    """The text of a message ``content``: a string, or the text parts of a list."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            part.get("text", "")
-            for part in content
-            if isinstance(part, dict) and isinstance(part.get("text"), str)
-        )
-    return ""
 
 
 def _image_block(part: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -184,7 +172,7 @@ def _turn(message: Mapping[str, Any], where: str) -> tuple[str, list[dict[str, A
     if role == "tool":
         result = {
             "toolUseId": str(message.get("tool_call_id") or ""),
-            "content": [{"text": _text_of(message.get("content"))}],
+            "content": [{"text": any_text_of(message.get("content"))}],
         }
         return "user", [{"toolResult": result}]
     raise _refuse(f"message role {str(role)[:32]!r} is not supported", f"{where}.role")
@@ -235,7 +223,7 @@ def to_converse(body: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(message, dict):
             raise GatewayError(400, f"{where} must be an object", param=where)
         if message.get("role") in ("system", "developer"):
-            text = _text_of(message.get("content"))
+            text = any_text_of(message.get("content"))
             if text:
                 system.append({"text": text})
             continue

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from relaygate.errors import GatewayError
+from relaygate.providers.chatshape import any_text_of
 
 STATEFUL: tuple[str, ...] = ("previous_response_id", "conversation", "background", "prompt")
 """Request fields that only a target keeping Responses state can honour."""
@@ -69,18 +70,6 @@ def _content(content: Any, provider: str, where: str) -> str | list[dict[str, An
     return parts
 
 
-def _output_text(output: Any) -> str:
-    if isinstance(output, str):
-        return output
-    if isinstance(output, list):
-        return "".join(
-            p.get("text", "")
-            for p in output
-            if isinstance(p, dict) and isinstance(p.get("text"), str)
-        )
-    return ""
-
-
 def _messages(body: Mapping[str, Any], provider: str) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
     instructions = body.get("instructions")
@@ -124,7 +113,7 @@ def _messages(body: Mapping[str, Any], provider: str) -> list[dict[str, Any]]:
                 {
                     "role": "tool",
                     "tool_call_id": str(item.get("call_id", "")),
-                    "content": _output_text(item.get("output")),
+                    "content": any_text_of(item.get("output")),
                 }
             )
         elif kind == "reasoning":
