@@ -551,9 +551,7 @@ def test_long_or_many_item_str_tuples_are_not_cached() -> None:
     long_items = ("x" * 200, "y" * 100)
     many = tuple(f"r{i}" for i in range(17))
     check([span(attributes={"long": long_items, "many": many, "short": ("a", "b")})], encoder)
-    assert [key[0] for key in encoder._kv_cache if key[0] in ("long", "many", "short")] == [
-        "short"
-    ]
+    assert [key[0] for key in encoder._kv_cache if key[0] in ("long", "many", "short")] == ["short"]
 
 
 def test_span_context_subclasses_read_through_their_properties() -> None:
