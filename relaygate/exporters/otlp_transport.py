@@ -130,11 +130,14 @@ class _Connection:
         self.deadline: float | None = None
 
     def _arm(self) -> None:
-        if self.deadline is not None:
-            remaining = self.deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError("the OTLP export timed out")
-            self.sock.settimeout(remaining)
+        """Bound the next socket operation by what is left of the exchange's deadline."""
+        if self.deadline is None:
+            self.sock.settimeout(None)
+            return
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("the OTLP export timed out")
+        self.sock.settimeout(remaining)
 
     def send(self, data: bytes) -> None:
         self._arm()

@@ -3,6 +3,7 @@ connection, and how failures reach the SDK's OTLP client (retried or reported)."
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -29,7 +30,8 @@ OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length
 
 
 # What the server does with one request: answer these bytes, answer them and close
-# (``Closing``), close without answering ("close") or never answer ("hang").
+# (``Closing``), close without answering ("close"), never answer ("hang") or answer one byte
+# every 50 ms ("drip").
 @dataclass(frozen=True)
 class Closing:
     answer: bytes
@@ -94,6 +96,12 @@ def scripted() -> Iterator[Callable[[list[Reply]], Scripted]]:
                     if reply == "hang":
                         hanging.append(conn)
                         time.sleep(2)
+                        return
+                    if reply == "drip":
+                        with contextlib.suppress(OSError):  # the client gives up first
+                            for byte in OK:
+                                time.sleep(0.05)
+                                conn.sendall(bytes((byte,)))
                         return
                     if isinstance(reply, Closing):
                         conn.sendall(reply.answer)
@@ -239,8 +247,12 @@ def test_a_refused_connection_is_a_connection_error_that_names_no_header() -> No
     assert "sk-secret" not in str(result.error)
 
 
-def test_an_endpoint_that_never_answers_times_out_within_the_bound(scripted: Any) -> None:
-    server = scripted(["hang"])
+@pytest.mark.parametrize("reply", ["hang", "drip"])
+def test_an_endpoint_too_slow_to_answer_times_out_within_the_bound(
+    scripted: Any, reply: str
+) -> None:
+    # The bound is the whole exchange's: an answer trickling in byte by byte still ends it.
+    server = scripted([reply])
     transport = KeptHTTPTransport(FakeTLS())
     result = transport.request(
         "POST", f"http://127.0.0.1:{server.port}/v1/traces", headers={}, timeout=0.3, data=b"x"
