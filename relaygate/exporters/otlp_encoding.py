@@ -440,7 +440,7 @@ class SpanEncoder:
             attributes, events, links = span._attributes, span._events, span._links
             # Dropped counts as ReadableSpan's properties compute them; _attributes unwraps
             # a BoundedAttributes itself.
-            dropped_attributes = _dropped_attributes(attributes)
+            dropped_attributes = 0 if type(attributes) is dict else _dropped_attributes(attributes)
             # relaygate's own spans: events a list, links a tuple, nothing dropped.
             if type(events) is list:
                 dropped_events = 0
@@ -523,7 +523,10 @@ class SpanEncoder:
                 append(status_field)
         append(_FLAGS_REMOTE if parent_remote else _FLAGS_LOCAL)
         body = b"".join(parts)
-        return _varint(len(body)) + body
+        size = len(body)
+        if 0x80 <= size < 0x4000:  # most spans: a two-byte length, without a call
+            return bytes(((size & 0x7F) | 0x80, size >> 7)) + body
+        return _varint(size) + body
 
     @staticmethod
     def _status(status: Status) -> bytes:
