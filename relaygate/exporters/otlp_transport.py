@@ -1,15 +1,16 @@
-"""The OTLP/HTTP span exporter's HTTP client: one kept plain-HTTP connection, written directly.
+"""The OTLP/HTTP span exporter's HTTP client: one kept plain-HTTP connection.
 
 :class:`KeptHTTPTransport` is an ``opentelemetry-exporter-http-transport`` transport (the
 interface the SDK's OTLP/HTTP exporter posts through, with its own retries, back-off,
 ``Retry-After``, compression and headers on top). An ``http://`` endpoint is posted to over
-one kept TCP connection: the request head and body leave in one ``sendall`` and the answer is
-read by a small HTTP/1.1 response reader (status line, headers, a body framed by
-``Content-Length``, ``chunked`` or the connection's close; informational ``1xx`` answers
-skipped). That is a fraction of the CPU of ``urllib3``'s pool and ``http.client``'s
-``email``-based header parsing, and the export thread holds the gateway's GIL while it posts
-(``python -m benchmarks.export_bench``). ``https://`` endpoints go through the ``tls``
-transport given (urllib3, with the configured certificates) unchanged.
+one kept TCP connection: the request head and body leave in one ``sendall``, and the answer
+is parsed by llhttp through ``httptools`` (the parser uvicorn serves relaygate with: status,
+headers, a body framed by ``Content-Length``, ``chunked`` or the connection's close;
+informational ``1xx`` answers skipped). That is a fraction of the CPU of ``urllib3``'s pool
+and of ``http.client``'s ``email``-based header parsing, and the export thread holds the
+gateway's GIL while it posts (``python -m benchmarks.export_bench``). ``https://``
+endpoints go through the ``tls`` transport given (urllib3, with the configured
+certificates) unchanged.
 
 Semantics: the connection is opened on first use and kept while the server keeps it
 (``Connection: close``, an HTTP/1.0 answer or a body ended by close end it); ``timeout``
@@ -31,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+import httptools
 from opentelemetry.exporter.http.transport._base import BaseHTTPResult, BaseHTTPTransport
 
 __all__ = ["KeptHTTPTransport", "RawHTTPResult"]
@@ -39,7 +41,6 @@ MAX_HEAD_BYTES: Final = 64 * 1024
 """Longest response head (status line and headers) read before the answer is refused."""
 
 _RECV: Final = 65536
-_NO_BODY_STATUSES: Final = frozenset({204, 304})
 
 
 class ClosedBeforeAnswer(ConnectionError):
@@ -120,13 +121,12 @@ def _header_block(headers: Mapping[str, str]) -> bytes:
 
 
 class _Connection:
-    """One open socket with its read buffer and the deadline of the current exchange."""
+    """One open socket, the bytes read past the current answer, and the exchange's deadline."""
 
-    __slots__ = ("buffer", "deadline", "sock")
+    __slots__ = ("deadline", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.buffer = bytearray()
         self.deadline: float | None = None
 
     def _arm(self) -> None:
@@ -143,44 +143,59 @@ class _Connection:
         self._arm()
         self.sock.sendall(data)
 
-    def fill(self) -> bool:
-        """Read more bytes into the buffer; ``False`` at the end of the stream."""
+    def recv(self) -> bytes:
+        """The next bytes the server sent (``b""`` at the end of the stream)."""
         self._arm()
-        chunk = self.sock.recv(_RECV)
-        if not chunk:
-            return False
-        self.buffer += chunk
-        return True
+        return self.sock.recv(_RECV)
 
-    def line(self) -> bytes:
-        """One CRLF-ended line (without the CRLF)."""
-        while True:
-            end = self.buffer.find(b"\r\n")
-            if end >= 0:
-                line = bytes(self.buffer[:end])
-                del self.buffer[: end + 2]
-                return line
-            if len(self.buffer) > MAX_HEAD_BYTES:
-                raise BadAnswer("answer line too long")
-            if not self.fill():
-                raise BadAnswer("connection closed inside the answer")
 
-    def take(self, size: int) -> bytes:
-        """Exactly ``size`` bytes."""
-        while len(self.buffer) < size:
-            if not self.fill():
-                raise BadAnswer("connection closed inside the answer body")
-        data = bytes(self.buffer[:size])
-        del self.buffer[:size]
-        return data
+class _Answer:
+    """One answer as llhttp (``httptools``) parses it: headers, body, completion."""
 
-    def rest(self) -> bytes:
-        """Everything until the server closes the connection."""
-        while self.fill():
-            pass
-        data = bytes(self.buffer)
-        self.buffer.clear()
-        return data
+    __slots__ = (
+        "body",
+        "complete",
+        "head_bytes",
+        "headed",
+        "headers",
+        "keep",
+        "parser",
+        "reason",
+    )
+
+    def __init__(self) -> None:
+        self.parser: Any = httptools.HttpResponseParser(self)
+        self.keep = False
+        """Whether the server keeps the connection after this answer (read when complete:
+        llhttp answers it only while the message is current)."""
+        self.reason = ""
+        self.headers: dict[str, str] = {}
+        self.body: list[bytes] = []
+        self.complete = False
+        self.headed = False
+        self.head_bytes = 0
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason = reason.decode("latin-1")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_bytes += len(name) + len(value)
+        if self.head_bytes > MAX_HEAD_BYTES:
+            raise BadAnswer("answer head too long")
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1").strip()
+        headers = self.headers
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+
+    def on_headers_complete(self) -> None:
+        self.headed = True
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+        self.keep = self.parser.should_keep_alive()
 
 
 class KeptHTTPTransport(BaseHTTPTransport):
@@ -281,71 +296,40 @@ class KeptHTTPTransport(BaseHTTPTransport):
         connection.deadline = deadline
         try:
             connection.send(request)
-            if not connection.buffer and not connection.fill():
-                raise ClosedBeforeAnswer("the OTLP endpoint closed the connection")
+            data = connection.recv()
         except (BrokenPipeError, ConnectionResetError) as error:
             raise ClosedBeforeAnswer(f"the OTLP endpoint closed the connection: {error}") from error
-        while True:
-            version, status, reason, headers = self._read_head(connection)
-            if not 100 <= status < 200:
-                break
-        keep = version == b"HTTP/1.1" and "close" not in headers.get("connection", "").lower()
-        if method == "HEAD" or status in _NO_BODY_STATUSES:
-            body = b""
-        elif "chunked" in headers.get("transfer-encoding", "").lower():
-            body = self._read_chunked(connection)
-        elif "content-length" in headers:
-            try:
-                size = int(headers["content-length"])
-            except ValueError as error:
-                raise BadAnswer("bad Content-Length") from error
-            if size < 0:
-                raise BadAnswer("bad Content-Length")
-            body = connection.take(size)
-        else:
-            body = connection.rest()
-            keep = False
-        if not keep or connection.buffer:
+        if not data:
+            raise ClosedBeforeAnswer("the OTLP endpoint closed the connection")
+        answer = _Answer()
+        parser = answer.parser
+        keep = True
+        try:
+            while True:
+                parser.feed_data(data)
+                if answer.complete:
+                    break
+                data = connection.recv()
+                if not data:
+                    # The body ran to the connection's close (no length, not chunked): that
+                    # is its end, once the head has been read.
+                    if (
+                        not answer.headed
+                        or answer.headers.get("content-length")
+                        or "chunked" in answer.headers.get("transfer-encoding", "")
+                    ):
+                        raise BadAnswer("connection closed inside the answer")
+                    keep = False
+                    break
+        except httptools.HttpParserError as error:
+            raise BadAnswer(f"not an HTTP/1.x answer: {type(error).__name__}") from error
+        status = parser.get_status_code()
+        answer.parser = None  # the parser holds the answer: no reference cycle per batch
+        if not keep or not answer.keep:
             self._drop()
-        return RawHTTPResult(status_code=status, reason=reason, answer_headers=headers, body=body)
-
-    @staticmethod
-    def _read_head(connection: _Connection) -> tuple[bytes, int, str, dict[str, str]]:
-        status_line = connection.line()
-        parts = status_line.split(b" ", 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
-            raise BadAnswer(f"not an HTTP/1.x status line: {status_line[:40]!r}")
-        headers: dict[str, str] = {}
-        size = len(status_line)
-        while True:
-            line = connection.line()
-            if not line:
-                break
-            size += len(line)
-            if size > MAX_HEAD_BYTES:
-                raise BadAnswer("answer head too long")
-            name, sep, value = line.partition(b":")
-            if not sep:
-                raise BadAnswer("malformed answer header")
-            key = name.strip().decode("latin-1").lower()
-            text = value.strip().decode("latin-1")
-            headers[key] = f"{headers[key]}, {text}" if key in headers else text
-        reason = parts[2].decode("latin-1") if len(parts) > 2 else ""
-        return parts[0], int(parts[1]), reason, headers
-
-    @staticmethod
-    def _read_chunked(connection: _Connection) -> bytes:
-        body = bytearray()
-        while True:
-            size_line = connection.line().split(b";", 1)[0].strip()
-            try:
-                size = int(size_line, 16)
-            except ValueError as error:
-                raise BadAnswer("bad chunk size") from error
-            if size == 0:
-                while connection.line():  # trailers, up to the empty line
-                    pass
-                return bytes(body)
-            body += connection.take(size)
-            if connection.take(2) != b"\r\n":
-                raise BadAnswer("chunk not ended by CRLF")
+        return RawHTTPResult(
+            status_code=status,
+            reason=answer.reason,
+            answer_headers=answer.headers,
+            body=b"".join(answer.body),
+        )
