@@ -15,8 +15,12 @@ of 64 (relaygate's export batch size) with
 * ``SpanEncoder().encode(batch)`` from ``relaygate.exporters.otlp_encoding``,
 
 timing each pass over all batches with ``time.process_time`` (CPU time of this process) and
-printing the best of three passes as µs per span, plus their ratio. Both encoders run in the
-same process on the same spans; the outputs are checked to decode to equal messages first.
+printing the best of three passes as µs per span, plus their ratio. A third set,
+``gateway spans``, is what a single-target request really exports (``build_gateway_spans``:
+the SERVER span, the config-resolve span and the CLIENT span with the attributes relaygate
+sets, a unique request id and response id per request, a float and a tuple among them).
+Both encoders run in the same process on the same spans; the outputs are checked to decode
+to equal messages first.
 
 Run: ``python -m benchmarks.encoder_bench``.
 """
@@ -96,6 +100,64 @@ def build_spans(lean: bool, count: int = SPANS, seed: int = 7) -> list[ReadableS
     return list(exporter.get_finished_spans())
 
 
+def build_gateway_spans(count: int = SPANS, seed: int = 7) -> list[ReadableSpan]:
+    """About ``count`` finished spans, three per request, shaped like those a single-target
+    chat request makes in relaygate (made by ``LeanTracer``, as relaygate exports them)."""
+    rng = random.Random(seed)
+    exporter = InMemorySpanExporter()
+    processor = SimpleSpanProcessor(exporter)
+    provider = TracerProvider(resource=Resource.create({"service.name": "relaygate"}))
+    provider.add_span_processor(processor)
+    tracer = LeanTracer.of(provider, processor, "relaygate")
+    for _ in range(count // 3):
+        system, model, host, port = rng.choice(_TARGETS)
+        config = rng.choice(_CONFIGS)
+        tokens_in, tokens_out = rng.randrange(1, 4096), rng.randrange(1, 2048)
+        with tracer.start_as_current_span(
+            "POST /v1/chat/completions", kind=SpanKind.SERVER
+        ) as root:
+            with tracer.start_as_current_span("relaygate.config_resolve") as resolve:
+                resolve.set_attribute("relaygate.config.id", config)
+            attempt = {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": system,
+                "gen_ai.request.model": model,
+                "relaygate.target.path": "config",
+                "relaygate.attempt": 1,
+                "relaygate.backoff_s": 0.0,
+                "relaygate.stream": False,
+                "server.address": host,
+                "server.port": port,
+                "relaygate.outcome": "ok",
+                "http.response.status_code": 200,
+                "gen_ai.response.model": model,
+                "gen_ai.response.id": f"chatcmpl-{rng.getrandbits(64):016x}",
+                "gen_ai.response.finish_reasons": ("stop",),
+                "gen_ai.usage.input_tokens": tokens_in,
+                "gen_ai.usage.output_tokens": tokens_out,
+            }
+            with tracer.start_as_current_span(f"chat {model}", kind=SpanKind.CLIENT) as client:
+                client.set_attributes(attempt)
+            root.set_attributes(
+                {
+                    "http.request.method": "POST",
+                    "relaygate.request_id": f"{rng.getrandbits(96):024x}",
+                    "gen_ai.operation.name": "chat",
+                    "http.route": "/v1/chat/completions",
+                    "http.response.status_code": 200,
+                    "relaygate.config.id": config,
+                    "relaygate.attempts": 1,
+                    "relaygate.outcome": "ok",
+                    "relaygate.route": "config:200",
+                    "relaygate.served_by": "config",
+                    "gen_ai.usage.input_tokens": tokens_in,
+                    "gen_ai.usage.output_tokens": tokens_out,
+                }
+            )
+    provider.shutdown()
+    return list(exporter.get_finished_spans())
+
+
 def best_us_per_span(
     encode: Callable[[Sequence[ReadableSpan]], bytes], spans: list[ReadableSpan]
 ) -> float:
@@ -118,8 +180,13 @@ def _library(batch: Sequence[ReadableSpan]) -> bytes:
 def main() -> None:
     """Build the spans, check both encoders agree, time them and print the comparison."""
     print(f"{SPANS} spans, batches of {BATCH}, best of {PASSES} passes (process CPU time)")
-    for label, lean in (("relaygate tracer", True), ("SDK tracer", False)):
-        spans = build_spans(lean)
+    sets = (
+        ("relaygate tracer", lambda: build_spans(True)),
+        ("SDK tracer", lambda: build_spans(False)),
+        ("gateway", build_gateway_spans),
+    )
+    for label, build in sets:
+        spans = build()
         encoder = SpanEncoder()
         sample = spans[:BATCH]
         if ExportTraceServiceRequest.FromString(encoder.encode(sample)) != encode_spans(sample):

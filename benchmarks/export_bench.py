@@ -9,7 +9,10 @@ pays per batch. Variants, all in the same run:
 * ``sdk``: the SDK's ``OTLPSpanExporter`` (protobuf message encoding, ``requests``);
 * ``lean+requests``: relaygate's ``LeanOTLPSpanExporter`` forced onto ``requests`` (what it
   posted through before);
-* ``lean+urllib3``: ``LeanOTLPSpanExporter`` as relaygate builds it (a kept urllib3 pool);
+* ``lean+urllib3``: ``LeanOTLPSpanExporter`` on a kept urllib3 pool (what it posted through
+  before, and still does to ``https://`` endpoints);
+* ``lean+kept``: ``LeanOTLPSpanExporter`` as relaygate builds it for an ``http://`` endpoint
+  (one kept connection, ``relaygate.exporters.otlp_transport``);
 * ``encode only``: ``SpanEncoder`` alone, the floor under any HTTP client;
 
 each without and with gzip, in batches of 128 (relaygate's export batch size) and 512 (the
@@ -29,6 +32,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import requests
+from opentelemetry.exporter.http.transport._urllib3 import Urllib3HTTPTransport
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import ReadableSpan
@@ -66,10 +70,18 @@ def variants(url: str) -> dict[str, Callable[[bool], Export]]:
         )
         return exporter.export
 
+    def lean_urllib3(gzip: bool) -> Export:
+        transport = Urllib3HTTPTransport()
+        exporter = LeanOTLPSpanExporter(
+            endpoint=url, compression=compression(gzip), _transport=transport
+        )
+        return exporter.export
+
     return {
         "sdk": lambda gzip: OTLPSpanExporter(endpoint=url, compression=compression(gzip)).export,
         "lean+requests": lean_requests,
-        "lean+urllib3": lambda gzip: (
+        "lean+urllib3": lean_urllib3,
+        "lean+kept": lambda gzip: (
             LeanOTLPSpanExporter(endpoint=url, compression=compression(gzip)).export
         ),
     }

@@ -22,8 +22,10 @@ Semantics follow that encoder exactly:
   a span kind that is not a ``SpanKind``) raise.
 
 Encoded pieces are cached: the resource and scope headers per object, and each attribute's
-encoded ``KeyValue`` for ``str`` (up to 256 characters), ``int`` and ``bool`` values, keyed by
-``(key, value, type)``; span and event names and attribute keys by value. The caches are
+encoded ``KeyValue`` for ``str`` (up to 256 characters), ``int``, ``bool`` and tuple-of-``str``
+(up to 16 items, 256 characters in all) values, keyed by ``(key, value, type)``; for ``float``
+values, the ``KeyValue`` up to the value's eight bytes, keyed by the attribute key; span and
+event names and attribute keys by value. The caches are
 plain dicts, cleared when they reach their cap, so memory stays bounded whatever the traffic.
 Every cached entry is a pure function of its key, so two threads racing on a cache can at
 worst both compute the same bytes; ``encode`` is meant for the span processor's export
@@ -44,7 +46,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
-from opentelemetry.trace.span import SpanContext
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE, SpanContext, TraceFlags, TraceState
 
 __all__ = ["SpanEncoder"]
 
@@ -69,6 +71,27 @@ _TIMES: Final = struct.Struct("<BQBQ")
 _TIME: Final = struct.Struct("<BQ")
 
 _ONE_BYTE: Final = tuple(bytes((i,)) for i in range(128))
+
+
+def _probe_span_context() -> bool:
+    """Whether ``SpanContext`` is the tuple ``(trace_id, span_id, is_remote, trace_flags,
+    trace_state, is_valid)`` the fast path unpacks (its properties read those items)."""
+    try:
+        state = TraceState([("k", "v")])
+        context = SpanContext(1, 2, True, TraceFlags(1), state)
+        fields = (context.trace_id, context.span_id, context.is_remote, context.trace_flags)
+        return (
+            isinstance(context, tuple)
+            and len(context) == 6
+            and tuple(context[:4]) == fields
+            and context[4] is context.trace_state is state
+            and context[5] is context.is_valid
+        )
+    except Exception:  # an API that differs: read the properties
+        return False
+
+
+_CONTEXT_TUPLE: Final = _probe_span_context()
 
 
 def _varint(value: int) -> bytes:
@@ -114,6 +137,10 @@ _T_TRACE_ID: Final = _tag(1, _LEN)
 _T_SPAN_ID: Final = _tag(2, _LEN)
 _T_TRACE_STATE: Final = _tag(3, _LEN)
 _T_PARENT_SPAN_ID: Final = _tag(4, _LEN)
+# Tag and length of the (fixed-size) id fields.
+_TRACE_ID_HEAD: Final = _T_TRACE_ID + b"\x10"
+_SPAN_ID_HEAD: Final = _T_SPAN_ID + b"\x08"
+_PARENT_ID_HEAD: Final = _T_PARENT_SPAN_ID + b"\x08"
 _T_NAME: Final = _tag(5, _LEN)
 _T_KIND: Final = _tag(6, _VARINT)
 _T_START: Final = 7 << 3 | _I64
@@ -290,6 +317,24 @@ def _key_value(key: Any, value: Any) -> bytes:
     return _lp(body)
 
 
+def _str_tuple(value: Any) -> bool:
+    """Whether ``value`` is a tuple of (at most 16) exact ``str`` items: an attribute value
+    whose encoding can be cached, since such a tuple equals no tuple of other items."""
+    if type(value) is not tuple or len(value) > 16:
+        return False
+    return all(type(item) is str for item in value)
+
+
+def _cacheable(value: Any, kind: type) -> bool:
+    """Whether a ``str``, ``int``, ``bool`` or str-tuple value's ``KeyValue`` is kept: any
+    but strings (or tuples of them) longer than ``MAX_CACHED_STR`` characters in all."""
+    if kind is str:
+        return len(value) <= MAX_CACHED_STR
+    if kind is tuple:
+        return sum(map(len, value)) <= MAX_CACHED_STR
+    return True
+
+
 def _trace_state(context: SpanContext) -> bytes:
     trace_state = context.trace_state
     if not trace_state:
@@ -311,6 +356,8 @@ class SpanEncoder:
         self._kv_cap = max(1, kv_cache_size)
         self._kv_cache: dict[tuple[str, object, type], bytes] = {}
         self._str_cache: dict[str, bytes] = {}
+        # Per attribute key: a double-valued KeyValue up to its eight value bytes.
+        self._float_prefix: dict[str, bytes] = {}
         self._resources: dict[int, tuple[Resource, bytes, bytes]] = {}
         self._scopes: dict[int, tuple[InstrumentationScope, bytes, bytes]] = {}
         # The last span status seen and its encoding: spans mostly share one Status object.
@@ -333,8 +380,10 @@ class SpanEncoder:
         last_spans: list[bytes] = []
         encode_span = self._span
         for span in spans:
-            resource = span.resource
-            scope = span.instrumentation_scope or None
+            if _DIRECT and type(span) is ReadableSpan:
+                resource, scope = span._resource, span._instrumentation_scope or None
+            else:
+                resource, scope = span.resource, span.instrumentation_scope or None
             encoded = encode_span(span)
             if resource is last_resource and scope is last_scope:
                 last_spans.append(encoded)
@@ -391,9 +440,16 @@ class SpanEncoder:
             attributes, events, links = span._attributes, span._events, span._links
             # Dropped counts as ReadableSpan's properties compute them; _attributes unwraps
             # a BoundedAttributes itself.
-            dropped_attributes = _dropped_attributes(attributes)
-            events, dropped_events = _list_items(events)
-            links, dropped_links = _list_items(links)
+            dropped_attributes = 0 if type(attributes) is dict else _dropped_attributes(attributes)
+            # relaygate's own spans: events a list, links a tuple, nothing dropped.
+            if type(events) is list:
+                dropped_events = 0
+            else:
+                events, dropped_events = _list_items(events)
+            if type(links) is tuple:
+                dropped_links = 0
+            else:
+                links, dropped_links = _list_items(links)
         else:
             context, parent, name, kind = span.get_span_context(), span.parent, span.name, span.kind
             start, end, status = span.start_time, span.end_time, span.status
@@ -401,24 +457,31 @@ class SpanEncoder:
             dropped_attributes = span.dropped_attributes
             dropped_events = span.dropped_events
             dropped_links = span.dropped_links
-        if context is None:
+        if type(context) is SpanContext and _CONTEXT_TUPLE:
+            # The context's fields unpacked at once: each property is a Python call.
+            trace_id, span_id, _, _, trace_state, _ = context
+        elif context is None:
             raise ValueError(f"span {name!r} has no span context")
-
+        else:
+            trace_id, span_id = context.trace_id, context.span_id
+            trace_state = context.trace_state
         parts = [
-            _T_TRACE_ID,
-            b"\x10",
-            context.trace_id.to_bytes(16, "big"),
-            _T_SPAN_ID,
-            b"\x08",
-            context.span_id.to_bytes(8, "big"),
+            _TRACE_ID_HEAD,
+            trace_id.to_bytes(16, "big"),
+            _SPAN_ID_HEAD,
+            span_id.to_bytes(8, "big"),
         ]
         append = parts.append
-        if context.trace_state:
+        if trace_state is not DEFAULT_TRACE_STATE and trace_state:
             append(_trace_state(context))
+        parent_remote = False
         if parent:
-            append(_T_PARENT_SPAN_ID)
-            append(b"\x08")
-            append(parent.span_id.to_bytes(8, "big"))
+            if type(parent) is SpanContext and _CONTEXT_TUPLE:
+                parent_id, parent_remote = parent[1], parent[2]
+            else:
+                parent_id, parent_remote = parent.span_id, parent.is_remote
+            append(_PARENT_ID_HEAD)
+            append(parent_id.to_bytes(8, "big"))
         if name:
             encoded = self._str_cache.get(name) if type(name) is str else None
             append(_T_NAME)
@@ -458,9 +521,12 @@ class SpanEncoder:
                 status_field = self._status(status)
                 self._last_status = (status, status_field)
                 append(status_field)
-        append(_FLAGS_REMOTE if parent and parent.is_remote else _FLAGS_LOCAL)
+        append(_FLAGS_REMOTE if parent_remote else _FLAGS_LOCAL)
         body = b"".join(parts)
-        return _varint(len(body)) + body
+        size = len(body)
+        if 0x80 <= size < 0x4000:  # most spans: a two-byte length, without a call
+            return bytes(((size & 0x7F) | 0x80, size >> 7)) + body
+        return _varint(size) + body
 
     @staticmethod
     def _status(status: Status) -> bytes:
@@ -528,15 +594,26 @@ class SpanEncoder:
             # Same items in the same order as its (locking, copying) public iteration.
             attributes = attributes._dict
         get = self._kv_cache.get
+        float_prefix = self._float_prefix.get
         encoded: list[bytes] = []
         append = encoded.append
         for key, value in attributes.items():
-            # Only str/int/bool values under str keys are ever stored; the exact type is part
-            # of the key so that True and 1 (equal, same hash) stay apart.
-            try:
-                kv = get((key, value, type(value)))
-            except Exception:  # an unhashable value (a list, a dict)
+            kind = type(value)
+            if kind is float:
+                # A double's KeyValue is a per-key prefix and the value's eight bytes.
+                prefix = float_prefix(key)
+                if prefix is not None:
+                    append(prefix + _DOUBLE.pack(value))
+                    continue
                 kv = None
+            else:
+                # Only str/int/bool values and tuples of str under str keys are ever stored;
+                # the exact type is part of the key so that True and 1 (equal, same hash)
+                # stay apart.
+                try:
+                    kv = get((key, value, kind))
+                except Exception:  # an unhashable value (a list, a dict)
+                    kv = None
             if kv is None:
                 kv = self._key_value_miss(key, value)
                 if kv is None:
@@ -553,15 +630,21 @@ class SpanEncoder:
         try:
             if type(key) is str and key:
                 if kind is float:
-                    key_field = self._str_cache.get(key) or self._string(key)
-                    return _lp(b"".join((_T_KV_KEY, key_field, _DOUBLE_VALUE, _DOUBLE.pack(value))))
-                if kind is str or kind is int or kind is bool:
+                    body = b"".join((_T_KV_KEY, self._string(key), _DOUBLE_VALUE))
+                    prefix = _varint(len(body) + 8) + body
+                    if len(key) <= MAX_CACHED_STR:
+                        floats = self._float_prefix
+                        if len(floats) >= self._kv_cap:
+                            floats.clear()
+                        floats[key] = prefix
+                    return prefix + _DOUBLE.pack(value)
+                if kind is str or kind is int or kind is bool or _str_tuple(value):
                     kv = _lp(
                         b"".join(
                             (_T_KV_KEY, self._string(key), _T_KV_VALUE, _lp(_any_value(value)))
                         )
                     )
-                    if kind is not str or len(value) <= MAX_CACHED_STR:
+                    if _cacheable(value, kind):
                         cache = self._kv_cache
                         if len(cache) >= self._kv_cap:
                             cache.clear()

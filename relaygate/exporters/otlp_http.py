@@ -12,9 +12,11 @@ differently, :attr:`LeanOTLPSpanExporter.lean` is ``False`` and batches go throu
 SDK's own ``export`` unchanged (a test pins the lean path for the versions relaygate
 depends on).
 
-Batches are posted over one kept urllib3 connection pool (the SDK's own
-``Urllib3HTTPTransport``) rather than through ``requests``, whose per-call work (merging
-session and environment settings, building a prepared request, cookie and redirect
+Batches to an ``http://`` endpoint are posted over one kept connection by
+:class:`~relaygate.exporters.otlp_transport.KeptHTTPTransport` (one ``sendall`` per batch and
+a small response reader); ``https://`` ones over one kept urllib3 connection pool (the SDK's
+own ``Urllib3HTTPTransport``). Either is far cheaper than ``requests``, whose per-call work
+(merging session and environment settings, building a prepared request, cookie and redirect
 handling) cost about as much CPU as encoding the batch (``python -m
 benchmarks.export_bench``). Everything that configures the export is unchanged: endpoint,
 headers, timeout, compression, the client certificate and the CA certificate from the
@@ -37,6 +39,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from relaygate.exporters.otlp_encoding import SpanEncoder
+from relaygate.exporters.otlp_transport import KeptHTTPTransport
 
 _logger = logging.getLogger(__name__)
 
@@ -58,9 +61,10 @@ def kept_transport(
     client_key_file: str | None = None,
     client_certificate_file: str | None = None,
 ) -> Any | None:
-    """The kept urllib3 transport for an exporter set up by these arguments and ``env``,
-    resolved as the SDK resolves them; ``None`` where ``requests`` must stay (see the
-    module docstring)."""
+    """The kept transport for an exporter set up by these arguments and ``env``: plain HTTP
+    over one kept connection, HTTPS through a urllib3 pool with the certificates resolved as
+    the SDK resolves them; ``None`` where ``requests`` must stay (see the module
+    docstring)."""
     if any(name.lower() in _REQUESTS_ONLY_VARS for name in env):
         return None
     try:
@@ -91,7 +95,7 @@ def kept_transport(
         or env.get("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE")
     )
     cert = (certificate, key) if certificate and key else certificate
-    return Urllib3HTTPTransport(verify=verify, cert=cert)
+    return KeptHTTPTransport(Urllib3HTTPTransport(verify=verify, cert=cert))
 
 
 class LeanOTLPSpanExporter(OTLPSpanExporter):

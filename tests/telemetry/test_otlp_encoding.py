@@ -514,3 +514,55 @@ def test_concurrent_encoders_sharing_caches() -> None:
     for thread in threads:
         thread.join()
     assert failures == []
+
+
+def test_str_tuples_and_floats_take_their_caches_and_still_match() -> None:
+    encoder = SpanEncoder()
+    spans = [
+        span(
+            attributes={
+                "gen_ai.response.finish_reasons": ("stop",),
+                "relaygate.backoff_s": float(i) / 4,
+                "mixed": (1, True) if i % 2 else (True, 1),
+            },
+            span_id=i + 1,
+        )
+        for i in range(6)
+    ]
+    first = check(spans, encoder)
+    assert ("gen_ai.response.finish_reasons", ("stop",), tuple) in encoder._kv_cache
+    assert "relaygate.backoff_s" in encoder._float_prefix
+    # Only tuples of str are kept: (1, True) == (True, 1) must not share an encoding.
+    assert not [key for key in encoder._kv_cache if key[0] == "mixed"]
+    assert check(spans, encoder) == first
+
+
+def test_float_int_and_bool_under_one_key_stay_apart() -> None:
+    encoder = SpanEncoder()
+    values = [1.0, 1, True, 0.0, 0, False, -0.0, 2.5]
+    for _ in range(2):
+        check([span(attributes={"k": value}, span_id=i + 1) for i, value in enumerate(values)])
+        for i, value in enumerate(values):
+            check([span(attributes={"k": value}, span_id=i + 1)], encoder)
+
+
+def test_long_or_many_item_str_tuples_are_not_cached() -> None:
+    encoder = SpanEncoder()
+    long_items = ("x" * 200, "y" * 100)
+    many = tuple(f"r{i}" for i in range(17))
+    check([span(attributes={"long": long_items, "many": many, "short": ("a", "b")})], encoder)
+    assert [key[0] for key in encoder._kv_cache if key[0] in ("long", "many", "short")] == ["short"]
+
+
+def test_span_context_subclasses_read_through_their_properties() -> None:
+    class OtherContext(SpanContext):
+        pass
+
+    state = TraceState([("vendor", "x")])
+    context = OtherContext(TRACE_ID, 5, False, TraceFlags(TraceFlags.SAMPLED), state)
+    parent = OtherContext(TRACE_ID, 6, True, TraceFlags(TraceFlags.SAMPLED))
+    assert otlp_encoding._CONTEXT_TUPLE
+    ours = check([span(context=context, parent=parent)])
+    plain = SpanContext(TRACE_ID, 5, False, TraceFlags(TraceFlags.SAMPLED), state)
+    plain_parent = SpanContext(TRACE_ID, 6, True, TraceFlags(TraceFlags.SAMPLED))
+    assert check([span(context=plain, parent=plain_parent)]) == ours

@@ -23,6 +23,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from relaygate.exporters.otlp_http import LeanOTLPSpanExporter, kept_transport
+from relaygate.exporters.otlp_transport import KeptHTTPTransport
 from relaygate.exporters.spans import LeanTracer
 from tests.servers import serve_in_thread
 
@@ -109,7 +110,7 @@ def _clear_transport_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
-def test_batches_go_over_a_kept_urllib3_pool_with_the_configured_headers_and_gzip(
+def test_batches_go_over_one_kept_connection_with_the_configured_headers_and_gzip(
     received: tuple[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _clear_transport_env(monkeypatch)
@@ -117,7 +118,9 @@ def test_batches_go_over_a_kept_urllib3_pool_with_the_configured_headers_and_gzi
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "gzip")
     url, posts = received
     exporter = LeanOTLPSpanExporter(endpoint=url)
-    assert isinstance(exporter._client._transport, Urllib3HTTPTransport)
+    transport = exporter._client._transport
+    assert isinstance(transport, KeptHTTPTransport)
+    assert isinstance(transport.tls, Urllib3HTTPTransport)  # for https:// endpoints
     spans = _spans()
     for _ in range(2):
         assert exporter.export(spans) is SpanExportResult.SUCCESS
@@ -156,7 +159,8 @@ def test_the_ca_certificate_comes_from_the_otlp_variables_then_requests_bundle(
 
 
 def verify_of(transport: Any) -> str:
-    """The CA bundle a urllib3 transport verifies servers with."""
-    assert isinstance(transport, Urllib3HTTPTransport)
-    ca: str = transport._pool.connection_pool_kw["ca_certs"]
+    """The CA bundle the kept transport's urllib3 pool verifies HTTPS servers with."""
+    assert isinstance(transport, KeptHTTPTransport)
+    assert isinstance(transport.tls, Urllib3HTTPTransport)
+    ca: str = transport.tls._pool.connection_pool_kw["ca_certs"]
     return ca
