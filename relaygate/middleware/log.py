@@ -26,12 +26,12 @@ import asyncio
 import logging
 from typing import Any, NamedTuple
 
-from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from relaygate.exchange import AttemptRecord, GatewayRequest, GatewayResponse, ResponseStream
 from relaygate.exporters import semconv as sc
+from relaygate.exporters.current import attach_span, detach
 from relaygate.exporters.logging import attempt_fields, joins, logs_at
 from relaygate.exporters.prometheus import TargetSeries, status_class
 from relaygate.pipeline import Handler
@@ -130,11 +130,11 @@ class LogLayer:
                 else:
                     # The attempt's span is current while it runs (a plain attach: its
                     # outcome, errors included, is recorded on it below).
-                    token = otel_context.attach(trace.set_span_in_context(span))
+                    token = attach_span(span)
                     try:
                         response = await inner(request)
                     finally:
-                        otel_context.detach(token)
+                        detach(token)
             except asyncio.CancelledError:
                 # Not a timeout (the timeout layer, inside, answers those): the client went
                 # away, the drain ended, or the caller cancelled. Nothing was answered.
