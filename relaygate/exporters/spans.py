@@ -156,10 +156,14 @@ class LeanTracer(trace.Tracer):
             # The trace's hex id, formatted once for all its spans.
             span._trace_hex = parent_span._trace_hex or parent_span.trace_hex()
             return span
-        parent_span = trace.get_current_span(context)
-        parent: SpanContext | None = parent_span.get_span_context()
+        # What the API's get_current_span answers: a Span, else INVALID_SPAN.
+        parent: SpanContext | None = (
+            parent_span.get_span_context()
+            if parent_span is not None and isinstance(parent_span, trace.Span)
+            else trace.INVALID_SPAN_CONTEXT
+        )
         assert parent is not None  # the API always answers a context, INVALID at worst
-        if parent.is_valid:
+        if parent[5]:  # is_valid
             trace_id = parent.trace_id
             flags = parent.trace_flags & TraceFlags.RANDOM_TRACE_ID
         else:

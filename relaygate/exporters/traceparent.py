@@ -61,7 +61,7 @@ class _Injector:
             textmap.inject(carrier)
             return
         span_context = span.get_span_context()
-        if not span_context.is_valid:
+        if not span_context[5]:  # is_valid
             textmap.inject(carrier)
             return
         trace_hex, span_hex, _ = span.hex_ids()

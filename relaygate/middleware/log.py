@@ -114,14 +114,15 @@ class LogLayer:
             metrics = tel.metrics
             supplied = config.caller_supplied
             model = metrics.model_label(target, request.model, supplied)
-            series = metrics.series(config.id, target, model, request.operation.value, supplied)
+            operation = request.operation.value
+            series = metrics.series(config.id, target, model, operation, supplied)
             span = _NOOP
             if tel.spans_for_attempts:
                 request_model = target.model or request.model or ""
                 span = tel.tracer.start_span(
-                    f"{request.operation.value} {request_model}".rstrip(),
+                    f"{operation} {request_model}".rstrip(),
                     kind=SpanKind.CLIENT,
-                    attributes=_attempt_attributes(request, request_model),
+                    attributes=_attempt_attributes(request, operation, request_model),
                 )
             start = tel.clock()
             try:
@@ -174,11 +175,11 @@ class LogLayer:
         return log
 
 
-def _attempt_attributes(request: GatewayRequest, model: str) -> dict[str, Any]:
+def _attempt_attributes(request: GatewayRequest, operation: str, model: str) -> dict[str, Any]:
     target = request.target
     assert target is not None
     attrs: dict[str, Any] = {
-        sc.GEN_AI_OPERATION_NAME: request.operation.value,
+        sc.GEN_AI_OPERATION_NAME: operation,
         sc.GEN_AI_PROVIDER_NAME: sc.gen_ai_provider_name(target.provider),
         sc.GEN_AI_REQUEST_MODEL: model,
         sc.TARGET_PATH: target.path,
