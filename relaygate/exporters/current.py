@@ -1,4 +1,4 @@
-"""The current span: read, made current and propagated in as few steps as the API allows.
+"""The current span: read and made current in as few steps as the API allows.
 
 OpenTelemetry keeps the current :class:`~opentelemetry.context.Context` in one
 ``ContextVar`` of its runtime context (by default a ``ContextVarsRuntimeContext``); the API
@@ -29,13 +29,6 @@ CONTEXT_VAR: ContextVar[Context] | None = (
 )
 """The ``ContextVar`` holding the current context, ``None`` under another runtime context."""
 _var = CONTEXT_VAR
-
-
-def current_context() -> Context:
-    """The current context (``opentelemetry.context.get_current()``)."""
-    if _var is None:
-        return otel_context.get_current()
-    return _var.get()
 
 
 def attach_span(span: trace.Span) -> Token[Context]:

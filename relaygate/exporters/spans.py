@@ -8,7 +8,9 @@ primitive attributes, so :class:`LeanTracer` makes them as plain slotted objects
 the SDK's :class:`~opentelemetry.sdk.trace.ReadableSpan` once, when a span ends, for the
 same span processors and exporters the SDK would use.
 
-Semantics kept from the SDK: ids from its id generator; the sampler decides at every local
+Semantics kept from the SDK: ids from its id generator (the SDK's default random one is
+drawn from directly, the same way, and its contexts built as ``SpanContext`` builds them);
+the current span read from and set in the API's context; the sampler decides at every local
 root and remote parent, and a span under one of this tracer's recording spans follows its
 parent's decision (the parent-based behaviour of the default sampler); an unsampled span is
 a :class:`~opentelemetry.trace.NonRecordingSpan` with a fresh span id; ``set_status``
