@@ -23,11 +23,15 @@ from opentelemetry.trace.propagation import _SPAN_KEY
 SPAN_KEY = _SPAN_KEY
 """The context key of the current span (the API's own)."""
 
-_runtime = otel_context._RUNTIME_CONTEXT
+_runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
+_found = getattr(_runtime, "_current_context", None)
 CONTEXT_VAR: ContextVar[Context] | None = (
-    _runtime._current_context if type(_runtime) is ContextVarsRuntimeContext else None
+    _found
+    if type(_runtime) is ContextVarsRuntimeContext and isinstance(_found, ContextVar)
+    else None
 )
-"""The ``ContextVar`` holding the current context, ``None`` under another runtime context."""
+"""The ``ContextVar`` holding the current context, ``None`` under another runtime context
+(or an OpenTelemetry release that keeps it elsewhere: the API's calls are used then)."""
 _var = CONTEXT_VAR
 
 

@@ -341,3 +341,30 @@ def _run_tracer(ids: IdGenerator) -> LeanTracer:
     tracer = LeanTracer.of(provider, SimpleSpanProcessor(InMemorySpanExporter()))
     tracer.roots_sampled = True
     return tracer
+
+
+def test_under_another_runtime_context_the_apis_calls_are_used(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without OpenTelemetry's default context variable, the same spans come out."""
+    import relaygate.exporters.current as current
+    import relaygate.exporters.spans as spans
+    import relaygate.exporters.traceparent as traceparent
+
+    monkeypatch.setattr(current, "_var", None)
+    monkeypatch.setattr(spans, "CONTEXT_VAR", None)
+    monkeypatch.setattr(traceparent, "CONTEXT_VAR", None)
+    assert [s["name"] for s in _same(_request_story)][-1] == "POST /v1/chat/completions"
+    tracer = _run_tracer(RandomIdGenerator())
+    root = tracer.start_span("root", kind=SpanKind.SERVER)
+    token = attach_span(root)
+    try:
+        assert trace.get_current_span() is root
+        carrier: dict[str, str] = {}
+        traceparent.inject(carrier)
+        assert carrier["traceparent"].split("-")[2] == format_span_id(
+            root.get_span_context().span_id
+        )
+    finally:
+        detach(token)
+    assert trace.get_current_span() is trace.INVALID_SPAN
