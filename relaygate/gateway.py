@@ -18,9 +18,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from opentelemetry import context as otel_context
-from opentelemetry import propagate, trace
-
 from relaygate.circuits import CircuitRegistry
 from relaygate.config.server import ServerConfig
 from relaygate.edge import PASSTHROUGH_PREFIXES, ROUTES, EdgeCodec, EdgeResponse
@@ -32,6 +29,8 @@ from relaygate.exchange import (
     GatewayResponse,
     Operation,
 )
+from relaygate.exporters import traceparent
+from relaygate.exporters.current import attach_span, detach
 from relaygate.load import LoadBoard
 from relaygate.middleware.admission import AdmissionLayer
 from relaygate.middleware.auth import AuthLayer, authenticate
@@ -120,7 +119,7 @@ class Gateway:
         self.egress = egress
         self.keys = server.auth.store()
         self._provider = (
-            ProviderHandler(deps.registry, upstream, propagate.inject, egress=egress)
+            ProviderHandler(deps.registry, upstream, traceparent.inject, egress=egress)
             if self.telemetry.spans_for_attempts
             else ProviderHandler(deps.registry, upstream, egress=egress)
         )
@@ -291,7 +290,7 @@ class Gateway:
             operation, headers, client=client, principal=principal, route=route
         )
         ctx = observation.ctx
-        token = otel_context.attach(trace.set_span_in_context(observation.span))
+        token = attach_span(observation.span)
         request: GatewayRequest | None = None
         try:
             request = self.codec.parse(operation, body, headers, ctx, parsed)
@@ -326,7 +325,7 @@ class Gateway:
                 ),
             )
         finally:
-            otel_context.detach(token)
+            detach(token)
         return observation.answer(response, request)
 
     def refuse(

@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import structlog
-from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, Span, SpanKind, Status, StatusCode, Tracer
 from opentelemetry.util.types import AttributeValue
 from prometheus_client import CollectorRegistry
 
 from relaygate.exchange import GatewayResponse, RequestContext, ResponseStream
+from relaygate.exporters.current import attach_span, detach
 from relaygate.exporters.prometheus import GatewayMetrics
 from relaygate.exporters.spans import LeanSpan
 from relaygate.strategies.reasons import classify
@@ -113,11 +113,11 @@ class LayerScope(AbstractContextManager[Span]):
         self._held = False
 
     def __enter__(self) -> Span:
-        self._token = otel_context.attach(trace.set_span_in_context(self._span))
+        self._token = attach_span(self._span)
         return self._span
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        otel_context.detach(self._token)
+        detach(self._token)
         if exc_type is not None and issubclass(exc_type, Exception):
             self._span.set_status(Status(StatusCode.ERROR, exc_type.__name__))
         elif self._held:

@@ -8,7 +8,9 @@ primitive attributes, so :class:`LeanTracer` makes them as plain slotted objects
 the SDK's :class:`~opentelemetry.sdk.trace.ReadableSpan` once, when a span ends, for the
 same span processors and exporters the SDK would use.
 
-Semantics kept from the SDK: ids from its id generator; the sampler decides at every local
+Semantics kept from the SDK: ids from its id generator (the SDK's default random one is
+drawn from directly, the same way, and its contexts built as ``SpanContext`` builds them);
+the current span read from and set in the API's context; the sampler decides at every local
 root and remote parent, and a span under one of this tracer's recording spans follows its
 parent's decision (the parent-based behaviour of the default sampler); an unsampled span is
 a :class:`~opentelemetry.trace.NonRecordingSpan` with a fresh span id; ``set_status``
@@ -25,6 +27,7 @@ tail-sampling buffer that its descendants share: they end into it and are turned
 
 from __future__ import annotations
 
+import random
 import time
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
@@ -35,11 +38,14 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.id_generator import IdGenerator
+from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import Decision, Sampler
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE, TraceState
 from opentelemetry.util import types
+
+from relaygate.exporters.current import CONTEXT_VAR, SPAN_KEY
 
 if TYPE_CHECKING:
     from relaygate.exporters.tail import TailSampler, TraceBuffer
@@ -47,6 +53,18 @@ if TYPE_CHECKING:
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _UNSET = Status(StatusCode.UNSET)
 _now = time.time_ns
+_TRACE_ID_LIMIT = 1 << 128
+_new_tuple = tuple.__new__
+
+
+def _span_context(
+    trace_id: int, span_id: int, flags: TraceFlags, trace_state: TraceState
+) -> SpanContext:
+    """``SpanContext(trace_id, span_id, False, flags, trace_state)`` for a ``span_id`` known
+    to be valid (1 to 2**64-1) and a ``trace_state`` given: the same tuple, built without
+    the constructor's checks and defaults."""
+    valid = 0 < trace_id < _TRACE_ID_LIMIT
+    return _new_tuple(SpanContext, (trace_id, span_id, False, flags, trace_state, valid))
 
 
 class LeanTracer(trace.Tracer):
@@ -70,6 +88,8 @@ class LeanTracer(trace.Tracer):
         self.roots_sampled = False
         """Whether ``sampler`` is known to sample every local root with nothing more to
         say (``ParentBased(ALWAYS_ON)``): such a span is then started without asking it."""
+        self._random_ids = type(id_generator) is RandomIdGenerator
+        """Whether ids are the SDK's random ones, drawn here the way its generator does."""
         random_ids = getattr(id_generator, "is_trace_id_random", None)
         self._root_flags = TraceFlags(
             TraceFlags.RANDOM_TRACE_ID if random_ids is not None and random_ids() else 0
@@ -102,26 +122,57 @@ class LeanTracer(trace.Tracer):
         set_status_on_exception: bool = True,
     ) -> trace.Span:
         """A started span; recording and exported when sampled (see the module docstring)."""
-        parent_span = trace.get_current_span(context)
-        parent: SpanContext | None = parent_span.get_span_context()
-        assert parent is not None  # the API always answers a context, INVALID at worst
+        # relaygate's spans are made under relaygate's spans: read the current one straight
+        # from the context (the API's get_current_span for anything else).
+        if context is not None:
+            parent_span = context.get(SPAN_KEY)
+        elif CONTEXT_VAR is not None:
+            parent_span = CONTEXT_VAR.get().get(SPAN_KEY)
+        else:
+            parent_span = trace.get_current_span()
         if type(parent_span) is LeanSpan and not parent_span.ended:
             # Under one of this tracer's recording spans: follow its (sampled) decision.
-            span_context = SpanContext(
-                parent.trace_id,
-                self.id_generator.generate_span_id(),
-                False,
-                parent.trace_flags,
-                parent.trace_state,
+            parent_context = parent_span._context
+            trace_id = parent_context[0]
+            if self._random_ids:
+                # The SDK's RandomIdGenerator's draw (never 0), and the tuple SpanContext
+                # would build, without their frames and checks.
+                span_id = random.getrandbits(64) or self.id_generator.generate_span_id()
+                valid = 0 < trace_id < _TRACE_ID_LIMIT
+                span_context = _new_tuple(
+                    SpanContext,
+                    (trace_id, span_id, False, parent_context[3], parent_context[4], valid),
+                )
+            else:
+                span_context = SpanContext(
+                    trace_id,
+                    self.id_generator.generate_span_id(),
+                    False,
+                    parent_context[3],
+                    parent_context[4],
+                )
+            span = LeanSpan(
+                self, name, span_context, parent_context, kind, attributes, links, start_time
             )
-            span = LeanSpan(self, name, span_context, parent, kind, attributes, links, start_time)
             span.buffer = parent_span.buffer
+            # The trace's hex id, formatted once for all its spans.
+            span._trace_hex = parent_span._trace_hex or parent_span.trace_hex()
             return span
-        if parent.is_valid:
+        # What the API's get_current_span answers: a Span, else INVALID_SPAN.
+        parent: SpanContext | None = (
+            parent_span.get_span_context()
+            if parent_span is not None and isinstance(parent_span, trace.Span)
+            else trace.INVALID_SPAN_CONTEXT
+        )
+        assert parent is not None  # the API always answers a context, INVALID at worst
+        if parent[5]:  # is_valid
             trace_id = parent.trace_id
             flags = parent.trace_flags & TraceFlags.RANDOM_TRACE_ID
         else:
-            parent, trace_id, flags = None, self.id_generator.generate_trace_id(), self._root_flags
+            trace_id = (random.getrandbits(128) if self._random_ids else 0) or (
+                self.id_generator.generate_trace_id()
+            )
+            parent, flags = None, self._root_flags
             if self.roots_sampled:
                 return self._root(name, trace_id, flags, kind, attributes, links, start_time)
         result = self.sampler.should_sample(context, trace_id, name, kind, attributes, links)
@@ -152,13 +203,14 @@ class LeanTracer(trace.Tracer):
         start_time: int | None,
     ) -> LeanSpan:
         """A sampled local root (:attr:`roots_sampled`): what the sampler would answer."""
-        span_context = SpanContext(
-            trace_id,
-            self.id_generator.generate_span_id(),
-            False,
-            TraceFlags(flags | TraceFlags.SAMPLED),
-            None,
-        )
+        trace_flags = TraceFlags(flags | TraceFlags.SAMPLED)
+        if self._random_ids:
+            span_id = random.getrandbits(64) or self.id_generator.generate_span_id()
+            span_context = _span_context(trace_id, span_id, trace_flags, DEFAULT_TRACE_STATE)
+        else:
+            span_context = SpanContext(
+                trace_id, self.id_generator.generate_span_id(), False, trace_flags, None
+            )
         root = LeanSpan(self, name, span_context, None, kind, attributes, links, start_time)
         self._open(root, kind, False)
         return root
@@ -210,6 +262,7 @@ class LeanSpan(trace.Span):
         "_parent",
         "_start",
         "_status",
+        "_trace_hex",
         "_tracer",
         "buffer",
         "ended",
@@ -243,16 +296,35 @@ class LeanSpan(trace.Span):
         self.buffer: TraceBuffer | None = None
         """The tail-sampling buffer of the request this span belongs to, if any."""
         self._ids: tuple[str, str, bool] | None = None
+        self._trace_hex: str | None = None
+
+    def trace_hex(self) -> str:
+        """The hex trace id (``032x``), formatted once per trace: a span started under
+        another of relaygate's spans takes it from its parent."""
+        trace_hex = self._trace_hex
+        if trace_hex is None:
+            trace_id = self._context[0]
+            try:
+                trace_hex = trace_id.to_bytes(16, "big").hex()
+            except OverflowError:  # not a valid id; formatted as the API formats any
+                trace_hex = format(trace_id, "032x")
+            self._trace_hex = trace_hex
+        return trace_hex
 
     def hex_ids(self) -> tuple[str, str, bool]:
         """Hex trace id, hex span id and whether the span is sampled (formatted once)."""
         ids = self._ids
         if ids is None:
             ctx = self._context
+            span_id = ctx[1]
+            try:
+                span_hex = span_id.to_bytes(8, "big").hex()
+            except OverflowError:  # not a valid id; formatted as the API formats any
+                span_hex = format(span_id, "016x")
             ids = self._ids = (
-                format(ctx.trace_id, "032x"),
-                format(ctx.span_id, "016x"),
-                ctx.trace_flags.sampled,
+                self._trace_hex or self.trace_hex(),
+                span_hex,
+                bool(ctx[3] & TraceFlags.SAMPLED),
             )
         return ids
 

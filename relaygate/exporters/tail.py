@@ -141,6 +141,11 @@ class TraceBuffer:
         """Take a span that ended: hold it, or pass it on / drop it once decided."""
         decision = self.decision
         sampler = self._sampler
+        root = span is self.root
+        if root:
+            # The request's span and its buffer refer to each other: let go of the span
+            # once it ended, so a request leaves nothing for the garbage collector.
+            self.root = None
         if decision is not None:
             if decision.keep:
                 sampler.processor.on_end(span.readable())
@@ -155,7 +160,7 @@ class TraceBuffer:
             return
         self.spans.append(span)
         sampler.buffered += 1
-        if span is self.root:
+        if root:
             self.settle(_UNDECIDED)
 
     def decide(self, facts: RequestFacts) -> Decision:

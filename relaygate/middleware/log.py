@@ -26,12 +26,12 @@ import asyncio
 import logging
 from typing import Any, NamedTuple
 
-from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from relaygate.exchange import AttemptRecord, GatewayRequest, GatewayResponse, ResponseStream
 from relaygate.exporters import semconv as sc
+from relaygate.exporters.current import attach_span, detach
 from relaygate.exporters.logging import attempt_fields, joins, logs_at
 from relaygate.exporters.prometheus import TargetSeries, status_class
 from relaygate.pipeline import Handler
@@ -114,14 +114,15 @@ class LogLayer:
             metrics = tel.metrics
             supplied = config.caller_supplied
             model = metrics.model_label(target, request.model, supplied)
-            series = metrics.series(config.id, target, model, request.operation.value, supplied)
+            operation = request.operation.value
+            series = metrics.series(config.id, target, model, operation, supplied)
             span = _NOOP
             if tel.spans_for_attempts:
                 request_model = target.model or request.model or ""
                 span = tel.tracer.start_span(
-                    f"{request.operation.value} {request_model}".rstrip(),
+                    f"{operation} {request_model}".rstrip(),
                     kind=SpanKind.CLIENT,
-                    attributes=_attempt_attributes(request, request_model),
+                    attributes=_attempt_attributes(request, operation, request_model),
                 )
             start = tel.clock()
             try:
@@ -130,11 +131,11 @@ class LogLayer:
                 else:
                     # The attempt's span is current while it runs (a plain attach: its
                     # outcome, errors included, is recorded on it below).
-                    token = otel_context.attach(trace.set_span_in_context(span))
+                    token = attach_span(span)
                     try:
                         response = await inner(request)
                     finally:
-                        otel_context.detach(token)
+                        detach(token)
             except asyncio.CancelledError:
                 # Not a timeout (the timeout layer, inside, answers those): the client went
                 # away, the drain ended, or the caller cancelled. Nothing was answered.
@@ -174,11 +175,11 @@ class LogLayer:
         return log
 
 
-def _attempt_attributes(request: GatewayRequest, model: str) -> dict[str, Any]:
+def _attempt_attributes(request: GatewayRequest, operation: str, model: str) -> dict[str, Any]:
     target = request.target
     assert target is not None
     attrs: dict[str, Any] = {
-        sc.GEN_AI_OPERATION_NAME: request.operation.value,
+        sc.GEN_AI_OPERATION_NAME: operation,
         sc.GEN_AI_PROVIDER_NAME: sc.gen_ai_provider_name(target.provider),
         sc.GEN_AI_REQUEST_MODEL: model,
         sc.TARGET_PATH: target.path,

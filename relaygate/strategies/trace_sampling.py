@@ -31,7 +31,8 @@ sharing a trace and the same ratio agree, and no random source is needed.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from relaygate.strategies.outcome import CANCELLED, OK
 
@@ -76,6 +77,11 @@ TIMEOUT_REASONS: frozenset[str] = frozenset({"timeout", "deadline", "stream_idle
 _MAX_ID = 1 << 64
 
 
+def _ratio_bound(ratio: float) -> int:
+    """The draw's bound for ``ratio``: a trace is kept when its id's low 64 bits are below."""
+    return _MAX_ID if ratio >= 1 else int(ratio * _MAX_ID)
+
+
 @dataclass(frozen=True, slots=True)
 class TailPolicy:
     """What tail sampling keeps: clean successes at ``keep_ok_ratio`` (0-1), every other
@@ -83,6 +89,11 @@ class TailPolicy:
 
     keep_ok_ratio: float = 1.0
     latency_threshold_s: float | None = 2.0
+    ratio_bound: int = field(init=False, repr=False, compare=False)
+    """The ratio draw's bound (:func:`ratio_keeps`), worked out once."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ratio_bound", _ratio_bound(self.keep_ok_ratio))
 
     @property
     def samples(self) -> bool:
@@ -90,8 +101,7 @@ class TailPolicy:
         return self.keep_ok_ratio < 1
 
 
-@dataclass(frozen=True, slots=True)
-class RequestFacts:
+class RequestFacts(NamedTuple):
     """What a finished request did, as far as the sampling decision needs.
 
     ``attempt_reasons``: each upstream attempt's reason, in order; ``recovered``: an attempt
@@ -109,8 +119,7 @@ class RequestFacts:
     trace_id: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """Keep the trace or not, and the reason (one of :data:`REASONS`)."""
 
     keep: bool
@@ -122,31 +131,35 @@ class Decision:
         return KEPT if self.keep else DROPPED
 
 
+_KEEP = {reason: Decision(True, reason) for reason in REASONS}
+_RATIO_DROPPED = Decision(False, RATIO)
+
+
 def decide(policy: TailPolicy, facts: RequestFacts) -> Decision:
     """Whether the trace of the request described by ``facts`` is exported (see the module
     docstring for the order of the reasons)."""
     outcome = facts.outcome
     if outcome != OK:
-        return Decision(True, CLIENT_ABORT if outcome in CLIENT_ABORTS else ERROR)
+        return _KEEP[CLIENT_ABORT if outcome in CLIENT_ABORTS else ERROR]
     reasons = facts.attempt_reasons
-    if any(reason in TIMEOUT_REASONS for reason in reasons):
-        return Decision(True, TIMEOUT)
+    if not TIMEOUT_REASONS.isdisjoint(reasons):
+        return _KEEP[TIMEOUT]
     if facts.recovered:
-        return Decision(True, STREAM_RECOVERY)
+        return _KEEP[STREAM_RECOVERY]
     if facts.fallbacks:
-        return Decision(True, FALLBACK)
+        return _KEEP[FALLBACK]
     if len(reasons) > 1:
-        return Decision(True, RETRY)
+        return _KEEP[RETRY]
     threshold = policy.latency_threshold_s
     if threshold is not None and facts.latency_s > threshold:
-        return Decision(True, SLOW)
+        return _KEEP[SLOW]
     if facts.parent_sampled:
-        return Decision(True, PARENT_SAMPLED)
-    return Decision(ratio_keeps(policy.keep_ok_ratio, facts.trace_id), RATIO)
+        return _KEEP[PARENT_SAMPLED]
+    if (facts.trace_id & (_MAX_ID - 1)) < policy.ratio_bound:
+        return _KEEP[RATIO]
+    return _RATIO_DROPPED
 
 
 def ratio_keeps(ratio: float, trace_id: int) -> bool:
     """Whether the trace ``trace_id`` falls within ``ratio`` (0-1) of all traces."""
-    if ratio >= 1:
-        return True
-    return (trace_id & (_MAX_ID - 1)) < int(ratio * _MAX_ID)
+    return (trace_id & (_MAX_ID - 1)) < _ratio_bound(ratio)

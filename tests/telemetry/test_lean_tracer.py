@@ -15,6 +15,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
     ALWAYS_ON,
@@ -22,8 +23,18 @@ from opentelemetry.sdk.trace.sampling import (
     Sampler,
     TraceIdRatioBased,
 )
-from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import (
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    TraceState,
+    format_span_id,
+    format_trace_id,
+)
 
+from relaygate.exporters.current import attach_span, detach
 from relaygate.exporters.spans import LeanSpan, LeanTracer
 
 Scenario = Callable[[trace.Tracer], None]
@@ -253,3 +264,107 @@ def test_unsampled_spans_are_non_recording_with_their_own_span_id() -> None:
     assert ctx.is_valid and not ctx.trace_flags.sampled
     span.end()
     assert exporter.get_finished_spans() == ()
+
+
+class _FixedIds(IdGenerator):
+    """A host's own id generator: counts up from fixed bases."""
+
+    def __init__(self) -> None:
+        self.spans = 0x1000
+
+    def generate_span_id(self) -> int:
+        self.spans += 1
+        return self.spans
+
+    def generate_trace_id(self) -> int:
+        return 0xABC
+
+
+def test_span_contexts_are_what_the_sdk_constructor_makes() -> None:
+    """relaygate builds its spans' contexts without SpanContext's checks: the same tuples."""
+    tracer = _run_tracer(RandomIdGenerator())
+    root = tracer.start_span("root", kind=SpanKind.SERVER)
+    token = attach_span(root)
+    try:
+        child = tracer.start_span("child")
+    finally:
+        detach(token)
+    for span in (root, child):
+        ctx = span.get_span_context()
+        rebuilt = SpanContext(ctx.trace_id, ctx.span_id, False, ctx.trace_flags, ctx.trace_state)
+        assert tuple(ctx) == tuple(rebuilt) and ctx.is_valid
+        assert type(ctx.trace_state) is TraceState and type(ctx.trace_flags) is TraceFlags
+    assert child.get_span_context().trace_id == root.get_span_context().trace_id
+
+
+def test_a_configured_id_generator_is_still_used() -> None:
+    tracer = _run_tracer(_FixedIds())
+    root = tracer.start_span("root", kind=SpanKind.SERVER)
+    with trace.use_span(root):
+        child = tracer.start_span("child")
+    assert (root.get_span_context().trace_id, root.get_span_context().span_id) == (0xABC, 0x1001)
+    assert (child.get_span_context().trace_id, child.get_span_context().span_id) == (0xABC, 0x1002)
+    assert isinstance(child, LeanSpan)
+    assert child.hex_ids() == (format(0xABC, "032x"), format(0x1002, "016x"), True)
+
+
+def test_hex_ids_are_the_api_formatting_shared_by_the_trace() -> None:
+    tracer = _run_tracer(RandomIdGenerator())
+    root = tracer.start_span("root", kind=SpanKind.SERVER)
+    with trace.use_span(root):
+        children = [tracer.start_span(f"child {i}") for i in range(3)]
+    for span in (root, *children):
+        assert isinstance(span, LeanSpan)
+        ctx = span.get_span_context()
+        assert span.hex_ids() == (
+            format_trace_id(ctx.trace_id),
+            format_span_id(ctx.span_id),
+            ctx.trace_flags.sampled,
+        )
+
+
+def test_the_current_span_helpers_are_the_apis() -> None:
+    tracer = _run_tracer(RandomIdGenerator())
+    root = tracer.start_span("root", kind=SpanKind.SERVER)
+    before = otel_context.get_current()
+    token = attach_span(root)
+    assert trace.get_current_span() is root
+    inner = otel_context.attach(otel_context.set_value("other", 1))
+    otel_context.detach(inner)
+    detach(token)
+    assert otel_context.get_current() is before
+    assert trace.get_current_span() is trace.INVALID_SPAN
+
+
+def _run_tracer(ids: IdGenerator) -> LeanTracer:
+    provider = TracerProvider(id_generator=ids)
+    tracer = LeanTracer.of(provider, SimpleSpanProcessor(InMemorySpanExporter()))
+    tracer.roots_sampled = True
+    return tracer
+
+
+def test_under_another_runtime_context_the_apis_calls_are_used(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without OpenTelemetry's default context variable, the same spans come out."""
+    import relaygate.exporters.current as current
+    import relaygate.exporters.spans as spans
+    import relaygate.exporters.traceparent as traceparent
+
+    monkeypatch.setattr(current, "_var", None)
+    monkeypatch.setattr(spans, "CONTEXT_VAR", None)
+    monkeypatch.setattr(traceparent, "CONTEXT_VAR", None)
+    assert [s["name"] for s in _same(_request_story)][-1] == "POST /v1/chat/completions"
+    tracer = _run_tracer(RandomIdGenerator())
+    root = tracer.start_span("root", kind=SpanKind.SERVER)
+    token = attach_span(root)
+    try:
+        assert trace.get_current_span() is root
+        carrier: dict[str, str] = {}
+        traceparent.inject(carrier)
+        assert carrier["traceparent"].split("-")[2] == format_span_id(
+            root.get_span_context().span_id
+        )
+    finally:
+        detach(token)
+    assert trace.get_current_span() is trace.INVALID_SPAN

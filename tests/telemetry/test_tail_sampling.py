@@ -3,6 +3,7 @@ dropped; memory stays bounded; metrics and the log line stay complete for every 
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 
 import orjson
@@ -124,6 +125,27 @@ def test_spans_ending_after_the_decision_follow_it(rig: Rig) -> None:
     dropped.end()
     assert rig.exported() == ["late", "POST /v1/chat/completions"]
     assert rig.count("relaygate_trace_spans_total", decision="dropped") == 2
+
+
+@pytest.mark.parametrize("decided_first", [True, False])
+def test_a_finished_request_leaves_nothing_for_the_garbage_collector(
+    rig: Rig, decided_first: bool
+) -> None:
+    """Its spans and buffer are freed when the last reference goes, as they end (a kept
+    trace's spans once exported), not by a later collection pass."""
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(3):
+            root = rig.request(children=2)
+            if decided_first:
+                root.buffer.decide(facts())  # type: ignore[attr-defined]
+            root.end()
+            del root
+        rig.spans.clear()
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
 
 
 def test_the_first_decision_stands(rig: Rig) -> None:
