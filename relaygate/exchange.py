@@ -463,19 +463,23 @@ class ResponseStream:
                 self._end()
                 raise StopAsyncIteration
             try:
-                if self.idle_timeout_s is None:
-                    chunk = await self._next()
-                else:
-                    chunk = await self._watched()
+                if self.idle_timeout_s is not None:
+                    self._waiting()
+                chunk = await self._next()
             except StopAsyncIteration:
                 chunk = b""
+            except asyncio.CancelledError:
+                stall = self._stall()
+                if stall is None:
+                    raise
+                return await self._broken(stall)
             except self._breaks as exc:
-                await self._release()
-                self._broke(exc)
-                return await self._failed_midway()
+                return await self._broken(exc)
             except Exception:
                 self._end()
                 raise
+            finally:
+                self._since = None
             if not chunk:
                 self._stopped = True
                 try:
@@ -533,33 +537,44 @@ class ResponseStream:
     async def _raw(self) -> bytes:
         """The source's next chunk as it comes (``b""`` at the end), for :meth:`open`."""
         try:
-            chunk: bytes = await (self._next() if self.idle_timeout_s is None else self._watched())
+            if self.idle_timeout_s is not None:
+                self._waiting()
+            chunk: bytes = await self._next()
         except StopAsyncIteration:
             return b""
+        except asyncio.CancelledError:
+            stall = self._stall()
+            if stall is None:
+                raise
+            raise stall from None
         except self._drops as exc:
             raise StreamInterrupted(STREAM_BROKE) from exc
-        return chunk
-
-    async def _watched(self) -> bytes:
-        """The source's next chunk, waited for under the idle watchdog."""
-        loop = self._loop
-        if loop is None:
-            loop = self._loop = asyncio.get_running_loop()
-        idle = self.idle_timeout_s
-        assert idle is not None
-        self._task = asyncio.current_task()
-        self._since = now = loop.time()
-        if self._timer is None:
-            self._timer = loop.call_at(now + idle, self._watch)
-        try:
-            chunk: bytes = await self._next()
-        except asyncio.CancelledError:
-            if self._stalled and self._is_own_cancel():
-                raise StreamStalled(f"no data from upstream for {idle:g}s") from None
-            raise
         finally:
             self._since = None
         return chunk
+
+    def _waiting(self) -> None:
+        """A read under the idle bound begins: note when, and arm the watchdog if it rests."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        self._since = now = loop.time()
+        if self._timer is None:
+            idle = self.idle_timeout_s
+            assert idle is not None
+            self._timer = loop.call_at(now + idle, self._watch)
+
+    def _stall(self) -> StreamStalled | None:
+        """The stall a cancelled read is, when the watchdog alone cancelled it (the
+        cancellation then undone), else ``None`` (a cancellation from elsewhere)."""
+        if not self._stalled:
+            return None
+        self._stalled = False
+        task = self._task
+        if task is None or task.uncancel() > self._cancelling:
+            return None
+        return StreamStalled(f"no data from upstream for {self.idle_timeout_s:g}s")
 
     def _watch(self) -> None:
         """The watchdog's timer: cancel a read that has waited too long, else look again."""
@@ -581,12 +596,6 @@ class ResponseStream:
             # Not looked at again while nobody waits: the next read re-arms it.
             self._timer = loop.call_at(due, self._watch)
 
-    def _is_own_cancel(self) -> bool:
-        """Whether the cancellation being handled is the watchdog's alone (then undone)."""
-        self._stalled = False
-        task = self._task
-        return task is not None and task.uncancel() <= self._cancelling
-
     async def _release(self) -> None:
         """Stop the watchdog and release the source (it ended, broke or stalled)."""
         timer = self._timer
@@ -594,6 +603,12 @@ class ResponseStream:
             self._timer = None
             timer.cancel()
         await self._source.aclose()
+
+    async def _broken(self, exc: Exception) -> bytes:
+        """The source broke (or stalled) midway: release it, note why, and end."""
+        await self._release()
+        self._broke(exc)
+        return await self._failed_midway()
 
     def _broke(self, exc: Exception) -> None:
         """The source broke midway: note why."""

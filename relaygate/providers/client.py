@@ -103,10 +103,13 @@ class UpstreamStream:
         """The stream reading ``chunks``, an async iterator that yields no empty chunk."""
         return cls(chunks.__anext__, close, errors, idle_timeout_s)
 
-    def __anext__(self) -> Awaitable[bytes]:
-        """The next chunk, read raw (``b""`` at the end): a
-        :class:`~relaygate.exchange.ByteSource`, not an iterator for ``async for``."""
-        return self.read()
+    @property
+    def __anext__(self) -> Callable[[], Awaitable[bytes]]:
+        """The raw read itself (the next chunk, ``b""`` at the end), so that a reader that
+        binds ``source.__anext__`` once (a :class:`~relaygate.exchange.ByteSource`'s reader)
+        calls the wire client's read with no frame of relaygate's in between. Not an
+        iterator for ``async for``: :meth:`relay` makes the stream to iterate."""
+        return self.read
 
     def relay(
         self,
