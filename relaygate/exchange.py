@@ -463,9 +463,14 @@ class ResponseStream:
                 self._end()
                 raise StopAsyncIteration
             try:
-                if self.idle_timeout_s is not None:
+                if self.idle_timeout_s is None:
+                    chunk = await self._next()
+                else:
                     self._waiting()
-                chunk = await self._next()
+                    try:
+                        chunk = await self._next()
+                    finally:
+                        self._since = None
             except StopAsyncIteration:
                 chunk = b""
             except asyncio.CancelledError:
@@ -478,8 +483,6 @@ class ResponseStream:
             except Exception:
                 self._end()
                 raise
-            finally:
-                self._since = None
             if not chunk:
                 self._stopped = True
                 try:
