@@ -96,7 +96,7 @@ def measure(kind: str, chunks: int, requests: int) -> float:
             async def close() -> None:
                 return None
 
-            stream = UpstreamStream(events(), close, (OSError,), request.idle_timeout_s)
+            stream = UpstreamStream.of(events(), close, (OSError,), request.idle_timeout_s)
             return UpstreamResponse(
                 status=200, headers={"content-type": "text/event-stream"}, stream=stream
             )

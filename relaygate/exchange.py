@@ -7,6 +7,7 @@ the innermost handler answers with a :class:`GatewayResponse`. Nothing here know
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from relaygate.sse import (
     usage_of,
     worth_parsing,
 )
+from relaygate.strategies.attempt_bound import idle_due
 from relaygate.strategies.reasons import Reason
 
 
@@ -233,15 +235,32 @@ may carry its own ``resume``."""
 
 
 class ByteSource(Protocol):
-    """Where a :class:`ResponseStream` reads its bytes: an async iterator that can be released."""
+    """Where a :class:`ResponseStream` reads its bytes: an async iterator that can be released.
+
+    A source ends by raising ``StopAsyncIteration`` or by answering an empty chunk (as a
+    wire client's raw read does); it yields no empty chunk before its end.
+    """
 
     def __anext__(self) -> Any:
-        """The next chunk (an awaitable of ``bytes``); ``StopAsyncIteration`` at the end."""
+        """The next chunk (an awaitable of ``bytes``); ``StopAsyncIteration`` or ``b""`` at
+        the end."""
         ...
 
     async def aclose(self) -> None:
         """Release the source (its connection) early; harmless once it has ended."""
         ...
+
+
+class StreamInterrupted(Exception):
+    """A stream ended abnormally after it had started (connection cut or idle timeout)."""
+
+
+class StreamStalled(StreamInterrupted):
+    """A stream sent nothing for longer than its idle bound (reason ``stream_idle``)."""
+
+
+STREAM_BROKE = "upstream stream broke: the connection closed mid-stream"
+"""The detail of a stream whose connection broke, independent of the wire client."""
 
 
 MAX_FINISH_REASONS = 16
@@ -312,10 +331,11 @@ class ResponseStream:
     Typed facts, read by whoever registered an end callback:
 
     - ``failure``: ``None``, or the bounded reason the stream went wrong (``stream_error``
-      when the source raised one of ``breaks`` midway, ``stream_idle`` when that exception
-      is also one of ``stalls``: the source went silent past its idle bound; a layer may
-      set the reason of the attempt that produced a non-2xx stream);
-    - ``detail``: a human-readable note on the failure;
+      when the source raised one of ``breaks`` or ``drops`` midway, ``stream_idle`` when it
+      stalled: a :class:`StreamStalled`, raised by the idle watchdog below or by the
+      source; a layer may set the reason of the attempt that produced a non-2xx stream);
+    - ``detail``: a human-readable note on the failure (a break's message; for a drop,
+      :data:`STREAM_BROKE`, whichever wire client raised it);
     - ``usage``: ``(input, output)`` tokens of the last usage event seen;
     - ``model``, ``response_id``, ``finish_reasons``: from the parsed events, when they say
       (the first ``data:`` line names model and id; the finish reasons are one per choice,
@@ -323,37 +343,56 @@ class ResponseStream:
       :data:`MAX_FINISH_REASONS` choices are kept);
     - ``closed_early``: whether :meth:`aclose` ended it before the source had ended.
 
-    When the source raises one of ``breaks`` (a stall included), ``break_event(detail)`` (if
-    given) is yielded
-    as a last chunk (so the client sees an error event, not a clean-looking end) and the
-    stream then ends. A stream made recoverable (:meth:`recoverable`) keeps every chunk it
-    yields in a :class:`KeptChunks` and, when it fails midway, ends at once and hands over
-    to its ``recover`` callback instead of yielding the break event; once the kept chunks
-    pass their byte cap, it is no longer recoverable. Callbacks added with
-    :meth:`on_end` run once, in the order added, when the stream ends, breaks, or is closed;
-    a callback added after the end runs at once.
+    The stream reads its source directly, one frame per chunk: ``drops`` are the wire
+    client's exception types meaning the connection broke, ``breaks`` those of a reader in
+    between (a translator's :class:`StreamInterrupted`). When the source ends, breaks or
+    stalls, it is released at once. When it breaks (a stall included),
+    ``break_event(detail)`` (if given) is yielded as a last chunk (so the client sees an
+    error event, not a clean-looking end) and the stream then ends. A stream made
+    recoverable (:meth:`recoverable`) keeps every chunk it yields in a :class:`KeptChunks`
+    and, when it fails midway, ends at once and hands over to its ``recover`` callback
+    instead of yielding the break event; once the kept chunks pass their byte cap, it is no
+    longer recoverable. Callbacks added with :meth:`on_end` run once, in the order added,
+    when the stream ends, breaks, or is closed; a callback added after the end runs at once.
+
+    ``idle_timeout_s`` bounds each wait for the source's next chunk (``None``: unbounded; it
+    may be changed between reads, as the provider handler does while it holds a stream's
+    opening, which the first-token bound covers instead). The bound is a watchdog, not a
+    timer per chunk: a read notes when it started waiting, and one loop timer, re-armed only
+    when it fires, looks at that note (:func:`~relaygate.strategies.attempt_bound.idle_due`).
+    A stall cancels the waiting read as ``asyncio.timeout`` would, and the read fails with
+    :class:`StreamStalled`. Time the reader spends elsewhere (a slow client) is not counted
+    as the source's silence.
     """
 
     __slots__ = (
         "_break_event",
         "_breaks",
+        "_cancelling",
         "_choices",
+        "_drops",
         "_ends",
         "_first",
         "_head",
         "_kept",
+        "_loop",
+        "_next",
         "_pending",
         "_recover",
+        "_since",
         "_skip",
         "_source",
-        "_stalls",
+        "_stalled",
         "_stopped",
         "_tail",
+        "_task",
+        "_timer",
         "closed_early",
         "detail",
         "ended",
         "failure",
         "finish_reasons",
+        "idle_timeout_s",
         "model",
         "response_id",
         "usage",
@@ -366,12 +405,14 @@ class ResponseStream:
         *,
         breaks: tuple[type[Exception], ...] = (),
         break_event: Callable[[str], bytes] | None = None,
-        stalls: tuple[type[Exception], ...] = (),
+        drops: tuple[type[Exception], ...] = (),
+        idle_timeout_s: float | None = None,
     ) -> None:
         self._source = source
+        self._next = source.__anext__
         self._first = first
-        self._breaks = breaks
-        self._stalls = stalls
+        self._drops = drops
+        self._breaks: tuple[type[Exception], ...] = (*breaks, *drops, StreamStalled)
         self._break_event = break_event
         self._ends: list[StreamEnd] = []
         self._stopped = False
@@ -382,6 +423,13 @@ class ResponseStream:
         self._choices: dict[int, str] = {}
         self._kept: KeptChunks | None = None
         self._recover: Recover | None = None
+        self.idle_timeout_s = idle_timeout_s
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._since: float | None = None
+        self._stalled = False
+        self._cancelling = 0
         self.failure: str | None = None
         self.detail: str | None = None
         self.usage: tuple[int, int] | None = None
@@ -415,16 +463,33 @@ class ResponseStream:
                 self._end()
                 raise StopAsyncIteration
             try:
-                chunk = await self._source.__anext__()
+                if self.idle_timeout_s is None:
+                    chunk = await self._next()
+                else:
+                    self._waiting()
+                    try:
+                        chunk = await self._next()
+                    finally:
+                        self._since = None
             except StopAsyncIteration:
-                self._end()
-                raise
+                chunk = b""
+            except asyncio.CancelledError:
+                stall = self._stall()
+                if stall is None:
+                    raise
+                return await self._broken(stall)
             except self._breaks as exc:
-                self._broke(exc)
-                return await self._failed_midway()
+                return await self._broken(exc)
             except Exception:
                 self._end()
                 raise
+            if not chunk:
+                self._stopped = True
+                try:
+                    await self._release()
+                finally:
+                    self._end()
+                raise StopAsyncIteration
         else:
             self._first = None
         # The fast path, most chunks: whole lines (nothing to carry over) and nothing to read.
@@ -451,12 +516,109 @@ class ResponseStream:
                 self._recover = None
         return chunk
 
+    async def open(self, more: Callable[[bytes], bool] | None = None) -> None:
+        """Read the stream's opening before it is handed on: the source's first chunk, then
+        (with ``more``) further chunks while ``more(opening so far)`` is true and the source
+        has not ended. The opening is yielded as one first chunk when the stream is iterated;
+        nothing is read from it until then.
+
+        Raises ``StopAsyncIteration`` when the source sent nothing, :class:`StreamStalled`
+        when it stayed silent past ``idle_timeout_s``, :class:`StreamInterrupted` when it
+        broke (a drop: :data:`STREAM_BROKE`), and what else the source raises, as raised; the
+        caller then releases the stream (:meth:`aclose`).
+        """
+        held = await self._raw()
+        if not held:
+            raise StopAsyncIteration
+        while more is not None and more(held):
+            chunk = await self._raw()
+            if not chunk:
+                break
+            held += chunk
+        self._first = held
+
+    async def _raw(self) -> bytes:
+        """The source's next chunk as it comes (``b""`` at the end), for :meth:`open`."""
+        try:
+            if self.idle_timeout_s is not None:
+                self._waiting()
+            chunk: bytes = await self._next()
+        except StopAsyncIteration:
+            return b""
+        except asyncio.CancelledError:
+            stall = self._stall()
+            if stall is None:
+                raise
+            raise stall from None
+        except self._drops as exc:
+            raise StreamInterrupted(STREAM_BROKE) from exc
+        finally:
+            self._since = None
+        return chunk
+
+    def _waiting(self) -> None:
+        """A read under the idle bound begins: note when, and arm the watchdog if it rests."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        self._since = now = loop.time()
+        if self._timer is None:
+            idle = self.idle_timeout_s
+            assert idle is not None
+            self._timer = loop.call_at(now + idle, self._watch)
+
+    def _stall(self) -> StreamStalled | None:
+        """The stall a cancelled read is, when the watchdog alone cancelled it (the
+        cancellation then undone), else ``None`` (a cancellation from elsewhere)."""
+        if not self._stalled:
+            return None
+        self._stalled = False
+        task = self._task
+        if task is None or task.uncancel() > self._cancelling:
+            return None
+        return StreamStalled(f"no data from upstream for {self.idle_timeout_s:g}s")
+
+    def _watch(self) -> None:
+        """The watchdog's timer: cancel a read that has waited too long, else look again."""
+        self._timer = None
+        idle = self.idle_timeout_s
+        loop = self._loop
+        if idle is None or loop is None:
+            return
+        since = self._since
+        due = idle_due(since, idle, loop.time())
+        if due is None:
+            task = self._task
+            if task is not None and not task.done():
+                self._stalled = True
+                self._cancelling = task.cancelling()
+                task.cancel()
+            return
+        if since is not None:
+            # Not looked at again while nobody waits: the next read re-arms it.
+            self._timer = loop.call_at(due, self._watch)
+
+    async def _release(self) -> None:
+        """Stop the watchdog and release the source (it ended, broke or stalled)."""
+        timer = self._timer
+        if timer is not None:
+            self._timer = None
+            timer.cancel()
+        await self._source.aclose()
+
+    async def _broken(self, exc: Exception) -> bytes:
+        """The source broke (or stalled) midway: release it, note why, and end."""
+        await self._release()
+        self._broke(exc)
+        return await self._failed_midway()
+
     def _broke(self, exc: Exception) -> None:
         """The source broke midway: note why."""
         self._stopped = True
-        stalled = isinstance(exc, self._stalls)
+        stalled = isinstance(exc, StreamStalled)
         self.failure = (Reason.STREAM_IDLE if stalled else Reason.STREAM_ERROR).value
-        self.detail = str(exc)
+        self.detail = STREAM_BROKE if isinstance(exc, self._drops) else str(exc)
 
     async def _failed_midway(self) -> bytes:
         """The one exit of a stream that failed midway (``failure`` and ``detail`` set): hand
@@ -539,7 +701,7 @@ class ResponseStream:
     async def aclose(self) -> None:
         """Release the source; if the stream had not ended, it ends now, closed early."""
         try:
-            await self._source.aclose()
+            await self._release()
         finally:
             if not self.ended:
                 self.closed_early = True

@@ -80,10 +80,11 @@ class TranslatedStream:
     """``source`` read through ``translator``: each read answers the translation of one or
     more reads of the source (reads that translate to nothing are passed over); the
     source's exceptions (breaks, stalls) pass through unchanged. The stream ends when the
-    source ends; once the translator is done, what the source still sends is read and
-    dropped (up to :data:`MAX_DRAIN_BYTES`), so that a source with end-of-stream
-    bookkeeping (a :class:`~relaygate.exchange.ResponseStream`'s telemetry) sees its end
-    rather than an early close, and the connection is left clean for reuse; a source that
+    source ends (``StopAsyncIteration`` or an empty chunk); once the translator is done,
+    what the source still sends is read and dropped (up to :data:`MAX_DRAIN_BYTES`), so
+    that a source with end-of-stream bookkeeping (a
+    :class:`~relaygate.exchange.ResponseStream`'s telemetry) sees its end rather than an
+    early close, and the connection is left clean for reuse; a source that
     breaks after the translated end does not make the complete answer a broken one.
 
     With ``invalid``, what the translator raises of :data:`UNREADABLE` (bytes it cannot
@@ -128,11 +129,13 @@ class TranslatedStream:
             try:
                 data: bytes = await self._source.__anext__()
             except StopAsyncIteration:
+                data = b""
+            if not data:
                 self._ended = True
                 tail = translator.end()
                 if tail:
                     return tail
-                raise
+                raise StopAsyncIteration
             out = translator.feed(data)
             if out:
                 return out
@@ -142,13 +145,16 @@ class TranslatedStream:
         left = MAX_DRAIN_BYTES
         while left > 0:
             try:
-                left -= len(await self._source.__anext__())
+                data: bytes = await self._source.__anext__()
             except StopAsyncIteration:
                 return
             except Exception:
                 # The translated answer is complete: how the source ends after it (a reset,
                 # a stall) is not the answer's failure.
                 return
+            if not data:
+                return
+            left -= len(data)
 
     async def aclose(self) -> None:
         """Release the source."""

@@ -55,7 +55,7 @@ class EndlessUpstream:
         return UpstreamResponse(
             status=200,
             headers={"content-type": "text/event-stream"},
-            stream=UpstreamStream(self._chunks(), self._close, (OSError,)),
+            stream=UpstreamStream.of(self._chunks(), self._close, (OSError,)),
         )
 
     async def _chunks(self) -> AsyncIterator[bytes]:

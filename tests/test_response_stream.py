@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relaygate.exchange import ResponseStream
+from relaygate.exchange import STREAM_BROKE, ResponseStream, StreamInterrupted
 from relaygate.sse import MAX_LINE_BYTES
 from tests.fakes import StreamBody
 
@@ -205,3 +205,42 @@ async def test_a_source_that_breaks_ends_with_the_break_event_and_a_typed_failur
     )
     assert [c async for c in stream] == [b"a", b"peer reset"]
     assert (stream.failure, stream.detail, stream.ended) == ("stream_error", "peer reset", True)
+
+
+async def test_an_empty_chunk_ends_the_stream_and_releases_the_source() -> None:
+    body = StreamBody([b"b", b"", b"never read"])
+    stream = ResponseStream(body, b"a")
+    assert [c async for c in stream] == [b"a", b"b"]
+    assert body.closed and stream.ended and not stream.closed_early and stream.failure is None
+
+
+async def test_a_drop_reads_as_the_broken_connection_whatever_the_wire_client_said() -> None:
+    class Dropped(StreamBody):
+        async def __anext__(self) -> bytes:
+            raise ConnectionResetError("[Errno 104] a wire client's own words")
+
+    body = Dropped([])
+    stream = ResponseStream(body, b"a", drops=(OSError,), break_event=lambda d: d.encode())
+    assert [c async for c in stream] == [b"a", STREAM_BROKE.encode()]
+    assert (stream.failure, stream.detail) == ("stream_error", STREAM_BROKE)
+    assert body.closed
+
+
+async def test_the_opening_is_held_until_it_is_enough_and_its_facts_are_read_once() -> None:
+    role, hello, rest = event(chunk("")), event(chunk("Hello")), event(chunk(None, "stop"))
+    stream = ResponseStream(StreamBody([role, hello, rest]))
+    await stream.open(lambda opening: b"Hello" not in opening)
+    assert [c async for c in stream] == [role + hello, rest]
+    assert (stream.model, stream.response_id, stream.finish_reasons) == EXPECTED[1:]
+
+
+async def test_an_opening_that_never_came_or_broke_raises_for_the_caller() -> None:
+    with pytest.raises(StopAsyncIteration):
+        await ResponseStream(StreamBody([])).open()
+
+    class Dropped(StreamBody):
+        async def __anext__(self) -> bytes:
+            raise ConnectionResetError("reset")
+
+    with pytest.raises(StreamInterrupted, match="the connection closed mid-stream"):
+        await ResponseStream(Dropped([]), drops=(OSError,)).open()

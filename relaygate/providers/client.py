@@ -11,7 +11,6 @@ the caller turns into a synthesized answer with a bounded reason.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -19,9 +18,12 @@ from typing import Any, Protocol
 import aiohttp
 import httpx
 
+from relaygate.exchange import STREAM_BROKE as STREAM_BROKE
+from relaygate.exchange import ByteSource, ResponseStream
+from relaygate.exchange import StreamInterrupted as StreamInterrupted
+from relaygate.exchange import StreamStalled as StreamStalled
 from relaygate.providers.base import UpstreamRequest
 from relaygate.security.egress import EgressDenied, GuardedResolver
-from relaygate.strategies.attempt_bound import idle_due
 
 
 @dataclass(slots=True)
@@ -50,14 +52,6 @@ def check_egress(request: UpstreamRequest) -> None:
             raise EgressRefused(f"refused by the egress policy: {why}")
 
 
-class StreamInterrupted(Exception):
-    """A stream ended abnormally after it had started (connection cut or idle timeout)."""
-
-
-class StreamStalled(StreamInterrupted):
-    """A stream sent nothing for longer than its ``idle_timeout_s`` (reason ``stream_idle``)."""
-
-
 class UpstreamClient(Protocol):
     """Sends :class:`UpstreamRequest` objects; the pipeline's only route to the network."""
 
@@ -73,141 +67,70 @@ class UpstreamClient(Protocol):
         ...
 
 
-STREAM_BROKE = "upstream stream broke: the connection closed mid-stream"
-"""The message of a stream whose connection broke, independent of the wire client."""
-
-
 class UpstreamStream:
-    """Raw bytes of a streamed answer, as they arrive, from any wire client.
+    """Raw bytes of a streamed answer, as the wire client reads them: what a
+    :class:`~relaygate.exchange.ResponseStream` reads directly, one frame per chunk.
 
-    ``chunks`` yields the body; ``close`` releases the connection; ``errors`` are the wire
-    client's exception types that mean the stream broke. Iteration raises
-    :class:`StreamInterrupted` if the connection breaks, and :class:`StreamStalled` when a
-    wait for the next chunk lasts ``idle_timeout_s`` (``None``: unbounded; the attribute may
-    be changed between reads, as the provider handler does while it waits for the first
-    chunk carrying content, which the first-token bound covers instead); ``aclose``
-    releases the connection early.
-
-    The idle bound is a watchdog, not a timer per chunk: a read notes when it started
-    waiting, and one loop timer, re-armed only when it fires, looks at that note
-    (:func:`~relaygate.strategies.attempt_bound.idle_due`). A stall cancels the waiting
-    read as ``asyncio.timeout`` would, and the read raises :class:`StreamStalled`. Time the
-    reader spends elsewhere (a slow client) is not counted as the upstream's silence.
+    ``read`` answers the next chunk (``b""`` at the end, as aiohttp's ``readany`` does);
+    ``close`` releases the connection; ``errors`` are the wire client's exception types
+    meaning the connection broke (the stream's ``drops``); ``idle_timeout_s`` is the
+    request's bound on the gaps between chunks (``None``: unbounded), which the response
+    stream's idle watchdog applies. :meth:`relay` makes that stream.
     """
 
-    __slots__ = (
-        "_cancelling",
-        "_chunks",
-        "_close",
-        "_done",
-        "_errors",
-        "_loop",
-        "_since",
-        "_stalled",
-        "_task",
-        "_timer",
-        "idle_timeout_s",
-    )
+    __slots__ = ("_close", "errors", "idle_timeout_s", "read")
 
     def __init__(
         self,
-        chunks: AsyncIterator[bytes],
+        read: Callable[[], Awaitable[bytes]],
         close: Callable[[], Awaitable[None]],
-        errors: tuple[type[BaseException], ...],
+        errors: tuple[type[Exception], ...],
         idle_timeout_s: float | None = None,
     ) -> None:
-        self._chunks = chunks
+        self.read = read
         self._close = close
-        self._errors = errors
+        self.errors = errors
         self.idle_timeout_s = idle_timeout_s
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._task: asyncio.Task[Any] | None = None
-        self._since: float | None = None
-        self._stalled = False
-        self._cancelling = 0
-        self._done = False
 
-    def __aiter__(self) -> UpstreamStream:
-        return self
+    @classmethod
+    def of(
+        cls,
+        chunks: AsyncIterator[bytes],
+        close: Callable[[], Awaitable[None]],
+        errors: tuple[type[Exception], ...],
+        idle_timeout_s: float | None = None,
+    ) -> UpstreamStream:
+        """The stream reading ``chunks``, an async iterator that yields no empty chunk."""
+        return cls(chunks.__anext__, close, errors, idle_timeout_s)
 
-    async def __anext__(self) -> bytes:
-        if self._done:
-            raise StopAsyncIteration
-        try:
-            while True:
-                if self.idle_timeout_s is None:
-                    chunk = await self._chunks.__anext__()
-                else:
-                    loop = self._loop
-                    if loop is None:
-                        loop = self._loop = asyncio.get_running_loop()
-                    self._task = asyncio.current_task()
-                    self._since = now = loop.time()
-                    if self._timer is None:
-                        self._timer = loop.call_at(now + self.idle_timeout_s, self._watch)
-                    try:
-                        chunk = await self._chunks.__anext__()
-                    except asyncio.CancelledError:
-                        if self._stalled and self._is_own_cancel():
-                            raise StreamStalled(
-                                f"no data from upstream for {self.idle_timeout_s:g}s"
-                            ) from None
-                        raise
-                    finally:
-                        self._since = None
-                if chunk:
-                    return chunk
-        except StopAsyncIteration:
-            self._done = True
-            self._disarm()
-            await self._close()
-            raise
-        except StreamStalled:
-            self._disarm()
-            await self._close()
-            raise
-        except self._errors as exc:
-            self._disarm()
-            await self._close()
-            # Named the same whichever wire client read it (aiohttp, httpx...).
-            raise StreamInterrupted(STREAM_BROKE) from exc
+    @property
+    def __anext__(self) -> Callable[[], Awaitable[bytes]]:
+        """The raw read itself (the next chunk, ``b""`` at the end), so that a reader that
+        binds ``source.__anext__`` once (a :class:`~relaygate.exchange.ByteSource`'s reader)
+        calls the wire client's read with no frame of relaygate's in between. Not an
+        iterator for ``async for``: :meth:`relay` makes the stream to iterate."""
+        return self.read
 
-    def _watch(self) -> None:
-        """The watchdog's timer: cancel a read that has waited too long, else look again."""
-        self._timer = None
-        idle = self.idle_timeout_s
-        loop = self._loop
-        if idle is None or loop is None:
-            return
-        since = self._since
-        due = idle_due(since, idle, loop.time())
-        if due is None:
-            task = self._task
-            if task is not None and not task.done():
-                self._stalled = True
-                self._cancelling = task.cancelling()
-                task.cancel()
-            return
-        if since is not None:
-            # Not looked at again while nobody waits: the next read re-arms it.
-            self._timer = loop.call_at(due, self._watch)
-
-    def _is_own_cancel(self) -> bool:
-        """Whether the cancellation being handled is the watchdog's alone (then undone)."""
-        self._stalled = False
-        task = self._task
-        return task is not None and task.uncancel() <= self._cancelling
-
-    def _disarm(self) -> None:
-        timer = self._timer
-        if timer is not None:
-            self._timer = None
-            timer.cancel()
+    def relay(
+        self,
+        source: ByteSource | None = None,
+        *,
+        breaks: tuple[type[Exception], ...] = (),
+        break_event: Callable[[str], bytes] | None = None,
+    ) -> ResponseStream:
+        """The pipeline's :class:`~relaygate.exchange.ResponseStream` over this stream (or
+        over ``source``, a reader of it such as a translation), with its drops and idle
+        bound."""
+        return ResponseStream(
+            self if source is None else source,
+            breaks=breaks,
+            break_event=break_event,
+            drops=self.errors,
+            idle_timeout_s=self.idle_timeout_s,
+        )
 
     async def aclose(self) -> None:
-        """Release the connection without reading the rest."""
-        self._disarm()
+        """Release the connection without reading the rest (harmless once released)."""
         await self._close()
 
 
@@ -246,7 +169,8 @@ class HttpxUpstream:
             raise UpstreamFailure(f"{type(exc).__name__} calling upstream") from exc
         headers = {k.lower(): v for k, v in response.headers.items()}
         if _is_stream(request, response.status_code, headers):
-            stream = UpstreamStream(
+            # httpx yields no empty chunk (its chunker drops them).
+            stream = UpstreamStream.of(
                 response.aiter_raw(), response.aclose, (httpx.HTTPError,), request.idle_timeout_s
             )
             return UpstreamResponse(status=response.status_code, headers=headers, stream=stream)
@@ -332,7 +256,7 @@ class AiohttpUpstream:
         status = response.status
         if _is_stream(request, status, headers):
             stream = UpstreamStream(
-                response.content.iter_any(),
+                response.content.readany,
                 _releaser(response),
                 (aiohttp.ClientError, OSError),
                 request.idle_timeout_s,

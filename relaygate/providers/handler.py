@@ -31,13 +31,7 @@ import orjson
 from opentelemetry.trace import get_current_span
 
 from relaygate.errors import JSON_HEADERS, GatewayError, error_body, synthesized
-from relaygate.exchange import (
-    ByteSource,
-    GatewayRequest,
-    GatewayResponse,
-    Operation,
-    ResponseStream,
-)
+from relaygate.exchange import ByteSource, GatewayRequest, GatewayResponse, Operation
 from relaygate.exporters import semconv as sc
 from relaygate.providers.base import prepare_adapter, translating_adapter
 from relaygate.providers.client import (
@@ -165,21 +159,23 @@ class ProviderHandler:
                 translator = translating.stream_translator(request)
                 source = TranslatedStream(upstream, translator, invalid=StreamInterrupted)
                 answer.headers["content-type"] = "text/event-stream"
+            stream = upstream.relay(source, breaks=(StreamInterrupted,), break_event=_break_event)
             hold = bool(target.first_token_timeout_ms)
-            idle = upstream.idle_timeout_s
             if hold:
                 # The first-token bound (timeout layer) covers the opening; the idle bound
                 # starts with the hand-over.
-                upstream.idle_timeout_s = None
+                stream.idle_timeout_s = None
             try:
-                first = await _opening(source, hold)
+                await stream.open(_held if hold else None)
             except StopAsyncIteration:
+                await stream.aclose()
                 return _failed(
                     target.provider, Reason.INVALID_RESPONSE, "sent an empty stream", answer.status
                 )
             except StreamStalled as exc:
                 # Silent since its headers, and nothing reached the client: a timeout of
                 # this target, which fallback moves on from (it is not retried on it).
+                await stream.aclose()
                 return synthesized(
                     408,
                     f"upstream '{target.provider}' stream stalled before its first chunk ({exc})",
@@ -189,31 +185,20 @@ class ProviderHandler:
                     upstream_status=answer.status,
                 )
             except StreamInterrupted as exc:
-                # A translator's break leaves the connection open: release it.
-                await source.aclose()
+                await stream.aclose()
                 return _failed(
                     target.provider, Reason.STREAM_ERROR, f"stream broke ({exc})", answer.status
                 )
             except Refused as exc:
                 # A refusal at the stream's start (Gemini's prompt block): an error answer.
-                await upstream.aclose()
+                await stream.aclose()
                 return _refused(answer.headers, exc)
             except BaseException:
                 # Cut by the timeout layer, or the client went away: release the connection.
-                await source.aclose()
+                await stream.aclose()
                 raise
-            upstream.idle_timeout_s = idle
-            return GatewayResponse(
-                status=answer.status,
-                headers=answer.headers,
-                stream=ResponseStream(
-                    source,
-                    first,
-                    breaks=(StreamInterrupted,),
-                    break_event=_break_event,
-                    stalls=(StreamStalled,),
-                ),
-            )
+            stream.idle_timeout_s = upstream.idle_timeout_s
+            return GatewayResponse(status=answer.status, headers=answer.headers, stream=stream)
 
         if 200 <= answer.status < 300:
             body = answer.body
@@ -250,18 +235,11 @@ class ProviderHandler:
         )
 
 
-async def _opening(stream: ByteSource, hold: bool) -> bytes:
-    """The bytes handed on first: the first chunk, or with ``hold`` every chunk up to and
-    including the first carrying content (the opening is small; past
-    :data:`~relaygate.sse.MAX_PRELUDE_BYTES` it is handed on as it is, and a stream that ends
-    during its opening hands on what it sent). ``StopAsyncIteration`` when nothing came."""
-    held: bytes = await stream.__anext__()
-    while hold and len(held) < MAX_PRELUDE_BYTES and not carries_content(held):
-        try:
-            held += await stream.__anext__()
-        except StopAsyncIteration:
-            break
-    return held
+def _held(opening: bytes) -> bool:
+    """Whether a held opening waits for more: until a chunk carries content (the opening is
+    small; past :data:`~relaygate.sse.MAX_PRELUDE_BYTES` it is handed on as it is, and a
+    stream that ends during its opening hands on what it sent)."""
+    return len(opening) < MAX_PRELUDE_BYTES and not carries_content(opening)
 
 
 def _refused(headers: dict[str, str], refusal: Refused) -> GatewayResponse:

@@ -8,8 +8,8 @@ import pytest
 
 from relaygate.providers.base import UpstreamRequest
 from relaygate.providers.client import (
+    STREAM_BROKE,
     AiohttpUpstream,
-    StreamInterrupted,
     UpstreamFailure,
 )
 from relaygate.providers.handler import ProviderHandler
@@ -81,21 +81,23 @@ async def test_a_stream_is_handed_on_chunk_by_chunk_to_the_end(mock_upstream: Mo
     try:
         answer = await client.send(post(f"{server.url}/v1/chat/completions", STREAM, stream=True))
         assert answer.stream is not None
-        data = b"".join([chunk async for chunk in answer.stream])
+        data = b"".join([chunk async for chunk in answer.stream.relay()])
     finally:
         await client.aclose()
     assert data.endswith(b"data: [DONE]\n\n")
 
 
-async def test_a_stream_cut_midway_raises_stream_interrupted(mock_upstream: MockFactory) -> None:
+async def test_a_stream_cut_midway_ends_broken(mock_upstream: MockFactory) -> None:
     server = mock_upstream(name="up", script="200@cut_after_chunks=2")
     client = AiohttpUpstream()
     try:
         answer = await client.send(post(f"{server.url}/v1/chat/completions", STREAM, stream=True))
         assert answer.stream is not None
-        with pytest.raises(StreamInterrupted):
-            async for _ in answer.stream:
-                pass
+        stream = answer.stream.relay()
+        async for _ in stream:
+            pass
+        assert stream.failure == "stream_error"
+        assert stream.detail == STREAM_BROKE
     finally:
         await client.aclose()
 

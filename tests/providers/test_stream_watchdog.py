@@ -1,5 +1,6 @@
-"""The idle watchdog of an upstream stream: a stall ends it, a slow reader does not, and it
-costs one loop timer per idle period rather than one per chunk."""
+"""The idle watchdog of a streamed answer (the pipeline's ResponseStream over an upstream
+stream): a stall ends it, a slow reader does not, and it costs one loop timer per idle period
+rather than one per chunk."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from relaygate.exchange import ResponseStream
 from relaygate.providers.client import StreamInterrupted, StreamStalled, UpstreamStream
 
 IDLE_S = 0.2
@@ -28,24 +30,34 @@ class Source:
     async def close(self) -> None:
         self.closed = True
 
-    def stream(self, idle_s: float | None = IDLE_S) -> UpstreamStream:
-        return UpstreamStream(self.chunks(), self.close, (OSError,), idle_s)
+    def stream(self, idle_s: float | None = IDLE_S) -> ResponseStream:
+        return UpstreamStream.of(self.chunks(), self.close, (OSError,), idle_s).relay()
 
 
-async def test_a_source_silent_for_the_idle_bound_raises_stream_stalled_and_is_released() -> None:
+async def test_a_source_silent_for_the_idle_bound_ends_the_stream_stalled_and_is_released() -> None:
     source = Source()
     stream = source.stream()
     source.queue.put_nowait(b"data: 1\n\n")
     assert await stream.__anext__() == b"data: 1\n\n"
-    with pytest.raises(StreamStalled, match=r"no data from upstream for 0\.2s"):
+    with pytest.raises(StopAsyncIteration):
         await stream.__anext__()
-    assert source.closed
+    assert (stream.failure, stream.detail) == ("stream_idle", "no data from upstream for 0.2s")
+    assert stream.ended and source.closed
     task = asyncio.current_task()
     assert task is not None and task.cancelling() == 0  # the watchdog's cancel was undone
 
 
 async def test_a_stall_is_a_kind_of_interruption() -> None:
     assert issubclass(StreamStalled, StreamInterrupted)
+
+
+async def test_a_stream_silent_since_its_headers_fails_its_opening_as_stalled() -> None:
+    source = Source()
+    stream = source.stream()
+    with pytest.raises(StreamStalled, match=r"no data from upstream for 0\.2s"):
+        await stream.open()
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0  # the watchdog's cancel was undone
 
 
 async def test_chunks_within_the_bound_are_never_cut_however_long_the_stream() -> None:

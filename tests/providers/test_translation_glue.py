@@ -9,9 +9,9 @@ import orjson
 import pytest
 
 from relaygate.config.model import Target
-from relaygate.exchange import GatewayRequest, Operation, RequestContext, ResponseStream
+from relaygate.exchange import GatewayRequest, Operation, RequestContext
 from relaygate.providers.chatshape import ChunkWriter
-from relaygate.providers.client import StreamInterrupted, UpstreamStream
+from relaygate.providers.client import STREAM_BROKE, StreamInterrupted, UpstreamStream
 from relaygate.providers.cohere.adapter import COHERE
 from relaygate.providers.google.adapter import GOOGLE
 from relaygate.providers.translated import TranslatedAdapter
@@ -70,7 +70,7 @@ class _Source:
 
 
 def _stream(source: _Source) -> UpstreamStream:
-    return UpstreamStream(source, source.aclose, (), idle_timeout_s=3.0)
+    return UpstreamStream(source.__anext__, source.aclose, (), idle_timeout_s=3.0)
 
 
 def _request(provider: str, stream: bool = True) -> GatewayRequest:
@@ -103,11 +103,13 @@ def _translated(adapter: TranslatedAdapter, source: UpstreamStream) -> Translate
 async def test_a_translated_stream_feeds_the_pipeline_stream_its_facts() -> None:
     adapter = TranslatedAdapter(GOOGLE, clock=lambda: 7.0, ids=lambda: "chatcmpl-1")
     source = _Source([_gemini_event(TEXT)[:10], _gemini_event(TEXT)[10:], _gemini_event(DONE)])
-    translated = _translated(adapter, _stream(source))
-    first = await translated.__anext__()
+    upstream = _stream(source)
+    stream = upstream.relay(_translated(adapter, upstream), breaks=(StreamInterrupted,))
+    await stream.open()
+    first = await stream.__anext__()
     assert carries_content(first)
-    stream = ResponseStream(translated, first, breaks=(StreamInterrupted,))
-    body = b"".join([chunk async for chunk in stream])
+    body = first + b"".join([chunk async for chunk in stream])
+    assert source.closed  # released at the end
     assert body.endswith(DONE_EVENT) and body.count(DONE_EVENT) == 1
     assert stream.usage == (3, 2)
     assert stream.finish_reasons == ["stop"]
@@ -117,15 +119,16 @@ async def test_a_translated_stream_feeds_the_pipeline_stream_its_facts() -> None
 
 async def test_a_break_passes_through_as_the_pipeline_stream_failure() -> None:
     source = _Source([_gemini_event(TEXT)], error=ConnectionResetError("cut"))
-    upstream = UpstreamStream(source, source.aclose, (ConnectionResetError,))
+    upstream = UpstreamStream(source.__anext__, source.aclose, (ConnectionResetError,))
     translated = _translated(TranslatedAdapter(GOOGLE), upstream)
-    stream = ResponseStream(
-        translated, await translated.__anext__(), breaks=(StreamInterrupted,),
-        break_event=lambda detail: b"data: broke\n\n",
-    )  # fmt: skip
+    stream = upstream.relay(
+        translated, breaks=(StreamInterrupted,), break_event=lambda d: f"data: {d}\n\n".encode()
+    )
+    await stream.open()
     chunks = [chunk async for chunk in stream]
-    assert chunks[-1] == b"data: broke\n\n"
+    assert chunks[-1] == b"data: " + STREAM_BROKE.encode() + b"\n\n"
     assert stream.failure == "stream_error"
+    assert source.closed
 
 
 async def test_a_refusal_before_anything_was_yielded_propagates() -> None:
@@ -151,7 +154,7 @@ async def test_a_cohere_stream_is_complete_at_message_end_whatever_follows() -> 
     ]
     raw = [b"data: " + orjson.dumps(e) + b"\n\n" for e in events]
     source = _Source(raw, error=ConnectionResetError("reset after the end"))
-    upstream = UpstreamStream(source, source.aclose, (ConnectionResetError,))
+    upstream = UpstreamStream(source.__anext__, source.aclose, (ConnectionResetError,))
     body = b"".join([c async for c in _translated(TranslatedAdapter(COHERE), upstream)])
     assert body.endswith(DONE_EVENT) and b'"Hi"' in body
 

@@ -8,7 +8,6 @@ import pytest
 from relaygate.providers.base import UpstreamRequest
 from relaygate.providers.client import (
     HttpxUpstream,
-    StreamInterrupted,
     UpstreamFailure,
     UpstreamStream,
 )
@@ -89,7 +88,7 @@ async def test_a_streamed_ok_answer_is_returned_unread() -> None:
     assert answer.status == 200
     assert answer.body == b""
     assert answer.stream is not None
-    assert [chunk async for chunk in answer.stream] == [b"data: 1\n\n", b"data: 2\n\n"]
+    assert [chunk async for chunk in answer.stream.relay()] == [b"data: 1\n\n", b"data: 2\n\n"]
     assert body.closed
 
 
@@ -113,27 +112,29 @@ async def test_empty_chunks_of_a_stream_are_skipped() -> None:
     transport = RecordingTransport(sse_response(ChunkStream([b"", b"data: a\n\n", b""])))
     answer = await transport.client().send(wire(stream=True))
     assert answer.stream is not None
-    assert [chunk async for chunk in answer.stream] == [b"data: a\n\n"]
+    assert [chunk async for chunk in answer.stream.relay()] == [b"data: a\n\n"]
 
 
-async def test_a_stream_cut_midway_raises_stream_interrupted() -> None:
+async def test_a_stream_cut_midway_ends_broken_and_released() -> None:
     body = ChunkStream([b"data: a\n\n"], error=httpx.ReadError("reset"))
     answer = await RecordingTransport(sse_response(body)).client().send(wire(stream=True))
     assert answer.stream is not None
-    assert await answer.stream.__anext__() == b"data: a\n\n"
-    with pytest.raises(StreamInterrupted, match="the connection closed mid-stream"):
-        await answer.stream.__anext__()
+    stream = answer.stream.relay()
+    assert [chunk async for chunk in stream] == [b"data: a\n\n"]
+    assert stream.failure == "stream_error"
+    assert stream.detail == "upstream stream broke: the connection closed mid-stream"
     assert body.closed
 
 
-async def test_a_stream_silent_beyond_its_idle_timeout_raises_stream_interrupted() -> None:
+async def test_a_stream_silent_beyond_its_idle_timeout_ends_stalled_and_released() -> None:
     body = ChunkStream([b"data: a\n\n"], stall=True)
     transport = RecordingTransport(sse_response(body))
     answer = await transport.client().send(wire(stream=True, idle_timeout_s=0.05))
     assert answer.stream is not None
-    assert await answer.stream.__anext__() == b"data: a\n\n"
-    with pytest.raises(StreamInterrupted, match="no data from upstream"):
-        await answer.stream.__anext__()
+    stream = answer.stream.relay()
+    assert [chunk async for chunk in stream] == [b"data: a\n\n"]
+    assert stream.failure == "stream_idle"
+    assert stream.detail is not None and "no data from upstream" in stream.detail
     assert body.closed
 
 
