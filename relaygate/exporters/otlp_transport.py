@@ -39,6 +39,9 @@ __all__ = ["KeptHTTPTransport", "RawHTTPResult"]
 
 MAX_HEAD_BYTES: Final = 64 * 1024
 """Longest response head (status line and headers) read before the answer is refused."""
+MAX_BODY_BYTES: Final = 1024 * 1024
+"""Longest answer body read before the answer is refused (a collector answers an export
+with a few bytes: an empty or partial-success message, or an error status)."""
 
 _RECV: Final = 65536
 
@@ -154,6 +157,7 @@ class _Answer:
 
     __slots__ = (
         "body",
+        "body_bytes",
         "complete",
         "head_bytes",
         "headed",
@@ -171,6 +175,7 @@ class _Answer:
         self.reason = ""
         self.headers: dict[str, str] = {}
         self.body: list[bytes] = []
+        self.body_bytes = 0
         self.complete = False
         self.headed = False
         self.head_bytes = 0
@@ -191,6 +196,9 @@ class _Answer:
         self.headed = True
 
     def on_body(self, body: bytes) -> None:
+        self.body_bytes += len(body)
+        if self.body_bytes > MAX_BODY_BYTES:
+            raise BadAnswer("answer body too long")
         self.body.append(body)
 
     def on_message_complete(self) -> None:

@@ -263,8 +263,13 @@ def test_an_endpoint_too_slow_to_answer_times_out_within_the_bound(
 
 @pytest.mark.parametrize(
     "answer",
-    [b"SSH-2.0-OpenSSH\r\n\r\n", b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n"],
-    ids=["not-http", "bad-header"],
+    [
+        b"SSH-2.0-OpenSSH\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX-Big: " + b"h" * (64 * 1024 + 1) + b"\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1048577\r\n\r\n" + b"b" * 1048577,
+    ],
+    ids=["not-http", "bad-header", "head-too-long", "body-too-long"],
 )
 def test_a_garbled_answer_is_an_error_and_drops_the_connection(
     scripted: Any, answer: bytes
