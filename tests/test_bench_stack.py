@@ -111,3 +111,30 @@ def test_both_new_floors_forward_like_the_floor(monkeypatch: Any) -> None:
     assert [status for status, _ in got] == [200, 200, 200]
     assert [body["path"] for _, body in got] == ["/fast", "/slow", "/slow"]
     assert [body["echo"] for _, body in got] == [{"a": 1}, {"a": 1}, {"a": 2}]
+
+
+def test_the_served_comparison_configs_differ_only_in_the_telemetry_they_name() -> None:
+    from benchmarks.served_ab import TELEMETRY, served_config
+    from benchmarks.systems import TAIL_SAMPLING, Upstreams
+    from relaygate.config.source import server_config_of
+
+    up = Upstreams(18080, 18081)
+    compiled = {t: server_config_of(served_config(up, 8787, t, 4318)) for t in TELEMETRY}
+    assert {t: c.telemetry.traces.exporter for t, c in compiled.items()} == {
+        "off": "none",
+        "logs": "none",
+        "tail": "otlp",
+        "on": "otlp",
+    }
+    keep = {t: c.telemetry.traces.tail_sampling.keep_ok_ratio for t, c in compiled.items()}
+    assert keep["tail"] == TAIL_SAMPLING["keep_ok_ratio"] < 1.0
+    assert keep["on"] == 1.0  # every trace kept
+    assert [c.telemetry.metrics.enabled for c in compiled.values()] == [False, True, True, True]
+    assert [c.telemetry.logs.level for c in compiled.values()] == [
+        "warning",
+        "info",
+        "info",
+        "info",
+    ]
+    # The same routes in every variant: only telemetry differs.
+    assert len({tuple(sorted(c.configs)) for c in compiled.values()}) == 1
