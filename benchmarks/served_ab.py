@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(trees) > 1 and len(settings) > 1:
         parser.error("compare either telemetry settings or trees, not both")
     variants = [
-        (f"{tree_name}{'/' if tree_name else ''}{setting}", Path(path).resolve(), setting)
+        (f"{tree_name}{':' if tree_name else ''}{setting}", Path(path).resolve(), setting)
         for tree_name, path in trees.items()
         for setting in settings
     ]
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                 partial(port_open, sink_port)
             )
             path = write_json(
-                run_dir / f"{name.replace('/', '-')}.json",
+                run_dir / f"{name.replace(':', '-')}.json",
                 served_config(up, port, setting, sink_port),
             )
             args = ["-m", "relaygate.cli", "serve", "--config", str(path)]
