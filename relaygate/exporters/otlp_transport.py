@@ -181,12 +181,17 @@ class _Answer:
         self.head_bytes = 0
 
     def on_status(self, reason: bytes) -> None:
-        self.reason = reason.decode("latin-1")
+        # llhttp may hand the reason phrase over in pieces (one per read it spans).
+        self._count_head(len(reason))
+        self.reason += reason.decode("latin-1")
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.head_bytes += len(name) + len(value)
+    def _count_head(self, size: int) -> None:
+        self.head_bytes += size
         if self.head_bytes > MAX_HEAD_BYTES:
             raise BadAnswer("answer head too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_head(len(name) + len(value))
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1").strip()
         headers = self.headers

@@ -50,30 +50,28 @@ def required_model(provider: str, body: Mapping[str, Any]) -> str:
 def any_text_of(content: Any) -> str:
     """The text of ``content``: a string, or the string ``text`` of every part of a list
     joined, whatever the part's ``type`` (a Responses ``output_text`` part included)."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            part.get("text", "")
-            for part in content
-            if isinstance(part, dict) and isinstance(part.get("text"), str)
-        )
-    return ""
+    return _parts_text(content, None)
 
 
 def text_of(content: Any) -> str:
     """The text of a message ``content``: a string, or the ``text`` parts of a list joined."""
+    return _parts_text(content, "text")
+
+
+def _parts_text(content: Any, part_type: str | None) -> str:
+    """``content`` if a string; else the string ``text`` of each dict part of a list (of
+    ``type`` ``part_type`` only, unless that is ``None``) joined; else ``""``."""
     if isinstance(content, str):
         return content
-    if isinstance(content, list):
-        return "".join(
-            part.get("text", "")
-            for part in content
-            if isinstance(part, dict)
-            and part.get("type") == "text"
-            and isinstance(part.get("text"), str)
-        )
-    return ""
+    if not isinstance(content, list):
+        return ""
+    return "".join(
+        text
+        for part in content
+        if isinstance(part, dict)
+        and (part_type is None or part.get("type") == part_type)
+        and isinstance(text := part.get("text"), str)
+    )
 
 
 def stop_list(stop: Any) -> list[str] | None:

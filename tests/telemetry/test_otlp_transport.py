@@ -267,9 +267,10 @@ def test_an_endpoint_too_slow_to_answer_times_out_within_the_bound(
         b"SSH-2.0-OpenSSH\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nX-Big: " + b"h" * (64 * 1024 + 1) + b"\r\n\r\n",
+        b"HTTP/1.1 200 " + b"O" * (64 * 1024 + 1) + b"\r\nContent-Length: 0\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Length: 1048577\r\n\r\n" + b"b" * 1048577,
     ],
-    ids=["not-http", "bad-header", "head-too-long", "body-too-long"],
+    ids=["not-http", "bad-header", "head-too-long", "reason-too-long", "body-too-long"],
 )
 def test_a_garbled_answer_is_an_error_and_drops_the_connection(
     scripted: Any, answer: bytes
@@ -305,3 +306,13 @@ def test_https_goes_to_the_tls_transport_and_close_closes_both(scripted: Any) ->
     assert tls.urls == ["https://collector.example:4318/v1/traces"]
     transport.close()
     assert tls.closed
+
+
+def test_a_reason_phrase_read_in_pieces_is_kept_whole() -> None:
+    from relaygate.exporters.otlp_transport import _Answer
+
+    answer = _Answer()
+    for piece in (b"HTTP/1.1 503 Service Una", b"vailable\r\nContent-Length: 0\r\n\r\n"):
+        answer.parser.feed_data(piece)
+    assert answer.complete
+    assert answer.reason == "Service Unavailable"
