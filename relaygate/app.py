@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from relaygate import collector
 from relaygate.config.server import ServerConfig
 from relaygate.config.source import server_config_of
 from relaygate.drain import CLIENT_WATCH_KEY, EDGE_STATE_KEY, ClientWatch, Drain, EdgeState
@@ -378,7 +378,8 @@ def create_app(
     (:mod:`relaygate.reload`; ``relaygate serve`` passes its ``--config``); the
     :class:`~relaygate.reload.Reloader` is ``app.state.reloader``, ``None`` without one.
     When a server runs the app's lifespan (``relaygate serve`` does), its start-up ends with
-    ``gc.freeze()``: the objects made so far are left out of later garbage collections.
+    :func:`relaygate.collector.settle`: the objects made so far are left out of later
+    garbage collections, and young collections run less often.
     """
     server = server_config_of(config)
     gateway = Gateway(server, deps)
@@ -444,8 +445,8 @@ def create_app(
             reloader.start(server.reload.watch_interval_ms / 1000)
         # What start-up made (modules, the compiled configs, the telemetry families) lives
         # as long as the process: out of the collector's view, a collection scans only what
-        # requests make (~3-6% of a short request's CPU, benchmarks/README.md).
-        gc.freeze()
+        # requests make, and less often (benchmarks/README.md).
+        collector.settle()
         yield {EDGE_STATE_KEY: EdgeState(server.limits, drain)}
         if reloader is not None:
             await reloader.stop()
