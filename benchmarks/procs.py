@@ -3,7 +3,11 @@
 Every process is started in its own session (so stopping its process group also stops its
 workers), optionally pinned to CPU cores with ``taskset``, and its pid is appended to
 ``<run dir>/pids`` so ``run.sh``'s exit trap can stop it even if the harness itself dies.
-CPU time and resident memory are read from ``/proc`` for a process and all its descendants.
+CPU time is read from each live process's CPU-time clock (``clock_gettime`` on the
+process's clock id, nanoseconds) and resident memory from ``/proc``, for a process and all
+its descendants. ``/proc/<pid>/stat`` counts CPU in clock ticks (10 ms here): a figure
+taken over 20,000 streamed chunks moved in steps of 0.5 µs per chunk, coarser than a
+1.1x goal at 4 µs; it is the fallback where the clock cannot be read.
 """
 
 from __future__ import annotations
@@ -57,16 +61,29 @@ def descendants(pid: int) -> list[int]:
     return tree
 
 
+def process_cpu_clock(pid: int) -> int:
+    """The clock id of process ``pid``'s CPU time, as ``clock_getcpuclockid(3)`` makes it
+    (Linux: the process-wide scheduler clock, every thread's time, exited ones included)."""
+    return ((~pid) << 3) | 2
+
+
 def tree_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` and its live descendants (and reaped children)."""
+    """User + system CPU seconds of ``pid`` and its live descendants (and reaped children):
+    each live process's CPU-time clock, its reaped children's ticks from ``/proc``; a
+    process whose clock cannot be read is counted in ticks as a whole."""
+    seconds = 0.0
     ticks = 0
     for member in descendants(pid):
         fields = _stat_fields(member)
         if fields is None:
             continue
         # fields[11..14] are utime, stime, cutime, cstime (stat fields 14-17).
-        ticks += sum(int(value) for value in fields[11:15])
-    return ticks / CLK_TCK
+        try:
+            seconds += time.clock_gettime(process_cpu_clock(member))
+        except OSError:  # gone meanwhile, or not ours to read
+            ticks += int(fields[11]) + int(fields[12])
+        ticks += int(fields[13]) + int(fields[14])
+    return seconds + ticks / CLK_TCK
 
 
 def tree_rss_bytes(pid: int) -> int:
