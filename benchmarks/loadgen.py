@@ -1,9 +1,9 @@
 """Drive load at a server and measure it: one wrk run, or one sequence of streamed requests.
 
 Each measurement brackets the load with readings of the measured process tree's CPU time
-(``/proc``) and of the load generator's own CPU time, and reads the tree's resident memory
-right after, so every row carries CPU milliseconds per request for the server and for the
-load generator.
+(:func:`benchmarks.procs.tree_cpu_seconds`) and of the load generator's own CPU time,
+and reads the tree's resident memory right after, so every row carries CPU milliseconds
+per request for the server and for the load generator.
 """
 
 from __future__ import annotations

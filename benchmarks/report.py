@@ -509,7 +509,7 @@ def render(results: dict[str, Any]) -> str:
     lines.append("#### Throughput, latency and CPU")
     lines.append("")
     lines.append(
-        "CPU is the measured process tree's user+system time per request (`/proc`), "
+        "CPU is the measured process tree's user+system time per request, "
         "xfloor its ratio to the bare aiohttp pass-through proxy at the same connection "
         "count; +p50/+p99 is the latency added to the direct call of the same upstream."
     )
