@@ -1,13 +1,14 @@
 """The garbage collector's settings for a process that serves relaygate.
 
 Reference counting frees almost everything a request makes; the cyclic collector runs on
-top, every ``threshold0`` container allocations, and each young collection walks every
-young object still alive. Under concurrency that is every in-flight request's objects: at
-CPython's default of 700, a served gateway collects every two or three requests and spent
-3 % (telemetry off) to 6 % (tail-sampled spans) of its CPU doing so
-(``python -m benchmarks.served_ab``, benchmarks/README.md). :func:`settle` ends a served
-start-up: what start-up made is frozen out of later collections, and the young threshold
-is raised to :data:`YOUNG_THRESHOLD` unless the process chose its own.
+top, once the tracked objects allocated and not yet freed exceed ``threshold0``, and each
+young collection walks every young object still alive: under concurrency, every in-flight
+request's. At CPython's default of 700 a served gateway spent 3-5 % (telemetry off) to
+6-8 % (tail-sampled spans) of its CPU at 16-64 connections on collections it no longer
+makes at :data:`YOUNG_THRESHOLD` (measured side by side as ``python -m
+benchmarks.served_ab`` does; benchmarks/README.md, third pass). :func:`settle` ends a
+served start-up: what start-up made is frozen out of later collections, and the young
+threshold is raised unless the process chose its own.
 """
 
 from __future__ import annotations
