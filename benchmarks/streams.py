@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import json
 import os
 import shutil
@@ -75,6 +76,9 @@ class Options:
     run_dir: Path
     results_dir: Path
     update_readme: bool
+    granian: bool = False
+    """Also relaygate served by granian (``relaygate-granian``): the HTTP server measured
+    for streams (granian must be installed: ``pip install granian``)."""
 
 
 def upstream_paths(opts: Options) -> dict[str, str]:
@@ -267,6 +271,8 @@ class StreamBench:
         svc = self._python("relaygate", argv, port, self.gw_cores)
         svc.wait_ready(lambda: http_ok(f"http://127.0.0.1:{port}/health"))
         self._add("relaygate", svc)
+        if opts.granian:
+            self._start_granian(config, path)
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
         env["PYTHONPATH"] = str(REPO)
@@ -283,6 +289,23 @@ class StreamBench:
             text = litellm_config_text(self.up_port, opts)
             for peer in peers.start_peers(self.procs, fake, self.gw_cores, self.note, text):
                 self._add(peer.name, peer.service)
+
+    def _start_granian(self, config: dict[str, Any], path: Path) -> None:
+        """relaygate's app, the same config, served by granian (one worker, one runtime
+        thread, uvloop) instead of relaygate's own uvicorn protocol."""
+        port = free_port()
+        config = {**config, "listen": {**config.get("listen", {}), "port": port}}
+        path = write_json(path.with_name("relaygate-granian.json"), config)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+        env["PYTHONPATH"] = str(REPO)
+        env["RELAYGATE_CONFIG"] = str(path)
+        argv = [sys.executable, "-m", "granian", "--interface", "asgi", "--factory"]
+        argv += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+        argv += ["--runtime-threads", "1", "--loop", "uvloop", "--no-ws"]
+        argv += ["--log-level", "warning", "--backlog", "4096", "relaygate.cli:app_factory"]
+        svc = self.procs.start("relaygate-granian", argv, port, self.gw_cores, env, cwd=REPO)
+        svc.wait_ready(lambda: http_ok(f"http://127.0.0.1:{port}/health"))
+        self._add("relaygate-granian", svc)
 
     def _add(self, name: str, svc: Service) -> None:
         self.services[name] = svc
@@ -834,12 +857,17 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument("--mix-seconds", type=float, help="mixed-load length (default 60)")
     parser.add_argument("--only", help="scenarios: open,long,mixed (default all)")
     parser.add_argument("--peers", action="store_true", help="also Portkey and LiteLLM")
+    parser.add_argument(
+        "--granian", action="store_true", help="also relaygate served by granian (installed)"
+    )
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
     parser.add_argument("--run-dir", help="scratch directory (default: a new temp directory)")
     parser.add_argument("--results-dir", default=str(HERE / "results"))
     parser.add_argument("--no-readme", action="store_true", help="do not update README.md")
     parser.add_argument("--streams", action="store_true", help=argparse.SUPPRESS)
     ns = parser.parse_args(argv)
+    if ns.granian and importlib.util.find_spec("granian") is None:
+        parser.error("--granian needs granian installed (pip install granian)")
     quick = ns.quick
     counts = ns.counts or ("20,50" if quick else "250,500,1000,2000")
     run_dir = (
@@ -860,6 +888,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         run_dir=run_dir,
         results_dir=Path(ns.results_dir),
         update_readme=not ns.no_readme,
+        granian=ns.granian,
     )
 
 
