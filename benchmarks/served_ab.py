@@ -8,10 +8,12 @@ each round compares them within seconds; the figure is each variant's median CPU
 request and its ratio to the first variant's in the same round.
 
 Variants are ``telemetry`` settings of the served config (:data:`TELEMETRY`): ``off``,
-``logs`` (metrics and the JSON log line on, no spans), ``tail`` (tail sampling at the
-production setting, :data:`~benchmarks.systems.TAIL_SAMPLING`) and ``on`` (every trace
-exported); with ``--tree NAME=PATH`` the same setting is served from several checkouts
-(``git worktree add ../old <rev>``) instead. The upstream answers at once
+``logs`` (metrics and the JSON log line on, no spans), ``tail0`` (tail sampling keeping
+no clean trace: what making the spans costs), ``tail`` (tail sampling at the production
+setting, :data:`~benchmarks.systems.TAIL_SAMPLING`), ``tail-attempts`` (the same at
+``detail: attempts``, no layer spans) and ``on`` (every trace exported); with
+``--tree NAME=PATH`` the same setting is served from several checkouts (``git worktree
+add ../old <rev>``) instead. The upstream answers at once
 (:mod:`benchmarks.delay_upstream` with no delay) unless ``--kind slow``.
 
 Run: ``python -m benchmarks.served_ab [--variants off,logs,tail,on] [--conns 16]
@@ -42,21 +44,24 @@ from benchmarks.systems import (
 
 REPO = Path(__file__).resolve().parent.parent
 
-TELEMETRY = ("off", "logs", "tail", "on")
+TELEMETRY = ("off", "logs", "tail0", "tail", "tail-attempts", "on")
 """The telemetry settings a variant may name (see the module docstring)."""
 
 
 def served_config(up: Upstreams, port: int, telemetry: str, sink_port: int) -> dict[str, Any]:
     """The benchmark's server config with ``telemetry`` (one of :data:`TELEMETRY`)."""
+    sampling: dict[str, Any] | None = None
+    if telemetry == "tail0":
+        sampling = {**TAIL_SAMPLING, "keep_ok_ratio": 0.0}
+    elif telemetry.startswith("tail"):
+        sampling = TAIL_SAMPLING
     config = relaygate_server_config(
-        up,
-        port,
-        telemetry != "off",
-        sink_port if telemetry != "off" else None,
-        TAIL_SAMPLING if telemetry == "tail" else None,
+        up, port, telemetry != "off", sink_port if telemetry != "off" else None, sampling
     )
     if telemetry == "logs":
         config["telemetry"]["traces"] = {"exporter": "none", "detail": "off"}
+    if telemetry == "tail-attempts":
+        config["telemetry"]["traces"]["detail"] = "attempts"
     return config
 
 

@@ -123,18 +123,20 @@ def test_the_served_comparison_configs_differ_only_in_the_telemetry_they_name() 
     assert {t: c.telemetry.traces.exporter for t, c in compiled.items()} == {
         "off": "none",
         "logs": "none",
+        "tail0": "otlp",
         "tail": "otlp",
+        "tail-attempts": "otlp",
         "on": "otlp",
     }
     keep = {t: c.telemetry.traces.tail_sampling.keep_ok_ratio for t, c in compiled.items()}
-    assert keep["tail"] == TAIL_SAMPLING["keep_ok_ratio"] < 1.0
+    assert keep["tail"] == keep["tail-attempts"] == TAIL_SAMPLING["keep_ok_ratio"] < 1.0
+    assert keep["tail0"] == 0.0  # no clean trace kept: what making spans costs
     assert keep["on"] == 1.0  # every trace kept
-    assert [c.telemetry.metrics.enabled for c in compiled.values()] == [False, True, True, True]
-    assert [c.telemetry.logs.level for c in compiled.values()] == [
-        "warning",
-        "info",
-        "info",
-        "info",
-    ]
+    detail = {t: c.telemetry.traces.detail for t, c in compiled.items()}
+    assert detail == {**dict.fromkeys(TELEMETRY, "full"), "off": "off", "logs": "off"} | {
+        "tail-attempts": "attempts"
+    }
+    assert [c.telemetry.metrics.enabled for c in compiled.values()] == [False, *[True] * 5]
+    assert [c.telemetry.logs.level for c in compiled.values()] == ["warning", *["info"] * 5]
     # The same routes in every variant: only telemetry differs.
     assert len({tuple(sorted(c.configs)) for c in compiled.values()}) == 1
