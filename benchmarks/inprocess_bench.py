@@ -10,7 +10,9 @@ tail means telemetry on with tail sampling at the README's production setting
 (:data:`TAIL_SAMPLING`: clean successes kept at 10 %, every other trace kept).
 Each configuration runs in a fresh interpreter (logging and tracing are process-wide); the
 figure is the best of ``--repeat`` runs of ``--requests`` requests, CPU time of the whole
-process (the span export thread included).
+process (the span export thread included). After a warm-up the collector is settled as a
+served start-up settles it (:func:`relaygate.collector.settle`: start-up's objects frozen,
+the young threshold raised).
 
 Run: ``python -m benchmarks.inprocess_bench [--requests 4000] [--repeat 3]``.
 
@@ -146,6 +148,7 @@ def measure(mode: str, kind: str, requests: int, calls: bool = False) -> float:
     from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
     import relaygate.exporters.otel as otel
+    from relaygate import collector
     from relaygate.app import create_app
     from relaygate.exporters.logging import configure_logging
     from relaygate.exporters.otlp_encoding import SpanEncoder
@@ -201,6 +204,8 @@ def measure(mode: str, kind: str, requests: int, calls: bool = False) -> float:
     import uvloop
 
     uvloop.run(run(300))
+    # As a served start-up ends (relaygate.collector), once the warm-up made what lives on.
+    collector.settle()
     profile = cProfile.Profile() if calls else None
     started = time.process_time()
     if profile is not None:
