@@ -50,6 +50,15 @@ def _both() -> tuple[dict[str, str], dict[str, str]]:
     return ours, theirs
 
 
+def _both_under(span: trace.Span) -> tuple[dict[str, str], dict[str, str]]:
+    """:func:`_both` with ``span`` current."""
+    token = attach_span(span)
+    try:
+        return _both()
+    finally:
+        detach(token)
+
+
 def _under_remote(state: TraceState | None, sampled: bool) -> trace.Span:
     """A CLIENT span of relaygate's under a request span continuing a caller's trace."""
     remote = SpanContext(
@@ -75,11 +84,7 @@ def test_a_client_span_is_propagated_as_the_default_propagator_does(
     state: TraceState | None, sampled: bool
 ) -> None:
     span = _under_remote(state, sampled)
-    token = attach_span(span)
-    try:
-        ours, theirs = _both()
-    finally:
-        detach(token)
+    ours, theirs = _both_under(span)
     assert ours == theirs
     ids = span.get_span_context()
     assert ours["traceparent"].split("-")[1:3] == [
@@ -105,11 +110,7 @@ def test_baggage_is_left_to_the_baggage_propagator() -> None:
 def test_no_span_or_a_foreign_span_goes_through_the_propagator() -> None:
     assert _both() == ({}, {})
     foreign = TracerProvider().get_tracer("host").start_span("host span")
-    token = attach_span(foreign)
-    try:
-        ours, theirs = _both()
-    finally:
-        detach(token)
+    ours, theirs = _both_under(foreign)
     assert ours == theirs and "traceparent" in ours
 
 
@@ -143,10 +144,6 @@ def test_any_other_global_propagator_is_called_as_it_is(
     propagate.set_global_textmap(configured)
     span = _tracer().start_span("root", kind=SpanKind.SERVER)
     assert type(span) is LeanSpan
-    token = attach_span(span)
-    try:
-        ours, theirs = _both()
-    finally:
-        detach(token)
+    ours, theirs = _both_under(span)
     assert ours == theirs
     assert ("x-stamp" in ours) is stamped
