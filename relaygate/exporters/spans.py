@@ -23,6 +23,10 @@ provider supplied by a host application is used through the plain API instead.
 With :attr:`LeanTracer.tail` set, a SERVER span started as a local root opens a
 tail-sampling buffer that its descendants share: they end into it and are turned into
 ``ReadableSpan`` only if the request's trace is kept (:mod:`relaygate.exporters.tail`).
+Attributes that take work to compute are then computed only for a kept trace: a layer hands
+:func:`set_attributes_later` a producer and its arguments, which a span of an undecided
+trace holds and runs when it is turned into a ``ReadableSpan``; a span whose trace was
+dropped stops recording (``is_recording`` answers ``False``).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from __future__ import annotations
 import random
 import time
 import traceback
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +60,26 @@ _now = time.time_ns
 _TRACE_ID_LIMIT = 1 << 128
 _new_tuple = tuple.__new__
 
+AttributeProducer = Callable[..., Mapping[str, types.AttributeValue]]
+"""Computes a span's attributes from the arguments it was handed (see
+:func:`set_attributes_later`)."""
+
+
+def set_attributes_later(span: trace.Span, producer: AttributeProducer, *args: Any) -> None:
+    """Set ``producer(*args)``'s attributes on ``span`` when they can still be exported.
+
+    On a span of relaygate's tracer whose trace awaits its tail-sampling decision, the call
+    is held and run only if the trace is kept, when the span is turned into the SDK's
+    ``ReadableSpan``; on a span of a dropped trace it is never run; on any other recording
+    span it is run now. ``args`` must not change once handed over (pass values, or objects
+    no one changes afterwards), and the keys must be ones the span's other calls do not set.
+    A producer that raises is skipped: its attributes are missing, the span is not.
+    """
+    if type(span) is LeanSpan:
+        span.set_attributes_later(producer, args)
+    elif span.is_recording():
+        span.set_attributes(producer(*args))
+
 
 def _span_context(
     trace_id: int, span_id: int, flags: TraceFlags, trace_state: TraceState
@@ -65,6 +89,15 @@ def _span_context(
     the constructor's checks and defaults."""
     valid = 0 < trace_id < _TRACE_ID_LIMIT
     return _new_tuple(SpanContext, (trace_id, span_id, False, flags, trace_state, valid))
+
+
+def _store(target: dict[str, types.AttributeValue], attributes: Mapping[str, Any]) -> None:
+    """Store ``attributes`` in ``target`` as the SDK would: ``None`` values skipped, lists
+    as tuples."""
+    for key, value in attributes.items():
+        if value is None:
+            continue
+        target[key] = tuple(value) if type(value) is list else value
 
 
 class LeanTracer(trace.Tracer):
@@ -257,6 +290,7 @@ class LeanSpan(trace.Span):
         "_events",
         "_ids",
         "_kind",
+        "_later",
         "_links",
         "_name",
         "_parent",
@@ -297,6 +331,7 @@ class LeanSpan(trace.Span):
         """The tail-sampling buffer of the request this span belongs to, if any."""
         self._ids: tuple[str, str, bool] | None = None
         self._trace_hex: str | None = None
+        self._later: list[tuple[AttributeProducer, tuple[Any, ...]]] | None = None
 
     def trace_hex(self) -> str:
         """The hex trace id (``032x``), formatted once per trace: a span started under
@@ -333,18 +368,39 @@ class LeanSpan(trace.Span):
         return self._context
 
     def is_recording(self) -> bool:
-        """``True`` until the span ends."""
-        return not self.ended
+        """``True`` until the span ends, unless its trace was dropped by tail sampling."""
+        if self.ended:
+            return False
+        buffer = self.buffer
+        if buffer is None:
+            return True
+        decision = buffer.decision
+        return decision is None or decision.keep
+
+    def set_attributes_later(self, producer: AttributeProducer, args: tuple[Any, ...]) -> None:
+        """:func:`set_attributes_later` for this span: held while its trace is undecided,
+        run now once it is kept (or when it has no tail-sampling buffer), dropped with it."""
+        if self.ended:
+            return
+        buffer = self.buffer
+        if buffer is None or buffer.decision is not None:
+            if buffer is None or buffer.decision.keep:  # type: ignore[union-attr]
+                try:
+                    attributes = producer(*args)
+                except Exception:  # a producer's failure costs its attributes only
+                    return
+                self.set_attributes(attributes)
+            return
+        later = self._later
+        if later is None:
+            self._later = [(producer, args)]
+        else:
+            later.append((producer, args))
 
     def set_attributes(self, attributes: Mapping[str, types.AttributeValue]) -> None:
         """Set several attributes; ``None`` values are skipped, lists stored as tuples."""
-        if self.ended:
-            return
-        target = self._attributes
-        for key, value in attributes.items():
-            if value is None:
-                continue
-            target[key] = tuple(value) if type(value) is list else value
+        if not self.ended:
+            _store(self._attributes, attributes)
 
     def set_attribute(self, key: str, value: types.AttributeValue) -> None:
         """Set one attribute (see :meth:`set_attributes`)."""
@@ -415,14 +471,25 @@ class LeanSpan(trace.Span):
             buffer.ended(self)
 
     def readable(self) -> ReadableSpan:
-        """The ended span in the SDK's form, for span processors and exporters."""
+        """The ended span in the SDK's form, for span processors and exporters, with the
+        attributes held for later (:meth:`set_attributes_later`) computed now."""
         tracer = self._tracer
+        attributes = self._attributes
+        later = self._later
+        if later is not None:
+            self._later = None
+            for producer, args in later:
+                try:
+                    produced = producer(*args)
+                except Exception:  # a producer's failure costs its attributes only
+                    continue
+                _store(attributes, produced)
         return ReadableSpan(
             name=self._name,
             context=self._context,
             parent=self._parent,
             resource=tracer.resource,
-            attributes=self._attributes,
+            attributes=attributes,
             events=self._events,
             links=self._links,
             kind=self._kind,

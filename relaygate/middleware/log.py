@@ -29,11 +29,13 @@ from typing import Any, NamedTuple
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
+from relaygate.config.model import Target
 from relaygate.exchange import AttemptRecord, GatewayRequest, GatewayResponse, ResponseStream
 from relaygate.exporters import semconv as sc
 from relaygate.exporters.current import attach_span, detach
 from relaygate.exporters.logging import attempt_fields, joins, logs_at
 from relaygate.exporters.prometheus import TargetSeries, status_class
+from relaygate.exporters.spans import set_attributes_later
 from relaygate.pipeline import Handler
 from relaygate.sse import finish_reasons_of, string_field, usage_of
 from relaygate.strategies import classify
@@ -81,10 +83,8 @@ def _payload_facts(payload: Any, full: bool = True) -> Facts:
     )
 
 
-def _shows_facts(tel: Telemetry, span: Span) -> bool:
-    """Whether the attempt's span or debug line shows the answer's own facts."""
-    if span.is_recording():
-        return True
+def _logs_facts(tel: Telemetry) -> bool:
+    """Whether the attempt's debug line, which shows the answer's own facts, is written."""
     try:
         return logs_at(tel.logger, logging.DEBUG)
     except Exception:  # telemetry never fails a request
@@ -120,9 +120,17 @@ class LogLayer:
             if tel.spans_for_attempts:
                 request_model = target.model or request.model or ""
                 span = tel.tracer.start_span(
-                    f"{operation} {request_model}".rstrip(),
-                    kind=SpanKind.CLIENT,
-                    attributes=_attempt_attributes(request, operation, request_model),
+                    f"{operation} {request_model}".rstrip(), kind=SpanKind.CLIENT
+                )
+                set_attributes_later(
+                    span,
+                    _attempt_attributes,
+                    target,
+                    operation,
+                    request_model,
+                    request.attempt,
+                    request.backoff_s,
+                    request.stream,
                 )
             start = tel.clock()
             try:
@@ -152,10 +160,12 @@ class LogLayer:
             record = _append(request, span, response.status_as_sent, _reason(response), duration)
             stream = response.stream
             if stream is None:
-                # The answer's model, id and finish reasons are read only for a line or span
-                # that shows them; its usage always (the token metrics).
-                facts = _payload_facts(response.payload, _shows_facts(tel, span))
-                _record(tel, request, series, span, record, facts)
+                # The answer's usage is read always (the token metrics); its model, id and
+                # finish reasons for a debug line now, for the span only if it is exported.
+                payload = response.payload
+                full = _logs_facts(tel)
+                facts = _payload_facts(payload, full)
+                _record(tel, request, series, span, record, facts, None if full else payload)
                 return response
             record.ttfc_s = duration
             tel.guard(series.ttft.observe, duration, exemplar(span))
@@ -175,17 +185,19 @@ class LogLayer:
         return log
 
 
-def _attempt_attributes(request: GatewayRequest, operation: str, model: str) -> dict[str, Any]:
-    target = request.target
-    assert target is not None
+def _attempt_attributes(
+    target: Target, operation: str, model: str, attempt: int, backoff_s: float, stream: bool
+) -> dict[str, Any]:
+    """The attempt span's request attributes: operation, provider, model, target, attempt
+    number, the backoff before it and whether it streams."""
     attrs: dict[str, Any] = {
         sc.GEN_AI_OPERATION_NAME: operation,
         sc.GEN_AI_PROVIDER_NAME: sc.gen_ai_provider_name(target.provider),
         sc.GEN_AI_REQUEST_MODEL: model,
         sc.TARGET_PATH: target.path,
-        sc.ATTEMPT: request.attempt,
-        sc.BACKOFF_S: request.backoff_s,
-        sc.STREAM: request.stream,
+        sc.ATTEMPT: attempt,
+        sc.BACKOFF_S: backoff_s,
+        sc.STREAM: stream,
     }
     if target.name:
         attrs[sc.TARGET_NAME] = target.name
@@ -239,13 +251,16 @@ def _record(
     span: Span,
     record: AttemptRecord,
     facts: Facts,
+    payload: Any = None,
 ) -> None:
-    """Record a finished attempt: its metric samples, its span (then ended), its log line."""
+    """Record a finished attempt: its metric samples, its span (then ended), its log line.
+    ``payload``: the complete answer whose full facts the span reads if it is exported
+    (``facts`` then hold its usage only)."""
     reason = record.reason
     etype = error_type(reason, record.status)
     _count(tel, request, series, span, record, etype, facts.usage)
     if span.is_recording():
-        tel.guard(_annotate, span, record, etype, facts)
+        tel.guard(_annotate, span, record, etype, facts, payload)
     tel.guard(span.end)
     tel.guard(_log, tel, request, span, record, facts)
 
@@ -283,20 +298,36 @@ def _count(
         tel.errors += 1
 
 
-def _annotate(span: Span, record: AttemptRecord, etype: str | None, facts: Facts) -> None:
-    """The attempt's outcome on its span: status as sent (none if nothing was answered),
-    outcome, ``error.type`` and ERROR status on failure, and what the answer said."""
-    # One set_attributes call (a host's SDK span warns about None values: none are set).
-    attrs: dict[str, Any] = {sc.OUTCOME: record.reason}
-    if record.status is not None:
-        attrs[sc.HTTP_RESPONSE_STATUS_CODE] = record.status
+def _annotate(
+    span: Span, record: AttemptRecord, etype: str | None, facts: Facts, payload: Any
+) -> None:
+    """The attempt's outcome on its span: ERROR status and a broken stream's events now, on
+    failure; its attributes (:func:`_outcome_attributes`) only if the span is exported."""
     if etype is not None:
         if record.ttfc_s is not None and record.reason in _STREAM_FAILURES:
             span.add_event(sc.EVENT_STREAM_ERROR, {sc.STREAM_ERROR_DETAIL: facts.detail or ""})
             if record.reason == Reason.STREAM_IDLE:
                 span.add_event(sc.EVENT_TIMEOUT, {sc.TIMEOUT_KIND: record.reason})
-        attrs[sc.ERROR_TYPE] = etype
         span.set_status(Status(StatusCode.ERROR))
+    set_attributes_later(
+        span, _outcome_attributes, record.reason, record.status, etype, facts, payload
+    )
+
+
+def _outcome_attributes(
+    reason: str, status: int | None, etype: str | None, facts: Facts, payload: Any
+) -> dict[str, Any]:
+    """The attempt's outcome attributes: status as sent (none if nothing was answered),
+    outcome, ``error.type`` on failure, and what the answer said (read from ``payload``, a
+    complete answer, when given)."""
+    if payload is not None:
+        facts = _payload_facts(payload)
+    # None values are left out (a host's SDK span warns about them).
+    attrs: dict[str, Any] = {sc.OUTCOME: reason}
+    if status is not None:
+        attrs[sc.HTTP_RESPONSE_STATUS_CODE] = status
+    if etype is not None:
+        attrs[sc.ERROR_TYPE] = etype
     if facts.model is not None:
         attrs[sc.GEN_AI_RESPONSE_MODEL] = facts.model
     if facts.response_id is not None:
@@ -307,7 +338,7 @@ def _annotate(span: Span, record: AttemptRecord, etype: str | None, facts: Facts
     if usage is not None:
         attrs[sc.GEN_AI_USAGE_INPUT_TOKENS] = usage[0]
         attrs[sc.GEN_AI_USAGE_OUTPUT_TOKENS] = usage[1]
-    span.set_attributes(attrs)
+    return attrs
 
 
 def _log(

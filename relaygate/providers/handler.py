@@ -33,7 +33,8 @@ from opentelemetry.trace import get_current_span
 from relaygate.errors import JSON_HEADERS, GatewayError, error_body, synthesized
 from relaygate.exchange import ByteSource, GatewayRequest, GatewayResponse, Operation
 from relaygate.exporters import semconv as sc
-from relaygate.providers.base import prepare_adapter, translating_adapter
+from relaygate.exporters.spans import set_attributes_later
+from relaygate.providers.base import UpstreamRequest, prepare_adapter, translating_adapter
 from relaygate.providers.client import (
     EgressRefused,
     StreamInterrupted,
@@ -135,10 +136,7 @@ class ProviderHandler:
             # The destination is the caller's choice: the client checks it, and every
             # address it resolves to, against the egress policy before connecting.
             wire = replace(wire, egress=self._egress)
-        span = get_current_span()
-        if span.is_recording():
-            span.set_attribute(sc.SERVER_ADDRESS, wire.host)
-            span.set_attribute(sc.SERVER_PORT, wire.port)
+        set_attributes_later(get_current_span(), _server_attributes, wire)
         try:
             answer = await self._client.send(wire)
         except EgressRefused as exc:
@@ -233,6 +231,11 @@ class ProviderHandler:
         return GatewayResponse(
             status=answer.status, headers={**answer.headers, **JSON_HEADERS}, body=error
         )
+
+
+def _server_attributes(wire: UpstreamRequest) -> dict[str, str | int]:
+    """The attempt span's ``server.address`` and ``server.port``: where ``wire`` is sent."""
+    return {sc.SERVER_ADDRESS: wire.host, sc.SERVER_PORT: wire.port}
 
 
 def _held(opening: bytes) -> bool:

@@ -21,7 +21,7 @@ from structlog.testing import capture_logs
 from relaygate.config.server import parse_server_config
 from relaygate.exchange import Operation
 from relaygate.exporters.prometheus import GatewayMetrics
-from relaygate.exporters.spans import LeanTracer
+from relaygate.exporters.spans import LeanTracer, set_attributes_later
 from relaygate.exporters.tail import TailSampler
 from relaygate.strategies.trace_sampling import Decision, RequestFacts, TailPolicy
 from relaygate.telemetry import Telemetry, build_telemetry
@@ -332,3 +332,118 @@ async def test_a_clean_stream_is_dropped_whole_and_a_broken_one_kept_whole(
     assert server.attributes["relaygate.outcome"] == "stream_error"
     assert server.attributes["relaygate.sampling.reason"] == "error"
     assert rig.sampler.buffered == 0
+
+
+class Producer:
+    """An attribute producer that counts its calls."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.calls = 0
+        self.fail = fail
+
+    def __call__(self, value: int) -> dict[str, int]:
+        self.calls += 1
+        if self.fail:
+            raise RuntimeError("boom")
+        return {"later": value}
+
+
+def test_attributes_held_for_later_are_computed_only_for_a_kept_trace(rig: Rig) -> None:
+    kept, dropped = (
+        rig.tracer.start_span("k", kind=SpanKind.SERVER),
+        rig.tracer.start_span("d", kind=SpanKind.SERVER),
+    )
+    produce = Producer()
+    for root in (kept, dropped):
+        child = rig.tracer.start_span("child", context=trace.set_span_in_context(root))
+        set_attributes_later(child, produce, 7)
+        child.set_attribute("now", 1)
+        child.end()
+    assert produce.calls == 0  # both traces undecided
+    kept.buffer.decide(facts("status_5xx", "status_5xx"))  # type: ignore[attr-defined]
+    assert produce.calls == 1
+    dropped.buffer.decide(facts())  # type: ignore[attr-defined]
+    assert not dropped.is_recording()  # a dropped trace's spans record nothing more
+    assert kept.is_recording()
+    set_attributes_later(dropped, produce, 9)  # never run
+    set_attributes_later(kept, produce, 8)  # decided kept: run now
+    assert produce.calls == 2
+    kept.end()
+    dropped.end()
+    by_name = {s.name: s for s in rig.spans.get_finished_spans()}
+    assert set(by_name) == {"child", "k"}
+    assert dict(by_name["child"].attributes or {}) == {"now": 1, "later": 7}
+    assert by_name["k"].attributes == {"later": 8}
+    assert produce.calls == 2
+
+
+def test_a_failing_producer_costs_its_attributes_only(rig: Rig) -> None:
+    root = rig.tracer.start_span("r", kind=SpanKind.SERVER)
+    set_attributes_later(root, Producer(fail=True), 1)
+    set_attributes_later(root, Producer(), 2)
+    root.set_attribute("now", 1)
+    root.buffer.decide(facts("status_5xx", "status_5xx"))  # type: ignore[attr-defined]
+    root.end()
+    (span,) = rig.spans.get_finished_spans()
+    assert span.attributes == {"now": 1, "later": 2}
+
+
+def test_attributes_for_later_are_set_at_once_without_tail_sampling() -> None:
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    processor = SimpleSpanProcessor(spans)
+    provider.add_span_processor(processor)
+    lean = LeanTracer.of(provider, processor)
+    produce = Producer()
+    for span in (lean.start_span("lean"), provider.get_tracer("host").start_span("host")):
+        set_attributes_later(span, produce, 3)
+        span.end()
+    set_attributes_later(trace.NonRecordingSpan(trace.INVALID_SPAN_CONTEXT), produce, 4)
+    assert produce.calls == 2
+    assert [(s.name, dict(s.attributes or {})) for s in spans.get_finished_spans()] == [
+        ("lean", {"later": 3}),
+        ("host", {"later": 3}),
+    ]
+
+
+_PER_REQUEST = {"relaygate.sampling.reason", "relaygate.request_id"}
+
+
+def _shape(spans: InMemorySpanExporter) -> list[tuple[str, dict[str, object], list[str], str]]:
+    """Each span's name, attributes (but the request's id and sampling reason), events and
+    status, in order."""
+    out = []
+    for s in sorted(spans.get_finished_spans(), key=lambda s: s.start_time or 0):
+        attrs = {k: v for k, v in (s.attributes or {}).items() if k not in _PER_REQUEST}
+        out.append((s.name, attrs, [e.name for e in s.events], s.status.status_code.name))
+    return out
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_kept_trace_carries_what_an_unsampled_export_carries(stream: bool) -> None:
+    """Attributes computed later (request, server, outcome, the answer's facts) are all on a
+    kept trace's spans, exactly as when every trace is exported."""
+    shapes = []
+    for sampled in (False, True):
+        rig = Rig()
+        if not sampled:
+            rig.tracer.tail = None
+        tel = Telemetry(tracer=rig.tracer, metrics=rig.metrics, detail="full")
+        answer = stream_ok if stream else ok_json
+        gw = gateway(tel, Upstreams({"a.test": [lambda: status(503)], "b.test": [answer]}))
+        code, _, _ = await run(gw, stream=stream)
+        assert code == 200
+        shapes.append(_shape(rig.spans))
+        rig.provider.shutdown()
+    unsampled, kept = shapes
+    assert kept == unsampled
+    (ok_client,) = [
+        attrs
+        for name, attrs, _, _ in kept
+        if attrs.get("relaygate.outcome") == "ok" and "relaygate.target.path" in attrs
+    ]
+    assert ok_client["server.address"] == "b.test"
+    assert ok_client["gen_ai.response.model"] == "m"
+    assert ok_client["gen_ai.usage.output_tokens"] == (2 if stream else 3)
+    if not stream:  # the scripted stream names no finish reason
+        assert ok_client["gen_ai.response.finish_reasons"] == ("stop",)
