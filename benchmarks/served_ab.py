@@ -9,7 +9,8 @@ request and its ratio to the first variant's in the same round.
 
 Variants are ``telemetry`` settings of the served config (:data:`TELEMETRY`): ``off``,
 ``logs`` (metrics and the JSON log line on, no spans), ``tail0`` (tail sampling keeping
-no clean trace: what making the spans costs), ``tail`` (tail sampling at the production
+no clean trace: what making the spans costs), ``tail1`` (keeping 1 % of clean traces),
+``tail`` (tail sampling at the production
 setting, :data:`~benchmarks.systems.TAIL_SAMPLING`), ``tail-attempts`` (the same at
 ``detail: attempts``, no layer spans) and ``on`` (every trace exported); with
 ``--tree NAME=PATH`` the same setting is served from several checkouts (``git worktree
@@ -44,7 +45,7 @@ from benchmarks.systems import (
 
 REPO = Path(__file__).resolve().parent.parent
 
-TELEMETRY = ("off", "logs", "tail0", "tail", "tail-attempts", "on")
+TELEMETRY = ("off", "logs", "tail0", "tail1", "tail", "tail-attempts", "on")
 """The telemetry settings a variant may name (see the module docstring)."""
 
 
@@ -53,6 +54,8 @@ def served_config(up: Upstreams, port: int, telemetry: str, sink_port: int) -> d
     sampling: dict[str, Any] | None = None
     if telemetry == "tail0":
         sampling = {**TAIL_SAMPLING, "keep_ok_ratio": 0.0}
+    elif telemetry == "tail1":
+        sampling = {**TAIL_SAMPLING, "keep_ok_ratio": 0.01}
     elif telemetry.startswith("tail"):
         sampling = TAIL_SAMPLING
     config = relaygate_server_config(

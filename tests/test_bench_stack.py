@@ -124,6 +124,7 @@ def test_the_served_comparison_configs_differ_only_in_the_telemetry_they_name() 
         "off": "none",
         "logs": "none",
         "tail0": "otlp",
+        "tail1": "otlp",
         "tail": "otlp",
         "tail-attempts": "otlp",
         "on": "otlp",
@@ -131,12 +132,13 @@ def test_the_served_comparison_configs_differ_only_in_the_telemetry_they_name() 
     keep = {t: c.telemetry.traces.tail_sampling.keep_ok_ratio for t, c in compiled.items()}
     assert keep["tail"] == keep["tail-attempts"] == TAIL_SAMPLING["keep_ok_ratio"] < 1.0
     assert keep["tail0"] == 0.0  # no clean trace kept: what making spans costs
+    assert keep["tail1"] == 0.01
     assert keep["on"] == 1.0  # every trace kept
     detail = {t: c.telemetry.traces.detail for t, c in compiled.items()}
     assert detail == {**dict.fromkeys(TELEMETRY, "full"), "off": "off", "logs": "off"} | {
         "tail-attempts": "attempts"
     }
-    assert [c.telemetry.metrics.enabled for c in compiled.values()] == [False, *[True] * 5]
-    assert [c.telemetry.logs.level for c in compiled.values()] == ["warning", *["info"] * 5]
+    assert [c.telemetry.metrics.enabled for c in compiled.values()] == [False, *[True] * 6]
+    assert [c.telemetry.logs.level for c in compiled.values()] == ["warning", *["info"] * 6]
     # The same routes in every variant: only telemetry differs.
     assert len({tuple(sorted(c.configs)) for c in compiled.values()}) == 1
