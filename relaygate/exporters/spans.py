@@ -73,7 +73,8 @@ def set_attributes_later(span: trace.Span, producer: AttributeProducer, *args: A
     ``ReadableSpan``; on a span of a dropped trace it is never run; on any other recording
     span it is run now. ``args`` must not change once handed over (pass values, or objects
     no one changes afterwards), and the keys must be ones the span's other calls do not set.
-    A producer that raises is skipped: its attributes are missing, the span is not.
+    A producer run now raises to the caller; one run later that raises is counted in
+    ``relaygate_telemetry_errors_total`` and costs its own attributes only.
     """
     if type(span) is LeanSpan:
         span.set_attributes_later(producer, args)
@@ -385,11 +386,7 @@ class LeanSpan(trace.Span):
         buffer = self.buffer
         if buffer is None or buffer.decision is not None:
             if buffer is None or buffer.decision.keep:  # type: ignore[union-attr]
-                try:
-                    attributes = producer(*args)
-                except Exception:  # a producer's failure costs its attributes only
-                    return
-                self.set_attributes(attributes)
+                _store(self._attributes, producer(*args))
             return
         later = self._later
         if later is None:
@@ -480,10 +477,10 @@ class LeanSpan(trace.Span):
             self._later = None
             for producer, args in later:
                 try:
-                    produced = producer(*args)
-                except Exception:  # a producer's failure costs its attributes only
-                    continue
-                _store(attributes, produced)
+                    _store(attributes, producer(*args))
+                except Exception:  # telemetry never fails a request: counted, not raised
+                    if self.buffer is not None:
+                        self.buffer.failed()
         return ReadableSpan(
             name=self._name,
             context=self._context,

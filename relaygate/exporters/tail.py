@@ -98,6 +98,12 @@ class TailSampler:
             child = self._spans[keep] = metrics.trace_spans.labels(KEPT if keep else DROPPED)
         child.inc(spans)
 
+    def count_error(self) -> None:
+        """Count a telemetry error (a span's attributes held for later failed to compute)."""
+        metrics = self._metrics
+        if metrics is not None:
+            metrics.telemetry_errors.inc()
+
     def count_trace(self, decision: Decision) -> None:
         """Count one trace decided by ``decision``."""
         child = self._traces.get(decision)
@@ -162,6 +168,11 @@ class TraceBuffer:
         sampler.buffered += 1
         if root:
             self.settle(_UNDECIDED)
+
+    def failed(self) -> None:
+        """Count a telemetry error met while turning one of the trace's spans into the SDK's
+        form (:meth:`TailSampler.count_error`)."""
+        self._sampler.count_error()
 
     def decide(self, facts: RequestFacts) -> Decision:
         """Settle the trace by the policy's decision for ``facts`` (see :meth:`settle`)."""

@@ -386,6 +386,7 @@ def test_a_failing_producer_costs_its_attributes_only(rig: Rig) -> None:
     root.end()
     (span,) = rig.spans.get_finished_spans()
     assert span.attributes == {"now": 1, "later": 2}
+    assert rig.count("relaygate_telemetry_errors_total") == 1  # counted, never raised
 
 
 def test_attributes_for_later_are_set_at_once_without_tail_sampling() -> None:
@@ -400,6 +401,8 @@ def test_attributes_for_later_are_set_at_once_without_tail_sampling() -> None:
         span.end()
     set_attributes_later(trace.NonRecordingSpan(trace.INVALID_SPAN_CONTEXT), produce, 4)
     assert produce.calls == 2
+    with pytest.raises(RuntimeError):  # run now: the caller's guard sees the failure
+        set_attributes_later(lean.start_span("failing"), Producer(fail=True), 5)
     assert [(s.name, dict(s.attributes or {})) for s in spans.get_finished_spans()] == [
         ("lean", {"later": 3}),
         ("host", {"later": 3}),
