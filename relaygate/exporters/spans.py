@@ -76,10 +76,25 @@ def set_attributes_later(span: trace.Span, producer: AttributeProducer, *args: A
     A producer run now raises to the caller; one run later that raises is counted in
     ``relaygate_telemetry_errors_total`` and costs its own attributes only.
     """
-    if type(span) is LeanSpan:
-        span.set_attributes_later(producer, args)
-    elif span.is_recording():
-        span.set_attributes(producer(*args))
+    if type(span) is not LeanSpan:
+        if span.is_recording():
+            span.set_attributes(producer(*args))
+        return
+    if span.ended:
+        return
+    buffer = span.buffer
+    if buffer is not None:
+        decision = buffer.decision
+        if decision is None:  # undecided: held until the span is turned into a ReadableSpan
+            later = span._later
+            if later is None:
+                span._later = [(producer, args)]
+            else:
+                later.append((producer, args))
+            return
+        if not decision.keep:
+            return
+    _store(span._attributes, producer(*args))
 
 
 def _span_context(
@@ -378,22 +393,6 @@ class LeanSpan(trace.Span):
         decision = buffer.decision
         return decision is None or decision.keep
 
-    def set_attributes_later(self, producer: AttributeProducer, args: tuple[Any, ...]) -> None:
-        """:func:`set_attributes_later` for this span: held while its trace is undecided,
-        run now once it is kept (or when it has no tail-sampling buffer), dropped with it."""
-        if self.ended:
-            return
-        buffer = self.buffer
-        if buffer is None or buffer.decision is not None:
-            if buffer is None or buffer.decision.keep:  # type: ignore[union-attr]
-                _store(self._attributes, producer(*args))
-            return
-        later = self._later
-        if later is None:
-            self._later = [(producer, args)]
-        else:
-            later.append((producer, args))
-
     def set_attributes(self, attributes: Mapping[str, types.AttributeValue]) -> None:
         """Set several attributes; ``None`` values are skipped, lists stored as tuples."""
         if not self.ended:
@@ -469,7 +468,7 @@ class LeanSpan(trace.Span):
 
     def readable(self) -> ReadableSpan:
         """The ended span in the SDK's form, for span processors and exporters, with the
-        attributes held for later (:meth:`set_attributes_later`) computed now."""
+        attributes held for later (:func:`set_attributes_later`) computed now."""
         tracer = self._tracer
         attributes = self._attributes
         later = self._later

@@ -72,11 +72,16 @@ def _payload_facts(payload: Any, full: bool = True) -> Facts:
     id and finish reasons."""
     if payload is None:
         return _NO_FACTS
+    usage = usage_of(payload)
     if not full:
-        usage = usage_of(payload)
         return _NO_FACTS if usage is None else Facts(usage)
+    return _answer_facts(payload, usage)
+
+
+def _answer_facts(payload: Any, usage: tuple[int, int] | None) -> Facts:
+    """``usage`` with the model, id and finish reasons a complete answer's payload names."""
     return Facts(
-        usage_of(payload),
+        usage,
         string_field(payload, "model"),
         string_field(payload, "id"),
         finish_reasons_of(payload) or None,
@@ -318,10 +323,11 @@ def _outcome_attributes(
     reason: str, status: int | None, etype: str | None, facts: Facts, payload: Any
 ) -> dict[str, Any]:
     """The attempt's outcome attributes: status as sent (none if nothing was answered),
-    outcome, ``error.type`` on failure, and what the answer said (read from ``payload``, a
-    complete answer, when given)."""
+    outcome, ``error.type`` on failure, and what the answer said (its model, id and finish
+    reasons read from ``payload``, a complete answer, when given; ``facts`` holds its
+    usage)."""
     if payload is not None:
-        facts = _payload_facts(payload)
+        facts = _answer_facts(payload, facts.usage)
     # None values are left out (a host's SDK span warns about them).
     attrs: dict[str, Any] = {sc.OUTCOME: reason}
     if status is not None:
