@@ -55,7 +55,7 @@ from benchmarks.procs import (
     port_open,
 )
 from benchmarks.systems import (
-    TAIL_SAMPLING,
+    PRODUCTION_TRACES,
     Kind,
     System,
     Upstreams,
@@ -250,14 +250,14 @@ class Bench:
         telemetry: bool,
         workers: int = 1,
         cores: str | None = None,
-        tail_sampling: dict[str, Any] | None = None,
+        traces: dict[str, Any] | None = None,
     ) -> Service:
         """``relaygate serve`` on a generated config; ready when ``/health`` answers."""
         assert self.upstreams is not None
         port = free_port()
         sink = self.start_sink(f"{name}-otlp-sink") if telemetry else None
         config = relaygate_server_config(
-            self.upstreams, port, telemetry, sink.port if sink else None, tail_sampling
+            self.upstreams, port, telemetry, sink.port if sink else None, traces
         )
         svc = self._serve(name, config, port, workers, cores)
         self.services[name] = svc
@@ -330,7 +330,7 @@ class Bench:
         self.start_relaygate("relaygate", telemetry=True, cores=self.gw_cores)
         self.start_relaygate("relaygate-off", telemetry=False, cores=self.gw_cores)
         self.start_relaygate(
-            "relaygate-tail", telemetry=True, cores=self.gw_cores, tail_sampling=TAIL_SAMPLING
+            "relaygate-tail", telemetry=True, cores=self.gw_cores, traces=PRODUCTION_TRACES
         )
         both = "0,1" if self.opts.pin else None
         self.start_relaygate("relaygate-2w", telemetry=True, workers=2, cores=both)

@@ -8,11 +8,11 @@ each round compares them within seconds; the figure is each variant's median CPU
 request and its ratio to the first variant's in the same round.
 
 Variants are ``telemetry`` settings of the served config (:data:`TELEMETRY`): ``off``,
-``logs`` (metrics and the JSON log line on, no spans), ``tail0`` (tail sampling keeping
-no clean trace: what making the spans costs), ``tail1`` (keeping 1 % of clean traces),
-``tail`` (tail sampling at the production
-setting, :data:`~benchmarks.systems.TAIL_SAMPLING`), ``tail-attempts`` (the same at
-``detail: attempts``, no layer spans) and ``on`` (every trace exported); with
+``logs`` (metrics and the JSON log line on, no spans), ``tail`` (the production setting,
+:data:`~benchmarks.systems.PRODUCTION_TRACES`: tail sampling, the request and attempt
+spans), ``tail0`` and ``tail1`` (the same keeping no clean trace, what making the spans
+costs, and 1 % of them), ``tail-full`` (tail sampling at ``detail: full``, a span per layer
+and strategy node too) and ``on`` (every trace exported, ``detail: full``); with
 ``--tree NAME=PATH`` the same setting is served from several checkouts (``git worktree
 add ../old <rev>``) instead. The upstream answers at once
 (:mod:`benchmarks.delay_upstream` with no delay) unless ``--kind slow``.
@@ -36,6 +36,7 @@ from typing import Any
 from benchmarks.loadgen import run_wrk
 from benchmarks.procs import Processes, Service, free_port, http_ok, port_open
 from benchmarks.systems import (
+    PRODUCTION_TRACES,
     TAIL_SAMPLING,
     Upstreams,
     relaygate_server_config,
@@ -45,27 +46,29 @@ from benchmarks.systems import (
 
 REPO = Path(__file__).resolve().parent.parent
 
-TELEMETRY = ("off", "logs", "tail0", "tail1", "tail", "tail-attempts", "on")
-"""The telemetry settings a variant may name (see the module docstring)."""
+_KEEP_NONE = {**PRODUCTION_TRACES, "tail_sampling": {**TAIL_SAMPLING, "keep_ok_ratio": 0.0}}
+_KEEP_ONE_PERCENT = {**PRODUCTION_TRACES, "tail_sampling": {**TAIL_SAMPLING, "keep_ok_ratio": 0.01}}
+
+VARIANTS: dict[str, dict[str, Any] | None] = {
+    "off": None,
+    "logs": {"exporter": "none", "detail": "off"},
+    "tail0": _KEEP_NONE,
+    "tail1": _KEEP_ONE_PERCENT,
+    "tail": PRODUCTION_TRACES,
+    "tail-full": {"tail_sampling": TAIL_SAMPLING},
+    "on": None,
+}
+"""Each telemetry setting a variant may name, as its tracing settings over the benchmark's
+telemetry-on config (see the module docstring; ``off`` is telemetry off)."""
+
+TELEMETRY = tuple(VARIANTS)
+"""The telemetry settings a variant may name."""
 
 
 def served_config(up: Upstreams, port: int, telemetry: str, sink_port: int) -> dict[str, Any]:
     """The benchmark's server config with ``telemetry`` (one of :data:`TELEMETRY`)."""
-    sampling: dict[str, Any] | None = None
-    if telemetry == "tail0":
-        sampling = {**TAIL_SAMPLING, "keep_ok_ratio": 0.0}
-    elif telemetry == "tail1":
-        sampling = {**TAIL_SAMPLING, "keep_ok_ratio": 0.01}
-    elif telemetry.startswith("tail"):
-        sampling = TAIL_SAMPLING
-    config = relaygate_server_config(
-        up, port, telemetry != "off", sink_port if telemetry != "off" else None, sampling
-    )
-    if telemetry == "logs":
-        config["telemetry"]["traces"] = {"exporter": "none", "detail": "off"}
-    if telemetry == "tail-attempts":
-        config["telemetry"]["traces"]["detail"] = "attempts"
-    return config
+    on = telemetry != "off"
+    return relaygate_server_config(up, port, on, sink_port if on else None, VARIANTS[telemetry])
 
 
 def _python(procs: Processes, name: str, args: list[str], port: int, tree: Path) -> Service:

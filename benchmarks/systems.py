@@ -81,7 +81,11 @@ def portkey_configs(up: Upstreams) -> dict[Kind, dict[str, Any]]:
 
 
 TAIL_SAMPLING: dict[str, Any] = {"keep_ok_ratio": 0.1, "latency_threshold_ms": 2000}
-"""The README's production tail-sampling setting (the ``relaygate-tail`` system's)."""
+"""The README's production tail-sampling policy."""
+
+PRODUCTION_TRACES: dict[str, Any] = {"detail": "attempts", "tail_sampling": TAIL_SAMPLING}
+"""The README's production tracing setting (the ``relaygate-tail`` system's): tail
+sampling by :data:`TAIL_SAMPLING`, the request span and one span per upstream attempt."""
 
 
 def relaygate_server_config(
@@ -89,7 +93,7 @@ def relaygate_server_config(
     port: int,
     telemetry: bool,
     sink_port: int | None,
-    tail_sampling: dict[str, Any] | None = None,
+    traces: dict[str, Any] | None = None,
     configs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A ``relaygate serve`` config: the four named configs (or ``configs``, the first being
@@ -97,7 +101,8 @@ def relaygate_server_config(
 
     On: every span exported over OTLP/HTTP to the sink at ``sink_port`` (detail ``full``,
     every request sampled), Prometheus metrics recorded, one JSON log line per request;
-    with ``tail_sampling``, traces are tail-sampled by it instead of all exported.
+    ``traces`` overrides tracing settings (:data:`PRODUCTION_TRACES`: tail-sampled at the
+    production setting instead of all exported).
     Off: no exporter (spans off), metrics disabled, logs at ``warning``.
     """
     if telemetry:
@@ -113,8 +118,8 @@ def relaygate_server_config(
             "metrics": {"enabled": True},
             "logs": {"level": "info", "format": "json"},
         }
-        if tail_sampling is not None:
-            tel["traces"]["tail_sampling"] = tail_sampling
+        if traces is not None:
+            tel["traces"].update(traces)
     else:
         tel = {
             "service_name": "relaygate-bench",

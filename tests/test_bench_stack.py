@@ -115,7 +115,7 @@ def test_both_new_floors_forward_like_the_floor(monkeypatch: Any) -> None:
 
 def test_the_served_comparison_configs_differ_only_in_the_telemetry_they_name() -> None:
     from benchmarks.served_ab import TELEMETRY, served_config
-    from benchmarks.systems import TAIL_SAMPLING, Upstreams
+    from benchmarks.systems import PRODUCTION_TRACES, TAIL_SAMPLING, Upstreams
     from relaygate.config.source import server_config_of
 
     up = Upstreams(18080, 18081)
@@ -126,17 +126,24 @@ def test_the_served_comparison_configs_differ_only_in_the_telemetry_they_name() 
         "tail0": "otlp",
         "tail1": "otlp",
         "tail": "otlp",
-        "tail-attempts": "otlp",
+        "tail-full": "otlp",
         "on": "otlp",
     }
     keep = {t: c.telemetry.traces.tail_sampling.keep_ok_ratio for t, c in compiled.items()}
-    assert keep["tail"] == keep["tail-attempts"] == TAIL_SAMPLING["keep_ok_ratio"] < 1.0
+    assert keep["tail"] == keep["tail-full"] == TAIL_SAMPLING["keep_ok_ratio"] < 1.0
     assert keep["tail0"] == 0.0  # no clean trace kept: what making spans costs
     assert keep["tail1"] == 0.01
     assert keep["on"] == 1.0  # every trace kept
     detail = {t: c.telemetry.traces.detail for t, c in compiled.items()}
-    assert detail == {**dict.fromkeys(TELEMETRY, "full"), "off": "off", "logs": "off"} | {
-        "tail-attempts": "attempts"
+    production = PRODUCTION_TRACES["detail"]
+    assert detail == {
+        "off": "off",
+        "logs": "off",
+        "tail0": production,
+        "tail1": production,
+        "tail": production,
+        "tail-full": "full",
+        "on": "full",
     }
     assert [c.telemetry.metrics.enabled for c in compiled.values()] == [False, *[True] * 6]
     assert [c.telemetry.logs.level for c in compiled.values()] == ["warning", *["info"] * 6]
