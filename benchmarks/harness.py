@@ -53,6 +53,7 @@ from benchmarks.procs import (
     free_port,
     http_ok,
     port_open,
+    python_env,
 )
 from benchmarks.systems import (
     PRODUCTION_TRACES,
@@ -202,8 +203,7 @@ class Bench:
     # --- processes -----------------------------------------------------------------------
 
     def _python(self, name: str, args: list[str], port: int, cores: str | None) -> Service:
-        env = _clean_env()
-        env["PYTHONPATH"] = str(REPO)
+        env = python_env(REPO)
         return self.procs.start(name, [sys.executable, *args], port, cores, env, cwd=REPO)
 
     def start_upstreams(self) -> Upstreams:
@@ -312,8 +312,7 @@ class Bench:
         httptools), or one of :mod:`benchmarks.stack_floors`."""
         assert self.upstreams is not None
         port = free_port()
-        env = _clean_env()
-        env["PYTHONPATH"] = str(REPO)
+        env = python_env(REPO)
         env["FLOOR_UPSTREAM"] = self.upstreams.base("fast") + "/chat/completions"
         env["FLOOR_SLOW_UPSTREAM"] = self.upstreams.base("slow") + "/chat/completions"
         env["FLOOR_STREAM_UPSTREAM"] = self.upstreams.base("sse") + "/chat/completions"
@@ -685,11 +684,6 @@ def requests_by_config(port: int) -> dict[str, int]:
             config = labels.split('config="', 1)[1].split('"', 1)[0]
             served[config] = served.get(config, 0) + int(float(value))
     return served
-
-
-def _clean_env() -> dict[str, str]:
-    """The environment without OTEL_* variables, so only the generated configs decide."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
 
 
 def _jsonable(value: Any) -> Any:

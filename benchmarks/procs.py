@@ -61,6 +61,16 @@ def descendants(pid: int) -> list[int]:
     return tree
 
 
+def python_env(tree: Path, **extra: str) -> dict[str, str]:
+    """The environment for a benchmark's Python process: this one's without ``OTEL_*``
+    variables (only the generated configs decide), ``PYTHONPATH`` at the code ``tree``, plus
+    ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env["PYTHONPATH"] = str(tree)
+    env.update(extra)
+    return env
+
+
 def process_cpu_clock(pid: int) -> int:
     """The clock id of process ``pid``'s CPU time, as ``clock_getcpuclockid(3)`` makes it
     (Linux: the process-wide scheduler clock, every thread's time, exited ones included)."""

@@ -25,7 +25,6 @@ Run: ``python -m benchmarks.served_ab [--variants off,logs,tail,on] [--conns 16]
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
@@ -34,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.loadgen import run_wrk
-from benchmarks.procs import Processes, Service, free_port, http_ok, port_open
+from benchmarks.procs import Processes, Service, free_port, http_ok, port_open, python_env
 from benchmarks.systems import (
     PRODUCTION_TRACES,
     TAIL_SAMPLING,
@@ -72,8 +71,7 @@ def served_config(up: Upstreams, port: int, telemetry: str, sink_port: int) -> d
 
 
 def _python(procs: Processes, name: str, args: list[str], port: int, tree: Path) -> Service:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    env["PYTHONPATH"] = str(tree)
+    env = python_env(tree)
     core = "0" if args[1] == "relaygate.cli" else "1"
     return procs.start(name, [sys.executable, *args], port, core, env, cwd=tree)
 

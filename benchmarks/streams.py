@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import peers, report, stream_load
-from benchmarks.procs import Processes, Service, free_port, http_ok, port_open
+from benchmarks.procs import Processes, Service, free_port, http_ok, port_open, python_env
 from benchmarks.stream_load import Req
 from benchmarks.stream_upstream import raise_open_files_limit
 from benchmarks.systems import API_KEY, CHAT_PATH, Upstreams, relaygate_server_config, write_json
@@ -240,8 +240,7 @@ class StreamBench:
         self.results["notes"].append(text)
 
     def _python(self, name: str, args: list[str], port: int, cores: str | None) -> Service:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-        env["PYTHONPATH"] = str(REPO)
+        env = python_env(REPO)
         return self.procs.start(name, [sys.executable, *args], port, cores, env, cwd=REPO)
 
     def start(self) -> None:
@@ -274,9 +273,7 @@ class StreamBench:
         if opts.granian:
             self._start_granian(config, path)
         port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-        env["PYTHONPATH"] = str(REPO)
-        env["FLOOR_PASS_BASE"] = f"http://127.0.0.1:{self.up_port}"
+        env = python_env(REPO, FLOOR_PASS_BASE=f"http://127.0.0.1:{self.up_port}")
         argv = [sys.executable, "-m", "uvicorn", "benchmarks.floor_proxy:app"]
         argv += ["--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop"]
         argv += ["--http", "httptools", "--log-level", "warning", "--no-access-log"]
@@ -296,9 +293,7 @@ class StreamBench:
         port = free_port()
         config = {**config, "listen": {**config.get("listen", {}), "port": port}}
         path = write_json(path.with_name("relaygate-granian.json"), config)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-        env["PYTHONPATH"] = str(REPO)
-        env["RELAYGATE_CONFIG"] = str(path)
+        env = python_env(REPO, RELAYGATE_CONFIG=str(path))
         argv = [sys.executable, "-m", "granian", "--interface", "asgi", "--factory"]
         argv += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
         argv += ["--runtime-threads", "1", "--loop", "uvloop", "--no-ws"]

@@ -1,11 +1,16 @@
-"""The benchmark harness's CPU reading (:func:`benchmarks.procs.tree_cpu_seconds`)."""
+"""The benchmark harness's process helpers: the CPU reading
+(:func:`benchmarks.procs.tree_cpu_seconds`) and the environment benchmark processes run in
+(:func:`benchmarks.procs.python_env`)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
-from benchmarks.procs import CLK_TCK, tree_cpu_seconds
+import pytest
+
+from benchmarks.procs import CLK_TCK, python_env, tree_cpu_seconds
 
 SPIN = """
 import sys, time
@@ -58,3 +63,15 @@ def test_descendants_are_counted() -> None:
         assert tree_cpu_seconds(parent.pid) >= 0.2
     finally:
         parent.communicate("")
+
+
+def test_a_benchmark_process_runs_the_given_tree_and_ignores_the_callers_otel_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    monkeypatch.setenv("RELAYGATE_KEPT", "yes")
+    env = python_env(Path("/tmp/tree"), RELAYGATE_CONFIG="/tmp/c.json")
+    assert not [name for name in env if name.startswith("OTEL_")]
+    assert env["PYTHONPATH"] == "/tmp/tree"
+    assert env["RELAYGATE_CONFIG"] == "/tmp/c.json"
+    assert env["RELAYGATE_KEPT"] == "yes"
